@@ -1,0 +1,26 @@
+"""The `ansflow` command line: validate, plan, run, schema, and the engine sub-commands."""
+
+from __future__ import annotations
+
+import typer
+
+from ansflow.cli import cleanup as cleanup_cli
+from ansflow.cli import cluster as cluster_cli
+from ansflow.cli import dev_cluster as dev_cluster_cli
+from ansflow.cli import pipeline as pipeline_cli
+
+app = typer.Typer(
+    name="ansflow",
+    help="Hybrid shell / Docker / Kubernetes CI/CD pipelines, run as Prefect flows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+pipeline_cli.register(app)
+app.command("cleanup")(cleanup_cli.cleanup)
+app.add_typer(dev_cluster_cli.app, name="dev-cluster")
+app.add_typer(cluster_cli.app, name="cluster")
+
+
+def main() -> None:
+    app()

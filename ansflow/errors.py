@@ -1,0 +1,45 @@
+"""The exception tree shared by the pipeline language, the engines and the step tasks."""
+
+from __future__ import annotations
+
+
+class AnsflowError(Exception):
+    """Base of every error ansflow raises on purpose; its message is meant for a user."""
+
+
+class UsageError(AnsflowError):
+    """The user asked for something that cannot be done (missing file, bad flag)."""
+
+
+class SpecError(AnsflowError):
+    """A pipeline file is invalid; carries every problem found, each with a position."""
+
+    def __init__(self, problems: list) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class StepFailed(AnsflowError):
+    """A step failed for good (bad exit code, engine refused, ...). Not retried unless the
+    step's retry policy says so."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None, hint: str | None = None):
+        self.exit_code = exit_code
+        self.hint = hint
+        super().__init__(message if not hint else f"{message}\n  hint: {hint}")
+
+
+class StepTimedOut(StepFailed):
+    """A step ran past its deadline and was killed."""
+
+
+class StepCancelled(StepFailed):
+    """A step was stopped because its pipeline run was cancelled."""
+
+
+class StepTransient(StepFailed):
+    """A failure worth retrying (registry unreachable, API server 5xx, ...)."""
+
+
+class EngineUnavailable(StepFailed):
+    """The Docker engine or the Kubernetes API server cannot be reached."""

@@ -1,0 +1,1 @@
+"""Prefect deployments and schedules of ansflow flows."""

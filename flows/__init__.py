@@ -1,0 +1,1 @@
+"""Prefect flows: the pipeline flow that runs a plan, sync, cleanup, management."""

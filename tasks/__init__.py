@@ -1,0 +1,1 @@
+"""Step types: one module per step type (or small family), each a Prefect task."""

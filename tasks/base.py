@@ -1,0 +1,145 @@
+"""The contract every step type implements: the context a step runs in and what it returns.
+
+A step executor is a plain function ``execute(ctx: StepContext, config: <ConfigModel>) ->
+StepResult``. It validates before any I/O, streams its output through ``ctx.emit`` (masked,
+bounded, live), enforces its own deadline (``ctx.remaining()``), stops when
+``ctx.cancelled`` is set, registers a cleanup for anything it creates outside the process
+(``ctx.on_cancel``), and raises ``StepFailed`` (or a subclass) on failure.
+``ansflow.tasks.registry`` wraps each executor into a Prefect task.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+MAX_LINE_CHARS = 8192
+LABEL_PREFIX = "ansflow.dev/"
+
+
+class StepResult(BaseModel):
+    """What a step hands back: small and serializable, never an SDK object."""
+
+    exit_code: int | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass
+class RunControl:
+    """Run-wide cancellation: one per pipeline run, shared by all its steps (in-process)."""
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _cleanups: dict[int, Callable[[], None]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _next: int = 0
+
+    def on_cancel(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Register ``fn`` to run if the run is cancelled; returns a function unregistering it."""
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._cleanups[key] = fn
+
+        def unregister() -> None:
+            with self._lock:
+                self._cleanups.pop(key, None)
+
+        return unregister
+
+    def cancel(self) -> None:
+        """Set the cancelled flag and run every registered cleanup (each at most once)."""
+        self.cancelled.set()
+        with self._lock:
+            fns = list(self._cleanups.values())
+            self._cleanups.clear()
+        for fn in fns:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - cleanup must go on for the other resources
+                logging.getLogger("ansflow").exception("cleanup after cancel failed")
+
+
+class Masker:
+    """Replaces every secret value with *** in text about to be shown anywhere."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({s for s in (secrets or []) if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs to know about the run it belongs to."""
+
+    pipeline: str
+    run_id: str
+    build_number: int
+    step_id: str
+    step_name: str
+    stage: str
+    step_type: str
+    workspace: str
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    runs_on: str = "local"
+    defaults: dict[str, Any] = field(default_factory=dict)
+    masker: Masker = field(default_factory=Masker)
+    control: RunControl = field(default_factory=RunControl)
+    logger: logging.Logger | logging.LoggerAdapter | None = None
+    attempt: int = 1
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels put on every container / object a step creates, so cleanup can find them."""
+        return {
+            f"{LABEL_PREFIX}pipeline": _label_value(self.pipeline),
+            f"{LABEL_PREFIX}run-id": self.run_id,
+            f"{LABEL_PREFIX}step": _label_value(self.step_id),
+        }
+
+    @property
+    def cancelled(self) -> bool:
+        return self.control.cancelled.is_set()
+
+    def on_cancel(self, fn: Callable[[], None]) -> Callable[[], None]:
+        return self.control.on_cancel(fn)
+
+    def remaining(self) -> float | None:
+        """Seconds left before the step's deadline, None when it has none."""
+        if self.timeout is None:
+            return None
+        return self.timeout - (time.monotonic() - self.started)
+
+    def emit(self, line: str, *, stream: str = "stdout") -> None:
+        """Send one line of step output to the Prefect task log, masked and bounded."""
+        line = self.masker(line.rstrip("\r\n"))
+        if len(line) > MAX_LINE_CHARS:
+            line = line[:MAX_LINE_CHARS] + f"... [{len(line) - MAX_LINE_CHARS} chars cut]"
+        log = self.logger or logging.getLogger("ansflow.step")
+        if stream == "stderr":
+            log.warning(line)
+        else:
+            log.info(line)
+
+
+def _label_value(value: str) -> str:
+    """A Kubernetes/Docker-safe label value (<= 63 chars of [A-Za-z0-9_.-])."""
+    cleaned = "".join(c if (c.isascii() and (c.isalnum() or c in "-_.")) else "-" for c in value)
+    cleaned = cleaned.strip("-_.")[:63].strip("-_.")
+    return cleaned or "x"
