@@ -3,3 +3,5 @@
 Importing this module imports every Block subclass, so that Prefect's `prefect.collections`
 entry point registers them all with a starting server.
 """
+
+from ansflow.blocks import docker, kubernetes  # noqa: F401  (registers the blocks)

@@ -1,0 +1,1 @@
+"""Docker host and registry credentials blocks."""

@@ -1,0 +1,1 @@
+"""Kubernetes cluster credentials block."""

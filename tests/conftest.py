@@ -1,0 +1,100 @@
+"""Suite-wide set-up: one real Prefect server for the whole run, homes in temp dirs.
+
+The environment is set at import time, before anything imports Prefect (Prefect freezes its
+settings on import). The server starts in the background right away; tests that talk to it
+request the `prefect_server` fixture, which waits until it answers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+pytest_plugins = ["fixtures_docker", "fixtures_k8s"]
+
+_TMP = Path(tempfile.mkdtemp(prefix="ansflow-tests-"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_PORT = _free_port()
+_ENV = {
+    "PREFECT_HOME": str(_TMP / "prefect"),
+    "PREFECT_API_URL": f"http://127.0.0.1:{_PORT}/api",
+    "PREFECT_SERVER_API_HOST": "127.0.0.1",
+    "PREFECT_SERVER_API_PORT": str(_PORT),
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": os.environ.get("PREFECT_SERVER_UI_ENABLED", "true"),
+    "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.2",
+    "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    "ANSFLOW_HOME": str(_TMP / "ansflow"),
+}
+os.environ.update(_ENV)
+if os.environ.get("ANSFLOW_TEST_DATABASE_URL"):
+    # The second run of the suite: Prefect's and ansflow's databases on PostgreSQL.
+    os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = os.environ[
+        "ANSFLOW_TEST_PREFECT_DATABASE_URL"
+    ]
+    os.environ["ANSFLOW_DATABASE_URL"] = os.environ["ANSFLOW_TEST_DATABASE_URL"]
+
+_SERVER_LOG = _TMP / "prefect-server.log"
+_server = subprocess.Popen(
+    [sys.executable, "-m", "prefect", "server", "start", "--no-services"]
+    if os.environ.get("ANSFLOW_TEST_SERVER_NO_SERVICES")
+    else [sys.executable, "-m", "prefect", "server", "start"],
+    stdout=_SERVER_LOG.open("wb"),
+    stderr=subprocess.STDOUT,
+    start_new_session=True,
+)
+
+
+def _wait_healthy(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _server.poll() is not None:
+            raise RuntimeError(
+                f"prefect server exited ({_server.returncode}):\n{_SERVER_LOG.read_text()[-3000:]}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"prefect server not healthy after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> str:
+    """The API URL of the suite's real Prefect server (already in PREFECT_API_URL)."""
+    _wait_healthy(_ENV["PREFECT_API_URL"], 120)
+    return _ENV["PREFECT_API_URL"]
+
+
+@pytest.fixture(scope="session")
+def tmp_home() -> Path:
+    """The suite's temp root (PREFECT_HOME and ANSFLOW_HOME live below it)."""
+    return _TMP
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _server.poll() is None:
+        _server.terminate()
+        try:
+            _server.wait(10)
+        except subprocess.TimeoutExpired:
+            _server.kill()

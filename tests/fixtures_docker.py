@@ -1,0 +1,1 @@
+"""Docker engine and registry fixtures (see issue: Docker)."""

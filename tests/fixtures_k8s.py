@@ -1,0 +1,1 @@
+"""Dev-cluster fixtures (see issue: dev cluster)."""
