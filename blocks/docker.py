@@ -1,1 +1,109 @@
-"""Docker host and registry credentials blocks."""
+"""Docker host and registry credentials: prefect-docker's blocks, and how step values name them.
+
+ansflow re-uses prefect-docker's ``DockerHost`` and ``DockerRegistryCredentials`` blocks (the
+password is a ``SecretStr``). A step's ``registry:`` or ``credentials:`` value is either the
+name of a saved ``DockerRegistryCredentials`` block, or a plain registry host
+(``registry.example.com``, ``127.0.0.1:5000``) for anonymous access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect_docker import DockerHost, DockerRegistryCredentials
+from pydantic import SecretStr
+
+from ansflow.engines.docker_streams import looks_like_registry
+from ansflow.errors import StepFailed
+
+__all__ = ["DockerHost", "DockerRegistryCredentials", "RegistryAccess", "resolve_registry",
+           "docker_base_url"]
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """Where to push / pull and with which credentials (None: anonymous)."""
+
+    host: str | None
+    username: str | None = None
+    password: SecretStr | None = None
+    source: str = "anonymous"
+
+    def auth_config(self) -> dict[str, str] | None:
+        """The engine's X-Registry-Auth payload; None for anonymous access."""
+        if self.username is None or self.password is None:
+            return None
+        return {
+            "username": self.username,
+            "password": self.password.get_secret_value(),
+            "serveraddress": self.host or "",
+        }
+
+
+def _host_of(url: str) -> str:
+    for scheme in ("https://", "http://"):
+        if url.startswith(scheme):
+            url = url[len(scheme):]
+    return url.rstrip("/")
+
+
+def _load_credentials(name: str, what: str) -> DockerRegistryCredentials:
+    try:
+        return DockerRegistryCredentials.load(name)
+    except ValueError as exc:
+        raise StepFailed(
+            f"{what} {name!r}: no saved Docker Registry Credentials block has that name",
+            hint="save one (ansflow docs/docker.md shows how), or give a registry host with a "
+                 "dot or a port (e.g. registry.example.com, 127.0.0.1:5000) for anonymous access",
+        ) from exc
+
+
+def resolve_registry(registry: str | None, credentials: str | None) -> RegistryAccess:
+    """Turn a step's ``registry`` / ``credentials`` values into a :class:`RegistryAccess`.
+
+    Args:
+        registry: A registry host, or the name of a saved credentials block, or None.
+        credentials: The name of a saved credentials block, or a plain host (anonymous).
+
+    Returns:
+        The target host (None: keep the image's own) and the credentials, if any.
+
+    Raises:
+        StepFailed: a name that is neither a host nor a saved block.
+    """
+    host: str | None = None
+    access = RegistryAccess(host=None)
+    for value, what in ((registry, "registry"), (credentials, "credentials")):
+        if not value:
+            continue
+        value = value.strip()
+        if looks_like_registry(value):
+            host = host or _host_of(value)
+            continue
+        block = _load_credentials(value, what)
+        block_host = _host_of(block.registry_url)
+        access = RegistryAccess(
+            host=block_host, username=block.username, password=block.password,
+            source=f"block {value!r}",
+        )
+        host = host or block_host
+    return RegistryAccess(host=host, username=access.username, password=access.password,
+                          source=access.source)
+
+
+def docker_base_url(host: str | None) -> str | None:
+    """The engine address a ``defaults.docker.host`` value means: a URL, or a DockerHost block.
+
+    Args:
+        host: ``unix://...`` / ``tcp://...`` / ``ssh://...``, the name of a saved DockerHost
+            block, or None (DOCKER_HOST / the docker CLI's context).
+
+    Returns:
+        The base URL to connect to, None for the environment's default.
+    """
+    if not host or "://" in host:
+        return host or None
+    try:
+        return DockerHost.load(host).base_url
+    except ValueError as exc:
+        raise StepFailed(f"docker host {host!r}: no saved Docker Host block has that name") from exc

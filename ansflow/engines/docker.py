@@ -1,0 +1,243 @@
+"""The one Docker client factory, streamed engine requests, and label-based cleanup.
+
+Every Docker call in ansflow gets its client from :func:`docker_client` (DOCKER_HOST, else
+the docker CLI's context, else the default socket) and its engine errors translated by
+:func:`engine_error`. Nothing here knows about pipelines: callers pass labels and callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import docker
+import docker.auth
+import docker.errors
+import requests
+from docker.utils.json_stream import json_stream
+
+from ansflow.errors import EngineUnavailable, StepFailed, StepTransient
+
+LABEL_PREFIX = "ansflow.dev/"
+ENGINE_HINT = (
+    "start an engine and point DOCKER_HOST at it: `scripts/docker-services.sh start` starts "
+    "a private dockerd (as root) and prints the export line; or `sudo systemctl start docker`"
+)
+
+
+def docker_client(base_url: str | None = None, *, timeout: float = 60) -> docker.DockerClient:
+    """A fresh client for the engine at ``base_url`` (default: DOCKER_HOST / CLI context).
+
+    Args:
+        base_url: Engine address such as ``unix:///var/run/docker.sock`` or ``tcp://h:2375``.
+        timeout: Default HTTP timeout of non-streaming calls, in seconds.
+
+    Returns:
+        A connected ``docker.DockerClient`` (the engine answered a ping).
+
+    Raises:
+        EngineUnavailable: no engine answers; the message says how to start one.
+    """
+    where = base_url or os.environ.get("DOCKER_HOST") or "the default socket / docker context"
+    try:
+        if base_url:
+            client = docker.DockerClient(base_url=base_url, version="auto", timeout=timeout)
+        else:
+            client = docker.from_env(version="auto", timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+        reason = str(exc).split("\n")[0][:300]
+        raise EngineUnavailable(
+            f"the Docker engine at {where} is unreachable ({reason})", hint=ENGINE_HINT
+        ) from exc
+    return client
+
+
+def engine_error(exc: Exception, doing: str) -> StepFailed:
+    """Translate a docker SDK / transport error into the ansflow error tree."""
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return StepFailed(f"{doing}: image not found: {_explanation(exc)}")
+    if isinstance(exc, docker.errors.NotFound):
+        return StepFailed(f"{doing}: not found: {_explanation(exc)}")
+    if isinstance(exc, docker.errors.APIError):
+        status = exc.status_code or 0
+        cls = StepTransient if status >= 500 and "not found" not in _explanation(exc) else StepFailed
+        return cls(f"{doing}: {_explanation(exc)}")
+    if isinstance(exc, (requests.ConnectionError, ConnectionError)):
+        return EngineUnavailable(f"{doing}: lost the Docker engine ({exc})", hint=ENGINE_HINT)
+    return StepFailed(f"{doing}: {exc}")
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    text = exc.explanation if exc.explanation else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return str(text).strip()[:2000]
+
+
+def api_url(client: docker.DockerClient, path: str) -> str:
+    """The versioned engine URL of ``path`` (``/build``, ``/images/x/push``)."""
+    return f"{client.api.base_url}/v{client.api.api_version}{path}"
+
+
+def _response_socket(response: requests.Response) -> socket.socket | None:
+    """The socket under a streaming response, to shut it down from another thread."""
+    raw = getattr(response, "raw", None)
+    for path in (("_fp", "fp", "raw"), ("_fp", "fp", "raw", "_sock")):
+        obj = raw
+        for name in path:
+            obj = getattr(obj, name, None)
+        if isinstance(obj, socket.socket):
+            return obj
+    return None
+
+
+class StreamAborter:
+    """Stops a streaming engine request from another thread (deadline or cancel).
+
+    Shutting the socket down wakes the reader blocked in ``recv``; the engine sees the
+    client go away and cancels the build / push / pull.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._response: requests.Response | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, response: requests.Response) -> None:
+        with self._lock:
+            self._response = response
+            if self.reason is not None:
+                self._shutdown()
+
+    def abort(self, reason: str) -> None:
+        """Stop the stream; ``reason`` is ``"timeout"`` or ``"cancelled"``."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._response is None:
+            return
+        sock = _response_socket(self._response)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+            else:
+                self._response.close()
+        except OSError:
+            pass
+
+
+@contextmanager
+def deadline_timer(seconds: float | None, fn: Callable[[], None]) -> Iterator[None]:
+    """Call ``fn`` after ``seconds`` unless the block finished first (None: never)."""
+    if seconds is None:
+        yield
+        return
+    timer = threading.Timer(max(seconds, 0.0), fn)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def stream_request(
+    client: docker.DockerClient,
+    path: str,
+    *,
+    aborter: StreamAborter,
+    params: dict | list | None = None,
+    data: object = None,
+    headers: dict[str, str] | None = None,
+) -> Iterator[dict]:
+    """POST to the engine and yield the decoded JSON objects of its streamed answer.
+
+    Raises:
+        docker.errors.APIError: the engine refused the request (HTTP 4xx/5xx).
+    """
+    response = client.api.post(
+        api_url(client, path), params=params, data=data, headers=headers or {},
+        stream=True, timeout=None,
+    )
+    aborter.attach(response)
+    try:
+        try:
+            response.raise_for_status()
+        except requests.HTTPError as exc:
+            raise docker.errors.create_api_error_from_http_exception(exc) from exc
+        chunks = response.iter_content(chunk_size=None)
+        yield from json_stream(chunks)
+    except (requests.RequestException, OSError, ValueError):
+        if aborter.reason is None:
+            raise
+    finally:
+        response.close()
+
+
+def encode_auth(auth: dict[str, str]) -> str:
+    """The X-Registry-Auth header value of ``{username, password, serveraddress}``."""
+    return docker.auth.encode_header(auth).decode("ascii") if auth else ""
+
+
+def label_filters(run_id: str | None) -> list[str]:
+    """Engine filters selecting the containers ansflow labelled (all, or those of one run)."""
+    return [f"{LABEL_PREFIX}run-id={run_id}"] if run_id else [f"{LABEL_PREFIX}run-id"]
+
+
+def remove_labelled_containers(run_id: str | None = None, *, base_url: str | None = None) -> int:
+    """Kill and remove the containers carrying ansflow's labels (all, or one run's).
+
+    Args:
+        run_id: Only the containers of this pipeline run; None means every ansflow container.
+        base_url: Engine address (default: DOCKER_HOST / CLI context).
+
+    Returns:
+        How many containers were removed.
+
+    Raises:
+        EngineUnavailable: no engine answers.
+    """
+    client = docker_client(base_url)
+    try:
+        found = client.api.containers(all=True, filters={"label": label_filters(run_id)})
+        removed = 0
+        for container in found:
+            try:
+                client.api.remove_container(container["Id"], force=True, v=True)
+                removed += 1
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError as exc:
+                if "already in progress" not in _explanation(exc):
+                    raise engine_error(exc, f"removing container {container['Id'][:12]}") from exc
+                removed += 1
+        return removed
+    finally:
+        client.close()
+
+
+def list_labelled_containers(run_id: str | None = None, *, base_url: str | None = None) -> list[dict]:
+    """Id, name, state and labels of the containers ansflow labelled (all, or one run's)."""
+    client = docker_client(base_url)
+    try:
+        found = client.api.containers(all=True, filters={"label": label_filters(run_id)})
+        return [
+            {"id": c["Id"][:12], "name": (c.get("Names") or ["?"])[0].lstrip("/"),
+             "state": c.get("State", ""), "labels": c.get("Labels") or {}}
+            for c in found
+        ]
+    finally:
+        client.close()
+
+
+def json_param(value: dict) -> str:
+    """A dict as the JSON string the engine expects in query parameters."""
+    return json.dumps(value)

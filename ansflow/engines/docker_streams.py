@@ -1,0 +1,230 @@
+"""Pure helpers for the Docker engine: stream parsing, image references, run options.
+
+Nothing here touches a socket; every function is a plain computation with unit tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from ansflow.errors import StepFailed
+
+MAX_LINE_BYTES = 8192
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def clean_line(raw: bytes | str) -> str:
+    """Text fit for a log line: undecodable bytes as U+FFFD, ANSI codes and controls dropped."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = _ANSI.sub("", text.rstrip("\r\n"))
+    return _CONTROL.sub("\ufffd", text)
+
+
+@dataclass
+class LineSplitter:
+    """Cuts a byte stream into lines with bounded memory.
+
+    A line longer than ``max_bytes`` is handed out in pieces of ``max_bytes``, so a
+    container printing megabytes without a newline never grows the buffer past that.
+    """
+
+    max_bytes: int = MAX_LINE_BYTES
+    _buf: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[str]:
+        """Add ``data``; return the complete lines it finished (cleaned, without newline)."""
+        lines: list[str] = []
+        self._buf.extend(data)
+        while True:
+            cut = self._buf.find(b"\n")
+            if cut == -1 and len(self._buf) < self.max_bytes:
+                return lines
+            if cut == -1 or cut > self.max_bytes:
+                cut = self.max_bytes
+                piece, self._buf = bytes(self._buf[:cut]), self._buf[cut:]
+            else:
+                piece, self._buf = bytes(self._buf[:cut]), self._buf[cut + 1 :]
+            lines.append(clean_line(piece))
+
+    def flush(self) -> list[str]:
+        """The last, unterminated line, if any."""
+        if not self._buf:
+            return []
+        piece, self._buf = bytes(self._buf), bytearray()
+        return [clean_line(piece)]
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One decoded event of a build / push / pull JSON stream."""
+
+    line: str | None = None
+    error: str | None = None
+    image_id: str | None = None
+    digest: str | None = None
+
+
+def parse_stream_event(event: dict) -> StreamEvent:
+    """Decode one JSON object of the engine's build, push or pull stream.
+
+    ``error`` / ``errorDetail`` are failures (the SDK does not raise on them);
+    ``aux.ID`` is the built image id; ``aux.Digest`` the pushed manifest digest.
+    Progress-bar events (``progressDetail`` with numbers) are dropped: they are noise in a log.
+    """
+    if not isinstance(event, dict):
+        return StreamEvent(line=clean_line(str(event)))
+    if "error" in event or "errorDetail" in event:
+        detail = event.get("errorDetail") or {}
+        message = event.get("error") or detail.get("message") or "unknown error"
+        return StreamEvent(error=clean_line(str(message)).strip())
+    aux = event.get("aux")
+    if isinstance(aux, dict):
+        return StreamEvent(image_id=aux.get("ID"), digest=aux.get("Digest"))
+    if "stream" in event:
+        text = clean_line(str(event["stream"]))
+        return StreamEvent(line=text) if text.strip() else StreamEvent()
+    status = event.get("status")
+    if status:
+        if event.get("progressDetail", {}).get("current") is not None:
+            return StreamEvent()
+        ident = event.get("id")
+        text = f"{ident}: {status}" if ident else str(status)
+        digest = None
+        match = re.search(r"digest: (sha256:[0-9a-f]{64})", str(status))
+        if match:
+            digest = match.group(1)
+        return StreamEvent(line=clean_line(text), digest=digest)
+    return StreamEvent()
+
+
+def looks_like_registry(component: str) -> bool:
+    """Whether the first path component of an image reference is a registry host."""
+    return "." in component or ":" in component or component == "localhost"
+
+
+def split_image_ref(ref: str) -> tuple[str, str | None]:
+    """``repo[:tag][@digest]`` -> (repository, tag or None). A digest stays in the repository."""
+    ref = ref.strip()
+    if not ref or any(c.isspace() for c in ref):
+        raise StepFailed(f"{ref!r} is not an image reference")
+    if "@" in ref:
+        return ref, None
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1 :] or None
+    return ref, None
+
+
+def image_ref(image: str, tag: str | None) -> tuple[str, str]:
+    """(repository, tag) of ``image`` with ``tag`` overriding its own; tag defaults to latest."""
+    repo, own_tag = split_image_ref(image)
+    if "@" in repo:
+        raise StepFailed(f"{image!r} names a digest; give a tagged reference instead")
+    return repo, tag or own_tag or "latest"
+
+
+def registry_of(repository: str) -> str | None:
+    """The registry host of a repository name, None for Docker Hub short names."""
+    first, _, rest = repository.partition("/")
+    return first if rest and looks_like_registry(first) else None
+
+
+def retarget(repository: str, registry: str) -> str:
+    """The repository name under ``registry`` (its own registry, if any, replaced)."""
+    registry = registry.strip().rstrip("/")
+    for scheme in ("https://", "http://"):
+        if registry.startswith(scheme):
+            registry = registry[len(scheme) :]
+    if not registry or "/" in registry.split(":")[0]:
+        raise StepFailed(f"{registry!r} is not a registry host[:port]")
+    own = registry_of(repository)
+    path = repository[len(own) + 1 :] if own else repository
+    return f"{registry}/{path}"
+
+
+def command_argv(command: str | list[str] | None, what: str = "command") -> list[str] | None:
+    """A container command as argv: a string is split like a shell would (no shell runs)."""
+    if command is None:
+        return None
+    if isinstance(command, list):
+        return [str(c) for c in command]
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise StepFailed(f"{what} {command!r} cannot be split into arguments: {exc}") from exc
+    if not argv:
+        raise StepFailed(f"{what} is empty")
+    return argv
+
+
+def volume_binds(volumes: list[str] | dict[str, str], workspace: str) -> list[str]:
+    """Docker bind strings; relative host paths (./x, ../x, a/b) resolve against the workspace.
+
+    A host part without a slash and not starting with a dot is a named volume, as with
+    ``docker run -v``.
+    """
+    items = (
+        [f"{host}:{target}" for host, target in volumes.items()]
+        if isinstance(volumes, dict)
+        else list(volumes)
+    )
+    binds = []
+    for item in items:
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise StepFailed(f"volume {item!r} is not 'host:container[:ro|rw]'")
+        host, target = parts[0], parts[1]
+        if not target.startswith("/"):
+            raise StepFailed(f"volume {item!r}: the container path must be absolute")
+        if len(parts) == 3 and not set(parts[2].split(",")) <= {"ro", "rw", "z", "Z"}:
+            raise StepFailed(f"volume {item!r}: mode must be ro or rw")
+        if host.startswith(".") or "/" in host:
+            host = os.path.normpath(os.path.join(workspace, host))
+        binds.append(":".join([host, target, *parts[2:]]))
+    return binds
+
+
+def port_bindings(ports: list[str] | dict[str, int | str]) -> dict[str, object]:
+    """docker-py ``ports``: "8080:80", "127.0.0.1:8080:80/tcp", "80"; a dict is {container: host}."""
+    result: dict[str, object] = {}
+    if isinstance(ports, dict):
+        for container, host in ports.items():
+            result[_port_key(str(container))] = int(host) if str(host).isdigit() else host
+        return result
+    for item in ports:
+        parts = str(item).split(":")
+        try:
+            if len(parts) == 1:
+                result[_port_key(parts[0])] = None
+            elif len(parts) == 2:
+                result[_port_key(parts[1])] = int(parts[0]) if parts[0] else None
+            elif len(parts) == 3:
+                result[_port_key(parts[2])] = (parts[0], int(parts[1]) if parts[1] else None)
+            else:
+                raise ValueError
+        except ValueError:
+            raise StepFailed(
+                f"port {item!r} is not '[ip:]host:container[/proto]' or 'container'"
+            ) from None
+    return result
+
+
+def _port_key(container: str) -> str:
+    number, _, proto = container.partition("/")
+    if not number.isdigit() or proto not in ("", "tcp", "udp", "sctp"):
+        raise ValueError(container)
+    return f"{number}/{proto or 'tcp'}"
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

@@ -1,0 +1,135 @@
+"""The pipeline file's models: pipeline, stages, steps (one step model per step type)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, create_model, field_validator, model_validator
+
+from ansflow.spec.common import Duration, EnvMap, StrictModel
+from ansflow.spec.steps import CONFIG_MODELS
+
+PipelineType = Literal["local", "remote", "docker", "kubernetes", "hybrid"]
+RunsOn = Literal["local", "docker", "kubernetes", "remote"]
+ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class StepCommon(StrictModel):
+    """Options every step accepts, whatever its type."""
+
+    name: str | None = Field(None, description="Display name (any language); the task run name.")
+    id: str | None = Field(
+        None, pattern=ID_PATTERN,
+        description="Identifier used in references (steps.<id>...); derived when absent.",
+    )
+    needs: list[str] = Field(default_factory=list, description="Step ids this step waits for.")
+    when: bool | str | None = Field(
+        None, description="Condition (a template expression); false -> the step is Skipped.")
+    retries: int = Field(0, ge=0, le=100)
+    retry_delay: Duration = 0.0
+    retry_on_exit_codes: list[int] | None = Field(
+        None, description="Retry only when the step failed with one of these exit codes.")
+    timeout: Duration | None = None
+    allow_failure: bool = Field(False, description="A failure does not fail the pipeline.")
+    env: EnvMap = Field(default_factory=dict)
+    runs_on: RunsOn | None = Field(None, description="Where a command/script runs.")
+
+    _needs_list = field_validator("needs", mode="before")(_as_list)
+
+
+def _step_model(step_type: str) -> type[StepCommon]:
+    config_model = CONFIG_MODELS[step_type]
+    return create_model(
+        f"{config_model.__name__.removesuffix('Config')}Step",
+        __base__=StepCommon,
+        __doc__=f"A `{step_type}` step. {config_model.__doc__ or ''}".strip(),
+        type=(Literal[step_type], Field(description="The step type.")),  # type: ignore[valid-type]
+        config=(config_model, ...),
+    )
+
+
+STEP_MODELS: dict[str, type[StepCommon]] = {t: _step_model(t) for t in CONFIG_MODELS}
+Step = Annotated[Union[tuple(STEP_MODELS.values())], Field(discriminator="type")]  # noqa: UP007
+
+
+class Stage(StrictModel):
+    name: str
+    steps: list[Step] = Field(min_length=1)
+    needs: list[str] | None = Field(
+        None, description="Stage names; without it a stage follows the one before it.")
+    parallel: bool = Field(False, description="Run this stage's steps concurrently.")
+    env: EnvMap = Field(default_factory=dict)
+
+    _needs_list = field_validator("needs", mode="before")(_as_list)
+
+
+class Variable(StrictModel):
+    default: Any = None
+    description: str | None = None
+    type: Literal["string", "integer", "number", "boolean"] | None = None
+
+
+class Schedule(StrictModel):
+    cron: str
+    timezone: str = "UTC"
+
+
+class K8sDefaults(StrictModel):
+    cluster: str | None = None
+    namespace: str | None = None
+
+
+class DockerDefaults(StrictModel):
+    image: str | None = Field(None, description="Image for command/script steps run on docker.")
+    registry: str | None = None
+    credentials: str | None = None
+
+
+class StepDefaults(StrictModel):
+    retries: int | None = Field(None, ge=0)
+    retry_delay: Duration | None = None
+    timeout: Duration | None = None
+
+
+class Defaults(StrictModel):
+    k8s: K8sDefaults = Field(default_factory=K8sDefaults)
+    docker: DockerDefaults = Field(default_factory=DockerDefaults)
+    step: StepDefaults = Field(default_factory=StepDefaults)
+
+
+class Pipeline(StrictModel):
+    """A hybrid pipeline: stages of steps, compiled into one Prefect flow run per run."""
+
+    name: str = Field(min_length=1)
+    type: PipelineType = "local"
+    description: str | None = None
+    variables: dict[str, Variable | str | int | float | bool | None] = Field(default_factory=dict)
+    schedule: Schedule | str | None = None
+    env: EnvMap = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    timeout: Duration | None = None
+    workspace: str | None = Field(None, description="Working directory (default: the file's).")
+    stages: list[Stage] | None = None
+    steps: list[Step] | None = None
+    finally_: list[Step] = Field(default_factory=list, alias="finally")
+
+    @model_validator(mode="after")
+    def _stages_or_steps(self) -> Pipeline:
+        if (self.stages is None) == (self.steps is None):
+            raise ValueError("give exactly one of 'stages' or 'steps'")
+        return self
+
+    def variable_defaults(self) -> dict[str, Any]:
+        return {k: (v.default if isinstance(v, Variable) else v) for k, v in self.variables.items()}
+
+    def variable_specs(self) -> dict[str, Variable]:
+        return {k: v if isinstance(v, Variable) else Variable(default=v)
+                for k, v in self.variables.items()}
+
+
+class PipelineFile(StrictModel):
+    pipeline: Pipeline
