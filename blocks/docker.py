@@ -17,7 +17,7 @@ from ansflow.engines.docker_streams import looks_like_registry
 from ansflow.errors import StepFailed
 
 __all__ = ["DockerHost", "DockerRegistryCredentials", "RegistryAccess", "resolve_registry",
-           "docker_base_url"]
+           "docker_base_url", "engine_address"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,10 @@ def docker_base_url(host: str | None) -> str | None:
         return DockerHost.load(host).base_url
     except ValueError as exc:
         raise StepFailed(f"docker host {host!r}: no saved Docker Host block has that name") from exc
+
+
+def engine_address(defaults: dict | None) -> str | None:
+    """The engine address of a pipeline's ``defaults.docker.host`` (None: the environment's)."""
+    docker_defaults = (defaults or {}).get("docker") or {}
+    host = docker_defaults.get("host") if isinstance(docker_defaults, dict) else None
+    return docker_base_url(host)

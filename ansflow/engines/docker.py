@@ -20,7 +20,13 @@ import docker.errors
 import requests
 from docker.utils.json_stream import json_stream
 
-from ansflow.errors import EngineUnavailable, StepFailed, StepTransient
+from ansflow.errors import (
+    EngineUnavailable,
+    StepCancelled,
+    StepFailed,
+    StepTimedOut,
+    StepTransient,
+)
 
 LABEL_PREFIX = "ansflow.dev/"
 ENGINE_HINT = (
@@ -236,6 +242,16 @@ def list_labelled_containers(run_id: str | None = None, *, base_url: str | None 
         ]
     finally:
         client.close()
+
+
+def aborted_error(reason: str | None, what: str, timeout: float | None) -> StepFailed | None:
+    """The error for a stream stopped by a deadline or a cancel; None when it was not."""
+    if reason == "timeout":
+        limit = f" ({timeout:g} s)" if timeout is not None else ""
+        return StepTimedOut(f"{what} did not finish within the step timeout{limit}; stopped")
+    if reason == "cancelled":
+        return StepCancelled(f"{what} stopped: the run was cancelled")
+    return None
 
 
 def json_param(value: dict) -> str:

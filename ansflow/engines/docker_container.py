@@ -1,0 +1,241 @@
+"""Run one container to completion, safely: create -> attach -> start -> wait -> remove.
+
+The SDK's ``containers.run()`` leaks the container on errors and cancels, and its
+``wait(timeout)`` is only an HTTP read timeout. Here the caller's deadline and stop flag are
+checked every poll, the container is killed on either, and it is always removed (unless the
+caller asked to keep a container that finished by itself). Output is streamed as lines with
+bounded memory and a bounded log volume. Nothing here knows about pipelines.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+import requests
+
+from ansflow.engines.docker import docker_client, engine_error
+from ansflow.engines.docker_streams import LineSplitter, human_bytes, registry_of
+from ansflow.errors import StepFailed
+
+DEFAULT_MAX_LOG_BYTES = 16 * 1024**2
+MAX_LOG_ENV = "ANSFLOW_DOCKER_MAX_LOG_BYTES"
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class ContainerSpec:
+    """What to run; paths and argv already validated by the caller."""
+
+    image: str
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    binds: list[str] = field(default_factory=list)
+    ports: dict[str, object] = field(default_factory=dict)
+    working_dir: str | None = None
+    network: str | None = None
+    user: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    name_hint: str = "step"
+    keep: bool = False
+
+
+@dataclass
+class ContainerOutcome:
+    """How the container ended. ``stopped`` is "timeout", "cancelled" or None."""
+
+    exit_code: int | None
+    container_id: str
+    stopped: str | None
+    last_lines: list[str]
+
+
+class _OutputPump(threading.Thread):
+    """Reads the attach stream, hands out lines, and counts what it could not show."""
+
+    def __init__(self, stream, emit: Callable[[str, str], None], max_bytes: int) -> None:
+        super().__init__(daemon=True, name="ansflow-docker-output")
+        self._stream = stream
+        self._emit = emit
+        self._left = max_bytes
+        self.dropped = 0
+        self.last: collections.deque[str] = collections.deque(maxlen=5)
+        self.error: Exception | None = None
+
+    def _out(self, line: str, stream: str) -> None:
+        size = len(line) + 1
+        if self._left >= size:
+            self._left -= size
+            self._emit(line, stream)
+        else:
+            self.dropped += size
+        self.last.append(line)
+
+    def run(self) -> None:
+        splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        try:
+            for out, err in self._stream:
+                for data, name in ((out, "stdout"), (err, "stderr")):
+                    if data:
+                        for line in splitters[name].feed(data):
+                            self._out(line, name)
+        except Exception as exc:  # noqa: BLE001 - a broken stream must not kill the step
+            self.error = exc
+        finally:
+            for name, splitter in splitters.items():
+                for line in splitter.flush():
+                    self._out(line, name)
+
+
+def ensure_image(client: docker.DockerClient, image: str) -> None:
+    """Make sure ``image`` is present; pull it when it names a registry.
+
+    Raises:
+        StepFailed: the image is not here and cannot be pulled.
+    """
+    try:
+        client.api.inspect_image(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    repo = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image
+    if registry_of(repo) is None:
+        raise StepFailed(
+            f"image {image!r} not found on the Docker engine",
+            hint="build it first with a docker_build step, or pull it with docker_pull",
+        )
+    try:
+        client.api.pull(image)
+    except docker.errors.APIError as exc:
+        raise StepFailed(f"image {image!r} not found locally and the pull failed: "
+                         f"{exc.explanation or exc}") from exc
+
+
+def _remove_quietly(container_id: str, base_url: str | None) -> None:
+    """Kill and remove a container with a client of its own (called from other threads)."""
+    try:
+        client = docker_client(base_url, timeout=30)
+    except StepFailed:
+        return
+    try:
+        client.api.remove_container(container_id, force=True, v=True)
+    except docker.errors.APIError:
+        pass
+    finally:
+        client.close()
+
+
+def run_container(
+    spec: ContainerSpec,
+    *,
+    emit: Callable[[str, str], None],
+    deadline: Callable[[], float | None],
+    stopped: Callable[[], bool],
+    on_stop: Callable[[Callable[[], None]], Callable[[], None]],
+    base_url: str | None = None,
+) -> ContainerOutcome:
+    """Run ``spec`` to completion under a deadline, streaming its output.
+
+    Args:
+        spec: The container to run.
+        emit: Called with (line, "stdout"|"stderr") for every output line.
+        deadline: Seconds left (None: no deadline), asked at every poll.
+        stopped: True once the caller wants everything stopped (run cancelled).
+        on_stop: Registers a cleanup run when the caller stops; returns an unregister function.
+        base_url: Engine address (default: DOCKER_HOST / the CLI's context).
+
+    Returns:
+        The exit code (None when killed), the container id, why it was stopped if it was,
+        and its last output lines.
+
+    Raises:
+        StepFailed: the engine refused to create or start the container (e.g. no such
+            executable: exit code 127), or the image is missing.
+        EngineUnavailable: no engine answers.
+    """
+    client = docker_client(base_url)
+    max_log = int(os.environ.get(MAX_LOG_ENV, DEFAULT_MAX_LOG_BYTES))
+    container_id = ""
+    unregister: Callable[[], None] = lambda: None  # noqa: E731
+    pump: _OutputPump | None = None
+    outcome_stop: str | None = None
+    exit_code: int | None = None
+    try:
+        ensure_image(client, spec.image)
+        host_config = client.api.create_host_config(
+            binds=spec.binds or None, port_bindings=spec.ports or None,
+            network_mode=spec.network,
+        )
+        created = client.api.create_container(
+            spec.image, command=spec.command, entrypoint=spec.entrypoint,
+            environment=spec.env or None, working_dir=spec.working_dir, user=spec.user,
+            labels=spec.labels, host_config=host_config, ports=list(spec.ports) or None,
+            name=f"ansflow-{spec.name_hint}-{uuid.uuid4().hex[:8]}", detach=True, tty=False,
+        )
+        container_id = created["Id"]
+        unregister = on_stop(lambda: _remove_quietly(container_id, base_url))
+        stream = client.api.attach(container_id, stream=True, logs=True, demux=True)
+        pump = _OutputPump(stream, emit, max_log)
+        pump.start()
+        client.api.start(container_id)
+        exit_code, outcome_stop = _wait(client, container_id, deadline, stopped)
+    except docker.errors.APIError as exc:
+        if stopped():
+            outcome_stop = "cancelled"
+        else:
+            error = engine_error(exc, f"running {spec.image}")
+            if "executable file not found" in str(error) or "no such file" in str(error):
+                error.exit_code = 127
+            raise error from exc
+    except requests.RequestException as exc:
+        raise engine_error(exc, f"running {spec.image}") from exc
+    finally:
+        if container_id and (outcome_stop or not spec.keep or exit_code is None):
+            try:
+                client.api.remove_container(container_id, force=True, v=True)
+            except (docker.errors.APIError, requests.RequestException):
+                pass
+        unregister()
+        if pump is not None:
+            pump.join(timeout=5)
+        client.close()
+    if pump is not None and pump.dropped:
+        emit(f"[{human_bytes(pump.dropped)} of output not shown: over the {human_bytes(max_log)}"
+             f" log limit ({MAX_LOG_ENV})]", "stderr")
+    return ContainerOutcome(exit_code, container_id, outcome_stop,
+                            list(pump.last) if pump else [])
+
+
+def _wait(client, container_id: str, deadline, stopped) -> tuple[int | None, str | None]:
+    """Poll for the exit; kill on deadline or stop. Returns (exit code, stop reason)."""
+    while True:
+        if stopped():
+            return None, "cancelled"
+        left = deadline()
+        if left is not None and left <= 0:
+            try:
+                client.api.kill(container_id)
+            except docker.errors.APIError:
+                pass
+            return None, "timeout"
+        poll = POLL_SECONDS if left is None else max(0.05, min(POLL_SECONDS, left))
+        try:
+            result = client.api.wait(container_id, timeout=poll)
+        except (requests.ReadTimeout, requests.ConnectionError) as exc:
+            if "timed out" not in str(exc).lower():
+                raise
+            continue
+        except docker.errors.NotFound:
+            # Removed under us: only a cancel cleanup does that.
+            return None, "cancelled"
+        if stopped():
+            return None, "cancelled"
+        return int(result.get("StatusCode", -1)), None
+

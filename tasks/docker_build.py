@@ -1,0 +1,197 @@
+"""The docker_build step: build an image with the engine, streaming every builder line live."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+from docker.utils.build import create_archive, exclude_paths, match_tag
+
+from ansflow.engines.docker import (
+    StreamAborter,
+    aborted_error,
+    deadline_timer,
+    docker_client,
+    engine_error,
+    json_param,
+    stream_request,
+)
+from ansflow.engines.docker_streams import human_bytes, parse_stream_event
+from ansflow.blocks.docker import engine_address
+from ansflow.errors import StepFailed
+from ansflow.spec.steps import DockerBuildConfig
+from ansflow.tasks.base import StepContext, StepResult
+
+DEFAULT_MAX_CONTEXT_BYTES = 2 * 1024**3
+MAX_CONTEXT_ENV = "ANSFLOW_DOCKER_MAX_CONTEXT_BYTES"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """A validated build: absolute paths, the Dockerfile's name inside the context, tags."""
+
+    context: str
+    dockerfile: str
+    dockerfile_in_context: str
+    extra_dockerfile: tuple[str, str] | None
+    tags: list[str]
+
+
+def plan_build(config: DockerBuildConfig, workspace: str) -> BuildPlan:
+    """Validate paths and names before any I/O with the engine.
+
+    Raises:
+        StepFailed: missing context or Dockerfile, or an invalid image name or tag.
+    """
+    context = os.path.normpath(os.path.join(workspace, config.context))
+    dockerfile = os.path.normpath(os.path.join(workspace, config.dockerfile))
+    if not os.path.isdir(context):
+        what = "is not a directory" if os.path.exists(context) else "does not exist"
+        raise StepFailed(f"build context {config.context!r} ({context}) {what}")
+    if not os.path.isfile(dockerfile):
+        raise StepFailed(
+            f"Dockerfile {config.dockerfile!r} not found (looked at {dockerfile})",
+            hint="paths are relative to the pipeline workspace; set `dockerfile:`",
+        )
+    tags = []
+    for tag in [config.tag, *config.tags]:
+        ref = f"{config.image_name}:{tag}"
+        if not match_tag(ref):
+            raise StepFailed(
+                f"{ref!r} is not a valid image reference",
+                hint="image names are lowercase [a-z0-9._-/]; tags are [A-Za-z0-9_.-], max 128",
+            )
+        tags.append(ref)
+    rel = os.path.relpath(dockerfile, context)
+    extra = None
+    if rel.startswith(".."):
+        # Outside the context: sent inside the archive under a private name, as the CLI does.
+        with open(dockerfile, encoding="utf-8", errors="replace") as fh:
+            rel = ".ansflow.Dockerfile"
+            extra = (rel, fh.read())
+    return BuildPlan(context, dockerfile, rel, extra, tags)
+
+
+def _ignore_patterns(context: str) -> list[str]:
+    path = os.path.join(context, ".dockerignore")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return [ln.strip() for ln in fh.read().splitlines() if ln.strip() and ln[0] != "#"]
+
+
+def pack_context(plan: BuildPlan, limit: int | None = None):
+    """The build context as a tar in a temporary file (honours .dockerignore).
+
+    Raises:
+        StepFailed: the context is larger than the limit or a file in it cannot be read.
+    """
+    limit = limit or int(os.environ.get(MAX_CONTEXT_ENV, DEFAULT_MAX_CONTEXT_BYTES))
+    patterns = _ignore_patterns(plan.context)
+    try:
+        files = sorted(exclude_paths(plan.context, list(patterns), plan.dockerfile_in_context))
+        total = 0
+        for name in files:
+            path = os.path.join(plan.context, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                total += os.lstat(path).st_size
+                if not os.access(path, os.R_OK):
+                    raise PermissionError(13, "permission denied", path)
+        if total > limit:
+            raise StepFailed(
+                f"build context {plan.context} holds {human_bytes(total)}, over the limit of "
+                f"{human_bytes(limit)}",
+                hint=f"exclude files with a .dockerignore, or raise {MAX_CONTEXT_ENV}",
+            )
+        extra = [plan.extra_dockerfile] if plan.extra_dockerfile else []
+        if extra:
+            extra.append((".dockerignore", "\n".join(patterns + [extra[0][0]])))
+        fileobj = tempfile.NamedTemporaryFile(prefix="ansflow-context-")
+        create_archive(plan.context, files=files, fileobj=fileobj, extra_files=extra)
+        fileobj.seek(0)
+        return fileobj
+    except OSError as exc:
+        cause = exc.__cause__ or exc
+        where = getattr(cause, "filename", None) or plan.context
+        raise StepFailed(f"build context unreadable: {where}: {getattr(cause, 'strerror', cause)}")
+
+
+def build_params(config: DockerBuildConfig, plan: BuildPlan) -> list[tuple[str, str]]:
+    """The engine's /build query parameters (one ``t`` per tag)."""
+    params: list[tuple[str, str]] = [("t", t) for t in plan.tags]
+    params += [
+        ("dockerfile", plan.dockerfile_in_context),
+        ("rm", "1"),
+        ("forcerm", "1"),
+        ("nocache", "1" if config.no_cache else "0"),
+        ("pull", "1" if config.pull else "0"),
+    ]
+    if config.build_args:
+        params.append(("buildargs", json_param(config.build_args)))
+    if config.labels:
+        params.append(("labels", json_param(config.labels)))
+    if config.target:
+        params.append(("target", config.target))
+    if config.platform:
+        params.append(("platform", config.platform))
+    return params
+
+
+def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepResult:
+    """Build an image, streaming the builder's output into the step log as it comes.
+
+    Args:
+        ctx: The step's context (workspace, deadline, cancellation, log).
+        config: The rendered, validated docker_build config.
+
+    Returns:
+        Outputs ``image`` (first name:tag), ``image_id`` and ``tags`` (comma-separated).
+
+    Raises:
+        StepFailed: bad input, or the build failed (with the builder's own message).
+        StepTimedOut: the build ran past the step's deadline and was stopped.
+        StepCancelled: the run was cancelled during the build.
+        EngineUnavailable: no Docker engine answers.
+    """
+    plan = plan_build(config, ctx.workspace)
+    context = pack_context(plan)
+    client = docker_client(engine_address(ctx.defaults))
+    aborter = StreamAborter()
+    unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))
+    image_id = None
+    try:
+        ctx.emit(f"building {', '.join(plan.tags)} from {plan.context}")
+        with deadline_timer(ctx.remaining(), lambda: aborter.abort("timeout")):
+            events = stream_request(
+                client, "/build", aborter=aborter, params=build_params(config, plan),
+                data=context, headers={"Content-Type": "application/x-tar"},
+            )
+            for raw in events:
+                event = parse_stream_event(raw)
+                if event.line is not None:
+                    ctx.emit(event.line)
+                if event.error:
+                    raise StepFailed(f"docker build failed: {event.error}")
+                image_id = event.image_id or image_id
+        _raise_if_aborted(ctx, aborter)
+        if image_id is None:
+            image_id = client.api.inspect_image(plan.tags[0])["Id"]
+    except StepFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
+        _raise_if_aborted(ctx, aborter)
+        raise engine_error(exc, "docker build") from exc
+    finally:
+        unregister()
+        context.close()
+        client.close()
+    ctx.emit(f"built {image_id} as {', '.join(plan.tags)}")
+    return StepResult(outputs={"image": plan.tags[0], "image_id": image_id,
+                               "tags": ",".join(plan.tags)})
+
+
+def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
+    error = aborted_error(aborter.reason, "docker build", ctx.timeout)
+    if error is not None:
+        raise error

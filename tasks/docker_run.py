@@ -1,0 +1,143 @@
+"""The docker_run step, and `runs_on: docker` for command and script steps.
+
+Both run a labelled container under the step's deadline with live logs, kill it on timeout
+or cancel, and always remove it (see ``ansflow.engines.docker_container``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansflow.blocks.docker import engine_address
+from ansflow.engines.docker_container import ContainerOutcome, ContainerSpec, run_container
+from ansflow.engines.docker_streams import command_argv, port_bindings, volume_binds
+from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.spec.steps import DockerRunConfig
+from ansflow.tasks.base import StepContext, StepResult
+
+
+def _deadline(ctx: StepContext, own_timeout: float | None):
+    """Seconds left under the tighter of the step's deadline and the config's own timeout."""
+    start = time.monotonic()
+
+    def left() -> float | None:
+        step_left = ctx.remaining()
+        own_left = None if own_timeout is None else own_timeout - (time.monotonic() - start)
+        candidates = [x for x in (step_left, own_left) if x is not None]
+        return min(candidates) if candidates else None
+
+    return left
+
+
+def _limit(ctx: StepContext, own_timeout: float | None) -> str:
+    limits = [x for x in (ctx.timeout, own_timeout) if x is not None]
+    return f"{min(limits):g} s" if limits else "?"
+
+
+def _run(ctx: StepContext, spec: ContainerSpec, own_timeout: float | None) -> ContainerOutcome:
+    outcome = run_container(
+        spec,
+        emit=lambda line, stream: ctx.emit(line, stream=stream),
+        deadline=_deadline(ctx, own_timeout),
+        stopped=lambda: ctx.cancelled,
+        on_stop=ctx.on_cancel,
+        base_url=engine_address(ctx.defaults),
+    )
+    short = outcome.container_id[:12]
+    if outcome.stopped == "timeout":
+        raise StepTimedOut(
+            f"container {short} ({spec.image}) still running after {_limit(ctx, own_timeout)}: "
+            "killed and removed"
+        )
+    if outcome.stopped == "cancelled":
+        raise StepCancelled(f"container {short} ({spec.image}) stopped: the run was cancelled")
+    return outcome
+
+
+def build_spec(ctx: StepContext, config: DockerRunConfig) -> ContainerSpec:
+    """Validate a docker_run config into a container spec (no I/O).
+
+    Raises:
+        StepFailed: an unsplittable command, or a malformed volume or port.
+    """
+    return ContainerSpec(
+        image=config.image,
+        command=command_argv(config.command),
+        entrypoint=command_argv(config.entrypoint, "entrypoint"),
+        env={**config.env},
+        binds=volume_binds(config.volumes, ctx.workspace),
+        ports=port_bindings(config.ports),
+        working_dir=config.working_dir,
+        network=config.network,
+        user=config.user,
+        labels=ctx.labels,
+        name_hint=ctx.labels["ansflow.dev/step"][:40],
+        keep=not config.remove,
+    )
+
+
+def execute_docker_run(ctx: StepContext, config: DockerRunConfig) -> StepResult:
+    """Run a container to completion with live logs; its exit code is the step's.
+
+    Args:
+        ctx: The step's context (deadline, cancellation, labels, log).
+        config: The rendered, validated docker_run config.
+
+    Returns:
+        Outputs ``exit_code`` and ``container_id``.
+
+    Raises:
+        StepFailed: bad input, a missing image, or a non-zero exit (``exit_code`` set).
+        StepTimedOut: the container outlived the step or config timeout (killed, removed).
+        StepCancelled: the run was cancelled (container killed and removed).
+        EngineUnavailable: no Docker engine answers.
+    """
+    spec = build_spec(ctx, config)
+    ctx.emit(f"running {spec.image}" + (f" {' '.join(spec.command)}" if spec.command else ""))
+    outcome = _run(ctx, spec, config.timeout)
+    outputs = {"exit_code": str(outcome.exit_code), "container_id": outcome.container_id}
+    if outcome.exit_code != 0:
+        tail = "; last output: " + " | ".join(outcome.last_lines[-3:]) if outcome.last_lines else ""
+        error = StepFailed(f"container exited with code {outcome.exit_code}{ctx.masker(tail)}",
+                           exit_code=outcome.exit_code)
+        error.outputs = outputs  # type: ignore[attr-defined]
+        raise error
+    return StepResult(exit_code=outcome.exit_code, outputs=outputs)
+
+
+def run_in_container(
+    ctx: StepContext, *, image: str, argv: list[str], working_dir: str, env: dict[str, str]
+) -> int:
+    """Run ``argv`` in a container of ``image`` with the workspace mounted at the same path.
+
+    Used by command and script steps with ``runs_on: docker``.
+
+    Args:
+        ctx: The step's context; its deadline, cancellation and labels apply.
+        image: The container image (must exist on the engine or name a registry).
+        argv: The command to run (no shell unless argv starts one).
+        working_dir: Directory inside the container (absolute; usually under the workspace).
+        env: Environment of the process.
+
+    Returns:
+        The container's exit code.
+
+    Raises:
+        StepTimedOut: past the step's deadline (container killed and removed).
+        StepCancelled: the run was cancelled (container killed and removed).
+        StepFailed: a missing image, or the engine refused to run the command.
+        EngineUnavailable: no Docker engine answers.
+    """
+    if not argv:
+        raise StepFailed("nothing to run: the command is empty")
+    spec = ContainerSpec(
+        image=image,
+        command=list(argv),
+        entrypoint=[],
+        env=dict(env),
+        binds=[f"{ctx.workspace}:{ctx.workspace}"],
+        working_dir=working_dir,
+        labels=ctx.labels,
+        name_hint=ctx.labels["ansflow.dev/step"][:40],
+    )
+    return int(_run(ctx, spec, None).exit_code or 0)
