@@ -1,0 +1,83 @@
+"""The docker_pull step: pull an image (anonymously or with a credentials block)."""
+
+from __future__ import annotations
+
+from ansflow.blocks.docker import engine_address, resolve_registry
+from ansflow.engines.docker import (
+    StreamAborter,
+    aborted_error,
+    deadline_timer,
+    docker_client,
+    encode_auth,
+    engine_error,
+    stream_request,
+)
+from ansflow.engines.docker_streams import image_ref, parse_stream_event, registry_of, retarget
+from ansflow.errors import StepFailed
+from ansflow.spec.steps import DockerPullConfig
+from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.docker_push import registry_failure
+
+
+def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResult:
+    """Pull an image; with ``registry:`` a short name is pulled from that registry.
+
+    Args:
+        ctx: The step's context (deadline, cancellation, log).
+        config: The rendered, validated docker_pull config.
+
+    Returns:
+        Outputs ``image`` (the pulled reference), ``image_id`` and ``digest``.
+
+    Raises:
+        StepFailed: the image does not exist, or the registry refused access.
+        StepTransient: the registry could not be reached.
+        StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
+        EngineUnavailable: no Docker engine answers.
+    """
+    repo, tag = image_ref(config.image, config.tag)
+    access = resolve_registry(config.registry, config.credentials)
+    if access.host and registry_of(repo) != access.host:
+        repo = retarget(repo, access.host)
+    reference = f"{repo}:{tag}"
+    client = docker_client(engine_address(ctx.defaults))
+    aborter = StreamAborter()
+    unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))
+    digest = None
+    try:
+        ctx.emit(f"pulling {reference} ({access.source} access)")
+        with deadline_timer(ctx.remaining(), lambda: aborter.abort("timeout")):
+            events = stream_request(
+                client, "/images/create", aborter=aborter,
+                params={"fromImage": repo, "tag": tag},
+                headers={"X-Registry-Auth": encode_auth(access.auth_config() or {}) or "e30="},
+            )
+            for raw in events:
+                event = parse_stream_event(raw)
+                if event.line is not None:
+                    ctx.emit(event.line)
+                if event.error:
+                    raise registry_failure(event.error, f"pull of {reference}", access)
+                digest = event.digest or digest
+        _raise_if_aborted(ctx, aborter)
+        info = client.api.inspect_image(reference)
+    except StepFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
+        _raise_if_aborted(ctx, aborter)
+        raise engine_error(exc, f"pull of {reference}") from exc
+    finally:
+        unregister()
+        client.close()
+    for repo_digest in info.get("RepoDigests") or []:
+        name, _, value = repo_digest.partition("@")
+        if name == repo:
+            digest = value
+    return StepResult(outputs={"image": reference, "image_id": info["Id"],
+                               "digest": digest or ""})
+
+
+def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
+    error = aborted_error(aborter.reason, "docker pull", ctx.timeout)
+    if error is not None:
+        raise error

@@ -1,0 +1,140 @@
+"""The docker_push step: tag for the target registry, push, fail on any error in the stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import docker.errors
+
+from ansflow.blocks.docker import RegistryAccess, engine_address, resolve_registry
+from ansflow.engines.docker import (
+    StreamAborter,
+    aborted_error,
+    deadline_timer,
+    docker_client,
+    encode_auth,
+    engine_error,
+    stream_request,
+)
+from ansflow.engines.docker_streams import image_ref, parse_stream_event, retarget
+from ansflow.errors import StepFailed, StepTransient
+from ansflow.spec.steps import DockerPushConfig
+from ansflow.tasks.base import StepContext, StepResult
+
+# Engine messages meaning "the registry could not be reached": worth a retry.
+TRANSIENT_MARKERS = (
+    "connection refused", "connection reset", "no such host", "i/o timeout", "eof",
+    "broken pipe", "tls handshake timeout", "service unavailable", "bad gateway",
+    "timeout exceeded", "502", "503", "504",
+)
+AUTH_MARKERS = ("no basic auth credentials", "unauthorized", "authentication required",
+                "denied", "forbidden")
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """A validated push: the local image, and the repository and tag it is pushed as."""
+
+    source: str
+    repository: str
+    tag: str
+    access: RegistryAccess
+
+    @property
+    def target(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+def plan_push(config: DockerPushConfig) -> PushPlan:
+    """Validate names and resolve the registry / credentials before talking to the engine.
+
+    Raises:
+        StepFailed: a bad image reference, or a registry / credentials name that is neither
+            a host nor a saved block.
+    """
+    repo, tag = image_ref(config.image, config.tag)
+    access = resolve_registry(config.registry, config.credentials)
+    target_repo = retarget(repo, access.host) if access.host else repo
+    return PushPlan(source=f"{repo}:{tag}", repository=target_repo, tag=tag, access=access)
+
+
+def registry_failure(message: str, what: str, access: RegistryAccess) -> StepFailed:
+    """The step error for an ``error`` event of a push / pull stream."""
+    lowered = message.lower()
+    if any(marker in lowered for marker in AUTH_MARKERS):
+        hint = ("give `credentials:` naming a Docker Registry Credentials block"
+                if access.auth_config() is None
+                else f"check the username / password of {access.source}")
+        return StepFailed(f"{what} refused by the registry: {message}", hint=hint)
+    if any(marker in lowered for marker in TRANSIENT_MARKERS):
+        return StepTransient(f"{what} failed, registry unreachable: {message}")
+    return StepFailed(f"{what} failed: {message}")
+
+
+def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResult:
+    """Push an image, tagging it for the target registry first.
+
+    The SDK reports success even when the push failed; here every ``error`` event in the
+    stream fails the step with the registry's message, and the digest comes from the
+    engine's final ``aux`` event.
+
+    Args:
+        ctx: The step's context (deadline, cancellation, log).
+        config: The rendered, validated docker_push config.
+
+    Returns:
+        Outputs ``image`` (the pushed reference) and ``digest``.
+
+    Raises:
+        StepFailed: a missing image, or the registry refused the push (auth, ...).
+        StepTransient: the registry could not be reached (retried per the step's retries).
+        StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
+        EngineUnavailable: no Docker engine answers.
+    """
+    plan = plan_push(config)
+    client = docker_client(engine_address(ctx.defaults))
+    aborter = StreamAborter()
+    unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))
+    digest = None
+    try:
+        if plan.target != plan.source:
+            client.api.tag(plan.source, plan.repository, plan.tag)
+        else:
+            client.api.inspect_image(plan.source)
+        auth = plan.access.auth_config()
+        ctx.emit(f"pushing {plan.target} ({plan.access.source} access)")
+        with deadline_timer(ctx.remaining(), lambda: aborter.abort("timeout")):
+            events = stream_request(
+                client, f"/images/{plan.repository}/push", aborter=aborter,
+                params={"tag": plan.tag},
+                headers={"X-Registry-Auth": encode_auth(auth or {}) or "e30="},
+            )
+            for raw in events:
+                event = parse_stream_event(raw)
+                if event.line is not None:
+                    ctx.emit(event.line)
+                if event.error:
+                    raise registry_failure(event.error, f"push of {plan.target}", plan.access)
+                digest = event.digest or digest
+        _raise_if_aborted(ctx, aborter)
+    except StepFailed:
+        raise
+    except docker.errors.ImageNotFound as exc:
+        raise StepFailed(f"image {plan.source!r} not found on the Docker engine",
+                         hint="build it first with a docker_build step") from exc
+    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
+        _raise_if_aborted(ctx, aborter)
+        raise engine_error(exc, f"push of {plan.target}") from exc
+    finally:
+        unregister()
+        client.close()
+    if not digest:
+        raise StepFailed(f"push of {plan.target}: the engine reported no digest")
+    ctx.emit(f"pushed {plan.target}@{digest}")
+    return StepResult(outputs={"image": plan.target, "digest": digest})
+
+
+def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
+    error = aborted_error(aborter.reason, "docker push", ctx.timeout)
+    if error is not None:
+        raise error
