@@ -1,1 +1,203 @@
-"""Kubernetes cluster credentials block."""
+"""Kubernetes cluster credentials block (`KubernetesCluster`, slug ansflow-kubernetes-cluster)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr, model_validator
+
+from ansflow.engines.kube import build_api_client
+
+KUBERNETES_LOGO = (
+    "https://raw.githubusercontent.com/PrefectHQ/prefect/"
+    "420d0d6a78bb6df1fc18bcf188fdad43c1d22ea9/assets/block-logos/kubernetes.png"
+)
+
+
+class KubernetesCluster(Block):
+    """Credentials of one Kubernetes cluster, for ansflow's Kubernetes steps.
+
+    Fill in exactly one way to authenticate: a kubeconfig (optionally with a context); or
+    the API server URL with a bearer token or a client certificate and key (plus the CA);
+    or `in_cluster` when the flow runs in a pod. Secrets are kept in secret fields and never
+    shown. Every `get_client()` builds a new, isolated `kubernetes.client.ApiClient`;
+    kubernetes' process-global configuration is never touched, so flows can talk to several
+    clusters at once. `ansflow dev-cluster up` saves one of these for its local cluster, and
+    `ansflow cluster add NAME --kubeconfig FILE` saves one from a kubeconfig file.
+
+    Example:
+        ```python
+        from kubernetes.client import VersionApi
+
+        from ansflow.blocks.kubernetes import KubernetesCluster
+
+        cluster = KubernetesCluster.load("local")
+        with cluster.get_client() as api:
+            print(VersionApi(api).get_code().git_version)
+        ```
+    """
+
+    _block_type_name = "Ansflow Kubernetes Cluster"
+    _block_type_slug = "ansflow-kubernetes-cluster"
+    _logo_url = KUBERNETES_LOGO
+
+    kubeconfig: SecretStr | None = Field(
+        default=None,
+        description="The content of a kubeconfig file (YAML). Takes precedence over the "
+        "server, token and certificate fields.",
+    )
+    context: str | None = Field(
+        default=None,
+        description="The kubeconfig context to use; empty means its current-context.",
+    )
+    server: str | None = Field(
+        default=None,
+        description="API server URL, e.g. https://10.0.0.1:6443 (when not using a kubeconfig).",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token (e.g. a service-account token)."
+    )
+    certificate_authority: str | None = Field(
+        default=None,
+        description="PEM of the CA that signed the API server's certificate.",
+    )
+    client_certificate: str | None = Field(
+        default=None, description="PEM client certificate (with client_key)."
+    )
+    client_key: SecretStr | None = Field(
+        default=None, description="PEM private key of the client certificate."
+    )
+    in_cluster: bool = Field(
+        default=False,
+        description="Use the service account of the pod the flow runs in.",
+    )
+    verify_ssl: bool = Field(
+        default=True, description="Verify the API server's TLS certificate."
+    )
+    namespace: str = Field(
+        default="default",
+        description="Namespace used by steps that do not name one.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> KubernetesCluster:
+        if self.kubeconfig is None and not self.in_cluster and not self.server:
+            raise ValueError("give a kubeconfig, a server URL (with token or client "
+                             "certificate), or set in_cluster")
+        if (self.client_certificate is None) != (self.client_key is None):
+            raise ValueError("client_certificate and client_key go together")
+        return self
+
+    @property
+    def auth_method(self) -> str:
+        """Which credentials are used: kubeconfig, token, client-certificate, in-cluster, none."""
+        if self.kubeconfig is not None:
+            return "kubeconfig"
+        if self.in_cluster:
+            return "in-cluster"
+        if self.token is not None:
+            return "token"
+        if self.client_certificate is not None:
+            return "client-certificate"
+        return "none"
+
+    def get_client(self) -> k8s.ApiClient:
+        """A new, isolated ApiClient for this cluster (close it when done)."""
+        return build_api_client(
+            kubeconfig=self.kubeconfig.get_secret_value() if self.kubeconfig else None,
+            context=self.context,
+            server=self.server,
+            token=self.token.get_secret_value() if self.token else None,
+            ca_cert=self.certificate_authority,
+            client_cert=self.client_certificate,
+            client_key=self.client_key.get_secret_value() if self.client_key else None,
+            in_cluster=self.in_cluster,
+            verify_ssl=self.verify_ssl,
+        )
+
+    @classmethod
+    def from_kubeconfig_file(
+        cls, path: str | Path, context: str | None = None, namespace: str | None = None
+    ) -> KubernetesCluster:
+        """A block holding the content of a kubeconfig file (checked to be YAML with a context).
+
+        Args:
+            path: the kubeconfig file.
+            context: the context to pin (default: the file's current-context at use time).
+            namespace: default namespace; else the context's namespace, else "default".
+        """
+        text = Path(path).expanduser().read_text()
+        doc = yaml.safe_load(text)
+        if not isinstance(doc, dict) or not doc.get("contexts"):
+            raise ValueError(f"{path} is not a kubeconfig (no contexts)")
+        names = {c.get("name"): c.get("context") or {} for c in doc["contexts"]}
+        chosen = context or doc.get("current-context")
+        if chosen not in names:
+            raise ValueError(f"{path} has no context {chosen!r} (has: {', '.join(names)})")
+        ns = namespace or names[chosen].get("namespace") or "default"
+        return cls(kubeconfig=SecretStr(text), context=context, namespace=ns)
+
+    def to_kubeconfig_dict(self) -> dict[str, Any]:
+        """These credentials as a kubeconfig dict (holds secrets in clear: do not log or save).
+
+        For handing to tools that only take a kubeconfig (prefect-kubernetes, kubectl, helm).
+        In-cluster credentials have no kubeconfig form.
+        """
+        if self.kubeconfig is not None:
+            return yaml.safe_load(self.kubeconfig.get_secret_value())
+        if self.in_cluster:
+            raise ValueError("in-cluster credentials have no kubeconfig form")
+        cluster: dict[str, Any] = {"server": self.server}
+        if self.certificate_authority:
+            cluster["certificate-authority-data"] = _b64(self.certificate_authority)
+        if not self.verify_ssl:
+            cluster["insecure-skip-tls-verify"] = True
+        user: dict[str, Any] = {}
+        if self.token is not None:
+            user["token"] = self.token.get_secret_value()
+        if self.client_certificate and self.client_key:
+            user["client-certificate-data"] = _b64(self.client_certificate)
+            user["client-key-data"] = _b64(self.client_key.get_secret_value())
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "cluster", "cluster": cluster}],
+            "users": [{"name": "user", "user": user}],
+            "contexts": [
+                {
+                    "name": "ansflow",
+                    "context": {"cluster": "cluster", "user": "user",
+                                "namespace": self.namespace},
+                }
+            ],
+            "current-context": "ansflow",
+        }
+
+    def to_prefect_kubernetes_credentials(self):
+        """A prefect-kubernetes `KubernetesCredentials` for its job tasks and work pools.
+
+        Don't save the result: prefect-kubernetes keeps the kubeconfig in a plain dict
+        (secrets in clear, Prefect issue #8624). In-cluster gives credentials without a
+        cluster config (prefect-kubernetes then uses the pod's service account).
+        """
+        from prefect_kubernetes.credentials import (  # optional integration, imported late
+            KubernetesClusterConfig,
+            KubernetesCredentials,
+        )
+
+        if self.in_cluster:
+            return KubernetesCredentials()
+        doc = self.to_kubeconfig_dict()
+        context = self.context or doc.get("current-context")
+        return KubernetesCredentials(
+            cluster_config=KubernetesClusterConfig(config=doc, context_name=context)
+        )
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

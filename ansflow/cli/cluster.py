@@ -1,6 +1,147 @@
-"""`ansflow cluster`: saved Kubernetes cluster blocks (placeholder until it lands)."""
+"""`ansflow cluster`: saved Kubernetes cluster credentials (KubernetesCluster Prefect blocks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Manage saved Kubernetes cluster credentials (Prefect blocks).",
-                  no_args_is_help=True)
+from ansflow.errors import AnsflowError
+
+app = typer.Typer(
+    help="Manage saved Kubernetes cluster credentials (Prefect blocks).", no_args_is_help=True
+)
+
+BLOCK_SLUG = "ansflow-kubernetes-cluster"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(name: str):
+    from prefect.exceptions import ObjectNotFound
+
+    from ansflow.blocks.kubernetes import KubernetesCluster
+
+    try:
+        return KubernetesCluster.load(name)
+    except (ObjectNotFound, ValueError) as exc:
+        if "not found" in str(exc).lower() or isinstance(exc, ObjectNotFound):
+            _fail(f"no cluster block named {name!r} (see `ansflow cluster list`)")
+        _fail(f"cluster {name!r}: cannot load its block: {str(exc)[:300]}")
+    except Exception as exc:
+        _fail(f"cluster {name!r}: cannot reach the Prefect API to load its block "
+              f"({type(exc).__name__})")
+
+
+def _server_of(block) -> str:
+    if block.server:
+        return block.server
+    if block.kubeconfig is None:
+        return "in-cluster" if block.in_cluster else "-"
+    try:
+        doc = block.to_kubeconfig_dict()
+        ctx_name = block.context or doc.get("current-context")
+        ctx = next(c["context"] for c in doc["contexts"] if c["name"] == ctx_name)
+        return next(c["cluster"]["server"] for c in doc["clusters"]
+                    if c["name"] == ctx["cluster"])
+    except (StopIteration, KeyError, TypeError):
+        return "?"
+
+
+@app.command()
+def add(
+    name: str = typer.Argument(..., help="Block name (lowercase letters, digits, dashes)."),
+    kubeconfig: Path = typer.Option(..., "--kubeconfig", help="The kubeconfig file to store."),
+    context: str = typer.Option(None, "--context", help="Pin this context."),
+    namespace: str = typer.Option(None, "--namespace", help="Default namespace for steps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing block."),
+) -> None:
+    """Save a kubeconfig file's content as the KubernetesCluster block NAME."""
+    from ansflow.blocks.kubernetes import KubernetesCluster
+
+    try:
+        block = KubernetesCluster.from_kubeconfig_file(kubeconfig, context, namespace)
+        block.get_client().close()  # the credentials must at least load
+    except OSError as exc:
+        _fail(f"cluster {name!r}: cannot read {kubeconfig}: {exc.strerror}")
+    except (ValueError, AnsflowError) as exc:
+        _fail(f"cluster {name!r}: {str(exc)[:300]}")
+    try:
+        block.save(name, overwrite=overwrite)
+    except ValueError as exc:
+        if "already" in str(exc).lower():
+            _fail(f"a cluster block named {name!r} exists: pass --overwrite to replace it")
+        _fail(f"cluster {name!r}: {str(exc)[:300]}")
+    except Exception as exc:
+        _fail(f"cluster {name!r}: cannot save the block ({type(exc).__name__}: "
+              f"{str(exc)[:200]})")
+    typer.echo(f"saved cluster {name!r} ({_server_of(block)}, namespace {block.namespace})")
+
+
+@app.command("list")
+def list_() -> None:
+    """The saved cluster blocks: name, how they authenticate, server, namespace."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            docs = client.read_block_documents_by_type(BLOCK_SLUG)
+    except Exception as exc:
+        _fail(f"cannot list cluster blocks: the Prefect API failed ({type(exc).__name__})")
+    if not docs:
+        typer.echo("no cluster blocks (add one with `ansflow cluster add`)")
+        return
+    typer.echo(f"{'NAME':<24}{'AUTH':<20}{'NAMESPACE':<16}SERVER")
+    from ansflow.blocks.kubernetes import KubernetesCluster
+
+    for doc in sorted(docs, key=lambda d: d.name or ""):
+        try:
+            block = KubernetesCluster.load(doc.name)
+            auth, ns, server = block.auth_method, block.namespace, _server_of(block)
+        except Exception:
+            auth, ns, server = "unreadable", "-", "-"
+        typer.echo(f"{doc.name:<24}{auth:<20}{ns:<16}{server}")
+
+
+@app.command()
+def check(
+    name: str = typer.Argument(..., help="The cluster block's name."),
+    namespace: str = typer.Option(None, "--namespace", help="Namespace for the rules review."),
+) -> None:
+    """Reachability, server version, and what the identity may do (SelfSubjectRulesReview)."""
+    from kubernetes import client as k8s
+
+    from ansflow.engines.kube import translate_error
+
+    block = _load(name)
+    ns = namespace or block.namespace
+    try:
+        api = block.get_client()
+    except AnsflowError as exc:
+        _fail(f"cluster {name!r}: {exc}")
+    with api:
+        try:
+            version = k8s.VersionApi(api).get_code(_request_timeout=10)
+        except Exception as exc:
+            _fail(str(translate_error(exc, cluster=name, action="read the server version")))
+        typer.echo(f"cluster {name!r}: reachable at {api.configuration.host}, "
+                   f"Kubernetes {version.git_version}")
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                  "spec": {"namespace": ns}}
+        try:
+            result = k8s.AuthorizationV1Api(api).create_self_subject_rules_review(
+                review, _request_timeout=10
+            )
+        except Exception as exc:
+            _fail(str(translate_error(
+                exc, cluster=name, action="create selfsubjectrulesreviews (authorization.k8s.io)"
+            )))
+    typer.echo(f"permissions in namespace {ns!r}:")
+    for rule in result.status.resource_rules or []:
+        groups = ",".join(g or "core" for g in rule.api_groups or [])
+        typer.echo(f"  {','.join(rule.verbs):<40} {','.join(rule.resources or [])} [{groups}]")
+    if result.status.incomplete:
+        typer.echo(f"  (incomplete: {result.status.evaluation_error or 'authorizer gave up'})")

@@ -1,6 +1,152 @@
-"""`ansflow dev-cluster`: a real local Kubernetes control plane (placeholder until it lands)."""
+"""`ansflow dev-cluster`: a real local Kubernetes control plane (etcd, API server, kwok)."""
+
+from __future__ import annotations
+
+import time
 
 import typer
 
-app = typer.Typer(help="Run a real local Kubernetes control plane (etcd, API server, kwok).",
-                  no_args_is_help=True)
+from ansflow.errors import AnsflowError
+
+app = typer.Typer(
+    help="Run a real local Kubernetes control plane (etcd, API server, controller manager, "
+    "scheduler; kwok plays the nodes) on 127.0.0.1.",
+    no_args_is_help=True,
+)
+
+NAME_OPTION = typer.Option("local", "--name", "-n", help="The cluster's name (also its block's).")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def save_cluster_block(name: str, kubeconfig: str) -> str | None:
+    """Save (overwrite) the KubernetesCluster block NAME; returns an error message or None."""
+    try:
+        from ansflow.blocks.kubernetes import KubernetesCluster
+
+        KubernetesCluster.from_kubeconfig_file(kubeconfig).save(name, overwrite=True)
+    except Exception as exc:  # Prefect API down, bad settings...: the cluster still runs
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+    return None
+
+
+@app.command()
+def up(
+    name: str = NAME_OPTION,
+    nodes: int = typer.Option(1, "--nodes", min=1, max=50, help="How many kwok nodes."),
+    block: bool = typer.Option(
+        True, "--block/--no-block", help="Save a KubernetesCluster block named NAME."
+    ),
+    timeout: float = typer.Option(90.0, help="Seconds each component may take to get healthy."),
+) -> None:
+    """Start the cluster (a no-op when it already runs) and wait until its nodes are Ready."""
+    from ansflow.devcluster import manager
+
+    started = time.monotonic()
+    try:
+        result = manager.up(name, nodes=nodes, timeout=timeout)
+    except AnsflowError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; the components started so far were stopped", 130)
+    except Exception as exc:  # never a traceback for the user; the cause in one line
+        _fail(f"dev cluster {name!r} failed to start: {type(exc).__name__}: {str(exc)[:500]}")
+    state, paths = result.state, result.paths
+    if result.recovered:
+        typer.echo(f"recovered from a crashed run: stopped leftover {', '.join(result.recovered)}")
+    if result.already_running:
+        typer.echo(f"dev cluster {name!r} is already running at {state.server}")
+    else:
+        typer.echo(
+            f"dev cluster {name!r} is up at {state.server} "
+            f"({state.nodes} Ready node(s) in {time.monotonic() - started:.1f} s; "
+            f"Kubernetes {state.versions.get('kubernetes', '?')})"
+        )
+    if block:
+        err = save_cluster_block(name, str(paths.kubeconfig))
+        if err:
+            typer.echo(
+                f"warning: could not save the Prefect block {name!r} ({err}); save it later "
+                f"with: ansflow cluster add {name} --kubeconfig {paths.kubeconfig}",
+                err=True,
+            )
+        else:
+            typer.echo(f"saved Prefect block ansflow-kubernetes-cluster/{name}")
+    typer.echo(
+        "use it:\n"
+        f"  export KUBECONFIG={paths.kubeconfig}\n"
+        f"  kubectl get nodes        (kubectl is in {state.binaries})\n"
+        f"  KubernetesCluster.load({name!r}) in a flow\n"
+        f"stop it: ansflow dev-cluster down --name {name}"
+    )
+
+
+@app.command()
+def down(
+    name: str = NAME_OPTION,
+    wipe: bool = typer.Option(
+        False, "--wipe", help="Also delete its data, certificates and kubeconfig."
+    ),
+) -> None:
+    """Stop exactly the processes `up` started (by recorded PID); keep the data unless --wipe."""
+    from ansflow.devcluster import manager
+
+    try:
+        stopped = manager.down(name, wipe=wipe)
+    except AnsflowError as exc:
+        _fail(str(exc))
+    what = f"stopped {', '.join(stopped)}" if stopped else "nothing was running"
+    typer.echo(f"dev cluster {name!r}: {what}{'; data wiped' if wipe else ''}")
+
+
+@app.command()
+def status(name: str = NAME_OPTION) -> None:
+    """Components, PIDs, ports, versions and health. Exit code 1 when not fully healthy."""
+    from ansflow.devcluster import manager
+
+    try:
+        state, rows = manager.status(name)
+    except AnsflowError as exc:
+        _fail(str(exc))
+    if state is None:
+        typer.echo(f"dev cluster {name!r}: never started (no state)")
+        raise typer.Exit(1)
+    typer.echo(f"dev cluster {name!r}: {state.server}  nodes: {state.nodes}")
+    typer.echo("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(state.versions.items())))
+    typer.echo(f"{'COMPONENT':<25}{'PID':>8}{'PORT':>8}  STATE")
+    for row in rows:
+        condition = "healthy" if row.healthy else ("running" if row.running else "stopped")
+        typer.echo(f"{row.name:<25}{row.pid or '-':>8}{row.port or '-':>8}  {condition}")
+    if not all(r.healthy for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def kubeconfig(name: str = NAME_OPTION) -> None:
+    """Print the path of the cluster's admin kubeconfig."""
+    from ansflow.devcluster import manager
+
+    try:
+        typer.echo(str(manager.kubeconfig_path(name)))
+    except AnsflowError as exc:
+        _fail(str(exc))
+
+
+@app.command("list")
+def list_() -> None:
+    """The dev clusters known under $ANSFLOW_HOME, running or not."""
+    from ansflow.devcluster import manager
+    from ansflow.devcluster.state import ClusterPaths, load_state
+
+    names = manager.list_clusters()
+    if not names:
+        typer.echo("no dev clusters")
+    for n in names:
+        paths = ClusterPaths.for_name(n)
+        state = load_state(paths)
+        running = manager.is_running(paths, state)
+        where = state.server if state else "-"
+        typer.echo(f"{n:<20}{'running' if running else 'stopped':<10}{where}")

@@ -1,0 +1,339 @@
+"""Bringing a named dev cluster up and down, and reporting on it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubernetes import client as k8s
+
+from ansflow.devcluster import components as comp
+from ansflow.devcluster import processes as proc
+from ansflow.devcluster.binaries import Binaries, find_binaries
+from ansflow.devcluster.errors import ComponentFailed, DevClusterError
+from ansflow.devcluster.pki import Pki, admin_kubeconfig, create_pki, write_private_text
+from ansflow.devcluster.state import (
+    COMPONENTS,
+    ClusterPaths,
+    ClusterState,
+    list_clusters,
+    load_state,
+    save_state,
+)
+
+START_TIMEOUT = 90.0
+
+
+@dataclass
+class UpResult:
+    """What `up` did: the state, whether it was already running, what it recovered from."""
+
+    state: ClusterState
+    paths: ClusterPaths
+    already_running: bool = False
+    recovered: list[str] = field(default_factory=list)
+
+
+def _admin_api(paths: ClusterPaths, state: ClusterState) -> k8s.ApiClient:
+    # An isolated client (no global kubernetes configuration), admin identity from the PKI.
+    pki = Pki(paths.pki)
+    cfg = k8s.Configuration()
+    cfg.host = state.server
+    cfg.ssl_ca_cert = str(pki.ca_crt)
+    cfg.cert_file = str(pki.admin_crt)
+    cfg.key_file = str(pki.admin_key)
+    return k8s.ApiClient(cfg)
+
+
+def _apiserver_ready(paths: ClusterPaths, state: ClusterState) -> bool:
+    pki = Pki(paths.pki)
+    ctx = proc.tls_context(pki.ca_crt, pki.admin_crt, pki.admin_key)
+    return proc.http_ok(f"{state.server}/readyz", ctx)
+
+
+def is_running(paths: ClusterPaths, state: ClusterState | None) -> bool:
+    """Whether every recorded component runs and the API server answers /readyz."""
+    return bool(state) and all(state.alive().values()) and _apiserver_ready(paths, state)
+
+
+def _stop_all(state: ClusterState) -> list[str]:
+    stopped = []
+    for name in reversed(COMPONENTS):
+        record = state.processes.get(name)
+        if record and proc.is_alive(record):
+            proc.stop_process(record)
+            stopped.append(name)
+    return stopped
+
+
+def _start(state: ClusterState, name: str, argv: list[str], paths: ClusterPaths):
+    record = proc.start_process(argv, paths.logs / f"{name}.log", paths.root)
+    state.processes[name] = record
+    save_state(paths, state)  # record every PID at once: `down` must find it after a crash
+    return record
+
+
+def _nodes_ready(api: k8s.ApiClient, count: int) -> bool:
+    nodes = k8s.CoreV1Api(api).list_node(_request_timeout=5).items
+    ready = [
+        n
+        for n in nodes
+        if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+    ]
+    return len(ready) >= count
+
+
+def _default_sa_exists(api: k8s.ApiClient) -> bool:
+    try:
+        k8s.CoreV1Api(api).read_namespaced_service_account(
+            "default", "default", _request_timeout=5
+        )
+        return True
+    except k8s.ApiException:
+        return False
+
+
+def _ensure_nodes(api: k8s.ApiClient, count: int) -> None:
+    core = k8s.CoreV1Api(api)
+    existing = {n.metadata.name for n in core.list_node(_request_timeout=5).items}
+    for i in range(count):
+        body = comp.node_manifest(i)
+        if body["metadata"]["name"] not in existing:
+            core.create_node(body, _request_timeout=10)
+
+
+def _prepare_files(paths: ClusterPaths, state: ClusterState, pki: Pki) -> None:
+    for d in (paths.root, paths.logs, paths.exec_dir, paths.pod_logs.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    paths.root.chmod(0o700)
+    paths.kwok_config.write_text(comp.kwok_config(paths))
+    if not paths.pod_logs.exists():
+        paths.pod_logs.write_text(
+            comp.cri_log_line(f"ansflow dev cluster {state.name}: simulated container log")
+        )
+    write_private_text(paths.kubeconfig, admin_kubeconfig(pki, state.server, state.name))
+
+
+def _probe(ctx, port: int, path: str = "/healthz") -> bool:
+    return proc.http_ok(f"https://127.0.0.1:{port}{path}", ctx)
+
+
+def _pick_ports(old: ClusterState | None) -> dict[str, int]:
+    # Reuse a stopped cluster's ports when they are all free (etcd keeps its peer URL in its
+    # data, clients keep the server URL), else take fresh ones.
+    if old and set(old.ports) == set(comp.PORT_NAMES):
+        if not any(proc.port_in_use(p) for p in old.ports.values()):
+            return dict(old.ports)
+    return dict(zip(comp.PORT_NAMES, proc.free_ports(len(comp.PORT_NAMES)), strict=True))
+
+
+def up(name: str = "local", nodes: int = 1, timeout: float = START_TIMEOUT) -> UpResult:
+    """Start (or find running) the named dev cluster and wait until its nodes are Ready.
+
+    Args:
+        name: the cluster's name (directory under $ANSFLOW_HOME/clusters, block name).
+        nodes: how many kwok nodes to create.
+        timeout: seconds each component may take to become healthy.
+
+    Returns:
+        The recorded state and what was done.
+
+    Raises:
+        BinariesMissing: the binaries are not built.
+        ComponentFailed: a component died or stayed unhealthy (with its last log lines).
+        DevClusterError: anything else that prevents start-up.
+    """
+    if nodes < 1:
+        raise DevClusterError("--nodes must be at least 1")
+    paths = ClusterPaths.for_name(name)
+    bins = find_binaries()
+    old = load_state(paths)
+    if old and is_running(paths, old):
+        if old.nodes < nodes:
+            with _admin_api(paths, old) as api:
+                _ensure_nodes(api, nodes)
+            old.nodes = nodes
+            save_state(paths, old)
+        return UpResult(old, paths, already_running=True)
+    recovered = _stop_all(old) if old else []
+    started = time.monotonic()
+    ports = _pick_ports(old)
+    state = ClusterState(
+        name=name,
+        ports=ports,
+        versions=dict(bins.versions),
+        binaries=str(bins.directory),
+        nodes=nodes,
+        started_at=time.time(),
+    )
+    pki = create_pki(paths.pki, name)
+    _prepare_files(paths, state, pki)
+    save_state(paths, state)
+    try:
+        _start_components(paths, state, bins, pki, timeout)
+    except BaseException:
+        _stop_all(state)
+        raise
+    state.ready_seconds = round(time.monotonic() - started, 2)
+    save_state(paths, state)
+    return UpResult(state, paths, recovered=recovered)
+
+
+def _start_components(
+    paths: ClusterPaths, state: ClusterState, bins: Binaries, pki: Pki, timeout: float
+) -> None:
+    ports = state.ports
+    rec = _start(state, "etcd", comp.etcd_argv(bins, paths, ports), paths)
+    proc.wait_until(
+        lambda: proc.http_ok(f"http://127.0.0.1:{ports['etcd']}/health"),
+        what="/health",
+        component="etcd",
+        record=rec,
+        timeout=timeout,
+    )
+    rec = _start(state, "kube-apiserver", comp.apiserver_argv(bins, paths, ports, pki), paths)
+    proc.wait_until(
+        lambda: _apiserver_ready(paths, state),
+        what="/readyz",
+        component="kube-apiserver",
+        record=rec,
+        timeout=timeout,
+    )
+    cm = _start(
+        state,
+        "kube-controller-manager",
+        comp.controller_manager_argv(bins, paths, ports, pki),
+        paths,
+    )
+    sched = _start(state, "kube-scheduler", comp.scheduler_argv(bins, paths, ports), paths)
+    kwok = _start(state, "kwok", comp.kwok_argv(bins, paths, ports, pki), paths)
+    insecure = proc.tls_context(None)
+    for name, record in (("kube-controller-manager", cm), ("kube-scheduler", sched)):
+        proc.wait_until(
+            lambda n=name: _probe(insecure, ports[n]),
+            what="/healthz",
+            component=name,
+            record=record,
+            timeout=timeout,
+        )
+    with _admin_api(paths, state) as api:
+        _ensure_nodes(api, state.nodes)
+        proc.wait_until(
+            lambda: _nodes_ready(api, state.nodes),
+            what=f"{state.nodes} Ready node(s)",
+            component="kwok",
+            record=kwok,
+            timeout=timeout,
+        )
+        proc.wait_until(
+            lambda: _default_sa_exists(api),
+            what="the default service account",
+            component="kube-controller-manager",
+            record=cm,
+            timeout=timeout,
+        )
+
+
+def down(name: str = "local", wipe: bool = False) -> list[str]:
+    """Stop the recorded processes of the named cluster (reverse start order).
+
+    Args:
+        name: the cluster's name.
+        wipe: also delete its directory (etcd data, certificates, kubeconfig).
+
+    Returns:
+        The components that were running and got stopped.
+
+    Raises:
+        DevClusterError: the cluster is unknown.
+    """
+    paths = ClusterPaths.for_name(name)
+    if not paths.root.exists():
+        raise DevClusterError(f"no dev cluster named {name!r} (nothing under {paths.root})")
+    state = load_state(paths)
+    stopped = _stop_all(state) if state else []
+    if wipe:
+        shutil.rmtree(paths.root, ignore_errors=True)
+    return stopped
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One line of `status`."""
+
+    name: str
+    pid: int | None
+    port: int | None
+    running: bool
+    healthy: bool
+
+
+def status(name: str = "local") -> tuple[ClusterState | None, list[ComponentStatus]]:
+    """Per-component process and health status of the named cluster.
+
+    Raises:
+        DevClusterError: the cluster is unknown.
+    """
+    paths = ClusterPaths.for_name(name)
+    if not paths.root.exists():
+        raise DevClusterError(f"no dev cluster named {name!r} (nothing under {paths.root})")
+    state = load_state(paths)
+    if state is None:
+        return None, []
+    alive = state.alive()
+    pki = Pki(paths.pki)
+    insecure = proc.tls_context(None)
+    probes = {
+        "etcd": lambda: proc.http_ok(f"http://127.0.0.1:{state.ports['etcd']}/health"),
+        "kube-apiserver": lambda: _apiserver_ready(paths, state),
+        "kube-controller-manager": lambda: _probe(
+            insecure, state.ports["kube-controller-manager"]
+        ),
+        "kube-scheduler": lambda: _probe(insecure, state.ports["kube-scheduler"]),
+        "kwok": lambda: proc.port_in_use(state.ports["kwok"]),
+    }
+    rows = []
+    for c in COMPONENTS:
+        record = state.processes.get(c)
+        rows.append(
+            ComponentStatus(
+                name=c,
+                pid=record.pid if record else None,
+                port=state.ports.get(c),
+                running=alive[c],
+                healthy=alive[c] and pki.exists() and probes[c](),
+            )
+        )
+    return state, rows
+
+
+def kubeconfig_path(name: str = "local") -> Path:
+    """The admin kubeconfig of the named cluster.
+
+    Raises:
+        DevClusterError: the cluster has no kubeconfig yet.
+    """
+    paths = ClusterPaths.for_name(name)
+    if not paths.kubeconfig.is_file():
+        raise DevClusterError(f"dev cluster {name!r} has no kubeconfig: run `ansflow dev-cluster up"
+                              f" --name {name}` first")
+    return paths.kubeconfig
+
+
+def last_logs(name: str, component: str) -> str:
+    """The last lines of one component's log (for error messages)."""
+    return proc.log_tail(ClusterPaths.for_name(name).logs / f"{component}.log")
+
+
+__all__ = [
+    "ComponentFailed",
+    "UpResult",
+    "down",
+    "is_running",
+    "kubeconfig_path",
+    "list_clusters",
+    "status",
+    "up",
+]

@@ -1,0 +1,323 @@
+"""The one Kubernetes client factory and adapter: isolated ApiClients, exec, error translation.
+
+Every Kubernetes call in ansflow goes through here. Clients are built from explicit material
+(a kubeconfig text, or URL + token/client certificate, or the in-cluster service account) into
+a fresh `kubernetes.client.Configuration`; kubernetes' process-global default configuration is
+never read or written, so two clusters in one process never interfere.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import urllib3
+import yaml
+from kubernetes import client as k8s
+from kubernetes.config.incluster_config import (
+    SERVICE_CERT_FILENAME,
+    SERVICE_TOKEN_FILENAME,
+    InClusterConfigLoader,
+)
+from kubernetes.config.kube_config import KubeConfigLoader
+from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
+
+from ansflow.errors import EngineUnavailable, StepFailed, StepTimedOut, StepTransient
+
+ERROR_BODY_LIMIT = 500
+DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
+# kwok (and cri-streaming) wrap a non-zero exit as an InternalError "... exit status N".
+_EXIT_STATUS_RE = re.compile(r"exit status (\d+)\s*$")
+_HANDSHAKE_RE = re.compile(r"Handshake status (\d{3})")
+
+
+class ClusterSource(Protocol):
+    """Anything that builds an ApiClient: the KubernetesCluster block, for instance."""
+
+    def get_client(self) -> k8s.ApiClient: ...
+
+
+def _private_dir(configuration: k8s.Configuration) -> Path:
+    # Key material the TLS stack needs as files lives in a 0700 directory that is removed
+    # when the Configuration (held by its ApiClient) is garbage-collected.
+    directory = Path(tempfile.mkdtemp(prefix="ansflow-kube-"))
+    weakref.finalize(configuration, shutil.rmtree, str(directory), True)
+    return directory
+
+
+def _materialize_kubeconfig_data(doc: dict, directory: Path) -> dict:
+    """Turn inline `*-data` certificates/keys into files in `directory` (0600).
+
+    kubernetes' own loader would write them to a process-wide temp-file cache instead.
+    """
+    pairs = (
+        ("clusters", "cluster", "certificate-authority"),
+        ("users", "user", "client-certificate"),
+        ("users", "user", "client-key"),
+    )
+    for section, key, field in pairs:
+        for i, entry in enumerate(doc.get(section) or []):
+            body = (entry or {}).get(key) or {}
+            data = body.pop(f"{field}-data", None)
+            if data:
+                path = directory / f"{section}-{i}-{field}"
+                path.touch(mode=0o600)
+                path.write_bytes(base64.b64decode(data))
+                body[field] = str(path)
+    return doc
+
+
+def build_api_client(
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    server: str | None = None,
+    token: str | None = None,
+    ca_cert: str | None = None,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+    in_cluster: bool = False,
+    verify_ssl: bool = True,
+) -> k8s.ApiClient:
+    """Build a fresh, isolated ApiClient from explicit credentials.
+
+    Args:
+        kubeconfig: kubeconfig YAML text (wins over server/token/certificates).
+        context: the kubeconfig context (default: its current-context).
+        server: API server URL, e.g. https://127.0.0.1:6443.
+        token: bearer token.
+        ca_cert: PEM of the CA that signed the API server's certificate.
+        client_cert: PEM client certificate.
+        client_key: PEM key of `client_cert`.
+        in_cluster: use the pod's service account (token and CA mounted by Kubernetes).
+        verify_ssl: verify the API server's certificate.
+
+    Returns:
+        A new ApiClient; close it (or use it as a context manager) when done.
+
+    Raises:
+        StepFailed: the credentials are incomplete or the kubeconfig is invalid.
+    """
+    cfg = k8s.Configuration()
+    try:
+        if kubeconfig:
+            doc = yaml.safe_load(kubeconfig)
+            if not isinstance(doc, dict):
+                raise StepFailed("the kubeconfig is not a YAML mapping")
+            doc = _materialize_kubeconfig_data(doc, _private_dir(cfg))
+            KubeConfigLoader(config_dict=doc, active_context=context).load_and_set(cfg)
+        elif in_cluster:
+            InClusterConfigLoader(SERVICE_TOKEN_FILENAME, SERVICE_CERT_FILENAME).load_and_set(cfg)
+        else:
+            if not server:
+                raise StepFailed("no kubeconfig, no API server URL and not in-cluster")
+            cfg.host = server.rstrip("/")
+            if token:
+                cfg.api_key = {"authorization": token}
+                cfg.api_key_prefix = {"authorization": "Bearer"}
+            if ca_cert:
+                cfg.ca_cert_data = ca_cert
+            if client_cert or client_key:
+                if not (client_cert and client_key):
+                    raise StepFailed("a client certificate needs both the certificate and key")
+                directory = _private_dir(cfg)
+                for name, pem in (("client.crt", client_cert), ("client.key", client_key)):
+                    (directory / name).touch(mode=0o600)
+                    (directory / name).write_text(pem)
+                cfg.cert_file = str(directory / "client.crt")
+                cfg.key_file = str(directory / "client.key")
+    except StepFailed:
+        raise
+    except Exception as exc:  # the loaders raise ConfigException, KeyError, yaml errors...
+        # Never echo the kubeconfig (it holds keys); the exception text names the field.
+        raise StepFailed(f"invalid Kubernetes credentials: {type(exc).__name__}: {exc}") from None
+    if not verify_ssl:
+        cfg.verify_ssl = False
+    return k8s.ApiClient(cfg)
+
+
+def api_client_for(cluster: ClusterSource) -> k8s.ApiClient:
+    """The ApiClient of a cluster credentials block (a new one on every call)."""
+    return cluster.get_client()
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+
+def _status_body(exc: k8s.ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.body or "{}")
+        return body if isinstance(body, dict) else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def translate_error(exc: BaseException, *, cluster: str, action: str) -> StepFailed:
+    """Map a kubernetes/urllib3 exception to ansflow's error tree, with an actionable message.
+
+    Args:
+        exc: what the client raised.
+        cluster: the cluster's name, for the message.
+        action: what was being done, e.g. "create deployments in namespace ci".
+
+    Returns:
+        The error to raise (`raise translate_error(...) from exc`). 5xx, 429 and network
+        errors are StepTransient/EngineUnavailable (retryable), the rest StepFailed.
+    """
+    where = f"cluster {cluster!r}: {action}"
+    if isinstance(exc, k8s.ApiException):
+        body = _status_body(exc)
+        message = str(body.get("message") or exc.reason or "")[:ERROR_BODY_LIMIT]
+        status = exc.status or 0
+        handshake = _HANDSHAKE_RE.search(str(exc.reason or ""))
+        if status == 0 and handshake:  # websocket (exec) errors arrive as status 0
+            status = int(handshake.group(1))
+            message = message or str(exc.reason)[:ERROR_BODY_LIMIT]
+        if status == 401:
+            return StepFailed(
+                f"{where}: 401 Unauthorized (the credentials were rejected)",
+                hint="the token or client certificate is wrong or expired",
+            )
+        if status == 403:
+            return StepFailed(f"{where}: 403 Forbidden: {message}",
+                              hint="grant the identity this verb on this resource (RBAC)")
+        if status == 404:
+            return StepFailed(f"{where}: 404 Not Found: {message}")
+        if status == 409:
+            return StepFailed(f"{where}: 409 Conflict: {message}")
+        if status == 422:
+            return StepFailed(f"{where}: invalid object: {message}")
+        if status == 429 or status >= 500:
+            return StepTransient(f"{where}: {status} {exc.reason}: {message}")
+        if status == 0:
+            return EngineUnavailable(f"{where}: no answer from the API server ({exc.reason})")
+        return StepFailed(f"{where}: {status} {exc.reason}: {message}")
+    if isinstance(exc, urllib3.exceptions.SSLError) or "SSL" in type(exc).__name__ or (
+        isinstance(exc, urllib3.exceptions.MaxRetryError)
+        and isinstance(exc.reason, urllib3.exceptions.SSLError)
+    ):
+        return EngineUnavailable(
+            f"{where}: TLS failure talking to the API server",
+            hint="check the CA certificate (or verify_ssl) and the server URL",
+        )
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        return EngineUnavailable(
+            f"{where}: the API server is unreachable ({type(exc).__name__})",
+            hint="is the cluster running and the server URL right?",
+        )
+    return StepFailed(f"{where}: {type(exc).__name__}: {exc}")
+
+
+# ---- exec -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command exec'd in a pod produced."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool = False
+
+
+def decode_exec_status(raw: str | bytes) -> int:
+    """Decode the exec status channel (3) the way client-go does, plus kwok's wrapped form.
+
+    Args:
+        raw: the channel's content: a JSON `metav1.Status`.
+
+    Returns:
+        The exit code: 0 for Success; the ExitCode cause for NonZeroExitCode; N for an
+        InternalError whose message ends in `exit status N` (kwok).
+
+    Raises:
+        StepFailed: the status is empty (exit code unknown: never taken for 0) or reports an
+            error that is not an exit code.
+    """
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not raw or not raw.strip():
+        raise StepFailed("exec ended without a status: the exit code is unknown")
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        raise StepFailed(f"exec returned an unreadable status: {raw[:200]!r}") from None
+    if status.get("status") == "Success":
+        return 0
+    reason = status.get("reason", "")
+    message = str(status.get("message", ""))
+    if reason == "NonZeroExitCode":
+        for cause in (status.get("details") or {}).get("causes") or []:
+            if cause.get("reason") == "ExitCode":
+                try:
+                    return int(cause.get("message", ""))
+                except ValueError:
+                    break
+        raise StepFailed(f"exec failed with a non-zero exit and no readable code: {message}")
+    match = _EXIT_STATUS_RE.search(message)
+    if reason == "InternalError" and match:
+        return int(match.group(1))
+    raise StepFailed(f"exec failed: {reason or 'error'}: {message[:ERROR_BODY_LIMIT]}")
+
+
+def exec_in_pod(
+    api: k8s.ApiClient,
+    *,
+    namespace: str,
+    pod: str,
+    command: list[str],
+    container: str | None = None,
+    timeout: float = 300.0,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+) -> ExecResult:
+    """Run a command in a pod through the API server; stdout, stderr and exit code apart.
+
+    Output is drained incrementally (no preload: that merges the streams and drops the exit
+    code); each stream keeps at most `max_output` bytes.
+
+    Raises:
+        StepTimedOut: the command ran past `timeout` (the remote process is not killed).
+        StepFailed: exec could not start, or the status channel is empty or an error.
+    """
+    core = k8s.CoreV1Api(api)
+    kwargs: dict[str, Any] = dict(
+        command=command, stdin=False, stdout=True, stderr=True, tty=False,
+        _preload_content=False, binary=True,
+    )
+    if container:
+        kwargs["container"] = container
+    ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
+    out, err = bytearray(), bytearray()
+    truncated = False
+    deadline = time.monotonic() + timeout
+    try:
+        while ws.is_open():
+            if time.monotonic() > deadline:
+                raise StepTimedOut(f"exec in pod {namespace}/{pod} ran past {timeout:.0f} s")
+            ws.update(timeout=1)
+            for channel, buf in ((STDOUT_CHANNEL, out), (STDERR_CHANNEL, err)):
+                chunk = ws.read_channel(channel)
+                if chunk:
+                    room = max_output - len(buf)
+                    truncated |= len(chunk) > room
+                    buf += chunk[: max(room, 0)]
+        for channel, buf in ((STDOUT_CHANNEL, out), (STDERR_CHANNEL, err)):
+            chunk = ws.read_channel(channel)
+            room = max_output - len(buf)
+            truncated |= len(chunk) > room
+            buf += chunk[: max(room, 0)]
+        code = decode_exec_status(ws.read_channel(ERROR_CHANNEL))
+    finally:
+        ws.close()
+    return ExecResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+                      truncated)
