@@ -194,7 +194,10 @@ def port_bindings(ports: list[str] | dict[str, int | str]) -> dict[str, object]:
     result: dict[str, object] = {}
     if isinstance(ports, dict):
         for container, host in ports.items():
-            result[_port_key(str(container))] = int(host) if str(host).isdigit() else host
+            try:
+                result[_port_key(str(container))] = int(host) if str(host).isdigit() else host
+            except ValueError:
+                raise StepFailed(f"port {container!r} is not 'number[/tcp|udp]'") from None
         return result
     for item in ports:
         parts = str(item).split(":")

@@ -1,0 +1,129 @@
+"""Pure Docker helpers: line splitting, stream events, image references, run options."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansflow.engines.docker_streams import (
+    LineSplitter,
+    clean_line,
+    command_argv,
+    image_ref,
+    parse_stream_event,
+    port_bindings,
+    registry_of,
+    retarget,
+    split_image_ref,
+    volume_binds,
+)
+from ansflow.errors import StepFailed
+
+
+def test_splitter_joins_lines_across_chunks():
+    s = LineSplitter()
+    assert s.feed(b"hel") == []
+    assert s.feed(b"lo\nwor") == ["hello"]
+    assert s.feed(b"ld\n\nx") == ["world", ""]
+    assert s.flush() == ["x"]
+    assert s.flush() == []
+
+
+def test_splitter_cuts_a_line_without_newline_at_the_bound():
+    s = LineSplitter(max_bytes=10)
+    lines = s.feed(b"a" * 35)
+    assert lines == ["a" * 10] * 3
+    assert len(s._buf) == 5
+    assert s.flush() == ["a" * 5]
+
+
+def test_splitter_memory_stays_bounded_for_a_huge_line():
+    s = LineSplitter(max_bytes=1024)
+    total = 0
+    for _ in range(1000):
+        total += len(s.feed(b"z" * 4096))
+        assert len(s._buf) < 1024
+    assert total == 4000
+
+
+def test_binary_garbage_becomes_printable_text():
+    text = clean_line(b"\x00\x01ok\xff\xfe\x1b[31mred\x1b[0m\r\n")
+    assert "ok" in text and "red" in text
+    assert "\x00" not in text and "\x1b" not in text and "\r" not in text
+
+
+def test_build_stream_line_error_and_image_id():
+    assert parse_stream_event({"stream": "Step 1/2 : FROM scratch\n"}).line == "Step 1/2 : FROM scratch"
+    assert parse_stream_event({"stream": "\n"}).line is None
+    err = parse_stream_event({"errorDetail": {"code": 1, "message": "boom"}, "error": "boom"})
+    assert err.error == "boom"
+    assert parse_stream_event({"errorDetail": {"message": "only detail"}}).error == "only detail"
+    assert parse_stream_event({"aux": {"ID": "sha256:abc"}}).image_id == "sha256:abc"
+
+
+def test_push_stream_digest_and_progress_noise():
+    digest = "sha256:" + "a" * 64
+    assert parse_stream_event({"aux": {"Tag": "1", "Digest": digest, "Size": 5}}).digest == digest
+    status = parse_stream_event({"status": f"1: digest: {digest} size: 736"})
+    assert status.digest == digest
+    noise = parse_stream_event({"status": "Pushing", "id": "abc",
+                                "progressDetail": {"current": 5, "total": 10}})
+    assert noise.line is None
+    assert parse_stream_event({"status": "Pushed", "id": "abc"}).line == "abc: Pushed"
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("my-app", ("my-app", None)),
+    ("my-app:5", ("my-app", "5")),
+    ("127.0.0.1:5000/team/app:v1", ("127.0.0.1:5000/team/app", "v1")),
+    ("127.0.0.1:5000/app", ("127.0.0.1:5000/app", None)),
+    ("app@sha256:" + "0" * 64, ("app@sha256:" + "0" * 64, None)),
+])
+def test_split_image_ref(ref, expected):
+    assert split_image_ref(ref) == expected
+
+
+def test_image_ref_tag_override_and_default():
+    assert image_ref("my-app:5", None) == ("my-app", "5")
+    assert image_ref("my-app:5", "6") == ("my-app", "6")
+    assert image_ref("my-app", None) == ("my-app", "latest")
+    with pytest.raises(StepFailed):
+        image_ref("bad ref", None)
+
+
+def test_registry_detection_and_retarget():
+    assert registry_of("my-app") is None
+    assert registry_of("team/app") is None
+    assert registry_of("localhost/app") == "localhost"
+    assert registry_of("registry.example.com/app") == "registry.example.com"
+    assert retarget("my-app", "127.0.0.1:5000") == "127.0.0.1:5000/my-app"
+    assert retarget("team/app", "http://reg.local/") == "reg.local/team/app"
+    assert retarget("old.reg:5000/team/app", "new.reg") == "new.reg/team/app"
+    with pytest.raises(StepFailed):
+        retarget("app", "")
+
+
+def test_command_argv_splits_like_a_shell_without_one():
+    assert command_argv("npm test") == ["npm", "test"]
+    assert command_argv("sh -c 'echo a; echo b'") == ["sh", "-c", "echo a; echo b"]
+    assert command_argv(["a", "b c"]) == ["a", "b c"]
+    assert command_argv(None) is None
+    with pytest.raises(StepFailed, match="cannot be split"):
+        command_argv("echo 'unbalanced")
+
+
+def test_volume_binds_resolve_relative_paths_against_the_workspace():
+    ws = "/ws"
+    assert volume_binds(["./data:/data", "/abs:/abs:ro", "named:/v"], ws) == [
+        "/ws/data:/data", "/abs:/abs:ro", "named:/v"]
+    assert volume_binds({"src/app": "/app"}, ws) == ["/ws/src/app:/app"]
+    for bad in ("nocolon", "/a:relative", "/a:/b:xx"):
+        with pytest.raises(StepFailed):
+            volume_binds([bad], ws)
+
+
+def test_port_bindings():
+    assert port_bindings(["8080:80", "53/udp", "127.0.0.1:9000:90"]) == {
+        "80/tcp": 8080, "53/udp": None, "90/tcp": ("127.0.0.1", 9000)}
+    assert port_bindings({"80": 8081}) == {"80/tcp": 8081}
+    with pytest.raises(StepFailed):
+        port_bindings(["x:y"])
