@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 MAX_LINE_CHARS = 8192
+MAX_LOG_BYTES = 16 * 1024 * 1024  # per step: beyond this, lines are counted, not logged
 LABEL_PREFIX = "ansflow.dev/"
 
 
@@ -103,6 +104,8 @@ class StepContext:
     logger: logging.Logger | logging.LoggerAdapter | None = None
     attempt: int = 1
     started: float = field(default_factory=time.monotonic)
+    logged_bytes: int = 0
+    dropped_lines: int = 0
 
     @property
     def labels(self) -> dict[str, str]:
@@ -132,6 +135,13 @@ class StepContext:
         if len(line) > MAX_LINE_CHARS:
             line = line[:MAX_LINE_CHARS] + f"... [{len(line) - MAX_LINE_CHARS} chars cut]"
         log = self.logger or logging.getLogger("ansflow.step")
+        self.logged_bytes += len(line) + 1
+        if self.logged_bytes > MAX_LOG_BYTES:
+            if self.dropped_lines == 0:
+                log.warning(f"[ansflow] output beyond {MAX_LOG_BYTES // 1024 // 1024} MiB is "
+                            "not logged (the step keeps running)")
+            self.dropped_lines += 1
+            return
         if stream == "stderr":
             log.warning(line)
         else:

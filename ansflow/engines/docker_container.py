@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,6 +133,25 @@ def _remove_quietly(container_id: str, base_url: str | None) -> None:
         client.close()
 
 
+def _remove_and_confirm(client: docker.DockerClient, container_id: str) -> None:
+    """Remove a container and wait until it is gone (a cancel cleanup may be removing it)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            client.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            return
+        except (docker.errors.APIError, requests.RequestException):
+            pass  # "removal already in progress": poll until it is done
+        try:
+            client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return
+        except (docker.errors.APIError, requests.RequestException):
+            return
+        time.sleep(0.1)
+
+
 def run_container(
     spec: ContainerSpec,
     *,
@@ -198,10 +218,7 @@ def run_container(
         raise engine_error(exc, f"running {spec.image}") from exc
     finally:
         if container_id and (outcome_stop or not spec.keep or exit_code is None):
-            try:
-                client.api.remove_container(container_id, force=True, v=True)
-            except (docker.errors.APIError, requests.RequestException):
-                pass
+            _remove_and_confirm(client, container_id)
         unregister()
         if pump is not None:
             pump.join(timeout=5)

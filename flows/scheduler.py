@@ -1,0 +1,223 @@
+"""Runs a plan's steps as Prefect task runs, resolving the DAG in the flow itself.
+
+Prefect leaves a task whose upstream failed Pending forever, so the scheduler submits a step
+only once everything it needs has finished, and records steps that cannot run as NotRun.
+Dependencies are passed as `wait_for`, so the run graph shows them as edges.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import allow_failure
+from prefect.exceptions import TerminationSignal
+from prefect.futures import PrefectFuture
+from prefect.utilities.annotations import quote
+
+from ansflow.errors import StepCancelled, StepTimedOut
+from ansflow.flows.step_task import Attempts, not_run_step, run_step
+from ansflow.plan import Plan, PlannedStep
+from ansflow.tasks.base import Masker, RunControl, StepContext
+
+# Set by the CLI to follow a run live: called with (step, state) on each change.
+progress_listener: contextvars.ContextVar[Callable[[PlannedStep, str], None] | None] = (
+    contextvars.ContextVar("ansflow_progress_listener", default=None)
+)
+_BLOCKING = {"failed", "timedout", "cancelled", "not_run"}
+
+
+@dataclass
+class StepRecord:
+    step: PlannedStep
+    state: str = "pending"
+    exit_code: int | None = None
+    attempts: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.step
+        return {"id": s.id, "name": s.name, "stage": s.stage, "type": s.type,
+                "state": self.state, "exit_code": self.exit_code, "attempts": self.attempts,
+                "outputs": self.outputs, "duration_s": round(self.duration_s, 3),
+                "message": self.message}
+
+
+@dataclass
+class RunInfo:
+    pipeline: str
+    run_id: str
+    build_number: int
+    variables: dict[str, Any]
+    secrets: dict[str, str]
+
+
+class Scheduler:
+    """One pipeline run's steps: submit when ready, record every outcome."""
+
+    def __init__(self, plan: Plan, info: RunInfo, control: RunControl) -> None:
+        self.plan = plan
+        self.info = info
+        self.control = control
+        self.masker = Masker(list(info.secrets.values()))
+        self.records = {s.id: StepRecord(s) for s in plan.steps + plan.finally_steps}
+        self.futures: dict[str, PrefectFuture] = {}
+        self.attempts = Attempts()
+        self.cancelled = False
+        self.timed_out = False
+        self._done: queue.Queue[str] = queue.Queue()
+        self._listener = progress_listener.get()
+
+    # -- the main loop -------------------------------------------------------------------
+    def run(self, deadline: float | None) -> None:
+        """Run the main steps, then the `finally` steps (always)."""
+        try:
+            self._run_graph(self.plan.steps, self.control, deadline)
+        finally:
+            final_control = RunControl()
+            self._run_graph(self.plan.finally_steps, final_control, None, always=True)
+
+    def _run_graph(self, steps: list[PlannedStep], control: RunControl,
+                   deadline: float | None, always: bool = False) -> None:
+        pending = {s.id: s for s in steps}
+        running: set[str] = set()
+        previous: str | None = None
+        while pending or running:
+            try:
+                for sid, step in list(pending.items()):
+                    deps = step.needs if not always else ([previous] if previous else [])
+                    if any(d in pending or d in running for d in deps):
+                        continue
+                    del pending[sid]
+                    previous = sid
+                    self._start(step, deps, control, running, always)
+                    if always:
+                        break  # finally steps run one after the other, in order
+                if not running:
+                    continue
+                try:
+                    sid = self._done.get(timeout=0.2)
+                except queue.Empty:
+                    self._check_deadline(deadline, control)
+                    continue
+                running.discard(sid)
+                self._collect(sid)
+            except (KeyboardInterrupt, TerminationSignal):
+                # Ctrl-C on `ansflow run`, or the runner terminating a cancelled run:
+                # kill what runs, let it report back, record the rest as not run.
+                self.cancel(control)
+
+    def cancel(self, control: RunControl) -> None:
+        """Stop the run: kill what runs, record what has not started as not run."""
+        self.cancelled = True
+        control.cancel()
+
+    def _check_deadline(self, deadline: float | None, control: RunControl) -> None:
+        if deadline is not None and time.monotonic() > deadline and not self.timed_out:
+            self.timed_out = True
+            control.cancel()
+
+    # -- one step -------------------------------------------------------------------------
+    def _start(self, step: PlannedStep, deps: list[str], control: RunControl,
+               running: set[str], always: bool) -> None:
+        record = self.records[step.id]
+        blockers = [] if always else [
+            d for d in deps if self.records[d].state in _BLOCKING
+            and not (self.records[d].step.allow_failure
+                     and self.records[d].state in ("failed", "timedout"))
+        ]
+        # allow_failure: the edges show in the run graph without Prefect's NotReady rule.
+        wait_for = [allow_failure(self.futures[d]) for d in deps if d in self.futures]
+        if (control.cancelled.is_set() and not always) or blockers:
+            reason = ("the run was cancelled" if control.cancelled.is_set() else
+                      f"needs {', '.join(repr(b) for b in blockers)}, which did not succeed")
+            record.state, record.message = "not_run", reason
+            self.futures[step.id] = self._task(not_run_step, step).submit(
+                reason, wait_for=wait_for)
+            self._notify(record)
+            return
+        ctx = StepContext(
+            pipeline=self.plan.name, run_id=self.info.run_id,
+            build_number=self.info.build_number, step_id=step.id, step_name=step.name,
+            stage=step.stage, step_type=step.type, workspace=self.plan.workspace,
+            env={**self.plan.env, **step.env}, timeout=step.timeout, runs_on=step.runs_on,
+            defaults=self.plan.defaults, masker=self.masker, control=control,
+        )
+        task = self._task(run_step, step)
+        record.state = "running"
+        self._notify(record)
+        future = task.submit(quote(ctx), quote(step.config), quote(step),
+                             quote(self._template_context(step)), quote(self.attempts),
+                             wait_for=wait_for)
+        self.futures[step.id] = future
+        running.add(step.id)
+        future.add_done_callback(lambda _f, sid=step.id: self._done.put(sid))
+
+    def _task(self, base, step: PlannedStep):
+        return base.with_options(
+            name=step.type, task_run_name=step.name,
+            tags=[f"stage:{step.stage}", f"type:{step.type}", f"id:{step.id}"],
+        )
+
+    def _collect(self, sid: str) -> None:
+        record = self.records[sid]
+        future = self.futures[sid]
+        future.wait()  # sets the final state in memory (no API round trip)
+        state = future.state
+        record.attempts = self.attempts.count.get(sid, 0)
+        started = self.attempts.started.get(sid)
+        record.duration_s = time.monotonic() - started if started else 0.0
+        if state.is_completed():
+            if state.name == "Skipped":
+                record.state, record.message = "skipped", state.message
+            else:
+                result = future.result()
+                record.state = "completed"
+                record.exit_code = result.get("exit_code")
+                record.outputs = result.get("outputs", {})
+        else:
+            error = self.attempts.last_error.get(sid)
+            record.exit_code = getattr(error, "exit_code", None)
+            record.message = self.masker(str(error) if error else (state.message or "failed"))
+            record.state = ("timedout" if isinstance(error, StepTimedOut) else
+                            "cancelled" if isinstance(error, StepCancelled) else "failed")
+        self._notify(record)
+
+    def _notify(self, record: StepRecord) -> None:
+        if self._listener is not None:
+            self._listener(record.step, record.state)
+
+    def _template_context(self, step: PlannedStep) -> dict[str, Any]:
+        return {
+            "pipeline": {"name": self.plan.name, "build_number": self.info.build_number,
+                         "run_id": self.info.run_id, "type": self.plan.type},
+            "vars": dict(self.info.variables),
+            "env": {**os.environ, **self.plan.env, **step.env},
+            "stage": {"name": step.stage, "id": step.stage},
+            "step": {"name": step.name, "id": step.id},
+            "steps": {sid: {"outputs": dict(r.outputs), "status": r.state}
+                      for sid, r in self.records.items() if r.state != "pending"},
+            "secrets": dict(self.info.secrets),
+        }
+
+    # -- the outcome ----------------------------------------------------------------------
+    def outcome(self) -> tuple[str, str]:
+        """The pipeline's state (completed|failed|cancelled) and a one-line message."""
+        bad = [r for r in self.records.values()
+               if r.state in ("failed", "timedout", "cancelled")
+               and not (r.step.allow_failure and r.state != "cancelled")]
+        if self.timed_out:
+            return "failed", f"pipeline timed out after {self.plan.timeout:g}s"
+        if self.cancelled:
+            return "cancelled", "pipeline run cancelled"
+        if bad:
+            names = ", ".join(r.step.id for r in bad)
+            return "failed", f"{len(bad)} step(s) failed: {names}"
+        return "completed", "all steps succeeded"

@@ -1,0 +1,152 @@
+"""The Prefect tasks a pipeline run is made of: one task run per step, named after the step.
+
+`run_step` evaluates the step's condition (Skipped when false), renders its templates and
+calls the step type's executor (ansflow.tasks.registry); `not_run_step` records a step that
+could not run, so that nothing is ever left Pending and the run graph shows every step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Cancelled, Completed, Failed, State
+
+from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.plan import PlannedStep
+from ansflow.spec.steps import CONFIG_MODELS
+from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.registry import load_executor
+from ansflow.templating import TemplateError, evaluate_condition, render_value
+
+
+@dataclass
+class Attempts:
+    """What the flow learns from each attempt of each step (shared in-process)."""
+
+    count: dict[str, int] = field(default_factory=dict)
+    last_error: dict[str, BaseException] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def begin(self, step_id: str) -> int:
+        with self.lock:
+            self.count[step_id] = self.count.get(step_id, 0) + 1
+            self.started.setdefault(step_id, time.monotonic())
+            return self.count[step_id]
+
+
+@task(name="step", cache_policy=NO_CACHE, persist_result=False)
+def run_step(ctx: StepContext, config: dict[str, Any], step: PlannedStep,
+             template_context: dict[str, Any], attempts: Attempts) -> Any:
+    """Run one pipeline step: evaluate `when`, render its templates, call its executor,
+    retrying as the step says.
+
+    Retries are done here rather than by Prefect so that a retry can depend on the exit code
+    (`retry_on_exit_codes`), the delay ends at once on cancellation, and a failure is logged as
+    one clear line instead of a traceback.
+
+    Args:
+        ctx: The run and step the executor works for.
+        config: The step's raw config (templates are rendered here, just before it runs).
+        step: The planned step (condition and retry policy).
+        template_context: Names templates can use (pipeline, vars, env, steps, secrets...).
+        attempts: Shared attempt bookkeeping of the run.
+
+    Returns:
+        The step result (exit code and outputs) as a dict, a Skipped state, or a Failed state
+        whose message says why the step failed.
+    """
+    ctx.logger = get_run_logger()
+    try:
+        if not evaluate_condition(step.when, template_context):
+            ctx.logger.info(f"[ansflow] skipped: `when: {step.when}` is false")
+            return Completed(name="Skipped", message=f"when: {step.when} is false")
+    except TemplateError as exc:
+        return _failed(ctx, attempts, StepFailed(str(exc)))
+    base_env = dict(ctx.env)
+    while True:
+        ctx.attempt = attempts.begin(ctx.step_id)
+        ctx.started = time.monotonic()
+        ctx.logged_bytes = ctx.dropped_lines = 0
+        if ctx.attempt > 1:
+            ctx.logger.info(f"[ansflow] attempt {ctx.attempt} of {step.retries + 1}")
+        try:
+            result = _attempt(ctx, config, base_env, template_context)
+        except StepFailed as exc:
+            attempts.last_error[ctx.step_id] = exc
+            ctx.logger.error(ctx.masker(f"[ansflow] step failed: {exc}"))
+            if ctx.attempt > step.retries or not should_retry(step, exc) or ctx.cancelled:
+                return _failed(ctx, attempts, exc)
+            if step.retry_delay:
+                ctx.logger.info(f"[ansflow] retrying in {step.retry_delay:g}s")
+                if ctx.control.cancelled.wait(step.retry_delay):
+                    return _failed(ctx, attempts, StepCancelled("cancelled while waiting to "
+                                                                "retry"))
+            continue
+        attempts.last_error.pop(ctx.step_id, None)
+        if ctx.dropped_lines:
+            ctx.logger.warning(f"[ansflow] {ctx.dropped_lines} output lines were not logged "
+                               "(log size limit)")
+        return {"exit_code": result.exit_code,
+                "outputs": {k: ctx.masker(str(v)) for k, v in result.outputs.items()}}
+
+
+def _attempt(ctx: StepContext, config: dict[str, Any], base_env: dict[str, str],
+             template_context: dict[str, Any]) -> StepResult:
+    if ctx.cancelled:
+        raise StepCancelled("the run was cancelled before this step started")
+    try:
+        ctx.env = {k: str(render_value(v, template_context)) for k, v in base_env.items()}
+        rendered = render_value(config, template_context)
+    except TemplateError as exc:
+        raise StepFailed(str(exc)) from exc
+    executor = load_executor(ctx.step_type)
+    model = validate_config_for(ctx.step_type, rendered)
+    try:
+        return executor(ctx, model)
+    except StepFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an executor bug still must not leak a traceback
+        ctx.logger.debug("executor error", exc_info=True)
+        raise StepFailed(f"unexpected error: {type(exc).__name__}: {exc}") from exc
+
+
+def _failed(ctx: StepContext, attempts: Attempts, exc: StepFailed) -> State:
+    attempts.last_error[ctx.step_id] = exc
+    name = ("TimedOut" if isinstance(exc, StepTimedOut) else
+            "Cancelled" if isinstance(exc, StepCancelled) else "Failed")
+    return Failed(name=name, message=ctx.masker(str(exc)))
+
+
+def validate_config_for(step_type: str, rendered: dict[str, Any]):
+    """The step's config model, validated again after its templates were rendered."""
+    model = CONFIG_MODELS[step_type]
+    try:
+        return model.model_validate(rendered)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise StepFailed(f"invalid config after rendering templates: {details}") from exc
+
+
+def should_retry(step: PlannedStep, error: StepFailed) -> bool:
+    """Never after a cancel; with retry_on_exit_codes, only on one of those exit codes."""
+    if isinstance(error, StepCancelled):
+        return False
+    if step.retry_on_exit_codes is None:
+        return True
+    return error.exit_code is not None and error.exit_code in step.retry_on_exit_codes
+
+
+@task(name="not-run", cache_policy=NO_CACHE, persist_result=False)
+def not_run_step(reason: str) -> State:
+    """Record a step that did not run because something it depends on did not succeed."""
+    get_run_logger().info(f"[ansflow] not run: {reason}")
+    return Cancelled(name="NotRun", message=reason)
