@@ -1,1 +1,103 @@
-"""Dev-cluster fixtures (see issue: dev cluster)."""
+"""Dev-cluster fixtures: one real Kubernetes control plane (etcd, kube-apiserver, controller
+manager, scheduler, kwok) for the whole test run, built from the cached binaries.
+
+Usage in a test:
+
+    def test_something(dev_cluster):
+        with dev_cluster.client() as api:          # admin, isolated ApiClient
+            kubernetes.client.CoreV1Api(api).list_node()
+        KubernetesCluster.load(dev_cluster.block_name)   # saved on the suite's Prefect server
+
+`dev_cluster` brings up the cluster named `test` under the suite's temp ANSFLOW_HOME, saves
+the block `test` on the suite's Prefect server, and tears everything down (processes and
+data) at the end of the session. `second_dev_cluster` (`test-b`) is only started when a test
+asks for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from ansflow.devcluster import manager
+from ansflow.devcluster.errors import DevClusterError
+from ansflow.devcluster.state import ClusterPaths
+
+
+@dataclass(frozen=True)
+class DevClusterHandle:
+    """A running dev cluster, as tests see it."""
+
+    name: str
+    server: str
+    kubeconfig: Path
+    block_name: str
+    paths: ClusterPaths
+    versions: dict[str, str]
+    kubectl: Path
+
+    @property
+    def pod_logs(self) -> Path:
+        """The CRI-format file kwok serves as every container's log (tests may append)."""
+        return self.paths.pod_logs
+
+    def block(self):
+        """An unsaved KubernetesCluster block for this cluster (admin identity)."""
+        from ansflow.blocks.kubernetes import KubernetesCluster
+
+        return KubernetesCluster.from_kubeconfig_file(self.kubeconfig)
+
+    def client(self) -> k8s.ApiClient:
+        """A fresh admin ApiClient (use as a context manager)."""
+        return self.block().get_client()
+
+    def namespace(self, prefix: str = "t") -> str:
+        """Create a fresh namespace and return its name (left for the session teardown)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        with self.client() as api:
+            k8s.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+        return name
+
+
+def _start(name: str, prefect_server: str) -> DevClusterHandle:
+    try:
+        result = manager.up(name, nodes=1)
+    except DevClusterError as exc:
+        pytest.fail(f"dev cluster {name!r} could not start: {exc}", pytrace=False)
+    from ansflow.blocks.kubernetes import KubernetesCluster
+
+    KubernetesCluster.from_kubeconfig_file(result.paths.kubeconfig).save(name, overwrite=True)
+    return DevClusterHandle(
+        name=name,
+        server=result.state.server,
+        kubeconfig=result.paths.kubeconfig,
+        block_name=name,
+        paths=result.paths,
+        versions=dict(result.state.versions),
+        kubectl=Path(result.state.binaries) / "kubectl",
+    )
+
+
+@pytest.fixture(scope="session")
+def dev_cluster(prefect_server: str) -> Iterator[DevClusterHandle]:
+    """The suite's running dev cluster `test` (its block `test` saved on the Prefect server)."""
+    handle = _start("test", prefect_server)
+    try:
+        yield handle
+    finally:
+        manager.down(handle.name, wipe=True)
+
+
+@pytest.fixture(scope="session")
+def second_dev_cluster(prefect_server: str) -> Iterator[DevClusterHandle]:
+    """A second, independent dev cluster `test-b`, for tests that need two at once."""
+    handle = _start("test-b", prefect_server)
+    try:
+        yield handle
+    finally:
+        manager.down(handle.name, wipe=True)

@@ -1,0 +1,138 @@
+"""`ansflow dev-cluster` against real processes: up/down/status/kubeconfig, recovery, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from typer.testing import CliRunner
+
+from ansflow.cli.app import app
+from ansflow.devcluster import manager
+from ansflow.devcluster.binaries import find_binaries
+from ansflow.devcluster.state import COMPONENTS, ClusterPaths, load_state
+from ansflow.engines.kube import build_api_client
+
+pytestmark = pytest.mark.k8s
+runner = CliRunner()
+
+
+def _cli(*args: str):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_api_server_reports_its_real_stamped_version(dev_cluster):
+    with dev_cluster.client() as api:
+        version = k8s.VersionApi(api).get_code()
+    assert version.git_version == dev_cluster.versions["kubernetes"]
+    assert version.git_version.startswith("v1.") and "master" not in version.git_version
+    assert version.git_tree_state == "clean"
+
+
+def test_second_up_of_a_running_cluster_is_a_noop_and_saves_the_block(dev_cluster):
+    before = load_state(dev_cluster.paths)
+    result = _cli("dev-cluster", "up", "--name", dev_cluster.name)
+    assert result.exit_code == 0, result.output
+    assert "already running" in result.output
+    assert "saved Prefect block ansflow-kubernetes-cluster/test" in result.output
+    assert load_state(dev_cluster.paths).processes == before.processes
+
+
+def test_status_shows_every_component_healthy_with_pid_port_and_versions(dev_cluster):
+    result = _cli("dev-cluster", "status", "--name", dev_cluster.name)
+    assert result.exit_code == 0, result.output
+    for component in COMPONENTS:
+        line = next(li for li in result.output.splitlines() if li.startswith(component + " "))
+        assert line.rstrip().endswith("healthy")
+    assert f"kubernetes {dev_cluster.versions['kubernetes']}" in result.output
+
+
+def test_kubeconfig_command_prints_a_path_kubectl_can_use(dev_cluster):
+    result = _cli("dev-cluster", "kubeconfig", "--name", dev_cluster.name)
+    assert result.exit_code == 0
+    path = result.output.strip()
+    assert Path(path) == dev_cluster.kubeconfig
+    assert oct(Path(path).stat().st_mode & 0o777) == "0o600"
+    out = subprocess.run(
+        [str(dev_cluster.kubectl), "--kubeconfig", path, "get", "nodes", "-o", "name"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert "node/kwok-node-0" in out
+
+
+def test_unknown_cluster_and_invalid_name_are_clear_errors(dev_cluster):
+    result = _cli("dev-cluster", "status", "--name", "nope")
+    assert result.exit_code == 1 and "no dev cluster named 'nope'" in result.output
+    result = _cli("dev-cluster", "up", "--name", "Bad_Name", "--no-block")
+    assert result.exit_code == 1 and "invalid cluster name" in result.output
+
+
+def test_missing_binaries_fail_up_with_how_to_build_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANSFLOW_K8S_BIN", str(tmp_path))
+    result = _cli("dev-cluster", "up", "--name", "nobins", "--no-block")
+    assert result.exit_code == 1
+    assert "scripts/build-k8s.sh" in result.output and "kube-apiserver" in result.output
+
+
+def test_a_component_dying_on_start_shows_its_last_log_lines(tmp_path, monkeypatch):
+    real = find_binaries().directory
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for binary in real.iterdir():
+        if binary.is_file():
+            (fake / binary.name).symlink_to(binary)
+    (fake / "etcd").unlink()
+    (fake / "etcd").write_text("#!/bin/sh\necho 'simulated etcd failure: disk on fire' >&2\n"
+                               "exit 3\n")
+    (fake / "etcd").chmod(0o755)
+    monkeypatch.setenv("ANSFLOW_K8S_BIN", str(fake))
+    result = _cli("dev-cluster", "up", "--name", "broken", "--no-block", "--timeout", "20")
+    assert result.exit_code == 1
+    assert "etcd exited during start-up" in result.output
+    assert "simulated etcd failure: disk on fire" in result.output
+    state = load_state(ClusterPaths.for_name("broken"))
+    assert not any(state.alive().values())
+    manager.down("broken", wipe=True)
+
+
+def test_crashed_cluster_is_recovered_keeps_its_data_and_avoids_taken_ports():
+    name = "crashy"
+    first = manager.up(name).state
+    try:
+        with build_api_client(kubeconfig=ClusterPaths.for_name(name).kubeconfig.read_text()) as api:
+            k8s.CoreV1Api(api).create_namespaced_config_map(
+                "default", {"metadata": {"name": "survivor"}, "data": {"k": "v"}}
+            )
+        # A crash: the scheduler and the API server die without `down`.
+        for component in ("kube-scheduler", "kube-apiserver"):
+            os.kill(first.processes[component].pid, signal.SIGKILL)
+        status = _cli("dev-cluster", "status", "--name", name)
+        assert status.exit_code == 1 and "stopped" in status.output
+        again = manager.up(name)
+        assert not again.already_running
+        assert set(again.recovered) == {"etcd", "kube-controller-manager", "kwok"}
+        assert all(again.state.alive().values())
+        # Stopped cleanly, one of its ports taken by someone else: up picks fresh ports.
+        stopped = manager.down(name)
+        assert set(stopped) == set(COMPONENTS)
+        assert not any(again.state.alive().values())
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+            squatter.bind(("127.0.0.1", again.state.ports["kube-apiserver"]))
+            squatter.listen()
+            third = manager.up(name).state
+        assert third.ports["kube-apiserver"] != again.state.ports["kube-apiserver"]
+        kubeconfig = ClusterPaths.for_name(name).kubeconfig.read_text()
+        with build_api_client(kubeconfig=kubeconfig) as api:
+            cm = k8s.CoreV1Api(api).read_namespaced_config_map("survivor", "default")
+        assert cm.data == {"k": "v"}  # etcd data kept across down/up
+    finally:
+        manager.down(name, wipe=True)
+    assert not ClusterPaths.for_name(name).root.exists()
