@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
@@ -36,7 +36,10 @@ def parse_duration(value: Any) -> Any:
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    Field(description="Seconds, or a string such as '30s', '5m', '1h30m'."),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+                              {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?h)?\s*"
+                                                            r"(\d+(\.\d+)?m)?\s*(\d+(\.\d+)?s?)?\s*$"}],
+                    "description": "Seconds, or a string such as '30s', '5m', '1h30m'."}),
 ]
 
 
@@ -49,6 +52,9 @@ def _stringify_scalar(value: Any) -> Any:
     return value
 
 
-EnvValue = Annotated[str, BeforeValidator(_stringify_scalar)]
+EnvValue = Annotated[
+    str, BeforeValidator(_stringify_scalar),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
 EnvMap = dict[str, EnvValue]
 StrOrArgv = str | list[str]

@@ -220,6 +220,9 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
                 problems.append(Problem(file, located.value_pos(path + ("id",)),
                                         f"duplicate step id {step.id!r}"))
             taken.add(step.id)
+    if problems:  # duplicate ids make every later graph check meaningless
+        return Plan(name=pipeline.name, type=pipeline.type, source=file,
+                    workspace=workspace), problems
     ids: list[str] = []
     for step, _, _, _ in entries:
         sid = step.id or derive_id(step.name, step.type, taken)
@@ -257,7 +260,8 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
                                         parallel, [id_of[id(s)] for s in steps]))
     cycle = find_cycle({s.name: s.needs for s in plan.stages})
     if cycle:
-        problems.append(Problem(file, located.value_pos(base + ("stages",)),
+        at = base + ("stages", stage_names.index(cycle[0]), "needs")
+        problems.append(Problem(file, located.value_pos(at),
                                 f"stages form a cycle: {' -> '.join(cycle)}"))
         return plan, problems
 
