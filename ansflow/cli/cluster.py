@@ -28,7 +28,8 @@ def _load(name: str):
     try:
         return KubernetesCluster.load(name)
     except (ObjectNotFound, ValueError) as exc:
-        if "not found" in str(exc).lower() or isinstance(exc, ObjectNotFound):
+        text = str(exc).lower()
+        if isinstance(exc, ObjectNotFound) or "not found" in text or "unable to find" in text:
             _fail(f"no cluster block named {name!r} (see `ansflow cluster list`)")
         _fail(f"cluster {name!r}: cannot load its block: {str(exc)[:300]}")
     except Exception as exc:
@@ -119,10 +120,12 @@ def check(
     block = _load(name)
     ns = namespace or block.namespace
     try:
-        api = block.get_client()
+        with block.get_client() as built:
+            configuration = built.configuration
     except AnsflowError as exc:
         _fail(f"cluster {name!r}: {exc}")
-    with api:
+    configuration.retries = 0  # one attempt: that answer (or error) is what we report
+    with k8s.ApiClient(configuration) as api:
         try:
             version = k8s.VersionApi(api).get_code(_request_timeout=10)
         except Exception as exc:

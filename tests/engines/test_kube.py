@@ -1,0 +1,253 @@
+"""The Kubernetes adapter against the real dev cluster: workloads, apply, watch, exec, logs, RBAC."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import watch
+
+from ansflow.engines.kube import (
+    build_api_client,
+    decode_exec_status,
+    exec_in_pod,
+    translate_error,
+)
+from ansflow.errors import EngineUnavailable, StepFailed, StepTransient
+
+# ---- pure: the exec status channel and error translation ----------------------------------
+
+
+def test_exec_status_success_is_zero():
+    assert decode_exec_status('{"metadata":{},"status":"Success"}') == 0
+
+
+def test_exec_status_kubelet_nonzero_exit_code_shape():
+    raw = json.dumps({
+        "status": "Failure", "reason": "NonZeroExitCode",
+        "message": "command terminated with non-zero exit code: exit status 2",
+        "details": {"causes": [{"reason": "ExitCode", "message": "2"}]},
+    })
+    assert decode_exec_status(raw) == 2
+
+
+def test_exec_status_kwok_internal_error_shape():
+    raw = json.dumps({
+        "status": "Failure", "reason": "InternalError", "code": 500,
+        "message": "Internal error occurred: error executing command in container: "
+                   "cmd wait: sh -c exit 3: exit status 3",
+    })
+    assert decode_exec_status(raw.encode()) == 3
+
+
+@pytest.mark.parametrize("raw", ["", "   ", b""])
+def test_exec_status_empty_is_unknown_never_zero(raw):
+    with pytest.raises(StepFailed, match="exit code is unknown"):
+        decode_exec_status(raw)
+
+
+def test_exec_status_other_failures_carry_the_message():
+    raw = json.dumps({"status": "Failure", "reason": "InternalError",
+                      "message": "fork/exec /nope: no such file or directory"})
+    with pytest.raises(StepFailed, match="no such file"):
+        decode_exec_status(raw)
+
+
+def test_api_errors_map_to_the_error_tree_with_the_cluster_named():
+    forbidden = k8s.ApiException(status=403, reason="Forbidden")
+    forbidden.body = json.dumps({"message": 'deployments.apps is forbidden: User "x" cannot '
+                                            'create resource "deployments"'})
+    err = translate_error(forbidden, cluster="prod", action="create deployments")
+    assert type(err) is StepFailed and "cluster 'prod'" in str(err)
+    assert 'cannot create resource "deployments"' in str(err)
+    assert isinstance(translate_error(k8s.ApiException(status=503), cluster="c", action="a"),
+                      StepTransient)
+    ws = k8s.ApiException(status=0, reason="Handshake status 403 Forbidden -+-+- {...}")
+    assert "403 Forbidden" in str(translate_error(ws, cluster="c", action="exec"))
+    assert isinstance(translate_error(ConnectionRefusedError(), cluster="c", action="a"),
+                      EngineUnavailable)
+
+
+# ---- against the dev cluster ----------------------------------------------------------------
+
+
+def _deployment(name: str, replicas: int = 2) -> dict:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "example.invalid/app:1"}]},
+            },
+        },
+    }
+
+
+def _wait(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _running_pod(api, ns: str, app: str) -> str:
+    def ready():
+        pods = k8s.CoreV1Api(api).list_namespaced_pod(ns, label_selector=f"app={app}").items
+        for p in pods:
+            if p.status.phase == "Running" and any(
+                c.type == "Ready" and c.status == "True" for c in p.status.conditions or []
+            ):
+                return p.metadata.name
+        return None
+
+    return _wait(ready, what=f"a Running/Ready pod of {app}")
+
+
+@pytest.mark.k8s
+def test_deployment_creates_replicaset_and_ready_pods_then_is_available(dev_cluster):
+    ns = dev_cluster.namespace("deploy")
+    with dev_cluster.client() as api:
+        apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
+        apps.create_namespaced_deployment(ns, _deployment("web", 3))
+        rs = _wait(lambda: apps.list_namespaced_replica_set(ns).items, what="a ReplicaSet")
+        assert rs[0].metadata.owner_references[0].name == "web"
+
+        def all_ready():
+            pods = core.list_namespaced_pod(ns, label_selector="app=web").items
+            return len(pods) == 3 and all(
+                p.status.phase == "Running"
+                and all(cs.ready for cs in p.status.container_statuses or [])
+                for p in pods
+            )
+
+        _wait(all_ready, what="3 Running/Ready pods")
+
+        def available():
+            d = apps.read_namespaced_deployment("web", ns)
+            conds = {c.type: c.status for c in d.status.conditions or []}
+            return d.status.available_replicas == 3 and conds.get("Available") == "True"
+
+        _wait(available, what="Deployment Available")
+
+
+@pytest.mark.k8s
+def test_server_side_apply_creates_then_updates_under_one_field_manager(dev_cluster):
+    ns = dev_cluster.namespace("ssa")
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": ns}, "data": {"a": "1"}}
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        kwargs = dict(field_manager="ansflow", force=True,
+                      _content_type="application/apply-patch+yaml")
+        core.patch_namespaced_config_map("cfg", ns, body, **kwargs)
+        body["data"] = {"a": "2", "b": "3"}
+        core.patch_namespaced_config_map("cfg", ns, body, **kwargs)
+        cm = core.read_namespaced_config_map("cfg", ns)
+    assert cm.data == {"a": "2", "b": "3"}
+    assert [m.manager for m in cm.metadata.managed_fields] == ["ansflow"]
+    assert cm.metadata.managed_fields[0].operation == "Apply"
+
+
+@pytest.mark.k8s
+def test_watch_sees_added_modified_and_deleted_events(dev_cluster):
+    ns = dev_cluster.namespace("watch")
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        rv = core.list_namespaced_config_map(ns).metadata.resource_version
+        core.create_namespaced_config_map(ns, {"metadata": {"name": "w"}, "data": {"x": "1"}})
+        core.patch_namespaced_config_map("w", ns, {"data": {"x": "2"}})
+        core.delete_namespaced_config_map("w", ns)
+        seen = []
+        for event in watch.Watch().stream(core.list_namespaced_config_map, ns,
+                                          resource_version=rv, timeout_seconds=10):
+            if event["object"].metadata.name == "w":
+                seen.append(event["type"])
+            if event["type"] == "DELETED":
+                break
+    assert seen == ["ADDED", "MODIFIED", "DELETED"]
+
+
+@pytest.mark.k8s
+def test_exec_returns_stdout_stderr_and_exit_codes(dev_cluster):
+    ns = dev_cluster.namespace("exec")
+    with dev_cluster.client() as api:
+        k8s.AppsV1Api(api).create_namespaced_deployment(ns, _deployment("sh", 1))
+        pod = _running_pod(api, ns, "sh")
+        ok = exec_in_pod(api, namespace=ns, pod=pod,
+                         command=["sh", "-c", "echo to-out; echo to-err >&2"])
+        assert (ok.exit_code, ok.stdout, ok.stderr) == (0, "to-out\n", "to-err\n")
+        bad = exec_in_pod(api, namespace=ns, pod=pod, command=["sh", "-c", "echo x; exit 7"])
+        assert (bad.exit_code, bad.stdout) == (7, "x\n")
+        big = exec_in_pod(api, namespace=ns, pod=pod,
+                          command=["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' a"])
+        assert big.exit_code == 0 and big.stdout == "a" * 300000 and not big.truncated
+        capped = exec_in_pod(api, namespace=ns, pod=pod, max_output=1000,
+                             command=["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' b"])
+        assert capped.stdout == "b" * 1000 and capped.truncated
+        with pytest.raises(StepFailed, match="no such file"):
+            exec_in_pod(api, namespace=ns, pod=pod, command=["/no/such/binary"])
+
+
+@pytest.mark.k8s
+def test_pod_logs_come_through_the_api_server(dev_cluster):
+    ns = dev_cluster.namespace("logs")
+    marker = f"log-line-{time.monotonic_ns()}"
+    with dev_cluster.pod_logs.open("a") as fh:
+        fh.write(f"2026-01-01T00:00:01Z stdout F {marker}\n")
+    with dev_cluster.client() as api:
+        k8s.AppsV1Api(api).create_namespaced_deployment(ns, _deployment("logger", 1))
+        pod = _running_pod(api, ns, "logger")
+        text = k8s.CoreV1Api(api).read_namespaced_pod_log(pod, ns, container="main")
+    assert marker in text
+
+
+@pytest.mark.k8s
+def test_read_only_service_account_token_gets_a_clean_403_on_create(dev_cluster):
+    ns = dev_cluster.namespace("rbac")
+    with dev_cluster.client() as api:
+        core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+        core.create_namespaced_service_account(ns, {"metadata": {"name": "reader"}})
+        rbac.create_namespaced_role(ns, {
+            "metadata": {"name": "read"},
+            "rules": [{"apiGroups": ["", "apps"], "resources": ["*"],
+                       "verbs": ["get", "list", "watch"]}],
+        })
+        rbac.create_namespaced_role_binding(ns, {
+            "metadata": {"name": "reader-read"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
+        })
+        token = core.create_namespaced_service_account_token(
+            "reader", ns, {"spec": {"expirationSeconds": 600}}
+        ).status.token
+    ca = (dev_cluster.paths.pki / "ca.crt").read_text()
+    with build_api_client(server=dev_cluster.server, token=token, ca_cert=ca) as reader:
+        apps = k8s.AppsV1Api(reader)
+        assert apps.list_namespaced_deployment(ns).items == []
+        with pytest.raises(k8s.ApiException) as caught:
+            apps.create_namespaced_deployment(ns, _deployment("nope"))
+    err = translate_error(caught.value, cluster=dev_cluster.name, action=f"create in {ns}")
+    assert caught.value.status == 403 and type(err) is StepFailed
+    assert f"system:serviceaccount:{ns}:reader" in str(err)
+    assert 'cannot create resource "deployments"' in str(err)
+    assert token not in str(err)
+
+
+@pytest.mark.k8s
+def test_unreachable_server_is_engine_unavailable_naming_the_cluster(dev_cluster):
+    with build_api_client(server="https://127.0.0.1:9", verify_ssl=False) as api:
+        api.configuration.retries = 0
+        with pytest.raises(Exception) as caught:
+            k8s.VersionApi(api).get_code(_request_timeout=3)
+    err = translate_error(caught.value, cluster="gone", action="read the version")
+    assert isinstance(err, EngineUnavailable) and "cluster 'gone'" in str(err)
