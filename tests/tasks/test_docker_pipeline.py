@@ -162,3 +162,45 @@ pipeline:
         time.sleep(0.3)
     assert count_run_containers(docker_api, run_id) == 0
     assert os.environ.get("DOCKER_HOST")
+
+
+def test_cancel_through_the_prefect_api_kills_and_removes_the_container(
+        prefect_server, base_image, docker_api, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    pipeline = tmp_path / "cancel.yaml"
+    pipeline.write_text(f"""
+pipeline:
+  name: docker-api-cancel
+  steps:
+    - name: long
+      type: docker_run
+      config:
+        image: {base_image}
+        command: "sleep 120"
+""", encoding="utf-8")
+    proc = subprocess.Popen([ANSFLOW, "run", str(pipeline), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run_id = None
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and run_id is None:
+            found = docker_api.containers(filters={"label": "ansflow.dev/pipeline=docker-api-cancel"})
+            if found:
+                run_id = found[0]["Labels"]["ansflow.dev/run-id"]
+            time.sleep(0.2)
+        assert run_id, "the container step started"
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Cancelling(), force=True)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert count_run_containers(docker_api, run_id) == 0
+    assert "stopped: the run was cancelled" in err
+    if not out.strip():
+        # Known: the CLI's runner reads the result of a run left in CANCELLING and dies with
+        # prefect.exceptions.UnfinishedRun (ansflow/cli/runner.py, reported to the lead).
+        pytest.xfail("ansflow run: no JSON summary after an API cancel (UnfinishedRun)")
+    assert json.loads(out.strip().splitlines()[-1])["state"] == "cancelled"
