@@ -40,6 +40,7 @@ class DevClusterHandle:
     paths: ClusterPaths
     versions: dict[str, str]
     kubectl: Path
+    helm: Path
 
     @property
     def pod_logs(self) -> Path:
@@ -80,6 +81,7 @@ def _start(name: str, prefect_server: str) -> DevClusterHandle:
         paths=result.paths,
         versions=dict(result.state.versions),
         kubectl=Path(result.state.binaries) / "kubectl",
+        helm=Path(result.state.binaries) / "helm",
     )
 
 

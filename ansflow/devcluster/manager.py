@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,15 @@ class UpResult:
     paths: ClusterPaths
     already_running: bool = False
     recovered: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _locked(paths: ClusterPaths) -> Iterator[None]:
+    # One `up`/`down` at a time per cluster (two terminals, parallel test workers).
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.root / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _admin_api(paths: ClusterPaths, state: ClusterState) -> k8s.ApiClient:
@@ -149,6 +161,12 @@ def up(name: str = "local", nodes: int = 1, timeout: float = START_TIMEOUT) -> U
         raise DevClusterError("--nodes must be at least 1")
     paths = ClusterPaths.for_name(name)
     bins = find_binaries()
+    with _locked(paths):
+        return _up_locked(paths, bins, nodes, timeout)
+
+
+def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) -> UpResult:
+    name = paths.name
     old = load_state(paths)
     if old and is_running(paths, old):
         if old.nodes < nodes:
@@ -252,10 +270,11 @@ def down(name: str = "local", wipe: bool = False) -> list[str]:
     paths = ClusterPaths.for_name(name)
     if not paths.root.exists():
         raise DevClusterError(f"no dev cluster named {name!r} (nothing under {paths.root})")
-    state = load_state(paths)
-    stopped = _stop_all(state) if state else []
-    if wipe:
-        shutil.rmtree(paths.root, ignore_errors=True)
+    with _locked(paths):
+        state = load_state(paths)
+        stopped = _stop_all(state) if state else []
+        if wipe:
+            shutil.rmtree(paths.root, ignore_errors=True)
     return stopped
 
 

@@ -1,4 +1,4 @@
-"""The KubernetesCluster block and `ansflow cluster`, against the real Prefect server and dev clusters."""
+"""The KubernetesCluster block and `ansflow cluster`, on the Prefect server and dev clusters."""
 
 from __future__ import annotations
 

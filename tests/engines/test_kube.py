@@ -1,4 +1,4 @@
-"""The Kubernetes adapter against the real dev cluster: workloads, apply, watch, exec, logs, RBAC."""
+"""The Kubernetes adapter on the dev cluster: workloads, apply, watch, exec, logs, RBAC."""
 
 from __future__ import annotations
 
