@@ -91,10 +91,23 @@ def start_process(argv: Sequence[str], log_path: Path, cwd: Path) -> ProcessReco
 def is_alive(record: ProcessRecord) -> bool:
     """Whether the recorded process still runs (same PID *and* same start time, not a zombie)."""
     stat = _proc_stat(record.pid)
-    if stat is None or stat[0] in ("Z", "X"):
+    if stat is None or stat[1] != record.start_ticks:
+        return False
+    if stat[0] in ("Z", "X"):
+        # A multi-threaded leader shows Z while its other threads still exit, holding its
+        # sockets open: it is gone only when no thread is left.
+        if _live_threads(record.pid) > 1:
+            return True
         _reap(record.pid)
         return False
-    return stat[1] == record.start_ticks
+    return True
+
+
+def _live_threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def _reap(pid: int) -> None:
@@ -105,20 +118,25 @@ def _reap(pid: int) -> None:
 
 def stop_process(record: ProcessRecord, timeout: float = 10.0) -> None:
     """SIGTERM the recorded process, SIGKILL it after `timeout`; no-op when it is gone."""
-    if not is_alive(record):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_alive(record):
+    stop_processes([record], timeout)
+
+
+def stop_processes(records: Sequence[ProcessRecord], timeout: float = 10.0) -> None:
+    """SIGTERM every recorded process at once, then SIGKILL those still alive after `timeout`."""
+    for record in records:
+        if is_alive(record):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGTERM)
+    for sig_deadline, sig in ((timeout, signal.SIGKILL), (5.0, None)):
+        deadline = time.monotonic() + sig_deadline
+        while any(is_alive(r) for r in records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if sig is None:
             return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(record.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while is_alive(record) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        for record in records:
+            if is_alive(record):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(record.pid, sig)
 
 
 def log_tail(log_path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
