@@ -165,7 +165,7 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
         with deadline_timer(ctx.remaining(), lambda: aborter.abort("timeout")):
             events = stream_request(
                 client, "/build", aborter=aborter, params=build_params(config, plan),
-                data=context, headers={"Content-Type": "application/x-tar"},
+                data=_chunks(context), headers={"Content-Type": "application/x-tar"},
             )
             for raw in events:
                 event = parse_stream_event(raw)
@@ -189,6 +189,12 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
     ctx.emit(f"built {image_id} as {', '.join(plan.tags)}")
     return StepResult(outputs={"image": plan.tags[0], "image_id": image_id,
                                "tags": ",".join(plan.tags)})
+
+
+def _chunks(fileobj, size: int = 1024 * 1024):
+    """The archive in 1 MiB chunks (http.client would send a file 8 KiB at a time)."""
+    while chunk := fileobj.read(size):
+        yield chunk
 
 
 def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
