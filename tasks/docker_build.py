@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from docker.utils.build import create_archive, exclude_paths, match_tag
 
+from ansflow.blocks.docker import engine_address
 from ansflow.engines.docker import (
     StreamAborter,
     aborted_error,
@@ -18,7 +19,6 @@ from ansflow.engines.docker import (
     stream_request,
 )
 from ansflow.engines.docker_streams import human_bytes, parse_stream_event
-from ansflow.blocks.docker import engine_address
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import DockerBuildConfig
 from ansflow.tasks.base import StepContext, StepResult

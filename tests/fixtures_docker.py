@@ -41,8 +41,8 @@ class DockerEnv:
 
 def _start_services() -> dict[str, str]:
     script = ROOT / "scripts" / "docker-services.sh"
-    code = (f'set -e; eval "$(bash {script} start)"; "{sys.executable}" -c '
-            f'"import json, os; print(json.dumps({{k: os.environ.get(k, \'\') for k in {list(_KEYS)!r}}}))"')
+    dump = f"import json, os; print(json.dumps({{k: os.environ.get(k, '') for k in {_KEYS!r}}}))"
+    code = f'set -e; eval "$(bash {script} start)"; "{sys.executable}" -c "{dump}"'
     proc = subprocess.run(["bash", "-c", code], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         pytest.fail(f"could not start the Docker engine / registries:\n{proc.stderr[-3000:]}")

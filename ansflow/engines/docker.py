@@ -71,7 +71,8 @@ def engine_error(exc: Exception, doing: str) -> StepFailed:
         return StepFailed(f"{doing}: not found: {_explanation(exc)}")
     if isinstance(exc, docker.errors.APIError):
         status = exc.status_code or 0
-        cls = StepTransient if status >= 500 and "not found" not in _explanation(exc) else StepFailed
+        transient = status >= 500 and "not found" not in _explanation(exc)
+        cls = StepTransient if transient else StepFailed
         return cls(f"{doing}: {_explanation(exc)}")
     if isinstance(exc, (requests.ConnectionError, ConnectionError)):
         return EngineUnavailable(f"{doing}: lost the Docker engine ({exc})", hint=ENGINE_HINT)
@@ -230,7 +231,9 @@ def remove_labelled_containers(run_id: str | None = None, *, base_url: str | Non
         client.close()
 
 
-def list_labelled_containers(run_id: str | None = None, *, base_url: str | None = None) -> list[dict]:
+def list_labelled_containers(
+    run_id: str | None = None, *, base_url: str | None = None
+) -> list[dict]:
     """Id, name, state and labels of the containers ansflow labelled (all, or one run's)."""
     client = docker_client(base_url)
     try:

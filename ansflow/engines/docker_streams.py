@@ -190,7 +190,7 @@ def volume_binds(volumes: list[str] | dict[str, str], workspace: str) -> list[st
 
 
 def port_bindings(ports: list[str] | dict[str, int | str]) -> dict[str, object]:
-    """docker-py ``ports``: "8080:80", "127.0.0.1:8080:80/tcp", "80"; a dict is {container: host}."""
+    """docker-py ``ports`` from "8080:80", "127.0.0.1:8080:80/tcp", "80" or {container: host}."""
     result: dict[str, object] = {}
     if isinstance(ports, dict):
         for container, host in ports.items():

@@ -52,7 +52,8 @@ def test_binary_garbage_becomes_printable_text():
 
 
 def test_build_stream_line_error_and_image_id():
-    assert parse_stream_event({"stream": "Step 1/2 : FROM scratch\n"}).line == "Step 1/2 : FROM scratch"
+    step = parse_stream_event({"stream": "Step 1/2 : FROM scratch\n"})
+    assert step.line == "Step 1/2 : FROM scratch"
     assert parse_stream_event({"stream": "\n"}).line is None
     err = parse_stream_event({"errorDetail": {"code": 1, "message": "boom"}, "error": "boom"})
     assert err.error == "boom"

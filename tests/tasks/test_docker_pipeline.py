@@ -50,7 +50,8 @@ def test_seed_docker_example_runs_end_to_end(prefect_server, docker_env, base_im
     summary, stderr = ansflow_run(pipeline)
     assert summary["state"] == "completed", (summary, stderr[-3000:])
     build_number = summary["build_number"]
-    build, run, push = (steps_by_name(summary)[n] for n in ("构建镜像", "运行测试", "推送镜像"))
+    steps = steps_by_name(summary)
+    build, run, push = steps["构建镜像"], steps["运行测试"], steps["推送镜像"]
     assert build["outputs"]["image"] == f"my-app:{build_number}"
     assert run["outputs"]["exit_code"] == "0"
     assert push["outputs"]["image"] == f"{docker_env.registry}/my-app:{build_number}"
@@ -98,8 +99,8 @@ pipeline:
       runs_on: docker
       config:
         command: >-
-          echo "digest={{{{ steps.push.outputs.digest }}}} exit={{{{ steps.test.outputs.exit_code }}}}"
-          > report.txt; cat report.txt; pwd
+          echo "digest={{{{ steps.push.outputs.digest }}}}
+          exit={{{{ steps.test.outputs.exit_code }}}}" > report.txt; cat report.txt; pwd
 """, encoding="utf-8")
     summary, stderr = ansflow_run(pipeline)
     assert summary["state"] == "completed", (summary, stderr[-3000:])
@@ -186,7 +187,8 @@ pipeline:
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and run_id is None:
-            found = docker_api.containers(filters={"label": "ansflow.dev/pipeline=docker-api-cancel"})
+            found = docker_api.containers(
+                filters={"label": "ansflow.dev/pipeline=docker-api-cancel"})
             if found:
                 run_id = found[0]["Labels"]["ansflow.dev/run-id"]
             time.sleep(0.2)
