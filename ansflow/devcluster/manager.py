@@ -27,6 +27,12 @@ from ansflow.devcluster.state import (
 )
 
 START_TIMEOUT = 90.0
+# (components, seconds from SIGTERM to SIGKILL); only etcd has data worth a clean stop.
+STOP_GROUPS = (
+    (("kwok", "kube-scheduler", "kube-controller-manager"), 5.0),
+    (("kube-apiserver",), 5.0),
+    (("etcd",), 10.0),
+)
 
 
 @dataclass
@@ -71,15 +77,17 @@ def is_running(paths: ClusterPaths, state: ClusterState | None) -> bool:
 
 
 def _stop_all(state: ClusterState) -> list[str]:
-    # All at once: a throw-away cluster needs no ordered drain, and the API server's graceful
-    # shutdown alone takes seconds.
-    running = {
-        name: state.processes[name]
-        for name in reversed(COMPONENTS)
-        if name in state.processes and proc.is_alive(state.processes[name])
-    }
-    proc.stop_processes(list(running.values()))
-    return list(running)
+    # Clients first, then the API server, then etcd: stopped together, the API server's
+    # graceful shutdown hangs on a vanished etcd and etcd waits for its clients to drain.
+    stopped = []
+    for group, timeout in STOP_GROUPS:
+        running = [
+            name for name in group
+            if name in state.processes and proc.is_alive(state.processes[name])
+        ]
+        proc.stop_processes([state.processes[n] for n in running], timeout)
+        stopped += running
+    return stopped
 
 
 def _start(state: ClusterState, name: str, argv: list[str], paths: ClusterPaths):
