@@ -32,8 +32,19 @@ except OSError:
 EOF
 }
 
-_dk_free_port() {
-  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+_dk_free_port() {  # _dk_free_port [PREFERRED]: PREFERRED when it is free, else any free port
+  "$VENV/bin/python" - "${1:-0}" <<'PY'
+import socket, sys
+for port in (int(sys.argv[1]), 0):
+    try:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the registry does
+            s.bind(("127.0.0.1", port))
+            print(s.getsockname()[1])
+            break
+    except OSError:
+        continue
+PY
 }
 
 _dk_alive() {  # _dk_alive PIDFILE
@@ -95,7 +106,8 @@ _dk_registry() {  # _dk_registry NAME [htpasswd-file]: start (or re-use) a regis
   fi
   _dk_alive "$dir/pid" && kill "$(cat "$dir/pid")" 2>/dev/null
   local port
-  port=$(_dk_free_port)
+  # The port of last time when it is free, so addresses stay stable across restarts.
+  port=$(_dk_free_port "$(cat "$dir/port" 2>/dev/null || echo 0)")
   {
     echo "version: 0.1"
     echo "log: {level: warn}"
