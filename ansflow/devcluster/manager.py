@@ -187,23 +187,32 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) 
         return UpResult(old, paths, already_running=True)
     recovered = _stop_all(old) if old else []
     started = time.monotonic()
-    ports = _pick_ports(old)
-    state = ClusterState(
-        name=name,
-        ports=ports,
-        versions=dict(bins.versions),
-        binaries=str(bins.directory),
-        nodes=nodes,
-        started_at=time.time(),
-    )
     pki = create_pki(paths.pki, name)
-    _prepare_files(paths, state, pki)
-    save_state(paths, state)
-    try:
-        _start_components(paths, state, bins, pki, timeout)
-    except BaseException:
-        _stop_all(state)
-        raise
+    ports = _pick_ports(old)
+    for attempt in (1, 2):
+        state = ClusterState(
+            name=name,
+            ports=ports,
+            versions=dict(bins.versions),
+            binaries=str(bins.directory),
+            nodes=nodes,
+            started_at=time.time(),
+        )
+        _prepare_files(paths, state, pki)
+        save_state(paths, state)
+        try:
+            _start_components(paths, state, bins, pki, timeout)
+            break
+        except ComponentFailed as exc:
+            _stop_all(state)
+            # A free port taken between picking and binding (another process was quicker):
+            # once more on fresh ports; any other failure is reported as is.
+            if attempt == 2 or "address already in use" not in str(exc):
+                raise
+            ports = _pick_ports(None)
+        except BaseException:
+            _stop_all(state)
+            raise
     state.ready_seconds = round(time.monotonic() - started, 2)
     save_state(paths, state)
     return UpResult(state, paths, recovered=recovered)

@@ -136,3 +136,30 @@ def test_crashed_cluster_is_recovered_keeps_its_data_and_avoids_taken_ports():
     finally:
         manager.down(name, wipe=True)
     assert not ClusterPaths.for_name(name).root.exists()
+
+
+def test_a_port_taken_during_start_up_is_retried_on_fresh_ports(tmp_path, monkeypatch):
+    real = find_binaries().directory
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for binary in real.iterdir():
+        if binary.is_file() and binary.name != "kube-apiserver":
+            (fake / binary.name).symlink_to(binary)
+    marker = tmp_path / "failed-once"
+    (fake / "kube-apiserver").write_text(
+        "#!/bin/sh\n"
+        f"if [ ! -e {marker} ]; then touch {marker}; "
+        "echo 'E1124 run.go:72] listen tcp 127.0.0.1:1: bind: address already in use' >&2; "
+        "exit 1; fi\n"
+        f"exec {real / 'kube-apiserver'} \"$@\"\n"
+    )
+    (fake / "kube-apiserver").chmod(0o755)
+    monkeypatch.setenv("ANSFLOW_K8S_BIN", str(fake))
+    try:
+        result = _cli("dev-cluster", "up", "--name", "portrace", "--no-block")
+        assert result.exit_code == 0, result.output
+        assert marker.exists()
+        log = (ClusterPaths.for_name("portrace").logs / "kube-apiserver.log").read_text()
+        assert log.count("=== ansflow: starting") == 2
+    finally:
+        manager.down("portrace", wipe=True)
