@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
 
@@ -68,6 +71,41 @@ def test_api_errors_map_to_the_error_tree_with_the_cluster_named():
     assert "403 Forbidden" in str(translate_error(ws, cluster="c", action="exec"))
     assert isinstance(translate_error(ConnectionRefusedError(), cluster="c", action="a"),
                       EngineUnavailable)
+
+
+def _two_context_kubeconfig() -> str:
+    clusters = [{"name": n, "cluster": {"server": f"https://127.0.0.1:{p}",
+                                        "certificate-authority-data": "Y2EK"}}
+                for n, p in (("a", 1001), ("b", 1002))]
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": clusters,
+        "users": [{"name": "u", "user": {"token": "tok"}}],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": "u"}} for n in ("a", "b")],
+        "current-context": "a",
+    })
+
+
+def test_kubeconfig_context_is_honoured_and_inline_data_lives_only_as_long_as_the_client():
+    text = _two_context_kubeconfig()
+    assert build_api_client(kubeconfig=text).configuration.host == "https://127.0.0.1:1001"
+    api = build_api_client(kubeconfig=text, context="b")
+    assert api.configuration.host == "https://127.0.0.1:1002"
+    ca_file = Path(api.configuration.ssl_ca_cert)
+    assert ca_file.read_text() == "ca\n" and oct(ca_file.parent.stat().st_mode & 0o777) == "0o700"
+    api.close()
+    del api
+    gc.collect()
+    assert not ca_file.exists()
+
+
+def test_bad_credentials_are_step_failures_without_the_secret():
+    with pytest.raises(StepFailed, match="name nope in kube-config/contexts") as err:
+        build_api_client(kubeconfig=_two_context_kubeconfig(), context="nope")
+    assert "tok" not in str(err.value)
+    with pytest.raises(StepFailed, match="invalid Kubernetes credentials"):
+        build_api_client(in_cluster=True)
+    with pytest.raises(StepFailed, match="both the certificate and key"):
+        build_api_client(server="https://x", client_cert="PEM")
 
 
 # ---- against the dev cluster ----------------------------------------------------------------
