@@ -289,3 +289,25 @@ def test_unreachable_server_is_engine_unavailable_naming_the_cluster(dev_cluster
             k8s.VersionApi(api).get_code(_request_timeout=3)
     err = translate_error(caught.value, cluster="gone", action="read the version")
     assert isinstance(err, EngineUnavailable) and "cluster 'gone'" in str(err)
+
+
+@pytest.mark.k8s
+def test_job_runs_to_complete(dev_cluster):
+    ns = dev_cluster.namespace("job")
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "example.invalid/job:1"}],
+        }}},
+    }
+    with dev_cluster.client() as api:
+        batch = k8s.BatchV1Api(api)
+        batch.create_namespaced_job(ns, job)
+
+        def complete():
+            status = batch.read_namespaced_job_status("once", ns).status
+            conds = {c.type: c.status for c in status.conditions or []}
+            return status.succeeded == 1 and conds.get("Complete") == "True"
+
+        _wait(complete, what="Job Complete")
