@@ -18,7 +18,7 @@ from ansflow.engines.kube import (
     exec_in_pod,
     translate_error,
 )
-from ansflow.errors import EngineUnavailable, StepFailed, StepTransient
+from ansflow.errors import EngineUnavailable, StepFailed, StepTimedOut, StepTransient
 
 # ---- pure: the exec status channel and error translation ----------------------------------
 
@@ -234,6 +234,11 @@ def test_exec_returns_stdout_stderr_and_exit_codes(dev_cluster):
         assert capped.stdout == "b" * 1000 and capped.truncated
         with pytest.raises(StepFailed, match="no such file"):
             exec_in_pod(api, namespace=ns, pod=pod, command=["/no/such/binary"])
+        started = time.monotonic()
+        with pytest.raises(StepTimedOut, match="ran past 1 s"):
+            exec_in_pod(api, namespace=ns, pod=pod, container="main", timeout=1,
+                        command=["sleep", "4"])
+        assert time.monotonic() - started < 3.5
 
 
 @pytest.mark.k8s
