@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import urllib3
 from kubernetes import client as k8s
 
 from ansflow.devcluster import components as comp
@@ -25,6 +26,7 @@ from ansflow.devcluster.state import (
     load_state,
     save_state,
 )
+from ansflow.engines.kube import build_api_client
 
 START_TIMEOUT = 90.0
 # (components, seconds from SIGTERM to SIGKILL); only etcd has data worth a clean stop.
@@ -54,15 +56,9 @@ def _locked(paths: ClusterPaths) -> Iterator[None]:
         yield
 
 
-def _admin_api(paths: ClusterPaths, state: ClusterState) -> k8s.ApiClient:
-    # An isolated client (no global kubernetes configuration), admin identity from the PKI.
-    pki = Pki(paths.pki)
-    cfg = k8s.Configuration()
-    cfg.host = state.server
-    cfg.ssl_ca_cert = str(pki.ca_crt)
-    cfg.cert_file = str(pki.admin_crt)
-    cfg.key_file = str(pki.admin_key)
-    return k8s.ApiClient(cfg)
+def _admin_api(paths: ClusterPaths) -> k8s.ApiClient:
+    # The one client factory, fed the admin kubeconfig `up` just wrote.
+    return build_api_client(kubeconfig=paths.kubeconfig.read_text())
 
 
 def _apiserver_ready(paths: ClusterPaths, state: ClusterState) -> bool:
@@ -98,7 +94,10 @@ def _start(state: ClusterState, name: str, argv: list[str], paths: ClusterPaths)
 
 
 def _nodes_ready(api: k8s.ApiClient, count: int) -> bool:
-    nodes = k8s.CoreV1Api(api).list_node(_request_timeout=5).items
+    try:
+        nodes = k8s.CoreV1Api(api).list_node(_request_timeout=5).items
+    except (k8s.ApiException, urllib3.exceptions.HTTPError):
+        return False
     ready = [
         n
         for n in nodes
@@ -113,7 +112,7 @@ def _default_sa_exists(api: k8s.ApiClient) -> bool:
             "default", "default", _request_timeout=5
         )
         return True
-    except k8s.ApiException:
+    except (k8s.ApiException, urllib3.exceptions.HTTPError):
         return False
 
 
@@ -180,7 +179,7 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) 
     old = load_state(paths)
     if old and is_running(paths, old):
         if old.nodes < nodes:
-            with _admin_api(paths, old) as api:
+            with _admin_api(paths) as api:
                 _ensure_nodes(api, nodes)
             old.nodes = nodes
             save_state(paths, old)
@@ -255,7 +254,7 @@ def _start_components(
             record=record,
             timeout=timeout,
         )
-    with _admin_api(paths, state) as api:
+    with _admin_api(paths) as api:
         _ensure_nodes(api, state.nodes)
         proc.wait_until(
             lambda: _nodes_ready(api, state.nodes),
