@@ -163,3 +163,25 @@ def test_a_port_taken_during_start_up_is_retried_on_fresh_ports(tmp_path, monkey
         assert log.count("=== ansflow: starting") == 2
     finally:
         manager.down("portrace", wipe=True)
+
+
+def test_helm_installs_a_chart_into_the_dev_cluster(dev_cluster, tmp_path):
+    chart = tmp_path / "demo"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cfg\n"
+        "data:\n  greeting: {{ .Values.greeting | quote }}\n"
+    )
+    ns = dev_cluster.namespace("helm")
+    env = {**os.environ, "HELM_CACHE_HOME": str(tmp_path / "hc"),
+           "HELM_CONFIG_HOME": str(tmp_path / "hcfg"), "HELM_DATA_HOME": str(tmp_path / "hd")}
+    out = subprocess.run(
+        [str(dev_cluster.helm), "install", "demo", str(chart), "--kubeconfig",
+         str(dev_cluster.kubeconfig), "-n", ns, "--set", "greeting=hi", "--wait"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    with dev_cluster.client() as api:
+        cm = k8s.CoreV1Api(api).read_namespaced_config_map("demo-cfg", ns)
+    assert cm.data == {"greeting": "hi"}
