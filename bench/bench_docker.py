@@ -130,51 +130,66 @@ def bench_push(api, workspace: Path, registry: str, rounds: int, mib: int) -> tu
     return statistics.median(ours), statistics.median(theirs)
 
 
-def bench_latency(workspace: Path, marks: int = 20) -> tuple[float, float, float]:
-    """(median, max) delay container print -> task logger, and median -> Prefect API."""
+def bench_latency(workspace: Path, marks: int = 20) -> tuple[float, float, float, float]:
+    """Delays container print -> task logger (median, max) and -> Prefect API (median, max)."""
+    import threading
+
     from prefect import flow, get_run_logger, task
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterTaskRunId
     from prefect.context import TaskRunContext
 
-    arrivals: list[tuple[str, float]] = []
+    now = lambda: time.clock_gettime(time.CLOCK_BOOTTIME)  # noqa: E731 - /proc/uptime's clock
+    arrivals: dict[str, float] = {}
+    in_api: dict[str, float] = {}
+    task_run: list[str] = []
+    done = threading.Event()
 
     class Arrival(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if record.getMessage().startswith("mark "):
-                arrivals.append((record.getMessage(), time.clock_gettime(time.CLOCK_BOOTTIME)))
+                arrivals[record.getMessage()] = now()
+
+    def watch_api() -> None:
+        with get_client(sync_client=True) as client:
+            while not (done.is_set() and len(in_api) >= len(arrivals)):
+                if task_run:
+                    for log in client.read_logs(log_filter=LogFilter(
+                            task_run_id=LogFilterTaskRunId(any_=[task_run[0]]))):
+                        if log.message.startswith("mark "):
+                            in_api.setdefault(log.message, now())
+                time.sleep(0.02)
+                if done.is_set() and time.monotonic() > give_up:
+                    return
 
     @task(name="latency")
-    def run_marks() -> str:
-        logger = get_run_logger()
+    def run_marks() -> None:
+        task_run.append(str(TaskRunContext.get().task_run.id))
         handler = Arrival()
         logging.getLogger("prefect.task_runs").addHandler(handler)
         try:
             script = (f"for i in $(seq 1 {marks}); do echo \"mark $(cut -d' ' -f1 /proc/uptime)\";"
                       " sleep 0.2; done")
-            execute_docker_run(ctx_for(str(workspace), logger, "latency"),
+            execute_docker_run(ctx_for(str(workspace), get_run_logger(), "latency"),
                                DockerRunConfig(image=BASE, command=["sh", "-c", script]))
         finally:
             logging.getLogger("prefect.task_runs").removeHandler(handler)
-        return str(TaskRunContext.get().task_run.id)
 
     @flow(name="ansflow-bench-latency")
-    def latency_flow() -> str:
-        return run_marks()
+    def latency_flow() -> None:
+        run_marks()
 
-    task_run_id = latency_flow()
-    delays = [arrived - float(msg.split()[1]) for msg, arrived in arrivals]
-    last_print = float(arrivals[-1][0].split()[1])
-    with get_client(sync_client=True) as client:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            logs = client.read_logs(log_filter=LogFilter(
-                task_run_id=LogFilterTaskRunId(any_=[task_run_id])))
-            if any(log.message == arrivals[-1][0] for log in logs):
-                break
-            time.sleep(0.05)
-    api_delay = time.clock_gettime(time.CLOCK_BOOTTIME) - last_print
-    return statistics.median(delays), max(delays), api_delay
+    give_up = float("inf")
+    watcher = threading.Thread(target=watch_api, daemon=True)
+    watcher.start()
+    latency_flow()
+    give_up = time.monotonic() + 30
+    done.set()
+    watcher.join()
+    to_logger = [t - float(m.split()[1]) for m, t in arrivals.items()]
+    to_api = [t - float(m.split()[1]) for m, t in in_api.items()]
+    return (statistics.median(to_logger), max(to_logger), statistics.median(to_api),
+            max(to_api))
 
 
 def main() -> None:
@@ -194,7 +209,7 @@ def main() -> None:
         ws = Path(tmp)
         b_ours, b_cli = bench_build(ws, args.rounds, args.mib)
         p_ours, p_cli = bench_push(api, ws, registry, args.rounds, args.mib)
-        lat_med, lat_max, lat_api = bench_latency(ws)
+        lat_med, lat_max, api_med, api_max = bench_latency(ws)
     print(f"\n| measure ({args.mib} MiB layer, median of {args.rounds}) | ansflow | docker CLI "
           "| ratio | target |")
     print("|---|---|---|---|---|")
@@ -204,8 +219,8 @@ def main() -> None:
           f"| {p_ours / p_cli:.2f}x | <= 1.1x |")
     print(f"| container line -> Prefect task logger (median / max of 20) | {lat_med * 1000:.0f}"
           f" ms / {lat_max * 1000:.0f} ms | | | <= 0.5 s |")
-    print(f"| container line -> readable in the Prefect API (last line) | {lat_api * 1000:.0f} ms "
-          "| | | |")
+    print(f"| container line -> readable in the Prefect API (median / max of 20) | "
+          f"{api_med * 1000:.0f} ms / {api_max * 1000:.0f} ms | | | |")
 
 
 if __name__ == "__main__":
