@@ -170,11 +170,34 @@ def stream_request(
     Raises:
         docker.errors.APIError: the engine refused the request (HTTP 4xx/5xx).
     """
-    response = client.api.post(
-        api_url(client, path), params=params, data=data, headers=headers or {},
-        stream=True, timeout=None,
-    )
-    aborter.attach(response)
+    # The engine may answer only after a long wait (a registry that never replies): send
+    # from a helper thread, so that a deadline or a cancel is not stuck behind the request.
+    sent: dict[str, object] = {}
+    ready = threading.Event()
+
+    def send() -> None:
+        try:
+            response = client.api.post(
+                api_url(client, path), params=params, data=data, headers=headers or {},
+                stream=True, timeout=None,
+            )
+            sent["response"] = response
+            aborter.attach(response)  # shuts it at once if already aborted
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            sent["error"] = exc
+        finally:
+            ready.set()
+
+    threading.Thread(target=send, daemon=True, name="ansflow-docker-request").start()
+    while not ready.wait(0.05):
+        if aborter.reason is not None:
+            return  # the helper closes the response when (if) it comes
+    if "error" in sent:
+        if aborter.reason is not None:
+            return
+        raise sent["error"]  # type: ignore[misc]
+    response = sent["response"]
+    assert isinstance(response, requests.Response)
     try:
         try:
             response.raise_for_status()

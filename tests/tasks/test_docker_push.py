@@ -183,3 +183,64 @@ def test_pull_outputs_id_and_digest_and_missing_image_fails(make_ctx, docker_env
     with pytest.raises(StepFailed, match="not found"):
         execute_docker_pull(ctx, DockerPullConfig(image="ansflow-test/absent", tag="1",
                                                   registry=docker_env.registry))
+
+
+class BlackHole:
+    """A registry address that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.conns.append(self.listener.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.parametrize("step", ["push", "pull"])
+def test_a_hanging_registry_is_stopped_at_the_step_deadline(make_ctx, local_image, step):
+    import time
+
+    from ansflow.errors import StepTimedOut
+
+    hole = BlackHole()
+    ctx = make_ctx(f"docker_{step}", timeout=2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StepTimedOut, match="did not finish within the step timeout"):
+            if step == "push":
+                execute_docker_push(ctx, DockerPushConfig(image=local_image,
+                                                          registry=hole.address))
+            else:
+                execute_docker_pull(ctx, DockerPullConfig(image="ansflow-test/x:1",
+                                                          registry=hole.address))
+    finally:
+        hole.close()
+    assert time.monotonic() - started < 8
+
+
+def test_docker_run_pulls_an_image_that_names_a_registry(make_ctx, docker_env, local_image,
+                                                        docker_api, caplog):
+    from ansflow.spec.steps import DockerRunConfig
+    from ansflow.tasks.docker_run import execute_docker_run
+
+    ctx = make_ctx("docker_run")
+    pushed = execute_docker_push(ctx, DockerPushConfig(image=local_image,
+                                                       registry=docker_env.registry))
+    docker_api.remove_image(pushed.outputs["image"])
+    result = execute_docker_run(ctx, DockerRunConfig(image=pushed.outputs["image"],
+                                                     command="echo pulled-and-ran"))
+    assert result.exit_code == 0
+    assert "pulled-and-ran" in [r.getMessage() for r in caplog.records]

@@ -195,3 +195,12 @@ def test_run_in_container_timeout_and_cancel(make_ctx, base_image, docker_api):
         run_in_container(ctx, image=base_image, argv=["sleep", "60"],
                          working_dir=ctx.workspace, env={})
     assert count_run_containers(docker_api, ctx.run_id) == 0
+
+
+def test_secrets_printed_by_a_container_are_masked(make_ctx, base_image, caplog):
+    ctx = make_ctx(secrets=["s3cr3t-value"])
+    with pytest.raises(StepFailed) as info:
+        execute_docker_run(ctx, DockerRunConfig(
+            image=base_image, command="sh -c 'echo token=s3cr3t-value; exit 2'"))
+    assert "token=***" in messages(caplog)
+    assert "s3cr3t-value" not in "\n".join(messages(caplog)) + str(info.value)
