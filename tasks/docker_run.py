@@ -44,6 +44,10 @@ def _run(ctx: StepContext, spec: ContainerSpec, own_timeout: float | None) -> Co
         base_url=engine_address(ctx.defaults),
     )
     short = outcome.container_id[:12]
+    if outcome.stopped and not short:
+        what = "timed out" if outcome.stopped == "timeout" else "was cancelled"
+        error = StepTimedOut if outcome.stopped == "timeout" else StepCancelled
+        raise error(f"the step {what} while pulling {spec.image}; no container was started")
     if outcome.stopped == "timeout":
         raise StepTimedOut(
             f"container {short} ({spec.image}) still running after {_limit(ctx, own_timeout)}: "

@@ -21,8 +21,20 @@ import docker
 import docker.errors
 import requests
 
-from ansflow.engines.docker import docker_client, engine_error
-from ansflow.engines.docker_streams import LineSplitter, human_bytes, registry_of
+from ansflow.engines.docker import (
+    StreamAborter,
+    deadline_timer,
+    docker_client,
+    engine_error,
+    stream_request,
+)
+from ansflow.engines.docker_streams import (
+    LineSplitter,
+    human_bytes,
+    parse_stream_event,
+    registry_of,
+    split_image_ref,
+)
 from ansflow.errors import StepFailed
 
 DEFAULT_MAX_LOG_BYTES = 16 * 1024**2
@@ -95,28 +107,50 @@ class _OutputPump(threading.Thread):
                     self._out(line, name)
 
 
-def ensure_image(client: docker.DockerClient, image: str) -> None:
-    """Make sure ``image`` is present; pull it when it names a registry.
+def ensure_image(
+    client: docker.DockerClient,
+    image: str,
+    *,
+    deadline: Callable[[], float | None],
+    on_stop: Callable[[Callable[[], None]], Callable[[], None]],
+) -> str | None:
+    """Make sure ``image`` is present; pull it (anonymously) when it names a registry.
+
+    Returns:
+        None, or "timeout" / "cancelled" when the pull was stopped.
 
     Raises:
         StepFailed: the image is not here and cannot be pulled.
     """
     try:
         client.api.inspect_image(image)
-        return
+        return None
     except docker.errors.ImageNotFound:
         pass
-    repo = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image
+    repo, tag = split_image_ref(image)
     if registry_of(repo) is None:
         raise StepFailed(
             f"image {image!r} not found on the Docker engine",
             hint="build it first with a docker_build step, or pull it with docker_pull",
         )
+    aborter = StreamAborter()
+    unregister = on_stop(lambda: aborter.abort("cancelled"))
     try:
-        client.api.pull(image)
+        with deadline_timer(deadline(), lambda: aborter.abort("timeout")):
+            params = {"fromImage": repo, "tag": tag or "latest"} if "@" not in repo else {
+                "fromImage": repo}
+            for raw in stream_request(client, "/images/create", aborter=aborter, params=params,
+                                      headers={"X-Registry-Auth": "e30="}):
+                event = parse_stream_event(raw)
+                if event.error:
+                    raise StepFailed(f"image {image!r} not found locally and the pull failed: "
+                                     f"{event.error}")
     except docker.errors.APIError as exc:
         raise StepFailed(f"image {image!r} not found locally and the pull failed: "
                          f"{exc.explanation or exc}") from exc
+    finally:
+        unregister()
+    return aborter.reason
 
 
 def _remove_quietly(container_id: str, base_url: str | None) -> None:
@@ -188,7 +222,9 @@ def run_container(
     outcome_stop: str | None = None
     exit_code: int | None = None
     try:
-        ensure_image(client, spec.image)
+        outcome_stop = ensure_image(client, spec.image, deadline=deadline, on_stop=on_stop)
+        if outcome_stop is not None:
+            return ContainerOutcome(None, "", outcome_stop, [])
         host_config = client.api.create_host_config(
             binds=spec.binds or None, port_bindings=spec.ports or None,
             network_mode=spec.network,

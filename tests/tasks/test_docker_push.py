@@ -244,3 +244,21 @@ def test_docker_run_pulls_an_image_that_names_a_registry(make_ctx, docker_env, l
                                                      command="echo pulled-and-ran"))
     assert result.exit_code == 0
     assert "pulled-and-ran" in [r.getMessage() for r in caplog.records]
+
+
+def test_docker_run_pulling_from_a_hanging_registry_stops_at_the_deadline(make_ctx):
+    import time
+
+    from ansflow.errors import StepTimedOut
+    from ansflow.spec.steps import DockerRunConfig
+    from ansflow.tasks.docker_run import execute_docker_run
+
+    hole = BlackHole()
+    started = time.monotonic()
+    try:
+        with pytest.raises(StepTimedOut, match="while pulling"):
+            execute_docker_run(make_ctx("docker_run", timeout=2),
+                               DockerRunConfig(image=f"{hole.address}/app:1", command="true"))
+    finally:
+        hole.close()
+    assert time.monotonic() - started < 8
