@@ -21,6 +21,7 @@ from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import quote
 
 from ansflow.errors import StepCancelled, StepTimedOut
+from ansflow.flows.tag_limits import limited_tags, mark_unlimited
 from ansflow.flows.step_task import Attempts, not_run_step, run_step
 from ansflow.plan import Plan, PlannedStep
 from ansflow.tasks.base import Masker, RunControl, StepContext
@@ -74,6 +75,7 @@ class Scheduler:
         self.timed_out = False
         self._done: queue.Queue[str] = queue.Queue()
         self._listener = progress_listener.get()
+        self._limited_tags = limited_tags()
 
     # -- the main loop -------------------------------------------------------------------
     def run(self, deadline: float | None) -> None:
@@ -83,6 +85,8 @@ class Scheduler:
         finally:
             final_control = RunControl()
             self._run_graph(self.plan.finally_steps, final_control, None, always=True)
+            for future in self.futures.values():
+                future.wait()  # NotRun records too: the flow must not end before them
 
     def _run_graph(self, steps: list[PlannedStep], control: RunControl,
                    deadline: float | None, always: bool = False) -> None:
@@ -139,8 +143,8 @@ class Scheduler:
             reason = ("the run was cancelled" if control.cancelled.is_set() else
                       f"needs {', '.join(repr(b) for b in blockers)}, which did not succeed")
             record.state, record.message = "not_run", reason
-            self.futures[step.id] = self._task(not_run_step, step).submit(
-                reason, wait_for=wait_for)
+            # No wait_for here: Prefect turns a task waiting on a cancelled one into NotReady.
+            self.futures[step.id] = self._task(not_run_step, step).submit(reason)
             self._notify(record)
             return
         ctx = StepContext(
@@ -161,10 +165,9 @@ class Scheduler:
         future.add_done_callback(lambda _f, sid=step.id: self._done.put(sid))
 
     def _task(self, base, step: PlannedStep):
-        return base.with_options(
-            name=step.type, task_run_name=step.name,
-            tags=[f"stage:{step.stage}", f"type:{step.type}", f"id:{step.id}"],
-        )
+        tags = [f"stage:{step.stage}", f"type:{step.type}", f"id:{step.id}"]
+        mark_unlimited(tags, self._limited_tags)
+        return base.with_options(name=step.type, task_run_name=step.name, tags=tags)
 
     def _collect(self, sid: str) -> None:
         record = self.records[sid]

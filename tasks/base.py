@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 MAX_LINE_CHARS = 8192
-MAX_LOG_BYTES = 16 * 1024 * 1024  # per step: beyond this, lines are counted, not logged
+MAX_LOG_BYTES = 2 * 1024 * 1024  # per step: beyond this, lines are counted, not logged
 LABEL_PREFIX = "ansflow.dev/"
 
 

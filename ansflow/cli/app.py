@@ -20,7 +20,3 @@ pipeline_cli.register(app)
 app.command("cleanup")(cleanup_cli.cleanup)
 app.add_typer(dev_cluster_cli.app, name="dev-cluster")
 app.add_typer(cluster_cli.app, name="cluster")
-
-
-def main() -> None:
-    app()

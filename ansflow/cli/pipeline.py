@@ -19,15 +19,15 @@ from ansflow.variables import parse_var_options, resolve_variables
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _load(path: Path) -> Plan:
-    """The plan of ``path``; prints problems and exits 1 (invalid) or 2 (unusable)."""
+def _load(path: Path, invalid_code: int = 1) -> Plan:
+    """The plan of ``path``; prints problems and exits ``invalid_code`` (invalid) or 2."""
     try:
         return load_plan(path)
     except SpecError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
         err.print(f"{path}: {len(exc.problems)} problem(s)", markup=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(invalid_code) from None
     except UsageError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
@@ -72,7 +72,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
 ) -> None:
     """Run a pipeline as a Prefect flow (ephemeral Prefect unless PREFECT_API_URL is set)."""
-    plan = _load(file)
+    plan = _load(file, invalid_code=2)
     try:
         values = resolve_variables(plan, parse_var_options(var or []))
     except UsageError as exc:

@@ -40,6 +40,7 @@ from ansflow.errors import StepFailed
 DEFAULT_MAX_LOG_BYTES = 16 * 1024**2
 MAX_LOG_ENV = "ANSFLOW_DOCKER_MAX_LOG_BYTES"
 POLL_SECONDS = 0.5
+DRAIN_SECONDS = 30.0
 
 
 @dataclass
@@ -242,6 +243,10 @@ def run_container(
         pump.start()
         client.api.start(container_id)
         exit_code, outcome_stop = _wait(client, container_id, deadline, stopped)
+        if outcome_stop is None:
+            # Exited by itself: let the pump drain what the engine still has buffered
+            # before the removal below cuts the stream.
+            pump.join(timeout=DRAIN_SECONDS)
     except docker.errors.APIError as exc:
         if stopped():
             outcome_stop = "cancelled"

@@ -148,5 +148,7 @@ def run_process(
             pass
         for t in readers:
             t.join(5)
+    if cancelled is not None and cancelled.is_set() and not outcome.timed_out:
+        outcome.cancelled = True  # killed by the run's cancel, possibly via on_start's hook
     outcome.exit_code = proc.returncode
     return outcome

@@ -1,0 +1,25 @@
+"""Helpers for end-to-end pipeline runs against the suite's Prefect server."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def run_pipeline(prefect_server, tmp_path):
+    """Write a pipeline file in a temp workspace and run it in-process; returns the summary."""
+    from ansflow.flows.pipeline import pipeline_flow
+
+    def run(text: str, variables: dict | None = None, name: str = "pipeline.yaml"):
+        path = Path(tmp_path, name)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        state = pipeline_flow(str(path), variables, return_state=True)
+        summary = state.result(raise_on_failure=False)
+        return state, summary
+
+    return run
+
+
+def by_id(summary: dict) -> dict:
+    return {s["id"]: s for s in summary["steps"]}

@@ -1,0 +1,229 @@
+"""Pipelines run for real as Prefect flows: states, outputs, templating, failure handling."""
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import by_id  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "pipeline.yaml"
+
+
+def task_runs(flow_run_id):
+    """The flow run's task runs once the server has recorded their final states (task run
+    states reach the server as events, a moment after the flow ends)."""
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        if all(r.state and r.state.is_final() for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
+
+
+def logs(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as client:
+        return [log.message for log in client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+
+
+def test_demo_pipeline_completes_with_outputs_templating_and_states(run_pipeline, tmp_path):
+    state, summary = run_pipeline(DEMO.read_text(encoding="utf-8"))
+    steps = by_id(summary)
+    assert state.is_completed(), summary["message"]
+    assert summary["state"] == "completed"
+    n = summary["build_number"]
+    assert steps["compile"]["outputs"] == {"artifact": "build/app.sh", "version": f"1.{n}"}
+    assert steps["describe"]["outputs"] == {"notes": "built by ansflow-demo\nenv demo"}
+    assert steps["slow"]["state"] == "skipped"
+    assert steps["audit"]["state"] == "failed" and steps["audit"]["exit_code"] == 1
+    assert steps["flaky"]["state"] == "completed" and steps["flaky"]["attempts"] == 2
+    assert steps["package"]["outputs"]["package"] == f"build/hello-app-1.{n}.tgz"
+    assert (tmp_path / "build" / f"hello-app-1.{n}.tgz").is_file()
+    assert steps["report"]["state"] == "completed"
+
+
+def test_prefect_sees_every_step_as_a_named_tagged_task_run(run_pipeline, tmp_path):
+    state, summary = run_pipeline(DEMO.read_text(encoding="utf-8"),
+                                  variables={"greeting": "bonjour"})
+    flow_run_id = state.state_details.flow_run_id
+    runs = {r.name: r for r in task_runs(flow_run_id)}
+    assert set(runs) == {s["name"] for s in summary["steps"]}
+    compile_run = runs["编译 (compile)"]
+    assert {"stage:Build", "type:command", "id:compile"} <= set(compile_run.tags)
+    assert runs["Slow checks"].state.name == "Skipped"
+    assert all(not r.state.is_pending() for r in runs.values())
+    # Stage order is visible as edges in the run graph.
+    unit_inputs = runs["Unit tests"].task_inputs
+    assert any(runs["Describe the build"].id == getattr(i, "id", None)
+               for inputs in unit_inputs.values() for i in inputs)
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+    assert flow_run.name == f"ansflow-demo #{summary['build_number']}"
+    lines = logs(flow_run_id)
+    assert f"pipeline ansflow-demo #{summary['build_number']} done" in lines
+    assert "bonjour from hello-app" in (tmp_path / "build" / "app.sh").read_text()
+
+
+def test_failure_stops_dependents_records_not_run_and_runs_finally(run_pipeline, tmp_path):
+    state, summary = run_pipeline("""
+        pipeline:
+          name: failing
+          stages:
+            - name: one
+              steps:
+                - {id: ok, type: command, config: {command: "echo fine"}}
+                - {id: boom, type: command, config: {command: "echo about to fail; exit 7"}}
+                - {id: after, type: command, config: {command: "touch after-ran"}}
+            - name: two
+              steps:
+                - {id: later, type: command, config: {command: "touch later-ran"}}
+          finally:
+            - {id: cleanup, type: command, config: {command: "echo {{ steps.boom.status }} > finally-saw"}}
+    """)
+    steps = by_id(summary)
+    assert state.is_failed() and summary["state"] == "failed"
+    assert steps["boom"]["state"] == "failed" and steps["boom"]["exit_code"] == 7
+    assert steps["after"]["state"] == "not_run" and steps["later"]["state"] == "not_run"
+    assert not (tmp_path / "after-ran").exists() and not (tmp_path / "later-ran").exists()
+    assert (tmp_path / "finally-saw").read_text().strip() == "failed"
+    runs = {r.name: r for r in task_runs(state.state_details.flow_run_id)}
+    assert runs["after"].state.name == "NotRun"
+    assert not any(r.state.is_pending() for r in runs.values()), {
+        n: r.state.name for n, r in runs.items()}
+
+
+def test_retries_follow_retry_on_exit_codes(run_pipeline):
+    _, summary = run_pipeline("""
+        steps:
+          - {id: other_code, type: command, retries: 3, retry_on_exit_codes: [5], config: {command: "exit 4"}}
+          - {id: any_code, type: command, retries: 2, allow_failure: true, needs: [], config: {command: "exit 9"}}
+    """)
+    steps = by_id(summary)
+    assert steps["other_code"]["attempts"] == 1
+    assert steps["any_code"]["attempts"] == 0 or steps["any_code"]["state"] == "not_run"
+
+
+def test_allow_failure_lets_the_pipeline_succeed_and_retries_count(run_pipeline):
+    state, summary = run_pipeline("""
+        pipeline:
+          name: tolerant
+          stages:
+            - name: s
+              parallel: true
+              steps:
+                - {id: flaky, type: command, retries: 2, retry_delay: 0.1, allow_failure: true, config: {command: "exit 9"}}
+                - {id: fine, type: command, config: {command: "true"}}
+            - name: t
+              steps:
+                - {id: next, type: command, config: {command: "echo {{ steps.flaky.status }}"}}
+    """)
+    steps = by_id(summary)
+    assert state.is_completed()
+    assert steps["flaky"]["state"] == "failed" and steps["flaky"]["attempts"] == 3
+    assert steps["next"]["state"] == "completed"
+
+
+def test_timeout_kills_the_whole_process_tree(run_pipeline, tmp_path):
+    state, summary = run_pipeline("""
+        steps:
+          - id: hang
+            type: command
+            timeout: 2
+            config:
+              command: "sh -c 'sleep 300 & echo $! > child.pid; wait' & echo $! > parent.pid; wait"
+    """)
+    step = by_id(summary)["hang"]
+    assert step["state"] == "timedout" and state.is_failed()
+    for pid_file in ("parent.pid", "child.pid"):
+        pid = int((tmp_path / pid_file).read_text())
+        assert not _alive(pid), f"{pid_file} process {pid} survived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_sixteen_independent_stages_really_run_at_once(run_pipeline, tmp_path):
+    stages = "\n".join(
+        f"    - {{name: s{i}, needs: [], steps: [{{id: w{i}, type: command, config: "
+        f"{{command: \"date +%s.%N > start{i}; sleep 1; date +%s.%N > end{i}\"}}}}]}}"
+        for i in range(16))
+    state, _ = run_pipeline("pipeline:\n  name: wide\n  stages:\n" + stages + "\n")
+    assert state.is_completed()
+    starts = [float((tmp_path / f"start{i}").read_text()) for i in range(16)]
+    ends = [float((tmp_path / f"end{i}").read_text()) for i in range(16)]
+    assert max(starts) < min(ends), "some stage only started after another had finished"
+
+
+def test_secret_is_masked_everywhere(run_pipeline, prefect_server):
+    from prefect.blocks.system import Secret
+
+    Secret(value="s3cr3t-Value-42").save("demo-token", overwrite=True)
+    state, summary = run_pipeline("""
+        steps:
+          - id: use
+            type: command
+            config:
+              command: "echo token={{ secrets['demo-token'] }}; echo tok={{ secrets['demo-token'] }} >> $ANSFLOW_OUTPUT"
+    """)
+    assert state.is_completed()
+    lines = logs(state.state_details.flow_run_id)
+    assert sum("s3cr3t-Value-42" in line for line in lines) == 0
+    assert any("token=***" in line for line in lines)
+    assert by_id(summary)["use"]["outputs"] == {"tok": "***"}
+    assert "s3cr3t-Value-42" not in str(summary)
+
+
+def test_missing_secret_fails_before_any_step(run_pipeline, tmp_path):
+    state, _ = run_pipeline("""
+        steps:
+          - {id: use, type: command, config: {command: "touch ran; echo {{ secrets['nope-missing'] }}"}}
+    """)
+    assert state.is_failed() and "secret 'nope-missing' is not saved" in state.message
+    assert not (tmp_path / "ran").exists()
+
+
+def test_step_type_without_executor_fails_clearly(run_pipeline):
+    state, summary = run_pipeline("""
+        steps:
+          - {id: play, type: ansible, config: {playbook: site.yml}}
+    """)
+    step = by_id(summary)["play"]
+    assert state.is_failed() and step["state"] == "failed"
+    assert "not available" in step["message"]
+
+
+def test_binary_and_huge_output_do_not_break_the_step(run_pipeline):
+    state, summary = run_pipeline("""
+        steps:
+          - id: noisy
+            type: command
+            config:
+              command: "head -c 200000 /dev/urandom; echo; yes 0123456789abcdefghij0123456789abcdefghij | head -c 30000000; echo done"
+    """)
+    assert state.is_completed(), summary["message"]
+    assert by_id(summary)["noisy"]["exit_code"] == 0
+
+
+def test_runtime_template_error_fails_the_step_with_the_name(run_pipeline):
+    state, summary = run_pipeline("""
+        steps:
+          - {id: first, type: command, config: {command: "true"}}
+          - {id: second, type: command, config: {command: "echo {{ steps.first.outputs.missing }}"}}
+    """)
+    step = by_id(summary)["second"]
+    assert step["state"] == "failed" and "missing" in step["message"]
