@@ -8,6 +8,7 @@ from ansflow.cli import cleanup as cleanup_cli
 from ansflow.cli import cluster as cluster_cli
 from ansflow.cli import dev_cluster as dev_cluster_cli
 from ansflow.cli import pipeline as pipeline_cli
+from ansflow.cli import serve as serve_cli
 
 app = typer.Typer(
     name="ansflow",
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 pipeline_cli.register(app)
+app.command("serve")(serve_cli.serve)
 app.command("cleanup")(cleanup_cli.cleanup)
 app.add_typer(dev_cluster_cli.app, name="dev-cluster")
 app.add_typer(cluster_cli.app, name="cluster")
