@@ -204,3 +204,13 @@ def test_secrets_printed_by_a_container_are_masked(make_ctx, base_image, caplog)
             image=base_image, command="sh -c 'echo token=s3cr3t-value; exit 2'"))
     assert "token=***" in messages(caplog)
     assert "s3cr3t-value" not in "\n".join(messages(caplog)) + str(info.value)
+
+
+def test_output_printed_just_before_exit_is_not_lost(make_ctx, base_image, caplog):
+    ctx = make_ctx()
+    execute_docker_run(ctx, DockerRunConfig(
+        image=base_image,
+        command="sh -c \"head -c 1500000 /dev/zero | tr '\\\\0' x | fold -w 1000; echo; echo last-line\""))
+    out = messages(caplog)
+    assert out[-1] == "last-line"
+    assert len([m for m in out if m.startswith("xxxx")]) == 1500
