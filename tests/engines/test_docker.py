@@ -80,3 +80,16 @@ def test_cleanup_cli_engine_unreachable_is_a_clear_error(tmp_path):
     )
     assert proc.returncode != 0
     assert "unreachable" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cleanup_cli_dry_run_lists_and_keeps(docker_env, docker_api, base_image):
+    cid = docker_api.create_container(
+        base_image, command=["true"], labels={"ansflow.dev/run-id": "dry-run"})["Id"]
+    try:
+        proc = subprocess.run([ANSFLOW, "cleanup", "--docker", "--run-id", "dry-run",
+                               "--dry-run"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert cid[:12] in proc.stdout and "would remove 1 container" in proc.stdout
+        assert cid in {c["Id"] for c in docker_api.containers(all=True)}
+    finally:
+        docker_api.remove_container(cid, force=True)

@@ -1,0 +1,63 @@
+"""How `registry:` / `credentials:` values resolve, and how registry errors are classified."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from ansflow.blocks.docker import RegistryAccess, engine_address, resolve_registry
+from ansflow.errors import StepFailed, StepTransient
+from ansflow.spec.steps import DockerPushConfig
+from ansflow.tasks.docker_push import plan_push, registry_failure
+
+
+@pytest.mark.parametrize("value, host", [
+    ("registry.example.com", "registry.example.com"),
+    ("127.0.0.1:5000", "127.0.0.1:5000"),
+    ("localhost", "localhost"),
+    ("https://reg.example.com/", "reg.example.com"),
+])
+def test_a_host_means_anonymous_access(value, host):
+    for access in (resolve_registry(value, None), resolve_registry(None, value)):
+        assert access.host == host
+        assert access.auth_config() is None
+        assert access.source == "anonymous"
+
+
+def test_no_registry_keeps_the_images_own():
+    assert resolve_registry(None, None) == RegistryAccess(host=None)
+    plan = plan_push(DockerPushConfig(image="127.0.0.1:5000/team/app:3"))
+    assert plan.target == "127.0.0.1:5000/team/app:3" and plan.source == plan.target
+
+
+def test_seed_push_is_retagged_for_the_registry():
+    plan = plan_push(DockerPushConfig(image="my-app:7", registry="registry.example.com"))
+    assert plan.source == "my-app:7"
+    assert plan.target == "registry.example.com/my-app:7"
+
+
+def test_auth_config_carries_the_password_only_there():
+    access = RegistryAccess(host="r.example", username="u", password=SecretStr("pw-123"),
+                            source="block 'x'")
+    assert access.auth_config() == {"username": "u", "password": "pw-123",
+                                     "serveraddress": "r.example"}
+    assert "pw-123" not in repr(access) and "pw-123" not in str(access)
+
+
+def test_registry_errors_are_classified():
+    anon = RegistryAccess(host="r")
+    refused = registry_failure("no basic auth credentials", "push of r/a:1", anon)
+    assert type(refused) is StepFailed and "credentials" in refused.hint
+    gone = registry_failure('Put "http://r/v2/a/manifests/1": EOF', "push of r/a:1", anon)
+    assert isinstance(gone, StepTransient)
+    refused_conn = registry_failure("dial tcp 127.0.0.1:1: connect: connection refused", "x",
+                                    anon)
+    assert isinstance(refused_conn, StepTransient)
+    other = registry_failure("manifest invalid", "push", anon)
+    assert type(other) is StepFailed
+
+
+def test_engine_address_from_defaults():
+    assert engine_address(None) is None
+    assert engine_address({"docker": {"image": "x"}}) is None
+    assert engine_address({"docker": {"host": "tcp://127.0.0.1:2375"}}) == "tcp://127.0.0.1:2375"
