@@ -206,3 +206,33 @@ pipeline:
         # prefect.exceptions.UnfinishedRun (ansflow/cli/runner.py, reported to the lead).
         pytest.xfail("ansflow run: no JSON summary after an API cancel (UnfinishedRun)")
     assert json.loads(out.strip().splitlines()[-1])["state"] == "cancelled"
+
+
+def test_pipeline_type_docker_runs_command_and_script_steps_in_containers(
+        prefect_server, base_image, docker_api, tmp_path):
+    pipeline = tmp_path / "typed.yaml"
+    pipeline.write_text(f"""
+pipeline:
+  name: docker-typed
+  type: docker
+  defaults:
+    docker:
+      image: {base_image}
+  steps:
+    - name: where am I
+      id: where
+      type: command
+      config:
+        command: "cat /proc/1/cgroup > where.txt; echo pid1=$(cat /proc/1/comm)"
+    - name: script
+      id: script
+      type: script
+      config:
+        script: |
+          echo "from a script in $(pwd)" > script.txt
+""", encoding="utf-8")
+    summary, stderr = ansflow_run(pipeline)
+    assert summary["state"] == "completed", (summary, stderr[-3000:])
+    assert "docker" in (tmp_path / "where.txt").read_text()
+    assert (tmp_path / "script.txt").read_text().strip() == f"from a script in {tmp_path}"
+    assert count_run_containers(docker_api, summary["run_id"]) == 0
