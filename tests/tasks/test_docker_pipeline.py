@@ -236,3 +236,38 @@ pipeline:
     assert "docker" in (tmp_path / "where.txt").read_text()
     assert (tmp_path / "script.txt").read_text().strip() == f"from a script in {tmp_path}"
     assert count_run_containers(docker_api, summary["run_id"]) == 0
+
+
+def test_push_with_a_credentials_block_through_the_pipeline_hides_the_password(
+        prefect_server, docker_env, base_image, tmp_path):
+    from ansflow.blocks.docker import DockerRegistryCredentials
+
+    DockerRegistryCredentials(username=docker_env.user, password=docker_env.password,
+                              registry_url=docker_env.auth_registry).save(
+        "pipeline-auth-registry", overwrite=True)
+    pipeline = tmp_path / "auth.yaml"
+    pipeline.write_text(f"""
+steps:
+  - name: push without credentials
+    id: anonymous
+    type: docker_push
+    allow_failure: true
+    config:
+      image: {base_image}
+      registry: "{docker_env.auth_registry}"
+  - name: push with the block
+    id: push
+    type: docker_push
+    config:
+      image: {base_image}
+      credentials: pipeline-auth-registry
+""", encoding="utf-8")
+    summary, stderr = ansflow_run(pipeline)
+    steps = {s["id"]: s for s in summary["steps"]}
+    assert "no basic auth credentials" in steps["anonymous"]["message"]
+    assert steps["push"]["state"] == "completed", (summary, stderr[-3000:])
+    assert steps["push"]["outputs"]["digest"].startswith("sha256:")
+    plan = subprocess.run([ANSFLOW, "plan", str(pipeline)], capture_output=True, text=True,
+                          timeout=60)
+    for text in (json.dumps(summary), stderr, plan.stdout + plan.stderr):
+        assert docker_env.password not in text
