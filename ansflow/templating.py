@@ -7,6 +7,7 @@ StrictUndefined, so Python internals are out of reach and an unknown name is an 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,14 +69,41 @@ def _chain(node: nodes.Node) -> tuple[list[str], bool] | None:
             return None
 
 
-def references(source: str, *, expression: bool = False) -> list[Reference]:
+_SIMPLE_BLOCK = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*"
+                           r"|\[\s*'[^'\\]*'\s*\]|\[\s*\"[^\"\\]*\"\s*\])*)\s*\}\}")
+_PART = re.compile(r"[A-Za-z][A-Za-z0-9_]*|'([^']*)'|\"([^\"]*)\"")
+
+
+def _simple_references(source: str) -> list[Reference] | None:
+    """References of a template made only of `{{ dotted.name }}` blocks (the common case),
+    without a full parse; None when the template is anything more."""
+    if "{%" in source or "{#" in source:
+        return None
+    blocks = list(_SIMPLE_BLOCK.finditer(source))
+    if source.count("{{") != len(blocks):
+        return None
+    refs = []
+    for block in blocks:
+        parts = tuple(m.group(1) if m.group(1) is not None else
+                      m.group(2) if m.group(2) is not None else m.group(0)
+                      for m in _PART.finditer(block.group(1)))
+        refs.append(Reference(parts, source.count("\n", 0, block.start()) + 1))
+    return refs
+
+
+def references(source: str, *, expression: bool = False,
+               env: SandboxedEnvironment | None = None) -> list[Reference]:
     """Every name a template (or a bare expression, for `when`) refers to; an access to a
     private attribute or name comes back as ``("<private>", name)``.
 
     Raises:
         TemplateError: the template does not parse.
     """
-    env = make_environment()
+    if not expression:
+        simple = _simple_references(source)
+        if simple is not None:
+            return simple
+    env = env or make_environment()
     try:
         tree = (env.parse("{{ " + source + " }}") if expression else env.parse(source))
     except TemplateSyntaxError as exc:

@@ -1,9 +1,69 @@
-"""`ansflow serve`: pipelines as Prefect deployments (placeholder until it lands)."""
+"""`ansflow serve`: every valid pipeline file becomes a Prefect deployment, served here."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from ansflow.errors import AnsflowError
 
-def serve(paths: list[str] = typer.Argument(None, help="Pipeline files or folders.")) -> None:
-    """Serve pipeline files as Prefect deployments."""
-    typer.echo("error: `ansflow serve` is not available yet", err=True)
-    raise typer.Exit(2)
+
+def serve(
+    paths: list[str] = typer.Argument(None, help="Pipeline files or folders (default: .)."),
+    limit: int = typer.Option(None, "--limit", min=1,
+                              help="Most runs this process executes at the same time."),
+    check: bool = typer.Option(False, "--check",
+                               help="Validate and list what would be served, then exit."),
+) -> None:
+    """Serve pipeline files as Prefect deployments named `ansflow-pipeline/<pipeline name>`.
+
+    Each deployment's parameters are the pipeline's variables (the Prefect UI's run form),
+    a pipeline's `schedule:` becomes the deployment's cron schedule, and the process picks
+    up runs started from the UI, `prefect deployment run`, schedules and Automations until
+    it is stopped (schedules stay active). Invalid files are reported and skipped.
+    """
+    from ansflow.cli.runner import check_server, default_environment  # noqa: PLC0415
+    from ansflow.serving import discover, record_served  # noqa: PLC0415
+
+    found = discover(paths or ["."])
+    for problem in found.problems:
+        typer.echo(f"error: {problem}", err=True)
+    if not found.plans:
+        typer.echo("error: no valid pipeline to serve", err=True)
+        raise typer.Exit(1)
+    for name, (file, plan) in found.plans.items():
+        fields = ", ".join(plan.variables) or "no variables"
+        cron = f"; schedule {plan.schedule['cron']} ({plan.schedule.get('timezone') or 'UTC'})" \
+            if plan.schedule else ""
+        typer.echo(f"serving ansflow-pipeline/{name} from {_shown(file)} ({fields}{cron})",
+                   err=True)
+    if check:
+        raise typer.Exit(1 if found.problems else 0)
+    default_environment()
+    try:
+        check_server()
+        from prefect import serve as prefect_serve  # noqa: PLC0415
+
+        from ansflow.flows.deployment import build_deployment  # noqa: PLC0415
+
+        deployments = [build_deployment(plan, file) for file, plan in found.plans.values()]
+        record_served({name: file for name, (file, _) in found.plans.items()})
+    except AnsflowError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        prefect_serve(*deployments, pause_on_shutdown=False, limit=limit,
+                      print_starting_message=False)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - a server gone mid-serve: say so, no traceback
+        typer.echo(f"error: serving stopped: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _shown(file: Path) -> str:
+    try:
+        return str(file.relative_to(Path.cwd()))
+    except ValueError:
+        return str(file)

@@ -212,9 +212,9 @@ def stream_request(
         response.close()
 
 
-def encode_auth(auth: dict[str, str]) -> str:
-    """The X-Registry-Auth header value of ``{username, password, serveraddress}``."""
-    return docker.auth.encode_header(auth).decode("ascii") if auth else ""
+def encode_auth(auth: dict[str, str] | None) -> str:
+    """The X-Registry-Auth header of ``{username, password, serveraddress}`` (None: anonymous)."""
+    return docker.auth.encode_header(auth or {}).decode("ascii")
 
 
 def label_filters(run_id: str | None) -> list[str]:

@@ -25,6 +25,7 @@ from ansflow.engines.docker import (
     StreamAborter,
     deadline_timer,
     docker_client,
+    encode_auth,
     engine_error,
     stream_request,
 )
@@ -141,7 +142,7 @@ def ensure_image(
             params = {"fromImage": repo, "tag": tag or "latest"} if "@" not in repo else {
                 "fromImage": repo}
             for raw in stream_request(client, "/images/create", aborter=aborter, params=params,
-                                      headers={"X-Registry-Auth": "e30="}):
+                                      headers={"X-Registry-Auth": encode_auth(None)}):
                 event = parse_stream_event(raw)
                 if event.error:
                     raise StepFailed(f"image {image!r} not found locally and the pull failed: "

@@ -16,6 +16,7 @@ from ansflow.templating import (
     TemplateError,
     condition_source,
     has_template,
+    make_environment,
     references,
 )
 
@@ -46,7 +47,9 @@ def check_templates(plan: Plan, located: Located, file: str, path_of: dict[str, 
                     deps: dict[str, list[str]]) -> list[Problem]:
     problems: list[Problem] = []
     before = ancestors(deps)
+    env = make_environment()
     main_ids = {s.id for s in plan.steps}
+    types = {s.id: s.type for s in plan.steps + plan.finally_steps}
     for step in plan.steps + plan.finally_steps:
         base = path_of[step.id]
         runs_before = main_ids if step.is_finally else before.get(step.id, set())
@@ -58,19 +61,19 @@ def check_templates(plan: Plan, located: Located, file: str, path_of: dict[str, 
         for path, source, is_expr in sources:
             pos = located.value_pos(path)
             try:
-                refs = references(source, expression=is_expr)
+                refs = references(source, expression=is_expr, env=env)
             except TemplateError as exc:
                 problems.append(Problem(file, pos, f"step {step.id!r}: {exc}"))
                 continue
             for ref in refs:
-                message = _check_reference(ref, plan, step, runs_before)
+                message = _check_reference(ref, plan, step, runs_before, types)
                 if message:
                     problems.append(Problem(file, pos, f"step {step.id!r}: {message}"))
     return problems
 
 
 def _check_reference(ref: Reference, plan: Plan, step: PlannedStep,
-                     runs_before: set[str]) -> str | None:
+                     runs_before: set[str], types: dict[str, str]) -> str | None:
     parts = ref.parts
     root = parts[0]
     if root == "<private>":
@@ -93,17 +96,16 @@ def _check_reference(ref: Reference, plan: Plan, step: PlannedStep,
     if root in ("stage", "step") and key not in ("name", "id"):
         return f"unknown name {ref.dotted!r} ({root} has: name, id)"
     if root == "steps":
-        return _check_step_reference(ref, plan, step, runs_before)
+        return _check_step_reference(ref, step, runs_before, types)
     return None
 
 
-def _check_step_reference(ref: Reference, plan: Plan, step: PlannedStep,
-                          runs_before: set[str]) -> str | None:
+def _check_step_reference(ref: Reference, step: PlannedStep, runs_before: set[str],
+                          types: dict[str, str]) -> str | None:
     parts = ref.parts
     target_id = parts[1]
-    all_ids = [s.id for s in plan.steps + plan.finally_steps]
-    if target_id not in all_ids:
-        return f"{ref.dotted!r} names unknown step {target_id!r}{suggest(target_id, all_ids)}"
+    if target_id not in types:
+        return f"{ref.dotted!r} names unknown step {target_id!r}{suggest(target_id, list(types))}"
     if target_id not in runs_before:
         return (f"{ref.dotted!r} refers to step {target_id!r}, which does not run before "
                 f"step {step.id!r} (add it to `needs` or order the stages)")
@@ -112,9 +114,9 @@ def _check_step_reference(ref: Reference, plan: Plan, step: PlannedStep,
     if parts[2] not in STEP_FIELDS:
         return f"{ref.dotted!r}: a step has {' and '.join(STEP_FIELDS)}{suggest(parts[2], STEP_FIELDS)}"
     if parts[2] == "outputs" and len(parts) >= 4:
-        known = KNOWN_OUTPUTS.get(plan.step(target_id).type)
+        known = KNOWN_OUTPUTS.get(types[target_id])
         if known is not None and parts[3] not in known:
-            return (f"{ref.dotted!r}: a {plan.step(target_id).type} step has no output "
+            return (f"{ref.dotted!r}: a {types[target_id]} step has no output "
                     f"{parts[3]!r}{suggest(parts[3], sorted(known))} "
                     f"(outputs: {', '.join(sorted(known))})")
     return None

@@ -1,0 +1,215 @@
+"""Core benchmark: ansflow pipelines vs bare Prefect, side by side in one run.
+
+Starts a real Prefect server on a free loopback port, runs each case in a fresh Python
+process (so peak RSS is per case), and prints a markdown table. Not a test: figures swing on
+shared machines, compare only within one run.
+
+    python bench/bench_core.py            # all cases
+    python bench/bench_core.py --steps 50 # smaller
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return str(path)
+
+
+# -- cases (each runs in its own process) -------------------------------------------------
+def case_pipeline(kind: str, n: int, work: Path) -> dict:
+    from ansflow.flows.pipeline import pipeline_flow
+
+    if kind == "sequential":
+        steps = "\n".join(f"    - {{id: s{i}, type: command, config: {{command: [\"true\"]}}}}"
+                          for i in range(n))
+        body = f"pipeline:\n  name: bench-seq\n  steps:\n{steps}\n"
+    elif kind == "parallel":
+        steps = "\n".join(f"        - {{id: s{i}, type: command, config: {{command: [\"true\"]}}}}"
+                          for i in range(n))
+        body = f"pipeline:\n  name: bench-par\n  stages:\n    - name: all\n      parallel: true\n      steps:\n{steps}\n"
+    else:  # wide: 16 independent stages of 1 s
+        stages = "\n".join(f"    - {{name: s{i}, needs: [], steps: [{{id: w{i}, type: command, "
+                           f"config: {{command: [\"sleep\", \"1\"]}}}}]}}" for i in range(16))
+        body = f"pipeline:\n  name: bench-wide\n  stages:\n{stages}\n"
+    path = _write(work / f"{kind}.yaml", body)
+    start = time.perf_counter()
+    state = pipeline_flow(path, return_state=True)
+    total = time.perf_counter() - start
+    summary = state.result(raise_on_failure=False)
+    assert summary["state"] == "completed", summary["message"]
+    return {"seconds": total}
+
+
+def case_bare(kind: str, n: int, work: Path) -> dict:
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+
+    @task(cache_policy=NO_CACHE)
+    def step(i: int) -> int:
+        return subprocess.run(["true"], check=True).returncode
+
+    @flow
+    def bare():
+        if kind == "sequential":
+            for i in range(n):
+                step.with_options(task_run_name=f"s{i}")(i)
+        else:
+            futures = [step.with_options(task_run_name=f"s{i}").submit(i) for i in range(n)]
+            for f in futures:
+                f.wait()
+
+    start = time.perf_counter()
+    bare()
+    return {"seconds": time.perf_counter() - start}
+
+
+def case_validate(n: int, work: Path) -> dict:
+    from ansflow.spec.validate import load_plan
+
+    stages = []
+    for s in range(n // 10):
+        steps = "\n".join(
+            f"        - {{id: s{s}_{i}, type: command, config: {{command: \"echo {{{{ vars.x }}}}"
+            + (f" {{{{ steps.s{s}_{i - 1}.status }}}}" if i else "") + "\"}}"
+            for i in range(10))
+        stages.append(f"    - name: st{s}\n      steps:\n{steps}")
+    path = _write(work / "big.yaml", "pipeline:\n  name: big\n  variables: {x: 1}\n  stages:\n"
+                  + "\n".join(stages) + "\n")
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        plan = load_plan(path)
+        best = min(best, time.perf_counter() - start)
+    assert len(plan.steps) == n
+    return {"seconds": best}
+
+
+def case_log_latency(work: Path) -> dict:
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterTextSearch
+
+    from ansflow.flows.pipeline import pipeline_flow
+
+    marks = 10
+    script = "; ".join(f"echo MARK{i}-$(date +%s.%N); sleep 0.3" for i in range(marks))
+    path = _write(work / "latency.yaml",
+                  f"steps:\n  - {{id: talk, type: command, config: {{command: '{script}'}}}}\n")
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        with get_client(sync_client=True) as client:
+            while not stop.is_set():
+                for log in client.read_logs(log_filter=LogFilter(
+                        text=LogFilterTextSearch(query="MARK")), limit=200):
+                    tag, _, printed = log.message.partition("-")
+                    if tag.startswith("MARK") and tag[4:].isdigit():
+                        seen.setdefault(int(tag[4:]), time.time() - float(printed))
+                time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    pipeline_flow(path, return_state=True)
+    time.sleep(2)
+    stop.set()
+    values = sorted(seen.values())
+    return {"median": values[len(values) // 2], "max": values[-1], "count": len(values)}
+
+
+def run_case(argv: list[str]) -> dict:
+    kind, n, work = argv[0], int(argv[1]), Path(argv[2])
+    if kind.startswith("bare-"):
+        result = case_bare(kind.removeprefix("bare-"), n, work)
+    elif kind == "validate":
+        result = case_validate(n, work)
+    elif kind == "latency":
+        result = case_log_latency(work)
+    else:
+        result = case_pipeline(kind, n, work)
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+# -- driver -------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case)))
+        return
+    work = Path(tempfile.mkdtemp(prefix="ansflow-bench-"))
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "ANSFLOW_HOME": str(work / "home"),
+           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_API_PORT": str(port),
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.25", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(env["PREFECT_API_URL"] + "/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+
+        def run(kind: str, n: int) -> dict:
+            out = subprocess.run([sys.executable, __file__, "--case", kind, str(n), str(work)],
+                                 env=env, capture_output=True, text=True, check=True)
+            return json.loads(out.stdout.strip().splitlines()[-1])
+
+        n = args.steps
+        rows = []
+        seq, bseq = run("sequential", n), run("bare-sequential", n)
+        rows.append((f"{n} sequential steps: per step", f"{seq['seconds'] / n * 1000:.1f} ms",
+                     f"{bseq['seconds'] / n * 1000:.1f} ms", f"{seq['seconds'] / bseq['seconds']:.2f}x",
+                     "<= 1.25x"))
+        par, bpar = run("parallel", n), run("bare-parallel", n)
+        rows.append((f"{n} parallel steps: wall", f"{par['seconds']:.2f} s", f"{bpar['seconds']:.2f} s",
+                     f"{par['seconds'] / bpar['seconds']:.2f}x", "<= 1.0x"))
+        wide = run("wide", 16)
+        rows.append(("16 independent 1 s stages: wall", f"{wide['seconds']:.2f} s", "", "", "<= 1.3 s"))
+        val = run("validate", 1000)
+        rows.append(("validate+compile 1,000 steps", f"{val['seconds'] * 1000:.0f} ms", "", "",
+                     "<= 200 ms"))
+        lat = run("latency", 0)
+        rows.append(("log line -> Prefect API (median / max)",
+                     f"{lat['median']:.2f} / {lat['max']:.2f} s", "", "", "<= 0.5 s"))
+        rows.append((f"peak RSS, {n}-step run", f"{seq['rss_mb']:.0f} MB", f"{bseq['rss_mb']:.0f} MB",
+                     f"{seq['rss_mb'] / bseq['rss_mb']:.2f}x", ""))
+        print("| measure | ansflow | bare Prefect | ratio | target |")
+        print("|---|---|---|---|---|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+if __name__ == "__main__":
+    main()
