@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import IO
 
 from docker.utils.build import create_archive, exclude_paths, match_tag
 
@@ -81,7 +82,7 @@ def _ignore_patterns(context: str) -> list[str]:
         return [ln.strip() for ln in fh.read().splitlines() if ln.strip() and ln[0] != "#"]
 
 
-def pack_context(plan: BuildPlan, limit: int | None = None):
+def pack_context(plan: BuildPlan, limit: int | None = None) -> IO[bytes]:
     """The build context as a tar in a temporary file (honours .dockerignore).
 
     Raises:

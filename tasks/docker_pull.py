@@ -50,7 +50,7 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
             events = stream_request(
                 client, "/images/create", aborter=aborter,
                 params={"fromImage": repo, "tag": tag},
-                headers={"X-Registry-Auth": encode_auth(access.auth_config() or {}) or "e30="},
+                headers={"X-Registry-Auth": encode_auth(access.auth_config())},
             )
             for raw in events:
                 event = parse_stream_event(raw)

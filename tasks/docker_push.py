@@ -107,7 +107,7 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
             events = stream_request(
                 client, f"/images/{plan.repository}/push", aborter=aborter,
                 params={"tag": plan.tag},
-                headers={"X-Registry-Auth": encode_auth(auth or {}) or "e30="},
+                headers={"X-Registry-Auth": encode_auth(auth)},
             )
             for raw in events:
                 event = parse_stream_event(raw)

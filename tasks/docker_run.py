@@ -102,10 +102,8 @@ def execute_docker_run(ctx: StepContext, config: DockerRunConfig) -> StepResult:
     outputs = {"exit_code": str(outcome.exit_code), "container_id": outcome.container_id}
     if outcome.exit_code != 0:
         tail = "; last output: " + " | ".join(outcome.last_lines[-3:]) if outcome.last_lines else ""
-        error = StepFailed(f"container exited with code {outcome.exit_code}{ctx.masker(tail)}",
-                           exit_code=outcome.exit_code)
-        error.outputs = outputs  # type: ignore[attr-defined]
-        raise error
+        raise StepFailed(f"container exited with code {outcome.exit_code}{ctx.masker(tail)}",
+                         exit_code=outcome.exit_code)
     return StepResult(exit_code=outcome.exit_code, outputs=outputs)
 
 
