@@ -87,6 +87,9 @@ class DockerDefaults(StrictModel):
     image: str | None = Field(None, description="Image for command/script steps run on docker.")
     registry: str | None = None
     credentials: str | None = None
+    host: str | None = Field(
+        None, description="Docker engine: unix:// or tcp:// address, or a Docker Host block name."
+    )
 
 
 class StepDefaults(StrictModel):
