@@ -17,7 +17,7 @@ from ansflow.engines.docker_streams import looks_like_registry
 from ansflow.errors import StepFailed
 
 __all__ = ["DockerHost", "DockerRegistryCredentials", "RegistryAccess", "resolve_registry",
-           "docker_base_url", "engine_address"]
+           "docker_base_url", "engine_address", "registry_with_defaults"]
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,23 @@ def docker_base_url(host: str | None) -> str | None:
         raise StepFailed(f"docker host {host!r}: no saved Docker Host block has that name") from exc
 
 
+def docker_defaults(defaults: dict | None) -> dict:
+    """The pipeline's ``defaults.docker`` mapping (empty when absent)."""
+    value = (defaults or {}).get("docker") or {}
+    return value if isinstance(value, dict) else {}
+
+
+def registry_with_defaults(
+    registry: str | None, credentials: str | None, defaults: dict | None
+) -> RegistryAccess:
+    """:func:`resolve_registry` with ``defaults.docker.registry`` / ``.credentials`` filling
+    in when the step names neither."""
+    if not registry and not credentials:
+        fallback = docker_defaults(defaults)
+        registry, credentials = fallback.get("registry"), fallback.get("credentials")
+    return resolve_registry(registry, credentials)
+
+
 def engine_address(defaults: dict | None) -> str | None:
     """The engine address of a pipeline's ``defaults.docker.host`` (None: the environment's)."""
-    docker_defaults = (defaults or {}).get("docker") or {}
-    host = docker_defaults.get("host") if isinstance(docker_defaults, dict) else None
-    return docker_base_url(host)
+    return docker_base_url(docker_defaults(defaults).get("host"))

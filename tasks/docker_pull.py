@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansflow.blocks.docker import engine_address, resolve_registry
+from ansflow.blocks.docker import engine_address, registry_with_defaults
 from ansflow.engines.docker import (
     StreamAborter,
     aborted_error,
@@ -36,7 +36,7 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
         EngineUnavailable: no Docker engine answers.
     """
     repo, tag = image_ref(config.image, config.tag)
-    access = resolve_registry(config.registry, config.credentials)
+    access = registry_with_defaults(config.registry, config.credentials, ctx.defaults)
     if access.host and registry_of(repo) != access.host:
         repo = retarget(repo, access.host)
     reference = f"{repo}:{tag}"

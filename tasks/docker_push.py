@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import docker.errors
 
-from ansflow.blocks.docker import RegistryAccess, engine_address, resolve_registry
+from ansflow.blocks.docker import RegistryAccess, engine_address, registry_with_defaults
 from ansflow.engines.docker import (
     StreamAborter,
     aborted_error,
@@ -45,7 +45,7 @@ class PushPlan:
         return f"{self.repository}:{self.tag}"
 
 
-def plan_push(config: DockerPushConfig) -> PushPlan:
+def plan_push(config: DockerPushConfig, defaults: dict | None = None) -> PushPlan:
     """Validate names and resolve the registry / credentials before talking to the engine.
 
     Raises:
@@ -53,7 +53,7 @@ def plan_push(config: DockerPushConfig) -> PushPlan:
             a host nor a saved block.
     """
     repo, tag = image_ref(config.image, config.tag)
-    access = resolve_registry(config.registry, config.credentials)
+    access = registry_with_defaults(config.registry, config.credentials, defaults)
     target_repo = retarget(repo, access.host) if access.host else repo
     return PushPlan(source=f"{repo}:{tag}", repository=target_repo, tag=tag, access=access)
 
@@ -91,7 +91,7 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
         EngineUnavailable: no Docker engine answers.
     """
-    plan = plan_push(config)
+    plan = plan_push(config, ctx.defaults)
     client = docker_client(engine_address(ctx.defaults))
     aborter = StreamAborter()
     unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))

@@ -271,3 +271,26 @@ steps:
                           timeout=60)
     for text in (json.dumps(summary), stderr, plan.stdout + plan.stderr):
         assert docker_env.password not in text
+
+
+def test_unreachable_engine_fails_the_step_with_a_hint_not_a_traceback(prefect_server,
+                                                                      tmp_path):
+    pipeline = tmp_path / "noengine.yaml"
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    pipeline.write_text(f"""
+pipeline:
+  name: docker-no-engine
+  defaults:
+    docker:
+      host: unix://{tmp_path}/no-engine.sock
+  steps:
+    - name: build
+      type: docker_build
+      config:
+        image_name: ansflow-test/unbuilt
+""", encoding="utf-8")
+    summary, stderr = ansflow_run(pipeline)
+    assert summary["state"] == "failed"
+    message = summary["steps"][0]["message"]
+    assert "unreachable" in message and "docker-services.sh start" in message
+    assert "Traceback" not in stderr

@@ -61,3 +61,11 @@ def test_engine_address_from_defaults():
     assert engine_address(None) is None
     assert engine_address({"docker": {"image": "x"}}) is None
     assert engine_address({"docker": {"host": "tcp://127.0.0.1:2375"}}) == "tcp://127.0.0.1:2375"
+
+
+def test_pipeline_defaults_fill_in_registry_and_credentials():
+    defaults = {"docker": {"registry": "reg.example.com:5000"}}
+    plan = plan_push(DockerPushConfig(image="my-app:1"), defaults)
+    assert plan.target == "reg.example.com:5000/my-app:1"
+    own = plan_push(DockerPushConfig(image="my-app:1", registry="other.example"), defaults)
+    assert own.target == "other.example/my-app:1"
