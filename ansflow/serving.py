@@ -103,12 +103,13 @@ def served_map_path() -> Path:
     return ansflow_home() / SERVED_MAP
 
 
-def record_served(files: dict[str, Path]) -> None:
-    """Remember which file each served pipeline name comes from (merged, written atomically)."""
+def record_served(plans: dict[str, tuple[Path, Plan]]) -> None:
+    """Remember each served pipeline's file and variable names (merged, written atomically)."""
     path = served_map_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     current = read_served()
-    current.update({name: str(file) for name, file in files.items()})
+    current.update({name: {"file": str(file), "variables": list(plan.variables)}
+                    for name, (file, plan) in plans.items()})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".served-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump(current, out, indent=2, sort_keys=True)
@@ -123,10 +124,14 @@ def read_served() -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
-def served_file(name: str) -> str:
-    """The pipeline file served as deployment ``name`` on this machine. Raises UsageError."""
-    file = read_served().get(name)
-    if not file:
+def served_entry(name: str) -> dict[str, Any]:
+    """What this machine serves as pipeline ``name``: its file and variable names.
+
+    Raises:
+        UsageError: ``name`` is not served here.
+    """
+    entry = read_served().get(name)
+    if not isinstance(entry, dict) or not entry.get("file"):
         raise UsageError(f"pipeline {name!r} is not served on this machine (no entry in "
                          f"{served_map_path()}); serve it with `ansflow serve FILE`")
-    return file
+    return entry

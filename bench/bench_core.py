@@ -112,8 +112,11 @@ def case_log_latency(work: Path) -> dict:
 
     from ansflow.flows.pipeline import pipeline_flow
 
+    import uuid
+
     marks = 10
-    script = "; ".join(f"echo MARK{i}-$(date +%s.%N); sleep 0.3" for i in range(marks))
+    token = "M" + uuid.uuid4().hex[:10]
+    script = "; ".join(f"echo {token}{i}-$(date +%s.%N); sleep 0.3" for i in range(marks))
     path = _write(work / "latency.yaml",
                   f"steps:\n  - {{id: talk, type: command, config: {{command: '{script}'}}}}\n")
     seen: dict[int, float] = {}
@@ -123,10 +126,10 @@ def case_log_latency(work: Path) -> dict:
         with get_client(sync_client=True) as client:
             while not stop.is_set():
                 for log in client.read_logs(log_filter=LogFilter(
-                        text=LogFilterTextSearch(query="MARK")), limit=200):
+                        text=LogFilterTextSearch(query=token)), limit=200):
                     tag, _, printed = log.message.partition("-")
-                    if tag.startswith("MARK") and tag[4:].isdigit():
-                        seen.setdefault(int(tag[4:]), time.time() - float(printed))
+                    if tag.startswith(token) and tag[len(token):].isdigit():
+                        seen.setdefault(int(tag[len(token):]), time.time() - float(printed))
                 time.sleep(0.02)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -166,7 +169,7 @@ def main() -> None:
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "ANSFLOW_HOME": str(work / "home"),
            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_API_PORT": str(port),
            "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.25", "PREFECT_LOGGING_LEVEL": "WARNING"}
+           "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.25"}
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -13,6 +14,7 @@ from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
 
 from ansflow.errors import AnsflowError
+from ansflow.flows.publish import publish_run
 from ansflow.flows.scheduler import RunInfo, Scheduler
 from ansflow.plan import Plan
 from ansflow.spec.validate import load_plan
@@ -22,6 +24,22 @@ from ansflow.templating import references
 from ansflow.variables import resolve_variables
 
 CANCEL_POLL_SECONDS = 1.0
+
+
+class _NoEmptyTraceback(logging.Filter):
+    """Prefect logs a step's Failed state with exc_info but no exception, which prints a
+    bare "NoneType: None" line; drop that empty exc_info."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
+def _quiet_empty_tracebacks() -> None:
+    task_logger = logging.getLogger("prefect.task_runs")
+    if not any(isinstance(f, _NoEmptyTraceback) for f in task_logger.filters):
+        task_logger.addFilter(_NoEmptyTraceback())
 
 
 def secret_names(plan: Plan) -> list[str]:
@@ -103,6 +121,7 @@ def pipeline_flow(pipeline_file: str, variables: dict[str, Any] | None = None) -
         variables: Values for the pipeline's `variables` (override their defaults).
     """
     logger = get_run_logger()
+    _quiet_empty_tracebacks()
     run_ctx = FlowRunContext.get()
     flow_run_id = run_ctx.flow_run.id
     try:
@@ -153,6 +172,7 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
     finally:
         store.close()
     (logger.info if state == "completed" else logger.error)(message)
+    publish_run(summary, secrets)
     if state == "completed":
         return Completed(message=message, data=summary)
     if state == "cancelled":

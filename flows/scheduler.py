@@ -218,7 +218,7 @@ class Scheduler:
                and not (r.step.allow_failure and r.state != "cancelled")]
         if self.timed_out:
             return "failed", f"pipeline timed out after {self.plan.timeout:g}s"
-        if self.cancelled:
+        if self.cancelled or self.control.cancelled.is_set():
             return "cancelled", "pipeline run cancelled"
         if bad:
             names = ", ".join(r.step.id for r in bad)

@@ -55,14 +55,33 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool) -> dict[str,
     finally:
         if token is not None:
             progress_listener.reset(token)
-    summary = state.result(raise_on_failure=False) if state is not None else None
-    if isinstance(summary, dict) and "steps" in summary:
+    summary = _summary_of(state)
+    if summary is not None:
         return summary
     message = state.message if state is not None else "the run did not start"
     return {"pipeline": file.stem, "run_id": str(state.state_details.flow_run_id)
             if state is not None else None, "build_number": 0,
             "state": "cancelled" if state is not None and state.is_cancelled() else "failed",
             "message": message, "steps": []}
+
+
+def _summary_of(state) -> dict[str, Any] | None:  # noqa: ANN001
+    """The run's summary: the final state's data, else what the run recorded in the store."""
+    if state is None:
+        return None
+    try:
+        summary = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - e.g. a run left Cancelling by the server
+        summary = None
+    if isinstance(summary, dict) and "steps" in summary:
+        return summary
+    from ansflow.store import Store  # noqa: PLC0415
+
+    store = Store()
+    try:
+        return store.summary(str(state.state_details.flow_run_id))
+    finally:
+        store.close()
 
 
 def default_environment() -> None:

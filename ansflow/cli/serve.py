@@ -48,7 +48,7 @@ def serve(
         from ansflow.flows.deployment import build_deployment  # noqa: PLC0415
 
         deployments = [build_deployment(plan, file) for file, plan in found.plans.values()]
-        record_served({name: file for name, (file, _) in found.plans.items()})
+        record_served(found.plans)
     except AnsflowError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

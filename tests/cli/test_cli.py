@@ -112,3 +112,41 @@ def _alive(pid: int) -> bool:
         return stat.read_text().split()[2] != "Z"  # a zombie is dead, only not yet reaped
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def test_cancelling_the_flow_run_in_prefect_stops_the_run(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.states import Cancelling
+
+    (tmp_path / "p.yaml").write_text("""\
+pipeline:
+  name: cancel-from-ui
+  steps:
+    - {id: long, type: command, config: {command: "sleep 300 & echo $! > sleeper.pid; wait"}}
+  finally:
+    - {id: tidy, type: command, config: {command: "touch finally-ran"}}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "ansflow.cli", "run", "p.yaml", "--json"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "sleeper.pid").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(like_="cancel-from-ui #")))
+        running = [r for r in runs if r.state and r.state.is_running()]
+        assert len(running) == 1
+        client.set_flow_run_state(running[0].id, Cancelling(), force=True)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr[-2000:]
+    summary = json.loads(stdout)
+    assert summary["state"] == "cancelled"
+    assert {s["id"]: s["state"] for s in summary["steps"]} == {"long": "cancelled",
+                                                               "tidy": "completed"}
+    assert (tmp_path / "finally-ran").exists()
+    assert not _alive(int((tmp_path / "sleeper.pid").read_text()))
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(running[0].id).state.is_cancelled()

@@ -1,0 +1,131 @@
+"""Pipelines as Prefect deployments: one deployment per pipeline, its variables as parameters.
+
+Prefect binds a flow run's parameters to the flow function's signature, so every pipeline
+gets a flow whose keyword parameters are its variables. These flows are attributes of this
+module made on demand (`pipeline_<hex of the name>`, PEP 562 `__getattr__`), which keeps the
+deployments' entrypoints plain module paths: the serve process and each flow-run process
+build the same flow from the served map (ansflow.serving) of their machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+from prefect import Flow, get_run_logger
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.schedules import Cron
+from prefect.states import Failed, State
+from prefect.utilities.callables import ParameterSchema
+from pydantic import ConfigDict
+
+from ansflow.errors import AnsflowError
+from ansflow.flows.pipeline import pipeline_flow
+from ansflow.plan import Plan
+from ansflow.serving import parameter_schema, served_entry
+
+FLOW_NAME = "ansflow-pipeline"
+TAGS = ["ansflow"]
+ATTRIBUTE_PREFIX = "pipeline_"
+_EXTRA = "__ansflow_more__"
+
+
+class RunFormSchema(ParameterSchema):
+    """A deployment parameter schema that keeps `additionalProperties: false`."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class VariablesFlow(Flow):
+    """A pipeline's flow: its parameters are the pipeline's variables, passed on as given.
+
+    The server has checked names and types against the deployment's schema; the pipeline
+    checks them again against the file it runs (which may have changed since).
+    """
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        values = {k: v for k, v in parameters.items() if k != _EXTRA and v is not None}
+        values.update(parameters.get(_EXTRA) or {})
+        return {_EXTRA: values}
+
+
+def flow_attribute(name: str) -> str:
+    """The module attribute (and entrypoint tail) of pipeline ``name``'s flow."""
+    return ATTRIBUTE_PREFIX + name.encode("utf-8").hex()
+
+
+def run_served(name: str, values: dict[str, Any]) -> State:
+    """Run the file served as pipeline ``name`` on this machine with ``values``."""
+    try:
+        file = served_entry(name)["file"]
+    except AnsflowError as exc:
+        get_run_logger().error(str(exc))
+        return Failed(message=str(exc))
+    get_run_logger().info(f"pipeline file: {file}")
+    return pipeline_flow.fn(file, values)
+
+
+def pipeline_deployment_flow(name: str, variables: list[str]) -> VariablesFlow:
+    """The flow of pipeline ``name``: one keyword parameter per variable."""
+
+    def run(**values: Any) -> State:
+        return run_served(name, values.get(_EXTRA, values))
+
+    params = [inspect.Parameter(v, inspect.Parameter.KEYWORD_ONLY, default=None)
+              for v in variables if v.isidentifier() and v != _EXTRA]
+    params.append(inspect.Parameter(_EXTRA, inspect.Parameter.VAR_KEYWORD))
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run.__name__ = run.__qualname__ = flow_attribute(name)
+    run.__module__ = __name__
+    run.__doc__ = f"Run the pipeline {name!r} (its variables are the parameters)."
+    return VariablesFlow(
+        run,
+        name=FLOW_NAME,
+        persist_result=False,
+        log_prints=False,
+        validate_parameters=True,
+        on_cancellation=pipeline_flow.on_cancellation_hooks,
+        on_crashed=pipeline_flow.on_crashed_hooks,
+    )
+
+
+def __getattr__(attr: str) -> VariablesFlow:
+    """`pipeline_<hex>`: the flow of a pipeline served on this machine (entrypoints)."""
+    if not attr.startswith(ATTRIBUTE_PREFIX):
+        raise AttributeError(attr)
+    try:
+        name = bytes.fromhex(attr[len(ATTRIBUTE_PREFIX):]).decode("utf-8")
+    except ValueError:
+        raise AttributeError(attr) from None
+    try:
+        variables = list(served_entry(name).get("variables") or [])
+    except AnsflowError:
+        variables = []  # not served here: the run fails with run_served's message
+    return pipeline_deployment_flow(name, variables)
+
+
+def file_version(file: Path) -> str:
+    """A short content hash, shown as the deployment's version (changes when the file does)."""
+    return hashlib.sha256(file.read_bytes()).hexdigest()[:12]
+
+
+def build_deployment(plan: Plan, file: Path) -> RunnerDeployment:
+    """The served deployment of ``plan`` (read from ``file``): schedule, form, description."""
+    schedules = None
+    if plan.schedule:
+        schedules = [Cron(plan.schedule["cron"],
+                          timezone=plan.schedule.get("timezone") or "UTC")]
+    flow = pipeline_deployment_flow(plan.name, list(plan.variables))
+    deployment = flow.to_deployment(
+        name=plan.name,
+        description=plan.description or f"Pipeline {plan.name!r} ({file.name})",
+        tags=TAGS,
+        version=file_version(file),
+        schedules=schedules,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    deployment._parameter_openapi_schema = RunFormSchema(**parameter_schema(plan))
+    deployment.parameters = {}
+    return deployment
