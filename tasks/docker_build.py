@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from typing import IO
 
-from docker.utils.build import create_archive, exclude_paths, match_tag
+from docker.utils.build import match_tag
 
 from ansflow.blocks.docker import engine_address
 from ansflow.engines.docker import (
@@ -19,7 +17,8 @@ from ansflow.engines.docker import (
     json_param,
     stream_request,
 )
-from ansflow.engines.docker_streams import human_bytes, parse_stream_event
+from ansflow.engines.docker_context import ContextFiles, ContextStream, scan_context
+from ansflow.engines.docker_streams import parse_stream_event
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import DockerBuildConfig
 from ansflow.tasks.base import StepContext, StepResult
@@ -74,48 +73,15 @@ def plan_build(config: DockerBuildConfig, workspace: str) -> BuildPlan:
     return BuildPlan(context, dockerfile, rel, extra, tags)
 
 
-def _ignore_patterns(context: str) -> list[str]:
-    path = os.path.join(context, ".dockerignore")
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return [ln.strip() for ln in fh.read().splitlines() if ln.strip() and ln[0] != "#"]
-
-
-def pack_context(plan: BuildPlan, limit: int | None = None) -> IO[bytes]:
-    """The build context as a tar in a temporary file (honours .dockerignore).
+def check_context(plan: BuildPlan) -> ContextFiles:
+    """Every file of the context, checked (size limit, readable) before any engine I/O.
 
     Raises:
-        StepFailed: the context is larger than the limit or a file in it cannot be read.
+        StepFailed: the context is over the limit or a file in it cannot be read.
     """
-    limit = limit or int(os.environ.get(MAX_CONTEXT_ENV, DEFAULT_MAX_CONTEXT_BYTES))
-    patterns = _ignore_patterns(plan.context)
-    try:
-        files = sorted(exclude_paths(plan.context, list(patterns), plan.dockerfile_in_context))
-        total = 0
-        for name in files:
-            path = os.path.join(plan.context, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                total += os.lstat(path).st_size
-                if not os.access(path, os.R_OK):
-                    raise PermissionError(13, "permission denied", path)
-        if total > limit:
-            raise StepFailed(
-                f"build context {plan.context} holds {human_bytes(total)}, over the limit of "
-                f"{human_bytes(limit)}",
-                hint=f"exclude files with a .dockerignore, or raise {MAX_CONTEXT_ENV}",
-            )
-        extra = [plan.extra_dockerfile] if plan.extra_dockerfile else []
-        if extra:
-            extra.append((".dockerignore", "\n".join(patterns + [extra[0][0]])))
-        fileobj = tempfile.NamedTemporaryFile(prefix="ansflow-context-")
-        create_archive(plan.context, files=files, fileobj=fileobj, extra_files=extra)
-        fileobj.seek(0)
-        return fileobj
-    except OSError as exc:
-        cause = exc.__cause__ or exc
-        where = getattr(cause, "filename", None) or plan.context
-        raise StepFailed(f"build context unreadable: {where}: {getattr(cause, 'strerror', cause)}")
+    limit = int(os.environ.get(MAX_CONTEXT_ENV, DEFAULT_MAX_CONTEXT_BYTES))
+    return scan_context(plan.context, plan.dockerfile_in_context, plan.extra_dockerfile, limit,
+                        hint=f"exclude files with a .dockerignore, or raise {MAX_CONTEXT_ENV}")
 
 
 def build_params(config: DockerBuildConfig, plan: BuildPlan) -> list[tuple[str, str]]:
@@ -156,8 +122,9 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
         EngineUnavailable: no Docker engine answers.
     """
     plan = plan_build(config, ctx.workspace)
-    context = pack_context(plan)
+    files = check_context(plan)
     client = docker_client(engine_address(ctx.defaults))
+    context = ContextStream(files)
     aborter = StreamAborter()
     unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))
     image_id = None
@@ -166,16 +133,20 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
         with deadline_timer(ctx.remaining(), lambda: aborter.abort("timeout")):
             events = stream_request(
                 client, "/build", aborter=aborter, params=build_params(config, plan),
-                data=_chunks(context), headers={"Content-Type": "application/x-tar"},
+                data=context.chunks(), headers={"Content-Type": "application/x-tar"},
             )
             for raw in events:
                 event = parse_stream_event(raw)
                 if event.line is not None:
                     ctx.emit(event.line)
                 if event.error:
+                    if context.error is not None:
+                        raise StepFailed(f"build context unreadable: {context.error}")
                     raise StepFailed(f"docker build failed: {event.error}")
                 image_id = event.image_id or image_id
         _raise_if_aborted(ctx, aborter)
+        if context.error is not None:
+            raise StepFailed(f"build context unreadable: {context.error}")
         if image_id is None:
             image_id = client.api.inspect_image(plan.tags[0])["Id"]
     except StepFailed:
@@ -190,12 +161,6 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
     ctx.emit(f"built {image_id} as {', '.join(plan.tags)}")
     return StepResult(outputs={"image": plan.tags[0], "image_id": image_id,
                                "tags": ",".join(plan.tags)})
-
-
-def _chunks(fileobj, size: int = 1024 * 1024):
-    """The archive in 1 MiB chunks (http.client would send a file 8 KiB at a time)."""
-    while chunk := fileobj.read(size):
-        yield chunk
 
 
 def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:

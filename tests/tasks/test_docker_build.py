@@ -13,7 +13,7 @@ import pytest
 
 from ansflow.errors import EngineUnavailable, StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import DockerBuildConfig
-from ansflow.tasks.docker_build import execute_docker_build, pack_context, plan_build
+from ansflow.tasks.docker_build import check_context, execute_docker_build, plan_build
 
 pytestmark = pytest.mark.docker
 
@@ -145,7 +145,7 @@ def test_unreadable_context_file_is_a_clear_error():
         os.seteuid(65534)  # root reads anything: check as an ordinary user
     try:
         with pytest.raises(StepFailed, match="build context unreadable: .*secret.key"):
-            pack_context(plan)
+            check_context(plan)
     finally:
         if as_root:
             os.seteuid(0)
