@@ -22,10 +22,10 @@ from ansflow.templating import (
 
 # Outputs each step type publishes (None: free-form, e.g. command's $ANSFLOW_OUTPUT lines).
 KNOWN_OUTPUTS: dict[str, set[str] | None] = {
-    "docker_build": {"image", "image_id"},
+    "docker_build": {"image", "image_id", "tags"},
     "docker_run": {"exit_code", "container_id"},
     "docker_push": {"digest", "image"},
-    "docker_pull": {"image_id", "digest"},
+    "docker_pull": {"image", "image_id", "digest"},
 }
 _JINJA_GLOBALS = {"range", "dict", "loop", "namespace", "lipsum", "cycler", "joiner"}
 STEP_FIELDS = ("outputs", "status")

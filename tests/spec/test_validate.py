@@ -186,3 +186,8 @@ def test_missing_file_is_a_usage_error(tmp_path):
 def test_plan_json_round_trips():
     plan = load_plan(EXAMPLES / "seed" / "k8s-steps.yaml")
     assert json.loads(json.dumps(plan.to_dict()))["name"] == "k8s-steps"
+
+
+def test_published_schema_file_is_up_to_date():
+    published = json.loads((EXAMPLES.parent / "docs" / "pipeline.schema.json").read_text())
+    assert published == pipeline_json_schema(), "run: ansflow schema > docs/pipeline.schema.json"
