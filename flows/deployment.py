@@ -29,7 +29,7 @@ from ansflow.serving import parameter_schema, served_entry
 FLOW_NAME = "ansflow-pipeline"
 TAGS = ["ansflow"]
 ATTRIBUTE_PREFIX = "pipeline_"
-_EXTRA = "__ansflow_more__"
+_EXTRA = "ansflow_more_variables"
 
 
 class RunFormSchema(ParameterSchema):

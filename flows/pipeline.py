@@ -12,6 +12,7 @@ from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from ansflow.errors import AnsflowError
 from ansflow.flows.publish import publish_run
@@ -24,6 +25,7 @@ from ansflow.templating import references
 from ansflow.variables import resolve_variables
 
 CANCEL_POLL_SECONDS = 1.0
+MAX_CONCURRENT_STEPS = 4096
 
 
 class _NoEmptyTraceback(logging.Filter):
@@ -107,6 +109,8 @@ def _cleanup_leftovers(flow, flow_run, state) -> None:  # noqa: ANN001 - Prefect
 
 @flow(
     name="ansflow-pipeline",
+    # Steps block on processes, containers and API waits: threads, not a cap of 16.
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_STEPS),
     persist_result=False,
     log_prints=False,
     validate_parameters=True,
