@@ -64,6 +64,7 @@ def run_step(ctx: StepContext, config: dict[str, Any], step: PlannedStep,
         whose message says why the step failed.
     """
     ctx.logger = get_run_logger()
+    ctx.logger.info(f"[ansflow] step {ctx.step_id!r} ({ctx.step_type}) of stage {ctx.stage!r}")
     try:
         if not evaluate_condition(step.when, template_context):
             ctx.logger.info(f"[ansflow] skipped: `when: {step.when}` is false")

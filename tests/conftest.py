@@ -92,6 +92,13 @@ def tmp_home() -> Path:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if "prefect" in sys.modules:  # send buffered run logs while the server still listens
+        try:
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler.flush()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
     if _server.poll() is None:
         _server.terminate()
         try:

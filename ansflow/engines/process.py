@@ -4,6 +4,7 @@ whole process group, bounded memory whatever the process prints."""
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -25,32 +26,6 @@ class ProcessOutcome:
 
 def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
-
-
-def _pump(stream, emit: Callable[[str, str], None], name: str) -> None:
-    """Read ``stream`` to its end, handing complete lines to ``emit`` as they arrive."""
-    pending = b""
-    fd = stream.fileno()
-    while True:
-        try:
-            chunk = os.read(fd, READ_CHUNK)
-        except OSError:
-            break
-        if not chunk:
-            break
-        pending += chunk
-        while True:
-            cut = pending.find(b"\n")
-            if cut < 0:
-                break
-            emit(_decode(pending[:cut]), name)
-            pending = pending[cut + 1:]
-        while len(pending) > MAX_LINE_BYTES:
-            emit(_decode(pending[:MAX_LINE_BYTES]), name)
-            pending = pending[MAX_LINE_BYTES:]
-    if pending:
-        emit(_decode(pending), name)
-    stream.close()
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -88,11 +63,14 @@ def run_process(
 ) -> ProcessOutcome:
     """Run ``argv`` in its own process group; stream stdout/stderr lines to ``emit``.
 
+    One thread does everything: it multiplexes both pipes with a selector (no reader threads),
+    so hundreds of concurrent steps stay cheap.
+
     Args:
         argv: The program and its arguments.
         cwd: Working directory.
         env: The complete environment of the process.
-        emit: Called with (line, "stdout"|"stderr") for each line, from reader threads.
+        emit: Called with (line, "stdout"|"stderr") for each line, as it arrives.
         timeout: Seconds until the whole process group is killed.
         cancelled: When set, the process group is killed.
         on_start: Registers a kill function (for run-wide cancellation); returns its remover.
@@ -108,21 +86,13 @@ def run_process(
         stderr=subprocess.PIPE, start_new_session=True,
     )
     unregister = on_start(lambda: kill_group(proc)) if on_start else None
-    readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, emit, "stdout"), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, emit, "stderr"), daemon=True),
-    ]
-    for t in readers:
-        t.start()
     deadline = None if timeout is None else time.monotonic() + timeout
     outcome = ProcessOutcome(exit_code=None)
+    streams = _LineStreams(proc, emit)
+    leader_gone_at: float | None = None
     try:
-        while True:
-            try:
-                proc.wait(0.05)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        while streams.open:
+            streams.pump(0.05)
             if cancelled is not None and cancelled.is_set():
                 outcome.cancelled = True
                 kill_group(proc)
@@ -131,24 +101,98 @@ def run_process(
                 outcome.timed_out = True
                 kill_group(proc)
                 break
+            if leader_gone_at is None and proc.poll() is not None:
+                leader_gone_at = time.monotonic()
+            # Children that keep the pipes open (a backgrounded `sleep &`) must not hold
+            # the step once the leader has exited: give them a moment, then kill the group.
+            if leader_gone_at is not None and time.monotonic() - leader_gone_at > 0.5:
+                _kill_rest(proc)
+                break
+        if not outcome.timed_out and not outcome.cancelled:
+            wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                outcome.timed_out = True
+                kill_group(proc)
     except BaseException:
         kill_group(proc)
         raise
     finally:
         if unregister:
             unregister()
-    # Children that kept the pipes open (e.g. a backgrounded `sleep &`) must not hold the
-    # step: once the leader exited, give readers a moment, then kill the rest of the group.
-    for t in readers:
-        t.join(0.5)
-    if any(t.is_alive() for t in readers):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for t in readers:
-            t.join(5)
+        streams.drain_and_close()
     if cancelled is not None and cancelled.is_set() and not outcome.timed_out:
         outcome.cancelled = True  # killed by the run's cancel, possibly via on_start's hook
-    outcome.exit_code = proc.returncode
+    outcome.exit_code = proc.wait()
     return outcome
+
+
+def _kill_rest(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _LineStreams:
+    """stdout and stderr of a process, read without blocking and cut into lines."""
+
+    def __init__(self, proc: subprocess.Popen, emit: Callable[[str, str], None]) -> None:
+        self.emit = emit
+        self.selector = selectors.DefaultSelector()
+        self.pending: dict[int, bytes] = {}
+        self.names: dict[int, str] = {}
+        for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+            fd = stream.fileno()
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ)
+            self.pending[fd] = b""
+            self.names[fd] = name
+        self.streams = [proc.stdout, proc.stderr]
+
+    @property
+    def open(self) -> bool:
+        return bool(self.selector.get_map())
+
+    def pump(self, timeout: float) -> None:
+        for key, _ in self.selector.select(timeout):
+            self._read(key.fd)
+
+    def _read(self, fd: int) -> None:
+        try:
+            chunk = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.selector.unregister(fd)
+            if self.pending[fd]:
+                self.emit(_decode(self.pending[fd]), self.names[fd])
+                self.pending[fd] = b""
+            return
+        data = self.pending[fd] + chunk
+        lines = data.split(b"\n")
+        for line in lines[:-1]:
+            self.emit(_decode(line), self.names[fd])
+        rest = lines[-1]
+        while len(rest) > MAX_LINE_BYTES:
+            self.emit(_decode(rest[:MAX_LINE_BYTES]), self.names[fd])
+            rest = rest[MAX_LINE_BYTES:]
+        self.pending[fd] = rest
+
+    def drain_and_close(self) -> None:
+        """Read what is still buffered (without waiting), then close everything."""
+        for _ in range(1000):
+            ready = self.selector.select(0) if self.open else []
+            if not ready:
+                break
+            for key, _ in ready:
+                self._read(key.fd)
+        for fd, rest in self.pending.items():
+            if rest:
+                self.emit(_decode(rest), self.names[fd])
+        self.selector.close()
+        for stream in self.streams:
+            stream.close()

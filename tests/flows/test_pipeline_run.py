@@ -57,7 +57,7 @@ def test_prefect_sees_every_step_as_a_named_tagged_task_run(run_pipeline, tmp_pa
     runs = {r.name: r for r in task_runs(flow_run_id)}
     assert set(runs) == {s["name"] for s in summary["steps"]}
     compile_run = runs["编译 (compile)"]
-    assert {"stage:Build", "type:command", "id:compile"} <= set(compile_run.tags)
+    assert set(compile_run.tags) == {"stage:Build", "type:command"}
     assert runs["Slow checks"].state.name == "Skipped"
     assert all(not r.state.is_pending() for r in runs.values())
     # Stage order is visible as edges in the run graph.
@@ -68,6 +68,7 @@ def test_prefect_sees_every_step_as_a_named_tagged_task_run(run_pipeline, tmp_pa
         flow_run = client.read_flow_run(flow_run_id)
     assert flow_run.name == f"ansflow-demo #{summary['build_number']}"
     lines = logs(flow_run_id)
+    assert "[ansflow] step 'compile' (command) of stage 'Build'" in lines
     assert f"pipeline ansflow-demo #{summary['build_number']} done" in lines
     assert "bonjour from hello-app" in (tmp_path / "build" / "app.sh").read_text()
 
@@ -227,3 +228,20 @@ def test_runtime_template_error_fails_the_step_with_the_name(run_pipeline):
     """)
     step = by_id(summary)["second"]
     assert step["state"] == "failed" and "missing" in step["message"]
+
+
+def test_pipeline_timeout_stops_everything_and_still_runs_finally(run_pipeline, tmp_path):
+    state, summary = run_pipeline("""
+        pipeline:
+          name: slow
+          timeout: 2s
+          steps:
+            - {id: slow, type: command, config: {command: "sleep 60"}}
+            - {id: next, type: command, config: {command: "touch next-ran"}}
+          finally:
+            - {id: tidy, type: command, config: {command: "touch finally-ran"}}
+    """)
+    steps = by_id(summary)
+    assert state.is_failed() and summary["message"] == "pipeline timed out after 2s"
+    assert steps["slow"]["state"] == "cancelled" and steps["next"]["state"] == "not_run"
+    assert (tmp_path / "finally-ran").exists() and not (tmp_path / "next-ran").exists()
