@@ -210,7 +210,8 @@ def test_output_printed_just_before_exit_is_not_lost(make_ctx, base_image, caplo
     ctx = make_ctx()
     execute_docker_run(ctx, DockerRunConfig(
         image=base_image,
-        command="sh -c \"head -c 1500000 /dev/zero | tr '\\\\0' x | fold -w 1000; echo; echo last-line\""))
+        command=["sh", "-c", "head -c 1500000 /dev/zero | tr '\\0' x | fold -w 1000; echo; "
+                 "echo last-line"]))
     out = messages(caplog)
     assert out[-1] == "last-line"
     assert len([m for m in out if m.startswith("xxxx")]) == 1500
