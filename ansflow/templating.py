@@ -8,7 +8,7 @@ StrictUndefined, so Python internals are out of reach and an unknown name is an 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,29 +135,34 @@ def _inner_chain_nodes(node: nodes.Node) -> Iterator[nodes.Node]:
         yield node
 
 
-def render_value(value: Any, context: dict[str, Any], masker: Any = None) -> Any:
+def render_value(value: Any, context: dict[str, Any]) -> Any:
     """Render every template string inside ``value`` (dicts and lists walked)."""
     if isinstance(value, str):
         return render_string(value, context) if has_template(value) else value
     if isinstance(value, dict):
-        return {k: render_value(v, context, masker) for k, v in value.items()}
+        return {k: render_value(v, context) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_value(v, context, masker) for v in value]
+        return [render_value(v, context) for v in value]
     return value
+
+
+def _evaluate(what: str, source: str, evaluate: Callable[[], Any]) -> Any:
+    """Run a template evaluation, turning every failure into one TemplateError."""
+    try:
+        return evaluate()
+    except UndefinedError as exc:
+        raise TemplateError(f"undefined name in {what} {source!r}: {exc.message}") from exc
+    except SecurityError as exc:
+        raise TemplateError(f"{what} {source!r} refused by the sandbox: {exc}") from exc
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"syntax error in {what} {source!r}: {exc.message}") from exc
+    except Exception as exc:  # noqa: BLE001 - any evaluation error is the template's
+        raise TemplateError(f"{what} {source!r} failed: {exc}") from exc
 
 
 def render_string(source: str, context: dict[str, Any]) -> str:
     env = make_environment()
-    try:
-        return env.from_string(source).render(context)
-    except UndefinedError as exc:
-        raise TemplateError(f"undefined name in template {source!r}: {exc.message}") from exc
-    except SecurityError as exc:
-        raise TemplateError(f"template {source!r} refused by the sandbox: {exc}") from exc
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error in {source!r}: {exc.message}") from exc
-    except Exception as exc:  # noqa: BLE001 - any evaluation error is the template's
-        raise TemplateError(f"template {source!r} failed: {exc}") from exc
+    return _evaluate("template", source, lambda: env.from_string(source).render(context))
 
 
 def evaluate_condition(expression: str | bool | None, context: dict[str, Any]) -> bool:
@@ -166,26 +171,17 @@ def evaluate_condition(expression: str | bool | None, context: dict[str, Any]) -
         return True
     if isinstance(expression, bool):
         return expression
-    text = expression.strip()
-    if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
-        text = text[2:-2].strip()
+    text = condition_source(expression)
     env = make_environment()
-    try:
-        result = env.compile_expression(text, undefined_to_none=False)(**context)
-    except UndefinedError as exc:
-        raise TemplateError(f"undefined name in condition {expression!r}: {exc.message}") from exc
-    except SecurityError as exc:
-        raise TemplateError(f"condition {expression!r} refused by the sandbox: {exc}") from exc
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"syntax error in condition {expression!r}: {exc.message}") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise TemplateError(f"condition {expression!r} failed: {exc}") from exc
+    result = _evaluate("condition", expression, lambda: env.compile_expression(
+        text, undefined_to_none=False)(**context))
     if isinstance(result, str):
         return result.strip().lower() not in ("", "false", "0", "no", "off", "none", "null")
     return bool(result)
 
 
 def condition_source(expression: str) -> str:
+    """A `when:` condition without its optional surrounding `{{ }}`."""
     text = expression.strip()
     if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
         return text[2:-2].strip()

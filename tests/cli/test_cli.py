@@ -77,6 +77,18 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     assert out.returncode == 1 and "unreachable" in out.stderr and "Traceback" not in out.stderr
 
 
+def start_run_until_sleeping(tmp_path):
+    """`ansflow run p.yaml --json` in the background, once its step wrote sleeper.pid."""
+    proc = subprocess.Popen([sys.executable, "-m", "ansflow.cli", "run", "p.yaml", "--json"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "sleeper.pid").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    return proc
+
+
 def test_ctrl_c_kills_the_step_runs_finally_and_reports_cancelled(prefect_server, tmp_path):
     (tmp_path / "p.yaml").write_text("""\
 pipeline:
@@ -87,13 +99,7 @@ pipeline:
   finally:
     - {id: tidy, type: command, config: {command: "touch finally-ran"}}
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "ansflow.cli", "run", "p.yaml", "--json"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "sleeper.pid").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-        time.sleep(0.2)
+    proc = start_run_until_sleeping(tmp_path)
     sleeper = int((tmp_path / "sleeper.pid").read_text())
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
@@ -127,13 +133,7 @@ pipeline:
   finally:
     - {id: tidy, type: command, config: {command: "touch finally-ran"}}
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "ansflow.cli", "run", "p.yaml", "--json"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "sleeper.pid").exists():
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-        time.sleep(0.2)
+    proc = start_run_until_sleeping(tmp_path)
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             name=FlowRunFilterName(like_="cancel-from-ui #")))
