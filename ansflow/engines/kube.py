@@ -321,3 +321,49 @@ def exec_in_pod(
         ws.close()
     return ExecResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
                       truncated)
+
+
+def exec_streaming(
+    api: k8s.ApiClient,
+    *,
+    namespace: str,
+    pod: str,
+    command: list[str],
+    on_output: Any,
+    check: Any = None,
+    container: str | None = None,
+) -> int:
+    """Run a command in a pod, handing its output over as it comes; returns the exit code.
+
+    `on_output(stream_name, data)` gets each chunk ("stdout"/"stderr", bytes). `check()` is
+    called about every 0.5 s while the command runs and may raise to stop it (deadline,
+    cancel); the socket is then closed (the remote process is not killed).
+
+    Raises:
+        StepFailed: exec could not start, or the status channel is empty or an error.
+    """
+    core = k8s.CoreV1Api(api)
+    kwargs: dict[str, Any] = dict(
+        command=command, stdin=False, stdout=True, stderr=True, tty=False,
+        _preload_content=False, binary=True,
+    )
+    if container:
+        kwargs["container"] = container
+    ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
+    channels = ((STDOUT_CHANNEL, "stdout"), (STDERR_CHANNEL, "stderr"))
+    try:
+        while ws.is_open():
+            if check is not None:
+                check()
+            ws.update(timeout=0.5)
+            for channel, name in channels:
+                chunk = ws.read_channel(channel)
+                if chunk:
+                    on_output(name, chunk)
+        for channel, name in channels:
+            chunk = ws.read_channel(channel)
+            if chunk:
+                on_output(name, chunk)
+        return decode_exec_status(ws.read_channel(ERROR_CHANNEL))
+    finally:
+        ws.close()

@@ -1,0 +1,167 @@
+"""The k8s_exec step: run a command in a pod (by name, or picked by label selector)."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client as k8s
+
+from ansflow.engines.kube import api_client_for, exec_streaming
+from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.spec.steps import K8sExecConfig
+from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.k8s_objects import Resource, api_errors, get_object, list_objects, load_cluster
+from ansflow.tasks.k8s_rollout import pod_ready
+
+PODS = Resource("v1", "Pod", "pods", True)
+POD_GRACE = 30.0  # seconds to wait for a Running+Ready pod to match a selector
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+
+def exec_argv(command: str | list[str]) -> list[str]:
+    """A string runs through `sh -c`; a list is the argv as is."""
+    if isinstance(command, str):
+        return ["sh", "-c", command]
+    return [str(part) for part in command]
+
+
+def pick_pod(pods: list[dict]) -> dict | None:
+    """The oldest Running+Ready pod (ties by name), so repeated runs pick the same one."""
+    ready = [p for p in pods if pod_ready(p)]
+    ready.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
+    return ready[0] if ready else None
+
+
+def pick_container(pod: dict, wanted: str | None) -> tuple[str, str]:
+    """(container, why): the named one (checked), else the default-container, else the only
+    or first one."""
+    names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    pod_name = pod["metadata"]["name"]
+    if wanted:
+        if wanted not in names:
+            raise StepFailed(f"pod {pod_name!r} has no container {wanted!r} "
+                             f"(it has: {', '.join(names) or 'none'})")
+        return wanted, "as asked"
+    if not names:
+        raise StepFailed(f"pod {pod_name!r} has no containers")
+    default = ((pod["metadata"].get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION))
+    if default in names:
+        return default, "the pod's default-container"
+    if len(names) == 1:
+        return names[0], "the only container"
+    return names[0], f"the first of {len(names)}; set `container` to choose"
+
+
+class LineEmitter:
+    """Cuts chunks of output into lines per stream and emits each whole line at once."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self.tail: list[str] = []
+
+    def __call__(self, stream: str, data: bytes) -> None:
+        text = self.partial[stream] + data
+        *lines, self.partial[stream] = text.split(b"\n")
+        for line in lines:
+            self._emit(stream, line)
+
+    def flush(self) -> None:
+        for stream, rest in self.partial.items():
+            if rest:
+                self._emit(stream, rest)
+            self.partial[stream] = b""
+
+    def _emit(self, stream: str, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        self.ctx.emit(text, stream=stream)
+        if stream == "stdout":
+            self.tail = (self.tail + [text])[-20:]
+
+
+def _find_pod(api: k8s.ApiClient, ctx: StepContext, config: K8sExecConfig, namespace: str,
+              deadline: float) -> dict:
+    if config.pod:
+        pod = get_object(api, PODS, config.pod, namespace)
+        if pod is None:
+            raise StepFailed(f"pod {config.pod!r} not found in namespace {namespace}")
+        phase = (pod.get("status") or {}).get("phase")
+        if phase != "Running":
+            raise StepFailed(f"pod {config.pod!r} in namespace {namespace} is {phase}, "
+                             "not Running")
+        return pod
+    grace = min(deadline, time.monotonic() + POD_GRACE)
+    said = False
+    while True:
+        pods = list_objects(api, PODS, namespace,
+                            label_selector=config.pod_selector or "").get("items", [])
+        chosen = pick_pod(pods)
+        if chosen is not None:
+            ready = sum(1 for p in pods if pod_ready(p))
+            ctx.emit(f"chose pod {chosen['metadata']['name']} ({ready} Running+Ready of "
+                     f"{len(pods)} matching {config.pod_selector!r})")
+            return chosen
+        if ctx.cancelled:
+            raise StepCancelled("cancelled while looking for a pod")
+        if time.monotonic() >= grace:
+            raise StepFailed(f"no Running+Ready pod matches {config.pod_selector!r} in "
+                             f"namespace {namespace} ({len(pods)} pods match, none ready)")
+        if not said:
+            ctx.emit(f"no Running+Ready pod matches {config.pod_selector!r} yet; waiting")
+            said = True
+        time.sleep(1.0)
+
+
+def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
+    """Run a command in a pod and stream its stdout/stderr live.
+
+    Args:
+        ctx: The step's context (deadline, cancellation, log).
+        config: The rendered, validated k8s_exec config.
+
+    Returns:
+        exit_code 0 and outputs ``pod`` and ``container`` (where it ran), ``stdout_tail``
+        (its last stdout line).
+
+    Raises:
+        StepFailed: no such pod/container, exec refused, or the command exited non-zero
+            (``exit_code`` set).
+        StepTimedOut / StepCancelled: stopped by the deadline or a cancel (the remote process
+            is not killed: the API has no way to).
+    """
+    argv = exec_argv(config.command)
+    if not argv:
+        raise StepFailed("k8s_exec: the command is empty")
+    limits = [t for t in (config.timeout, ctx.remaining()) if t is not None]
+    budget = max(0.0, min(limits)) if limits else None
+    deadline = time.monotonic() + (budget if budget is not None else 86400.0)
+    block = load_cluster(config.cluster)
+    namespace = config.namespace or block.namespace
+    emitter = LineEmitter(ctx)
+
+    def check() -> None:
+        if ctx.cancelled:
+            raise StepCancelled("the run was cancelled; the exec connection was closed")
+        if time.monotonic() >= deadline:
+            raise StepTimedOut(f"the command ran past {budget:.0f} s; the exec connection "
+                               "was closed (the process may still run in the pod)")
+
+    with api_client_for(block) as api:
+        target = config.pod or f"pods matching {config.pod_selector!r}"
+        with api_errors(config.cluster, f"find {target} in namespace {namespace}"):
+            pod = _find_pod(api, ctx, config, namespace, deadline)
+        name = pod["metadata"]["name"]
+        container, why = pick_container(pod, config.container)
+        ctx.emit(f"exec in pod {name}, container {container} ({why}): {' '.join(argv)}")
+        with api_errors(config.cluster, f"exec in pod {name} in namespace {namespace}"):
+            try:
+                code = exec_streaming(api, namespace=namespace, pod=name, command=argv,
+                                      container=container, on_output=emitter, check=check)
+            finally:
+                emitter.flush()
+    outputs = {"pod": name, "container": container,
+               "stdout_tail": emitter.tail[-1] if emitter.tail else ""}
+    if code != 0:
+        raise StepFailed(f"command exited with code {code} in pod {name} "
+                         f"(namespace {namespace})", exit_code=code)
+    return StepResult(exit_code=0, outputs=outputs)

@@ -1,0 +1,214 @@
+"""Generic Kubernetes object access for the k8s steps: kind -> REST path, get, apply, watch.
+
+Objects travel as plain dicts (what the API server sends), so any kind works the same way,
+CRDs included. Kinds are resolved through the API server's discovery documents, never through
+a cache on disk. Requests go through the isolated ApiClient of ``ansflow.engines.kube``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.watch.watch import iter_resp_lines
+
+from ansflow.engines.kube import translate_error
+from ansflow.errors import StepFailed
+
+FIELD_MANAGER = "ansflow"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+
+# Names users write for common kinds -> (apiVersion, kind); everything else goes to discovery.
+_ALIASES: dict[str, tuple[str, str]] = {}
+for _names, _gv, _kind in (
+    (("deployment", "deployments", "deploy"), "apps/v1", "Deployment"),
+    (("statefulset", "statefulsets", "sts"), "apps/v1", "StatefulSet"),
+    (("daemonset", "daemonsets", "ds"), "apps/v1", "DaemonSet"),
+    (("replicaset", "replicasets", "rs"), "apps/v1", "ReplicaSet"),
+    (("job", "jobs"), "batch/v1", "Job"),
+    (("cronjob", "cronjobs", "cj"), "batch/v1", "CronJob"),
+    (("pod", "pods", "po"), "v1", "Pod"),
+    (("service", "services", "svc"), "v1", "Service"),
+    (("configmap", "configmaps", "cm"), "v1", "ConfigMap"),
+    (("secret", "secrets"), "v1", "Secret"),
+    (("namespace", "namespaces", "ns"), "v1", "Namespace"),
+    (("persistentvolumeclaim", "persistentvolumeclaims", "pvc"), "v1", "PersistentVolumeClaim"),
+    (("serviceaccount", "serviceaccounts", "sa"), "v1", "ServiceAccount"),
+):
+    for _name in _names:
+        _ALIASES[_name] = (_gv, _kind)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where objects of one kind live in the REST API."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return base + (f"/{name}" if name else "")
+
+    def ref(self, name: str, namespace: str | None = None) -> str:
+        """`kind/name` (with the namespace when it has one), for messages."""
+        where = f" in namespace {namespace}" if self.namespaced and namespace else ""
+        return f"{self.kind.lower()}/{name}{where}"
+
+
+def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = None,
+            body: Any = None, content_type: str | None = None, timeout: Any = None,
+            stream: bool = False) -> Any:
+    """One REST call; the JSON answer as a dict (or the raw urllib3 response when streaming).
+
+    Raises:
+        kubernetes.client.ApiException: any non-2xx answer (callers translate it).
+    """
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    serialized = api.param_serialize(method, path, query_params=list(query or []),
+                                     header_params=headers, body=body,
+                                     auth_settings=["BearerToken"])
+    response = api.call_api(*serialized, _request_timeout=timeout)
+    if not 200 <= response.status <= 299:
+        response.read()
+        raise k8s.ApiException.from_response(http_resp=response, body=None, data=None)
+    if stream:
+        return response.response
+    data = response.read()
+    return json.loads(data) if data else {}
+
+
+def resolve_kind(api: k8s.ApiClient, api_version: str, kind: str) -> Resource:
+    """The Resource of (apiVersion, kind), from the API server's discovery document."""
+    path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    try:
+        doc = request(api, "GET", path)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            raise StepFailed(f"the cluster does not serve apiVersion {api_version!r} "
+                             f"(kind {kind})") from None
+        raise
+    for res in doc.get("resources", []):
+        if res.get("kind") == kind and "/" not in res.get("name", ""):
+            return Resource(api_version, kind, res["name"], bool(res.get("namespaced")))
+    raise StepFailed(f"the cluster has no kind {kind!r} in apiVersion {api_version!r}")
+
+
+def resolve_type(api: k8s.ApiClient, resource_type: str) -> Resource:
+    """The Resource a user's `resource_type` means: `deployment`, `deploy`, `jobs.batch`,
+    `Deployment`, a CRD's plural or short name..."""
+    wanted = resource_type.strip().lower()
+    if wanted in _ALIASES:
+        return resolve_kind(api, *_ALIASES[wanted])
+    name, _, group = wanted.partition(".")
+    groups = request(api, "GET", "/apis").get("groups", [])
+    versions = ["v1"] + [g["preferredVersion"]["groupVersion"] for g in groups
+                         if not group or g.get("name") == group]
+    for gv in versions if not group else versions[1:]:
+        doc = request(api, "GET", "/api/v1" if gv == "v1" else f"/apis/{gv}")
+        for res in doc.get("resources", []):
+            if "/" in res.get("name", ""):
+                continue
+            names = {res["name"], res.get("singularName", ""), res.get("kind", "").lower(),
+                     *res.get("shortNames", [])}
+            if name in names:
+                return Resource(gv, res["kind"], res["name"], bool(res.get("namespaced")))
+    raise StepFailed(f"the cluster has no resource type {resource_type!r}")
+
+
+def get_object(api: k8s.ApiClient, res: Resource, name: str, namespace: str | None) -> dict | None:
+    """The object, or None when it does not exist."""
+    try:
+        obj = request(api, "GET", res.path(namespace, name))
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    obj.setdefault("kind", res.kind)
+    return obj
+
+
+def list_objects(api: k8s.ApiClient, res: Resource, namespace: str | None, *,
+                 label_selector: str = "", field_selector: str = "") -> dict:
+    query = [(k, v) for k, v in (("labelSelector", label_selector),
+                                 ("fieldSelector", field_selector)) if v]
+    return request(api, "GET", res.path(namespace), query=query)
+
+
+def apply_object(api: k8s.ApiClient, res: Resource, obj: dict, *, dry_run: bool = False) -> dict:
+    """Server-side apply under the field manager `ansflow`, forcing conflicts (we own it)."""
+    meta = obj["metadata"]
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    if dry_run:
+        query.append(("dryRun", "All"))
+    return request(api, "PATCH", res.path(meta.get("namespace"), meta["name"]), query=query,
+                   body=obj, content_type=APPLY_CONTENT_TYPE)
+
+
+def watch_events(api: k8s.ApiClient, res: Resource, namespace: str | None, name: str,
+                 resource_version: str, seconds: int, on_open=None) -> Iterator[dict]:
+    """Watch one object (by field selector) from `resource_version` for at most `seconds`.
+
+    Yields the raw events ({"type", "object"}); ERROR events are yielded too (a 410 Gone
+    arrives as one). `on_open(response)` is called with the open response, so a cancel can
+    close it from another thread.
+    """
+    query = [("watch", "true"), ("fieldSelector", f"metadata.name={name}"),
+             ("resourceVersion", resource_version), ("allowWatchBookmarks", "true"),
+             ("timeoutSeconds", str(max(1, int(seconds))))]
+    response = request(api, "GET", res.path(namespace), query=query, stream=True,
+                       timeout=(10, seconds + 10))
+    if on_open:
+        on_open(response)
+    try:
+        for line in iter_resp_lines(response):
+            if line.strip():
+                yield json.loads(line)
+    finally:
+        response.close()  # never hand a half-read watch connection back to the pool
+        response.release_conn()
+
+
+def load_cluster(name: str | None):
+    """The saved KubernetesCluster block `name`, or a StepFailed saying how to save one."""
+    from ansflow.blocks.kubernetes import KubernetesCluster
+
+    if not name:
+        raise StepFailed("no cluster given (set `cluster:` or `defaults.k8s.cluster`)")
+    try:
+        return KubernetesCluster.load(name)
+    except ValueError as exc:
+        raise StepFailed(
+            f"no saved Kubernetes cluster block named {name!r}",
+            hint=f"save one: ansflow cluster add {name} --kubeconfig FILE",
+        ) from exc
+
+
+@contextmanager
+def api_errors(cluster: str, action: str) -> Iterator[None]:
+    """Turn client/network exceptions raised inside into ansflow errors, and make every step
+    failure raised inside name the cluster."""
+    try:
+        yield
+    except StepFailed as exc:
+        if f"cluster {cluster!r}" in str(exc):
+            raise
+        message = str(exc)
+        if exc.hint:
+            message = message[: -len(f"\n  hint: {exc.hint}")]
+        raise type(exc)(f"cluster {cluster!r}: {message}", exit_code=exc.exit_code,
+                        hint=exc.hint) from exc
+    except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise translate_error(exc, cluster=cluster, action=action) from exc

@@ -1,0 +1,233 @@
+"""The k8s_wait step: watch one object until it reaches a condition (rollout, ready, ...)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import urllib3
+from kubernetes import client as k8s
+
+from ansflow.engines.kube import api_client_for
+from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.spec.steps import K8sWaitConfig
+from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.k8s_objects import (
+    Resource,
+    api_errors,
+    get_object,
+    list_objects,
+    load_cluster,
+    resolve_kind,
+    resolve_type,
+    watch_events,
+)
+from ansflow.tasks.k8s_rollout import (
+    REVISION_ANNOTATION,
+    Verdict,
+    WaitCondition,
+    evaluate,
+    parse_condition,
+    selector_string,
+    stuck_pod,
+)
+
+POD_CHECK_EVERY = 2.0  # seconds between looks at the rollout's pods (fail fast)
+WATCH_WINDOW = 5  # seconds per watch request; a closed window resumes from resourceVersion
+
+
+@dataclass
+class _Watcher:
+    """What one wait carries between watch windows."""
+
+    api: k8s.ApiClient
+    ctx: StepContext
+    res: Resource
+    name: str
+    namespace: str | None
+    cond: WaitCondition
+    fail_fast: bool
+    last_progress: str = ""
+    last_pod_check: float = 0.0
+    open_responses: list = field(default_factory=list)
+
+    def report(self, verdict: Verdict) -> None:
+        if verdict.progress and verdict.progress != self.last_progress:
+            self.ctx.emit(verdict.progress)
+            self.last_progress = verdict.progress
+
+    def check(self, obj: dict, *, force_pods: bool = False) -> bool:
+        """Evaluate the object (and its pods); True when done, StepFailed when it never will."""
+        verdict = evaluate(obj, self.cond)
+        self.report(verdict)
+        if verdict.failed:
+            raise StepFailed(f"{self.res.ref(self.name, self.namespace)}: {verdict.failed}")
+        if verdict.done:
+            return True
+        now = time.monotonic()
+        if self.fail_fast and (force_pods or now - self.last_pod_check >= POD_CHECK_EVERY):
+            self.last_pod_check = now
+            stuck = stuck_pod(rollout_pods(self.api, obj))
+            if stuck:
+                raise StepFailed(f"{self.res.ref(self.name, self.namespace)} will not become "
+                                 f"ready: {stuck}",
+                                 hint="set fail_fast: false to keep waiting anyway")
+        return False
+
+    def abort_watch(self) -> None:
+        for response in list(self.open_responses):
+            try:
+                response.shutdown()
+            except Exception:  # noqa: BLE001 - best effort: the read then fails and we stop
+                pass
+
+
+def rollout_pods(api: k8s.ApiClient, obj: dict) -> list[dict]:
+    """The pods a wait on `obj` depends on (the new ReplicaSet's pods for a Deployment)."""
+    kind = obj.get("kind")
+    meta = obj.get("metadata") or {}
+    if kind == "Pod":
+        return [obj]
+    if kind not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        return []
+    selector = selector_string((obj.get("spec") or {}).get("selector"))
+    if not selector:
+        return []
+    namespace = meta.get("namespace")
+    if kind == "Deployment":
+        revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        rs_res = resolve_kind_cached(api, "apps/v1", "ReplicaSet")
+        for rs in list_objects(api, rs_res, namespace, label_selector=selector).get("items", []):
+            rs_meta = rs.get("metadata") or {}
+            owned = any(o.get("uid") == meta.get("uid")
+                        for o in rs_meta.get("ownerReferences") or [])
+            if owned and (rs_meta.get("annotations") or {}).get(REVISION_ANNOTATION) == revision:
+                template_hash = (rs_meta.get("labels") or {}).get("pod-template-hash")
+                if template_hash:
+                    selector += f",pod-template-hash={template_hash}"
+                break
+    elif kind == "StatefulSet":
+        update = (obj.get("status") or {}).get("updateRevision")
+        if update:
+            selector += f",controller-revision-hash={update}"
+    pod_res = Resource("v1", "Pod", "pods", True)
+    return list_objects(api, pod_res, namespace, label_selector=selector).get("items", [])
+
+
+def resolve_kind_cached(api: k8s.ApiClient, api_version: str, kind: str) -> Resource:
+    # ReplicaSets and Pods never move: no discovery call needed for them.
+    if (api_version, kind) == ("apps/v1", "ReplicaSet"):
+        return Resource("apps/v1", "ReplicaSet", "replicasets", True)
+    return resolve_kind(api, api_version, kind)
+
+
+def wait_for(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str,
+             namespace: str | None, cond: WaitCondition, *, deadline: float,
+             fail_fast: bool = True, what: str | None = None) -> dict | None:
+    """Watch `name` until `cond` holds; returns the object (None once deleted).
+
+    Raises:
+        StepFailed: the object is missing or deleted, or will never get there (failed
+            rollout, stuck pod, failed Job, paused Deployment).
+        StepTimedOut: `deadline` (time.monotonic) passed first.
+        StepCancelled: the run was cancelled.
+    """
+    ref = res.ref(name, namespace)
+    what = what or cond.mode
+    watcher = _Watcher(api, ctx, res, name, namespace, cond, fail_fast)
+    unregister = ctx.on_cancel(watcher.abort_watch)
+    try:
+        obj = get_object(api, res, name, namespace)
+        if obj is None:
+            if cond.mode == "deleted":
+                ctx.emit(f"{ref} is gone")
+                return None
+            raise StepFailed(f"{ref} not found")
+        if watcher.check(obj, force_pods=True):
+            return obj
+        version = obj["metadata"]["resourceVersion"]
+        while True:
+            _stop_if_due(ctx, deadline, ref, what, watcher.last_progress)
+            window = max(1, min(WATCH_WINDOW, int(deadline - time.monotonic()) or 1))
+            try:
+                for event in watch_events(api, res, namespace, name, version, window,
+                                          on_open=watcher.open_responses.append):
+                    kind, body = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        if body.get("code") == 410:  # too old: re-list, then watch again
+                            obj = get_object(api, res, name, namespace) or obj
+                            version = obj["metadata"]["resourceVersion"]
+                            break
+                        raise StepFailed(f"watching {ref} failed: {body.get('message')}")
+                    version = (body.get("metadata") or {}).get("resourceVersion", version)
+                    if kind == "BOOKMARK":
+                        continue
+                    if kind == "DELETED":
+                        if cond.mode == "deleted":
+                            ctx.emit(f"{ref} is gone")
+                            return None
+                        raise StepFailed(f"{ref} was deleted while waiting for {what}")
+                    obj = body
+                    obj.setdefault("kind", res.kind)
+                    if watcher.check(obj):
+                        return obj
+            except (urllib3.exceptions.HTTPError, OSError):
+                # A dropped watch resumes from the last resourceVersion, unless we stopped it.
+                _stop_if_due(ctx, deadline, ref, what, watcher.last_progress)
+            finally:
+                watcher.open_responses.clear()
+            if cond.mode != "deleted" and watcher.check(obj, force_pods=True):
+                return obj
+    finally:
+        unregister()
+
+
+def _stop_if_due(ctx: StepContext, deadline: float, ref: str, what: str, progress: str) -> None:
+    if ctx.cancelled:
+        raise StepCancelled(f"stopped waiting for {ref}: the run was cancelled")
+    if time.monotonic() >= deadline:
+        last = f" (last status: {progress})" if progress else ""
+        raise StepTimedOut(f"{ref} did not reach {what} in time{last}")
+
+
+def step_deadline(ctx: StepContext, timeout: float | None) -> float:
+    """The monotonic deadline of a wait: its own timeout, cut by the step's deadline."""
+    limits = [t for t in (timeout, ctx.remaining()) if t is not None]
+    return time.monotonic() + (max(0.0, min(limits)) if limits else 3600.0)
+
+
+def execute_k8s_wait(ctx: StepContext, config: K8sWaitConfig) -> StepResult:
+    """Wait until an object reaches a condition, the way kubectl rollout status / wait do.
+
+    Args:
+        ctx: The step's context (deadline, cancellation, log).
+        config: The rendered, validated k8s_wait config.
+
+    Returns:
+        Outputs ``resource`` (kind/name) and ``status`` (the last progress line).
+
+    Raises:
+        StepFailed: bad condition, unknown cluster/kind/object, failed rollout, stuck pod.
+        StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
+    """
+    try:
+        cond = parse_condition(config.condition)
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from None
+    deadline = step_deadline(ctx, config.timeout)
+    block = load_cluster(config.cluster)
+    namespace = config.namespace or block.namespace
+    with api_client_for(block) as api:
+        action = f"resolve resource type {config.resource_type!r}"
+        with api_errors(config.cluster, action):
+            res = resolve_type(api, config.resource_type)
+        ref = res.ref(config.resource_name, namespace)
+        ctx.emit(f"waiting for {ref} ({config.condition}) on cluster {config.cluster!r}")
+        with api_errors(config.cluster, f"wait for {ref}"):
+            obj = wait_for(api, ctx, res, config.resource_name,
+                           namespace if res.namespaced else None, cond,
+                           deadline=deadline, fail_fast=config.fail_fast,
+                           what=config.condition)
+    status = "deleted" if obj is None else (evaluate(obj, cond).progress or "done")
+    return StepResult(outputs={"resource": f"{res.kind.lower()}/{config.resource_name}",
+                               "status": status})
