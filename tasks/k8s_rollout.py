@@ -17,6 +17,9 @@ BAD_WAITING_REASONS = frozenset({
 })
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+# Right after an undo the controller keeps the failed rollout's ProgressDeadlineExceeded
+# until the old ReplicaSet has scaled down: waiting on a rollback must not fail on it.
+AFTER_ROLLBACK = "after-rollback"
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class WaitCondition:
     """A parsed `condition:` of k8s_wait."""
 
     mode: str  # rollout | ready | complete | deleted | condition | jsonpath
-    name: str = ""  # condition type, or the dotted jsonpath
+    # condition type, or the dotted jsonpath; for rollout, AFTER_ROLLBACK (see there)
+    name: str = ""
     value: str | None = None  # expected value (None: any non-empty for jsonpath, "true" else)
 
 
@@ -82,14 +86,15 @@ def _conditions(obj: dict) -> list[dict]:
     return [c for c in _get(obj, "status", "conditions", default=[]) if isinstance(c, dict)]
 
 
-def deployment_status(obj: dict) -> Verdict:
+def deployment_status(obj: dict, *, tolerate_deadline: bool = False) -> Verdict:
     """kubectl's DeploymentStatusViewer, plus a clear failure for a paused Deployment."""
     name = _get(obj, "metadata", "name", default="?")
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     if _get(obj, "metadata", "generation", default=0) > status.get("observedGeneration", 0):
         return Verdict(progress=f"waiting for deployment {name!r} spec update to be observed")
     for cond in _conditions(obj):
-        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+        if (cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded"
+                and not tolerate_deadline):
             return Verdict(failed=f"deployment {name!r} exceeded its progress deadline")
     want = spec.get("replicas", 1)
     updated = status.get("updatedReplicas", 0)
@@ -161,10 +166,10 @@ def daemonset_status(obj: dict) -> Verdict:
     return Verdict(done=True, progress=f"daemonset {name!r} successfully rolled out")
 
 
-def rollout_status(obj: dict) -> Verdict:
+def rollout_status(obj: dict, *, after_rollback: bool = False) -> Verdict:
     kind = obj.get("kind")
     if kind == "Deployment":
-        return deployment_status(obj)
+        return deployment_status(obj, tolerate_deadline=after_rollback)
     if kind == "StatefulSet":
         return statefulset_status(obj)
     if kind == "DaemonSet":
@@ -243,7 +248,7 @@ def evaluate(obj: dict, cond: WaitCondition) -> Verdict:
     kind = obj.get("kind", "")
     if cond.mode == "rollout":
         if kind in WORKLOAD_KINDS:
-            return rollout_status(obj)
+            return rollout_status(obj, after_rollback=cond.name == AFTER_ROLLBACK)
         return condition_status(obj, "Ready" if kind == "Pod" else "Available", "true")
     if cond.mode == "ready":
         if kind in WORKLOAD_KINDS:

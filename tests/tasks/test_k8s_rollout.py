@@ -43,6 +43,8 @@ def test_deployment_progress_deadline_exceeded_and_paused_fail():
     stalled = deployment(updated=1, conditions=[
         {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}])
     assert "exceeded its progress deadline" in rollout_status(stalled).failed
+    # Waiting on an undo, the failed rollout's deadline flag is not a failure (yet).
+    assert not rollout_status(stalled, after_rollback=True).failed
     assert "is paused" in rollout_status(deployment(updated=1, paused=True)).failed
 
 

@@ -1,0 +1,215 @@
+"""The k8s_deploy step: server-side apply a Deployment or manifests, await the rollout,
+roll back to the recorded revision when it fails."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client as k8s
+
+from ansflow.engines.kube import api_client_for
+from ansflow.errors import StepCancelled, StepFailed
+from ansflow.spec.steps import K8sDeployConfig
+from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.k8s_manifests import (
+    add_labels,
+    diff_objects,
+    load_documents,
+    object_ref,
+    rollback_patch,
+)
+from ansflow.tasks.k8s_objects import (
+    Resource,
+    api_errors,
+    apply_object,
+    get_object,
+    list_objects,
+    load_cluster,
+    request,
+    resolve_kind,
+)
+from ansflow.tasks.k8s_rollout import (
+    AFTER_ROLLBACK,
+    REVISION_ANNOTATION,
+    WORKLOAD_KINDS,
+    WaitCondition,
+    selector_string,
+)
+from ansflow.tasks.k8s_wait import step_deadline, wait_for
+
+NAMESPACES = Resource("v1", "Namespace", "namespaces", False)
+REPLICASETS = Resource("apps/v1", "ReplicaSet", "replicasets", True)
+ROLLOUT = WaitCondition("rollout")
+
+
+def _revision(obj: dict | None) -> str | None:
+    return ((obj or {}).get("metadata", {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+
+
+def _ensure_namespace(api: k8s.ApiClient, ctx: StepContext, namespace: str,
+                      dry_run: bool) -> None:
+    if get_object(api, NAMESPACES, namespace, None) is not None:
+        return
+    if dry_run:
+        ctx.emit(f"would create namespace {namespace}")
+        return
+    body = {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": dict(ctx.labels)}}
+    apply_object(api, NAMESPACES, body)
+    ctx.emit(f"created namespace {namespace}")
+
+
+def _rollback(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str, namespace: str,
+              revision: str) -> str:
+    """Undo to `revision` the way kubectl's rollback.go does; returns what was done."""
+    deployment = get_object(api, res, name, namespace)
+    if deployment is None:
+        return "it was deleted, nothing to roll back"
+    if (deployment.get("spec") or {}).get("paused"):
+        return "it is paused, so it was not rolled back"
+    selector = selector_string((deployment.get("spec") or {}).get("selector"))
+    uid = deployment["metadata"]["uid"]
+    target = None
+    for rs in list_objects(api, REPLICASETS, namespace, label_selector=selector).get("items", []):
+        owners = rs["metadata"].get("ownerReferences") or []
+        if any(o.get("uid") == uid for o in owners) and _revision(rs) == revision:
+            target = rs
+    if target is None:
+        return f"revision {revision} is no longer in its history, so it was not rolled back"
+    patch = rollback_patch(deployment, target)
+    if patch is None:
+        return f"it already runs the template of revision {revision}"
+    request(api, "PATCH", res.path(namespace, name), body=patch,
+            query=[("fieldManager", "ansflow")], content_type="application/json-patch+json")
+    ctx.emit(f"rolled deployment/{name} back to the template of revision {revision}")
+    return f"rolled back to revision {revision}"
+
+
+def _await_rollouts(api: k8s.ApiClient, ctx: StepContext, config: K8sDeployConfig,
+                    applied: list[tuple[Resource, dict]], previous: dict[str, str | None],
+                    namespace: str) -> None:
+    deadline = step_deadline(ctx, config.timeout)
+    for res, obj in applied:
+        if res.kind not in WORKLOAD_KINDS:
+            continue
+        name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace", namespace)
+        try:
+            wait_for(api, ctx, res, name, ns, ROLLOUT, deadline=deadline, what="a rollout")
+        except StepCancelled:
+            raise
+        except StepFailed as exc:
+            before = previous.get(object_ref(obj))
+            if res.kind != "Deployment" or not config.rollback_on_failure:
+                raise
+            if before is None:
+                raise type(exc)(f"{exc}; no earlier revision to roll back to (this step "
+                                "created it)", exit_code=exc.exit_code) from exc
+            done = _rollback(api, ctx, res, name, ns, before)
+            if done.startswith("rolled back"):
+                again = step_deadline(ctx, config.timeout)
+                try:
+                    wait_for(api, ctx, res, name, ns, WaitCondition("rollout", AFTER_ROLLBACK),
+                             deadline=again,
+                             fail_fast=False, what="the rollback's rollout")
+                    done += " (rolled out)"
+                except StepCancelled:
+                    raise
+                except StepFailed as second:
+                    done += f", but the rollback did not finish either: {second}"
+            raise type(exc)(f"{exc}; {done}", exit_code=exc.exit_code) from exc
+
+
+def _revision_after_apply(api: k8s.ApiClient, res: Resource, name: str, namespace: str,
+                          deadline: float) -> str:
+    # The controller writes the revision annotation when it observes the new generation.
+    while True:
+        obj = get_object(api, res, name, namespace) or {}
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        seen = status.get("observedGeneration", 0) >= meta.get("generation", 0)
+        if (seen and _revision(obj)) or time.monotonic() >= deadline:
+            return _revision(obj) or ""
+        time.sleep(0.2)
+
+
+def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
+    """Apply a Deployment (deployment_spec) or manifests with server-side apply, then wait.
+
+    Args:
+        ctx: The step's context (deadline, cancellation, log, labels, workspace).
+        config: The rendered, validated k8s_deploy config.
+
+    Returns:
+        Outputs ``objects`` (comma-separated kind/name applied) and ``revision`` (the first
+        Deployment's deployment.kubernetes.io/revision after the apply; "" without one).
+
+    Raises:
+        StepFailed: invalid manifest, API refusal, failed rollout (after rolling back to the
+            revision recorded before the apply, when rollback_on_failure).
+        StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
+    """
+    if config.helm is not None:
+        raise StepFailed("helm deploys are not available yet",
+                         hint="render the chart (helm template) and deploy it as a manifest")
+    objects = [add_labels(obj, ctx.labels) for obj in load_documents(config, ctx.workspace)]
+    block = load_cluster(config.cluster)
+    namespace = config.namespace or block.namespace
+    cluster = config.cluster
+    mode = "dry run of " if config.dry_run else ""
+    ctx.emit(f"{mode}applying {len(objects)} object(s) to cluster {cluster!r}, namespace "
+             f"{namespace}")
+    applied: list[tuple[Resource, dict]] = []
+    previous: dict[str, str | None] = {}
+    with api_client_for(block) as api:
+        if config.create_namespace:
+            with api_errors(cluster, f"create namespace {namespace}"):
+                _ensure_namespace(api, ctx, namespace, config.dry_run)
+        kinds: dict[tuple[str, str], Resource] = {}
+        for obj in objects:
+            key = (obj["apiVersion"], obj["kind"])
+            with api_errors(cluster, f"look up kind {obj['kind']} ({obj['apiVersion']})"):
+                res = kinds.get(key) or kinds.setdefault(key, resolve_kind(api, *key))
+            meta = obj["metadata"]
+            if res.namespaced:
+                meta["namespace"] = meta.get("namespace") or namespace
+            else:
+                meta.pop("namespace", None)
+            ref = res.ref(meta["name"], meta.get("namespace"))
+            with api_errors(cluster, f"apply {ref}"):
+                live = get_object(api, res, meta["name"], meta.get("namespace"))
+                if res.kind == "Deployment":
+                    previous[object_ref(obj)] = _revision(live)
+                result = apply_object(api, res, obj, dry_run=config.dry_run)
+            if config.dry_run:
+                changes = diff_objects(live, result)
+                verb = "would create" if live is None else (
+                    "would change" if changes else "unchanged:")
+                ctx.emit(f"{verb} {ref}")
+                for line in changes if live is not None else []:
+                    ctx.emit(f"  {line}")
+            else:
+                old_rv = (live or {}).get("metadata", {}).get("resourceVersion")
+                state = "created" if live is None else (
+                    "unchanged" if result["metadata"].get("resourceVersion") == old_rv
+                    else "configured")
+                ctx.emit(f"{ref} {state}")
+            applied.append((res, result))
+        names = ",".join(object_ref(obj) for _, obj in applied)
+        deployments = [(res, obj) for res, obj in applied if res.kind == "Deployment"]
+        if config.dry_run:
+            first = deployments[0][1] if deployments else None
+            return StepResult(outputs={"objects": names,
+                                       "revision": _revision(first) or ""})
+        if config.wait:
+            with api_errors(cluster, f"wait for the rollout in namespace {namespace}"):
+                _await_rollouts(api, ctx, config, applied, previous, namespace)
+        revision = ""
+        if deployments:
+            res, obj = deployments[0]
+            with api_errors(cluster, f"read {object_ref(obj)}"):
+                revision = _revision_after_apply(
+                    api, res, obj["metadata"]["name"], obj["metadata"]["namespace"],
+                    time.monotonic() + min(10.0, max(0.0, ctx.remaining() or 10.0)))
+    if ctx.cancelled:
+        raise StepCancelled("the run was cancelled")
+    return StepResult(outputs={"objects": names, "revision": revision})
+

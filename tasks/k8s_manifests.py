@@ -1,0 +1,175 @@
+"""Pure helpers of k8s_deploy: build, load, label and diff manifests; plan a rollback."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ansflow.errors import StepFailed
+from ansflow.spec.steps import DeploymentSpec, K8sDeployConfig
+from ansflow.tasks.base import LABEL_PREFIX
+from ansflow.tasks.k8s_rollout import REVISION_ANNOTATION
+
+# kubectl rollback.go: annotations a rollback never copies from the ReplicaSet.
+ROLLBACK_SKIPPED_ANNOTATIONS = frozenset({
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION_ANNOTATION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+})
+# Fields the server owns: never part of a "what would change" diff.
+_SERVER_FIELDS = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
+                  "selfLink")
+
+_RUN_LABELS = f"metadata.labels.{LABEL_PREFIX}"
+
+
+def deployment_manifest(spec: DeploymentSpec) -> dict:
+    """The Deployment a `deployment_spec` describes (selector app=<name>)."""
+    labels = {"app": spec.name, **spec.labels}
+    container: dict[str, Any] = {"name": spec.name, "image": spec.image}
+    ports = []
+    for port in spec.ports:
+        ports.append({"containerPort": port} if isinstance(port, int) else dict(port))
+    if ports:
+        container["ports"] = ports
+    if spec.env:
+        container["env"] = [{"name": k, "value": str(v)} for k, v in spec.env.items()]
+    if spec.resources:
+        container["resources"] = spec.resources
+    if spec.command is not None:
+        container["command"] = list(spec.command)
+    if spec.args is not None:
+        container["args"] = list(spec.args)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": spec.name, "labels": dict(labels)},
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": {"app": spec.name}},
+            "template": {"metadata": {"labels": dict(labels)},
+                         "spec": {"containers": [container]}},
+        },
+    }
+
+
+def load_documents(config: K8sDeployConfig, workspace: str) -> list[dict]:
+    """The objects to apply, from deployment_spec, manifest or manifest_path (in order).
+
+    Raises:
+        StepFailed: unreadable file, invalid YAML, or a document that is not an object with
+            apiVersion, kind and metadata.name.
+    """
+    where = "manifest"
+    if config.deployment_spec is not None:
+        return [deployment_manifest(config.deployment_spec)]
+    if config.manifest_path is not None:
+        path = Path(config.manifest_path)
+        if not path.is_absolute():
+            path = Path(workspace) / path
+        where = str(config.manifest_path)
+        try:
+            raw: Any = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise StepFailed(f"cannot read manifest_path {where}: {exc.strerror}") from None
+    else:
+        raw = config.manifest
+    if isinstance(raw, str):
+        try:
+            docs = [d for d in yaml.safe_load_all(raw) if d is not None]
+        except yaml.YAMLError as exc:
+            raise StepFailed(f"{where} is not valid YAML: {exc}") from None
+    else:
+        docs = copy.deepcopy(raw if isinstance(raw, list) else [raw])
+    objects: list[dict] = []
+    for index, doc in enumerate(docs, 1):
+        if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") \
+                and isinstance(doc.get("items"), list):
+            objects.extend(doc["items"])
+        else:
+            objects.append(doc)
+    for index, obj in enumerate(objects, 1):
+        if not isinstance(obj, dict):
+            raise StepFailed(f"{where}: document {index} is not a mapping")
+        missing = [k for k in ("apiVersion", "kind") if not obj.get(k)]
+        if not (obj.get("metadata") or {}).get("name"):
+            missing.append("metadata.name")
+        if missing:
+            raise StepFailed(f"{where}: document {index} ({obj.get('kind', 'no kind')}) has no "
+                             f"{', '.join(missing)}")
+    if not objects:
+        raise StepFailed(f"{where} holds no objects")
+    return objects
+
+
+def add_labels(obj: dict, labels: dict[str, str]) -> dict:
+    """`obj` with `labels` added to its metadata (never to pod templates: that would start a
+    new rollout on every run)."""
+    meta = obj.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    return obj
+
+
+def object_ref(obj: dict) -> str:
+    return f"{obj['kind'].lower()}/{obj['metadata']['name']}"
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(value, list) and value:
+        for i, item in enumerate(value):
+            _flatten(item, f"{prefix}[{i}]", out)
+    else:
+        out[prefix] = value
+
+
+def diff_objects(live: dict | None, planned: dict, limit: int = 40) -> list[str]:
+    """What applying would change, one `path: old -> new` line each (status ignored)."""
+    def flat(obj: dict) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        obj.pop("status", None)
+        meta = obj.get("metadata") or {}
+        for key in _SERVER_FIELDS:
+            meta.pop(key, None)
+        out: dict[str, Any] = {}
+        _flatten(obj, "", out)
+        return out
+
+    if live is None:
+        return ["(new object)"]
+    before, after = flat(live), flat(planned)
+    lines = []
+    for path in sorted(set(before) | set(after)):
+        if path.startswith(_RUN_LABELS):
+            continue  # every run relabels its objects: not a change worth showing
+        old, new = before.get(path, "<unset>"), after.get(path, "<unset>")
+        if old != new:
+            lines.append(f"{path}: {old!r} -> {new!r}")
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... and {len(lines) - limit} more changes"]
+    return lines
+
+
+def rollback_patch(deployment: dict, replica_set: dict) -> list[dict] | None:
+    """The JSON patch kubectl's rollback.go sends to go back to `replica_set`'s template;
+    None when the Deployment already runs that template."""
+    template = copy.deepcopy((replica_set.get("spec") or {}).get("template") or {})
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    labels.pop("pod-template-hash", None)
+    if template == (deployment.get("spec") or {}).get("template"):
+        return None
+    current = (deployment.get("metadata") or {}).get("annotations") or {}
+    annotations = {k: v for k, v in current.items() if k in ROLLBACK_SKIPPED_ANNOTATIONS}
+    for key, value in ((replica_set.get("metadata") or {}).get("annotations") or {}).items():
+        if key not in ROLLBACK_SKIPPED_ANNOTATIONS:
+            annotations[key] = value
+    return [{"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations}]

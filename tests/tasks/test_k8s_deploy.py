@@ -1,0 +1,242 @@
+"""k8s_deploy: pure manifest helpers, then server-side apply, rollout and rollback on the
+dev cluster, and a deploy -> wait -> exec pipeline run end to end."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from ansflow.errors import StepFailed
+from ansflow.spec.steps import DeploymentSpec, K8sDeployConfig
+from ansflow.tasks.k8s_deploy import execute_k8s_deploy
+from ansflow.tasks.k8s_manifests import (
+    deployment_manifest,
+    diff_objects,
+    load_documents,
+    rollback_patch,
+)
+
+# ---- pure ----------------------------------------------------------------------------------
+
+
+def test_deployment_spec_becomes_a_deployment_selected_by_app():
+    spec = DeploymentSpec(name="web", image="web:1", replicas=2, ports=[8080],
+                          env={"A": "1"}, labels={"tier": "front"}, args=["--x"])
+    d = deployment_manifest(spec)
+    assert d["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    assert d["spec"]["template"]["metadata"]["labels"] == {"app": "web", "tier": "front"}
+    container = d["spec"]["template"]["spec"]["containers"][0]
+    assert container == {"name": "web", "image": "web:1", "ports": [{"containerPort": 8080}],
+                         "env": [{"name": "A", "value": "1"}], "args": ["--x"]}
+
+
+def test_manifests_load_from_multi_document_yaml_lists_and_files(tmp_path):
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\n" \
+           "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Secret, " \
+           "metadata: {name: b}}\n"
+    cfg = K8sDeployConfig(cluster="c", namespace="n", manifest=text)
+    assert [o["metadata"]["name"] for o in load_documents(cfg, str(tmp_path))] == ["a", "b"]
+    (tmp_path / "m.yaml").write_text(text)
+    cfg = K8sDeployConfig(cluster="c", namespace="n", manifest_path="m.yaml")
+    assert len(load_documents(cfg, str(tmp_path))) == 2
+    cfg = K8sDeployConfig(cluster="c", namespace="n", manifest={"apiVersion": "v1",
+                                                               "kind": "ConfigMap"})
+    with pytest.raises(StepFailed, match="document 1 \\(ConfigMap\\) has no metadata.name"):
+        load_documents(cfg, str(tmp_path))
+    cfg = K8sDeployConfig(cluster="c", namespace="n", manifest_path="missing.yaml")
+    with pytest.raises(StepFailed, match="cannot read manifest_path missing.yaml"):
+        load_documents(cfg, str(tmp_path))
+
+
+def test_diff_names_changed_paths_and_ignores_server_fields():
+    live = {"metadata": {"name": "w", "resourceVersion": "1", "managedFields": [{}]},
+            "spec": {"image": "a", "keep": 1}, "status": {"x": 1}}
+    planned = {"metadata": {"name": "w", "resourceVersion": "2"}, "spec": {"image": "b",
+                                                                          "keep": 1}}
+    assert diff_objects(live, planned) == ["spec.image: 'a' -> 'b'"]
+    assert diff_objects(None, planned) == ["(new object)"]
+
+
+def test_rollback_patch_is_kubectls():
+    rs = {"metadata": {"annotations": {"deployment.kubernetes.io/revision": "1", "team": "x"}},
+          "spec": {"template": {"metadata": {"labels": {"app": "w", "pod-template-hash": "h"}},
+                                "spec": {"image": "old"}}}}
+    dep = {"metadata": {"annotations": {"deployment.kubernetes.io/revision": "2"}},
+           "spec": {"template": {"metadata": {"labels": {"app": "w"}}, "spec": {"image": "new"}}}}
+    assert rollback_patch(dep, rs) == [
+        {"op": "replace", "path": "/spec/template",
+         "value": {"metadata": {"labels": {"app": "w"}}, "spec": {"image": "old"}}},
+        {"op": "replace", "path": "/metadata/annotations",
+         "value": {"deployment.kubernetes.io/revision": "2", "team": "x"}},
+    ]
+    dep["spec"]["template"]["spec"]["image"] = "old"
+    assert rollback_patch(dep, rs) is None
+
+
+# ---- against the dev cluster ----------------------------------------------------------------
+
+
+def deploy(make_ctx, dev_cluster, ns, **kw):
+    ctx = make_ctx("k8s_deploy")
+    cfg = K8sDeployConfig(cluster=dev_cluster.block_name, namespace=ns, timeout=60, **kw)
+    return ctx, execute_k8s_deploy(ctx, cfg)
+
+
+@pytest.mark.k8s
+def test_deployment_spec_applies_waits_and_reports_revision(dev_cluster, make_ctx, caplog):
+    ns = f"dep-{dev_cluster.namespace('x')[2:]}"  # fresh name, created by the step
+    ctx, result = deploy(make_ctx, dev_cluster, ns, create_namespace=True,
+                         deployment_spec={"name": "web", "image": "web:1", "replicas": 2})
+    assert result.outputs == {"objects": "deployment/web", "revision": "1"}
+    with dev_cluster.client() as api:
+        d = k8s.AppsV1Api(api).read_namespaced_deployment("web", ns)
+        namespace = k8s.CoreV1Api(api).read_namespace(ns)
+    assert d.status.available_replicas == 2
+    assert d.metadata.labels["app"] == "web"
+    assert d.metadata.labels["ansflow.dev/run-id"] == ctx.run_id
+    assert d.metadata.labels["ansflow.dev/step"] == "k8s_deploy-step"
+    assert "ansflow.dev/run-id" not in d.spec.template.metadata.labels  # no rollout per run
+    assert [(m.manager, m.operation) for m in d.metadata.managed_fields
+            if m.operation == "Apply"] == [("ansflow", "Apply")]
+    assert namespace.metadata.labels["ansflow.dev/run-id"] == ctx.run_id
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"deployment/web in namespace {ns} created" in messages
+    assert "deployment 'web' successfully rolled out" in messages
+    # A new image is a new revision; the same spec again changes nothing.
+    _, result = deploy(make_ctx, dev_cluster, ns,
+                       deployment_spec={"name": "web", "image": "web:2", "replicas": 2})
+    assert result.outputs["revision"] == "2"
+    _, result = deploy(make_ctx, dev_cluster, ns,
+                       deployment_spec={"name": "web", "image": "web:2", "replicas": 2})
+    assert result.outputs["revision"] == "2"
+
+
+@pytest.mark.k8s
+def test_multi_document_manifest_and_dry_run_diff(dev_cluster, make_ctx, caplog):
+    ns = dev_cluster.namespace("dep-m")
+    docs = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+         "data": {"mode": "a"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
+         "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+                  "template": {"metadata": {"labels": {"app": "api"}}, "spec": {
+                      "containers": [{"name": "api", "image": "api:1"}]}}}},
+    ]
+    _, result = deploy(make_ctx, dev_cluster, ns, manifest=yaml.safe_dump_all(docs))
+    assert result.outputs == {"objects": "configmap/cfg,service/api,deployment/api",
+                              "revision": "1"}
+    docs[0]["data"]["mode"] = "b"
+    docs[2]["spec"]["template"]["spec"]["containers"][0]["image"] = "api:2"
+    caplog.clear()
+    _, result = deploy(make_ctx, dev_cluster, ns, manifest=docs, dry_run=True)
+    assert result.outputs["revision"] == "1"
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"would change configmap/cfg in namespace {ns}" in messages
+    assert "  data.mode: 'a' -> 'b'" in messages
+    assert "  spec.template.spec.containers[0].image: 'api:1' -> 'api:2'" in messages
+    assert f"unchanged: service/api in namespace {ns}" in messages
+    with dev_cluster.client() as api:
+        assert k8s.CoreV1Api(api).read_namespaced_config_map("cfg", ns).data == {"mode": "a"}
+
+
+@pytest.mark.k8s
+def test_failed_rollout_rolls_back_to_the_recorded_revision(dev_cluster, make_ctx):
+    ns = dev_cluster.namespace("dep-rb")
+
+    def manifest(image: str, **pod_spec) -> dict:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "svc"},
+                "spec": {"replicas": 1, "progressDeadlineSeconds": 2,
+                         "selector": {"matchLabels": {"app": "svc"}},
+                         "template": {"metadata": {"labels": {"app": "svc"}}, "spec": {
+                             "containers": [{"name": "svc", "image": image}], **pod_spec}}}}
+
+    _, good = deploy(make_ctx, dev_cluster, ns, manifest=manifest("svc:1"))
+    assert good.outputs["revision"] == "1"
+    # Pods no node accepts never become available: the progress deadline passes.
+    with pytest.raises(StepFailed) as err:
+        deploy(make_ctx, dev_cluster, ns,
+               manifest=manifest("svc:2", nodeSelector={"no-such-node": "x"}))
+    message = str(err.value)
+    assert f"cluster '{dev_cluster.block_name}'" in message
+    assert "deployment/svc" in message and "exceeded its progress deadline" in message
+    assert "rolled back to revision 1 (rolled out)" in message
+    with dev_cluster.client() as api:
+        d = k8s.AppsV1Api(api).read_namespaced_deployment("svc", ns)
+    assert d.spec.template.spec.containers[0].image == "svc:1"
+    assert not d.spec.template.spec.node_selector
+    assert d.metadata.annotations["deployment.kubernetes.io/revision"] == "3"
+
+
+@pytest.mark.k8s
+def test_api_refusals_and_helm_are_clean_step_failures(dev_cluster, make_ctx):
+    ns = dev_cluster.namespace("dep-err")
+    with pytest.raises(StepFailed, match=rf"cluster 'test'.*deployment/bad in namespace {ns}"
+                                         ".*invalid"):
+        deploy(make_ctx, dev_cluster, ns, manifest={
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+            "spec": {"selector": {"matchLabels": {"app": "x"}},
+                     "template": {"metadata": {"labels": {"app": "y"}},
+                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    with pytest.raises(StepFailed, match="not found"):
+        deploy(make_ctx, dev_cluster, "no-such-namespace",
+               deployment_spec={"name": "web", "image": "web:1"})
+    with pytest.raises(StepFailed, match="no kind 'Gizmo'"):
+        deploy(make_ctx, dev_cluster, ns, manifest={"apiVersion": "v1", "kind": "Gizmo",
+                                                    "metadata": {"name": "g"}})
+    with pytest.raises(StepFailed, match="helm deploys are not available yet"):
+        deploy(make_ctx, dev_cluster, ns, helm={"chart": "c", "release": "r"})
+
+
+@pytest.fixture
+def run_pipeline(prefect_server, tmp_path):
+    """Run a pipeline text in-process (as tests/flows' fixture of the same name does)."""
+    from ansflow.flows.pipeline import pipeline_flow
+
+    def run(text: str):
+        path = Path(tmp_path, "pipeline.yaml")
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        state = pipeline_flow(str(path), None, return_state=True)
+        return state, state.result(raise_on_failure=False)
+
+    return run
+
+
+@pytest.mark.k8s
+def test_pipeline_deploy_wait_exec_like_the_seed(dev_cluster, run_pipeline):
+    ns = f"pipe-{dev_cluster.namespace('x')[2:]}"
+    state, summary = run_pipeline(f"""
+        steps:
+          - name: deploy
+            type: k8s_deploy
+            config:
+              cluster: "{dev_cluster.block_name}"
+              namespace: "{ns}"
+              create_namespace: true
+              deployment_spec:
+                name: my-app
+                image: "my-app:{{{{ pipeline.build_number }}}}"
+                replicas: 1
+          - name: wait
+            type: k8s_wait
+            config:
+              resource_type: deployment
+              resource_name: my-app
+              condition: available
+              timeout: 60
+          - name: test
+            type: k8s_exec
+            config:
+              pod_selector: app=my-app
+              command: echo ok
+    """)
+    steps = {s["id"]: s for s in summary["steps"]}
+    assert state.is_completed(), summary
+    assert [s["state"] for s in summary["steps"]] == ["completed"] * 3, summary
+    assert steps["deploy"]["outputs"]["revision"] == "1"
+    assert steps["test"]["outputs"]["stdout_tail"] == "ok"
