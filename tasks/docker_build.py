@@ -45,13 +45,15 @@ def plan_build(config: DockerBuildConfig, workspace: str) -> BuildPlan:
         StepFailed: missing context or Dockerfile, or an invalid image name or tag.
     """
     context = os.path.normpath(os.path.join(workspace, config.context))
-    dockerfile = os.path.normpath(os.path.join(workspace, config.dockerfile))
+    # Like `docker build`: without `dockerfile:` it is the Dockerfile at the context's root.
+    dockerfile_path = config.dockerfile or os.path.normpath(os.path.join(config.context, "Dockerfile"))
+    dockerfile = os.path.normpath(os.path.join(workspace, dockerfile_path))
     if not os.path.isdir(context):
         what = "is not a directory" if os.path.exists(context) else "does not exist"
         raise StepFailed(f"build context {config.context!r} ({context}) {what}")
     if not os.path.isfile(dockerfile):
         raise StepFailed(
-            f"Dockerfile {config.dockerfile!r} not found (looked at {dockerfile})",
+            f"Dockerfile {dockerfile_path!r} not found (looked at {dockerfile})",
             hint="paths are relative to the pipeline workspace; set `dockerfile:`",
         )
     tags = []

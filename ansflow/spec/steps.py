@@ -51,7 +51,9 @@ class DockerBuildConfig(StrictModel):
     """Build an image with the Docker engine."""
 
     image_name: str = Field(description="Repository name of the image, e.g. my-app.")
-    dockerfile: str = Field("Dockerfile", description="Dockerfile path, relative to the workspace.")
+    dockerfile: str | None = Field(
+        None, description="Dockerfile path, relative to the workspace (default: Dockerfile in "
+                          "the context, as `docker build` does).")
     context: str = Field(".", description="Build context directory, relative to the workspace.")
     tag: str = Field("latest", description="Tag of the built image.")
     tags: list[str] = Field(default_factory=list, description="Extra tags.")
