@@ -46,7 +46,8 @@ def plan_build(config: DockerBuildConfig, workspace: str) -> BuildPlan:
     """
     context = os.path.normpath(os.path.join(workspace, config.context))
     # Like `docker build`: without `dockerfile:` it is the Dockerfile at the context's root.
-    dockerfile_path = config.dockerfile or os.path.normpath(os.path.join(config.context, "Dockerfile"))
+    dockerfile_path = config.dockerfile or os.path.normpath(
+        os.path.join(config.context, "Dockerfile"))
     dockerfile = os.path.normpath(os.path.join(workspace, dockerfile_path))
     if not os.path.isdir(context):
         what = "is not a directory" if os.path.exists(context) else "does not exist"
