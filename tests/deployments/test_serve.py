@@ -48,6 +48,12 @@ def test_serve_reports_invalid_files_and_serves_the_rest_with_variables_as_param
 def test_prefect_deployment_run_param_overrides_a_variable_like_ansflow_run(
         serve, deploy, tmp_path, unique):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
 
     (tmp_path / "p.yaml").write_text(deploy.pipeline_text(unique))
     proc = serve(str(tmp_path / "p.yaml"))
@@ -59,15 +65,17 @@ def test_prefect_deployment_run_param_overrides_a_variable_like_ansflow_run(
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Completed" in res.stdout
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs()
-        [run] = [r for r in runs if r.name.startswith(f"{unique} #")]
+        dep = client.read_deployment_by_name(f"ansflow-pipeline/{unique}")
+        [run] = client.read_flow_runs(deployment_filter=DeploymentFilter(
+            id=DeploymentFilterId(any_=[dep.id])))
         assert run.state.is_completed()
         assert run.parameters == {"greeting": "bonjour", "count": 7}
-        logs = client.read_logs()
+        logs = client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[run.id])))
     summary = deploy.run_summary(run.id)
     assert summary["build_number"] == 1 and run.name == f"{unique} #1"
     assert summary["steps"][0]["state"] == "completed"
-    assert any("bonjour x7" in log.message for log in logs if log.flow_run_id == run.id)
+    assert any("bonjour x7" in log.message for log in logs)
     second = deploy.run_and_wait(unique)
     assert second.state.is_completed() and second.name == f"{unique} #2"
 
