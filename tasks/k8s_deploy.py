@@ -148,8 +148,10 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
     """
     if config.helm is not None:
-        raise StepFailed("helm deploys are not available yet",
-                         hint="render the chart (helm template) and deploy it as a manifest")
+        from ansflow.tasks.k8s_helm import deploy_with_helm
+
+        block = load_cluster(config.cluster)
+        return deploy_with_helm(ctx, config, block, config.namespace or block.namespace)
     objects = [add_labels(obj, ctx.labels) for obj in load_documents(config, ctx.workspace)]
     block = load_cluster(config.cluster)
     namespace = config.namespace or block.namespace

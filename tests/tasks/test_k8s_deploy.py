@@ -77,12 +77,33 @@ def test_rollback_patch_is_kubectls():
     assert rollback_patch(dep, rs) is None
 
 
+def test_helm_command_line_and_rendered_objects():
+    from ansflow.tasks.k8s_helm import helm_argv, manifest_objects
+
+    cfg = K8sDeployConfig(cluster="c", namespace="n", create_namespace=True, timeout=90,
+                          helm={"chart": "repo/app", "release": "r", "version": "1.2.3",
+                                "values_file": "vals.yaml"})
+    argv = helm_argv("helm", cfg, "n", "/k", "/v.yaml", {"l": "v"}, "/ws", context="ctx")
+    assert argv[:10] == ["helm", "upgrade", "--install", "r", "repo/app", "--namespace", "n",
+                         "--kubeconfig", "/k", "--kube-context"]
+    assert argv[-4:] == ["--wait", "--timeout", "90s", "--atomic"]
+    assert {"--create-namespace", "--post-renderer"} <= set(argv)
+    assert argv[argv.index("--version") + 1] == "1.2.3"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-f"] == ["/ws/vals.yaml", "/v.yaml"]
+    dry = K8sDeployConfig(cluster="c", namespace="n", dry_run=True,
+                          helm={"chart": "./c", "release": "r"})
+    assert helm_argv("helm", dry, "n", "/k", None, {}, "/ws")[-1] == "--dry-run=server"
+    text = "---\n# Source: x\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n"
+    assert manifest_objects(text) == ["service/s"]
+
+
 # ---- against the dev cluster ----------------------------------------------------------------
 
 
 def deploy(make_ctx, dev_cluster, ns, **kw):
     ctx = make_ctx("k8s_deploy")
-    cfg = K8sDeployConfig(cluster=dev_cluster.block_name, namespace=ns, timeout=60, **kw)
+    kw.setdefault("timeout", 60)
+    cfg = K8sDeployConfig(cluster=dev_cluster.block_name, namespace=ns, **kw)
     return ctx, execute_k8s_deploy(ctx, cfg)
 
 
@@ -189,8 +210,61 @@ def test_api_refusals_and_helm_are_clean_step_failures(dev_cluster, make_ctx):
     with pytest.raises(StepFailed, match="no kind 'Gizmo'"):
         deploy(make_ctx, dev_cluster, ns, manifest={"apiVersion": "v1", "kind": "Gizmo",
                                                     "metadata": {"name": "g"}})
-    with pytest.raises(StepFailed, match="helm deploys are not available yet"):
-        deploy(make_ctx, dev_cluster, ns, helm={"chart": "c", "release": "r"})
+    with pytest.raises(StepFailed, match=rf"helm release 'r' \(cluster 'test', namespace {ns}\) "
+                                         "failed: .*no-such-chart"):
+        deploy(make_ctx, dev_cluster, ns, helm={"chart": "./no-such-chart", "release": "r"})
+
+
+CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    "values.yaml": "image: demo:1\nreplicas: 1\nnodeSelector: {}\n",
+    "templates/deployment.yaml": """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels: {app: {{ .Release.Name }}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      nodeSelector: {{ toJson .Values.nodeSelector }}
+      containers:
+        - name: app
+          image: {{ .Values.image }}
+""",
+    "templates/configmap.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                                "  name: {{ .Release.Name }}-cfg\ndata: {a: b}\n",
+}
+
+
+@pytest.mark.k8s
+def test_helm_chart_installs_upgrades_labels_and_rolls_back(dev_cluster, make_ctx, tmp_path):
+    for name, text in CHART.items():
+        (tmp_path / "chart" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "chart" / name).write_text(text)
+    ns = f"helm-{dev_cluster.namespace('x')[2:]}"
+    ctx, result = deploy(make_ctx, dev_cluster, ns, create_namespace=True,
+                         helm={"chart": "./chart", "release": "demo",
+                               "values": {"image": "demo:2", "replicas": 2}})
+    assert result.outputs == {"objects": "configmap/demo-cfg,deployment/demo", "revision": "1"}
+    with dev_cluster.client() as api:
+        d = k8s.AppsV1Api(api).read_namespaced_deployment("demo", ns)
+    assert d.spec.template.spec.containers[0].image == "demo:2"
+    assert d.status.available_replicas == 2
+    assert d.metadata.labels["ansflow.dev/run-id"] == ctx.run_id
+    assert "ansflow.dev/run-id" not in d.spec.template.metadata.labels
+    # An upgrade that cannot become ready is rolled back by helm (--atomic).
+    with pytest.raises(StepFailed, match="rolled back") as err:
+        deploy(make_ctx, dev_cluster, ns, timeout=5,
+               helm={"chart": "./chart", "release": "demo",
+                     "values": {"image": "demo:3", "nodeSelector": {"no-such-node": "x"}}})
+    assert "helm release 'demo'" in str(err.value)
+    with dev_cluster.client() as api:
+        d = k8s.AppsV1Api(api).read_namespaced_deployment("demo", ns)
+    assert d.spec.template.spec.containers[0].image == "demo:2"
 
 
 @pytest.fixture
