@@ -85,8 +85,8 @@ def summary_markdown(summary: dict[str, Any], secrets: dict[str, str]) -> str:
     failed = failed_steps(summary)
     if failed:
         lines += ["## Failed steps", ""]
-        lines += [f"- **{s['name']}** (`{s['id']}`): {mask(str(s['message'] or s['state']), secrets)}"
-                  for s in failed]
+        lines += [f"- **{s['name']}** (`{s['id']}`): "
+                  f"{mask(str(s['message'] or s['state']), secrets)}" for s in failed]
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@ import importlib.util
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location(
-    "ansflow_tests_deployments_fixtures", Path(__file__).parent.parent / "deployments" / "conftest.py")
+    "ansflow_tests_deployments_fixtures",
+    Path(__file__).parent.parent / "deployments" / "conftest.py")
 _fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fixtures)
 
