@@ -85,7 +85,7 @@ def parameter_schema(plan: Plan) -> dict[str, Any]:
     with a misspelled or undeclared variable before it starts.
     """
     properties: dict[str, Any] = {}
-    for position, (name, spec) in enumerate(plan.variables.items()):
+    for position, (name, spec) in enumerate(form_variables(plan).items()):
         prop: dict[str, Any] = {"title": name, "position": position}
         kind = _JSON_TYPES.get(variable_type(spec) or "")
         if kind:
@@ -99,6 +99,12 @@ def parameter_schema(plan: Plan) -> dict[str, Any]:
             "required": [], "definitions": {}, "additionalProperties": False}
 
 
+def form_variables(plan: Plan) -> dict[str, dict[str, Any]]:
+    """The variables that can be deployment parameters (Python identifiers: Prefect binds
+    parameters to a function signature); the others keep their defaults when served."""
+    return {k: v for k, v in plan.variables.items() if k.isidentifier()}
+
+
 def served_map_path() -> Path:
     return ansflow_home() / SERVED_MAP
 
@@ -108,7 +114,7 @@ def record_served(plans: dict[str, tuple[Path, Plan]]) -> None:
     path = served_map_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     current = read_served()
-    current.update({name: {"file": str(file), "variables": list(plan.variables)}
+    current.update({name: {"file": str(file), "variables": list(form_variables(plan))}
                     for name, (file, plan) in plans.items()})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".served-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -24,7 +24,7 @@ def serve(
     it is stopped (schedules stay active). Invalid files are reported and skipped.
     """
     from ansflow.cli.runner import check_server, default_environment  # noqa: PLC0415
-    from ansflow.serving import discover, record_served  # noqa: PLC0415
+    from ansflow.serving import discover, form_variables, record_served  # noqa: PLC0415
 
     found = discover(paths or ["."])
     for problem in found.problems:
@@ -33,7 +33,12 @@ def serve(
         typer.echo("error: no valid pipeline to serve", err=True)
         raise typer.Exit(1)
     for name, (file, plan) in found.plans.items():
-        fields = ", ".join(plan.variables) or "no variables"
+        fields = ", ".join(form_variables(plan)) or "no variables"
+        for var in plan.variables:
+            if var not in form_variables(plan):
+                typer.echo(f"warning: {_shown(file)}: variable {var!r} is not a Python "
+                           "identifier, so it cannot be a run-form field; served with its "
+                           "default", err=True)
         cron = f"; schedule {plan.schedule['cron']} ({plan.schedule.get('timezone') or 'UTC'})" \
             if plan.schedule else ""
         typer.echo(f"serving ansflow-pipeline/{name} from {_shown(file)} ({fields}{cron})",

@@ -12,7 +12,7 @@ def _write(path, text):
     return path
 
 
-def test_parameter_schema_has_one_typed_field_per_variable_and_refuses_others(tmp_path):
+def test_parameter_schema_has_one_typed_field_per_identifier_variable_and_refuses_others(tmp_path):
     _write(tmp_path / "p.yaml", """\
         pipeline:
           name: s
@@ -22,6 +22,7 @@ def test_parameter_schema_has_one_typed_field_per_variable_and_refuses_others(tm
             ratio: 0.5
             dry_run: {default: false, type: boolean}
             note: {type: string}
+            image-tag: latest
           steps:
             - {name: a, type: command, config: {command: "true"}}
         """)
@@ -32,6 +33,7 @@ def test_parameter_schema_has_one_typed_field_per_variable_and_refuses_others(tm
         "string", "integer", "number", "boolean", "string"]
     assert props["tag"]["description"] == "Image tag" and props["tag"]["default"] == "v1"
     assert "default" not in props["note"]
+    assert "image-tag" not in props  # not an identifier: keeps its default when served
     assert [props[k]["position"] for k in props] == [0, 1, 2, 3, 4]
     assert schema["additionalProperties"] is False and schema["required"] == []
 
