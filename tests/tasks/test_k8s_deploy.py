@@ -281,36 +281,27 @@ def run_pipeline(prefect_server, tmp_path):
     return run
 
 
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed" / "k8s-steps.yaml"
+
+
 @pytest.mark.k8s
-def test_pipeline_deploy_wait_exec_like_the_seed(dev_cluster, run_pipeline):
-    ns = f"pipe-{dev_cluster.namespace('x')[2:]}"
-    state, summary = run_pipeline(f"""
-        steps:
-          - name: deploy
-            type: k8s_deploy
-            config:
-              cluster: "{dev_cluster.block_name}"
-              namespace: "{ns}"
-              create_namespace: true
-              deployment_spec:
-                name: my-app
-                image: "my-app:{{{{ pipeline.build_number }}}}"
-                replicas: 1
-          - name: wait
-            type: k8s_wait
-            config:
-              resource_type: deployment
-              resource_name: my-app
-              condition: available
-              timeout: 60
-          - name: test
-            type: k8s_exec
-            config:
-              pod_selector: app=my-app
-              command: echo ok
-    """)
-    steps = {s["id"]: s for s in summary["steps"]}
+def test_seed_k8s_example_deploys_waits_and_execs_on_the_dev_cluster(dev_cluster, run_pipeline):
+    seed = SEED.read_text(encoding="utf-8")
+    assert 'cluster: "local-minikube"' in seed and 'namespace: "development"' in seed
+    ns = dev_cluster.namespace("seed")
+    # kwok runs exec'd commands on the host, so the seed's pytest command becomes `echo ok`.
+    text = (seed.replace("local-minikube", dev_cluster.block_name)
+            .replace('"development"', f'"{ns}"')
+            .replace("python -m pytest tests/integration/", "echo ok"))
+    state, summary = run_pipeline(text)
     assert state.is_completed(), summary
+    steps = {s["name"]: s for s in summary["steps"]}
     assert [s["state"] for s in summary["steps"]] == ["completed"] * 3, summary
-    assert steps["deploy"]["outputs"]["revision"] == "1"
-    assert steps["test"]["outputs"]["stdout_tail"] == "ok"
+    assert steps["部署到开发环境"]["outputs"] == {"objects": "deployment/my-app",
+                                               "revision": "1"}
+    assert steps["等待部署就绪"]["outputs"]["status"] == \
+        "deployment 'my-app' successfully rolled out"
+    assert steps["运行集成测试"]["outputs"]["stdout_tail"] == "ok"
+    with dev_cluster.client() as api:
+        d = k8s.AppsV1Api(api).read_namespaced_deployment("my-app", ns)
+    assert d.spec.template.spec.containers[0].image == f"my-app:{summary['build_number']}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -94,7 +95,6 @@ def test_pod_by_name_timeout_and_cancel(dev_cluster, app_ns, make_ctx):
             dev_cluster, app_ns, pod=pod, container="main", command=["sleep", "5"], timeout=1))
     assert time.monotonic() - started < 4
     ctx = make_ctx("k8s_exec", timeout=60)
-    import threading
     threading.Timer(1.0, ctx.control.cancel).start()
     started = time.monotonic()
     with pytest.raises(StepCancelled):
