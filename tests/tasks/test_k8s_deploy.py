@@ -305,3 +305,29 @@ def test_seed_k8s_example_deploys_waits_and_execs_on_the_dev_cluster(dev_cluster
     with dev_cluster.client() as api:
         d = k8s.AppsV1Api(api).read_namespaced_deployment("my-app", ns)
     assert d.spec.template.spec.containers[0].image == f"my-app:{summary['build_number']}"
+
+
+@pytest.mark.k8s
+def test_statefulset_and_daemonset_rollouts_are_awaited(dev_cluster, make_ctx, caplog):
+    ns = dev_cluster.namespace("dep-sts")
+
+    def workload(kind: str, name: str) -> dict:
+        spec = {"selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                    "containers": [{"name": name, "image": f"{name}:1"}]}}}
+        if kind == "StatefulSet":
+            spec.update(replicas=2, serviceName=name)
+        return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+    _, result = deploy(make_ctx, dev_cluster, ns, manifest=[
+        workload("StatefulSet", "db"), workload("DaemonSet", "agent")])
+    assert result.outputs == {"objects": "statefulset/db,daemonset/agent", "revision": ""}
+    messages = [r.getMessage() for r in caplog.records]
+    # The API server defaults rollingUpdate.partition to 0: kubectl's partitioned branch.
+    assert "statefulset 'db' partitioned roll out complete" in messages
+    assert "daemonset 'agent' successfully rolled out" in messages
+    with dev_cluster.client() as api:
+        sts = k8s.AppsV1Api(api).read_namespaced_stateful_set("db", ns)
+        ds = k8s.AppsV1Api(api).read_namespaced_daemon_set("agent", ns)
+    assert sts.status.ready_replicas == 2
+    assert ds.status.number_available == ds.status.desired_number_scheduled >= 1
