@@ -71,7 +71,7 @@ def helm_argv(helm: str, config: K8sDeployConfig, namespace: str, kubeconfig: st
     argv += ["--post-renderer", sys.executable, "--post-renderer-args", "-c",
              "--post-renderer-args", _LABELLER, "--post-renderer-args", json.dumps(labels)]
     if config.dry_run:
-        argv.append("--dry-run=server")
+        argv += ["--dry-run=server", "--hide-secret"]  # dry runs print the manifests
     elif config.wait:
         argv += ["--wait", "--timeout", f"{max(1, int(config.timeout))}s"]
         if config.rollback_on_failure:

@@ -151,7 +151,11 @@ def diff_objects(live: dict | None, planned: dict, limit: int = 40) -> list[str]
         if path.startswith(_RUN_LABELS):
             continue  # every run relabels its objects: not a change worth showing
         old, new = before.get(path, "<unset>"), after.get(path, "<unset>")
-        if old != new:
+        if old == new:
+            continue
+        if planned.get("kind") == "Secret" and path.startswith(("data.", "stringData.")):
+            lines.append(f"{path}: (secret value changed)")  # never log secret values
+        else:
             lines.append(f"{path}: {old!r} -> {new!r}")
     if len(lines) > limit:
         lines = lines[:limit] + [f"... and {len(lines) - limit} more changes"]

@@ -59,6 +59,9 @@ def test_diff_names_changed_paths_and_ignores_server_fields():
                                                                           "keep": 1}}
     assert diff_objects(live, planned) == ["spec.image: 'a' -> 'b'"]
     assert diff_objects(None, planned) == ["(new object)"]
+    secret = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"pw": "b2xk"}}
+    changed = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"pw": "bmV3"}}
+    assert diff_objects(secret, changed) == ["data.pw: (secret value changed)"]
 
 
 def test_rollback_patch_is_kubectls():
@@ -92,7 +95,8 @@ def test_helm_command_line_and_rendered_objects():
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "-f"] == ["/ws/vals.yaml", "/v.yaml"]
     dry = K8sDeployConfig(cluster="c", namespace="n", dry_run=True,
                           helm={"chart": "./c", "release": "r"})
-    assert helm_argv("helm", dry, "n", "/k", None, {}, "/ws")[-1] == "--dry-run=server"
+    assert helm_argv("helm", dry, "n", "/k", None, {}, "/ws")[-2:] == ["--dry-run=server",
+                                                                      "--hide-secret"]
     text = "---\n# Source: x\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n"
     assert manifest_objects(text) == ["service/s"]
 
@@ -262,6 +266,10 @@ def test_helm_chart_installs_upgrades_labels_and_rolls_back(dev_cluster, make_ct
                helm={"chart": "./chart", "release": "demo",
                      "values": {"image": "demo:3", "nodeSelector": {"no-such-node": "x"}}})
     assert "helm release 'demo'" in str(err.value)
+    # A dry run talks to the server and changes nothing.
+    _, result = deploy(make_ctx, dev_cluster, ns, dry_run=True,
+                       helm={"chart": "./chart", "release": "demo", "values": {"image": "x:9"}})
+    assert result.outputs == {"objects": "", "revision": ""}
     with dev_cluster.client() as api:
         d = k8s.AppsV1Api(api).read_namespaced_deployment("demo", ns)
     assert d.spec.template.spec.containers[0].image == "demo:2"
