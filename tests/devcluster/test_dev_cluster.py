@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from ansflow.cli.app import app
 from ansflow.devcluster import manager
 from ansflow.devcluster.binaries import find_binaries
+from ansflow.devcluster.processes import is_alive
 from ansflow.devcluster.state import COMPONENTS, ClusterPaths, load_state
 from ansflow.engines.kube import build_api_client
 
@@ -113,6 +115,11 @@ def test_crashed_cluster_is_recovered_keeps_its_data_and_avoids_taken_ports():
         # A crash: the scheduler and the API server die without `down`.
         for component in ("kube-scheduler", "kube-apiserver"):
             os.kill(first.processes[component].pid, signal.SIGKILL)
+        # A killed Go process takes a moment to lose its last thread on a busy machine.
+        deadline = time.monotonic() + 30
+        while any(is_alive(first.processes[c]) for c in ("kube-scheduler", "kube-apiserver")):
+            assert time.monotonic() < deadline, "killed components still alive after 30 s"
+            time.sleep(0.1)
         status = _cli("dev-cluster", "status", "--name", name)
         assert status.exit_code == 1 and "stopped" in status.output
         again = manager.up(name)

@@ -157,9 +157,9 @@ def test_deadline_cancel_and_missing_things_are_clean_failures(dev_cluster, make
     with pytest.raises(StepFailed, match="unknown condition 'soon'"):
         execute_k8s_wait(make_ctx("k8s_wait"), config(
             dev_cluster, ns, resource_type="deployment", resource_name="x", condition="soon"))
-    with pytest.raises(StepFailed, match="no saved Kubernetes cluster block named 'nowhere'"):
+    with pytest.raises(StepFailed, match="no saved Kubernetes cluster block named 'never-saved-anywhere'"):
         execute_k8s_wait(make_ctx("k8s_wait"), K8sWaitConfig(
-            cluster="nowhere", namespace=ns, resource_type="deployment", resource_name="x"))
+            cluster="never-saved-anywhere", namespace=ns, resource_type="deployment", resource_name="x"))
 
 
 def test_progress_lines_are_logged_at_info(dev_cluster, make_ctx, caplog):
