@@ -2,15 +2,13 @@
 
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import by_id  # noqa: E402
+from fixtures_pipeline import by_id
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "pipeline.yaml"
 

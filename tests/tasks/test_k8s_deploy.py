@@ -3,7 +3,6 @@ dev cluster, and a deploy -> wait -> exec pipeline run end to end."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -273,20 +272,6 @@ def test_helm_chart_installs_upgrades_labels_and_rolls_back(dev_cluster, make_ct
     with dev_cluster.client() as api:
         d = k8s.AppsV1Api(api).read_namespaced_deployment("demo", ns)
     assert d.spec.template.spec.containers[0].image == "demo:2"
-
-
-@pytest.fixture
-def run_pipeline(prefect_server, tmp_path):
-    """Run a pipeline text in-process (as tests/flows' fixture of the same name does)."""
-    from ansflow.flows.pipeline import pipeline_flow
-
-    def run(text: str):
-        path = Path(tmp_path, "pipeline.yaml")
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        state = pipeline_flow(str(path), None, return_state=True)
-        return state, state.result(raise_on_failure=False)
-
-    return run
 
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed" / "k8s-steps.yaml"

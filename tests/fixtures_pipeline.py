@@ -1,4 +1,4 @@
-"""Helpers for end-to-end pipeline runs against the suite's Prefect server."""
+"""Pipeline runs against the suite's Prefect server: the `run_pipeline` fixture, `by_id`."""
 
 import textwrap
 from pathlib import Path
@@ -22,4 +22,5 @@ def run_pipeline(prefect_server, tmp_path):
 
 
 def by_id(summary: dict) -> dict:
+    """A run summary's steps by id."""
     return {s["id"]: s for s in summary["steps"]}
