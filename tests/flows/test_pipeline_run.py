@@ -38,8 +38,15 @@ def logs(flow_run_id, *expected: str) -> list[str]:
         time.sleep(0.5)
 
 
-def test_demo_pipeline_completes_with_outputs_templating_and_states(run_pipeline, tmp_path):
-    state, summary = run_pipeline(DEMO.read_text(encoding="utf-8"))
+def demo_variables(dev_cluster, **more) -> dict:
+    """The demo on the suite's dev cluster, in a namespace of its own."""
+    return {"cluster": dev_cluster.block_name, "namespace": dev_cluster.namespace("demo"), **more}
+
+
+def test_demo_pipeline_completes_with_outputs_templating_and_states(run_pipeline, tmp_path,
+                                                                    dev_cluster):
+    state, summary = run_pipeline(DEMO.read_text(encoding="utf-8"),
+                                  variables=demo_variables(dev_cluster))
     steps = by_id(summary)
     assert state.is_completed(), summary["message"]
     assert summary["state"] == "completed"
@@ -58,11 +65,15 @@ def test_demo_pipeline_completes_with_outputs_templating_and_states(run_pipeline
     assert steps["container_test"]["state"] == "completed"
     assert steps["in_container"]["state"] == "completed"
     assert steps["push"]["state"] == "skipped"
+    # The Kubernetes part, on the real dev cluster.
+    assert steps["deploy"]["outputs"]["revision"] == "1"
+    assert steps["integration"]["outputs"]["stdout_tail"].strip() == (
+        "integration test of revision 1 passed")
 
 
-def test_prefect_sees_every_step_as_a_named_tagged_task_run(run_pipeline, tmp_path):
+def test_prefect_sees_every_step_as_a_named_tagged_task_run(run_pipeline, tmp_path, dev_cluster):
     state, summary = run_pipeline(DEMO.read_text(encoding="utf-8"),
-                                  variables={"greeting": "bonjour"})
+                                  variables=demo_variables(dev_cluster, greeting="bonjour"))
     flow_run_id = state.state_details.flow_run_id
     runs = {r.name: r for r in task_runs(flow_run_id)}
     assert set(runs) == {s["name"] for s in summary["steps"]}
