@@ -26,6 +26,9 @@ KNOWN_OUTPUTS: dict[str, set[str] | None] = {
     "docker_run": {"exit_code", "container_id"},
     "docker_push": {"digest", "image"},
     "docker_pull": {"image", "image_id", "digest"},
+    "k8s_deploy": {"objects", "revision"},
+    "k8s_wait": {"resource", "status"},
+    "k8s_exec": {"pod", "container", "stdout_tail"},
 }
 _JINJA_GLOBALS = {"range", "dict", "loop", "namespace", "lipsum", "cycler", "joiner"}
 STEP_FIELDS = ("outputs", "status")
