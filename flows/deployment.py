@@ -129,3 +129,63 @@ def build_deployment(plan: Plan, file: Path) -> RunnerDeployment:
     deployment._parameter_openapi_schema = RunFormSchema(**parameter_schema(plan))
     deployment.parameters = {}
     return deployment
+
+
+LOST_RUNS_AUTOMATION = "ansflow: crash pipeline runs that stopped sending heartbeats"
+
+
+def lost_run_automation(heartbeat_seconds: int):
+    """The Automation that ends a pipeline run Crashed once its process is gone.
+
+    A flow-run process killed with its serve process (SIGKILL, a machine lost) cannot report
+    its end; it stops emitting `prefect.flow-run.heartbeat`. Prefect's documented remedy:
+    a proactive trigger per flow run that fires when no heartbeat or final state follows a
+    heartbeat within three heartbeat periods, and sets the run Crashed.
+    """
+    from datetime import timedelta  # noqa: PLC0415
+
+    from prefect.client.schemas.objects import StateType  # noqa: PLC0415
+    from prefect.events.actions import ChangeFlowRunState  # noqa: PLC0415
+    from prefect.events.schemas.automations import (  # noqa: PLC0415
+        AutomationCore,
+        EventTrigger,
+        Posture,
+    )
+
+    return AutomationCore(
+        name=LOST_RUNS_AUTOMATION,
+        description="Created by `ansflow serve`: a pipeline run whose process vanished "
+                    "(no heartbeat) is marked Crashed instead of staying Running.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow",
+                           "prefect.resource.name": FLOW_NAME},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=3 * heartbeat_seconds),
+        ),
+        actions=[ChangeFlowRunState(
+            state=StateType.CRASHED,
+            message=f"the process running this pipeline stopped (no heartbeat for "
+                    f"{3 * heartbeat_seconds} s): its machine or serve process was killed")],
+    )
+
+
+def ensure_lost_run_automation(heartbeat_seconds: int) -> None:
+    """Create (or update) the lost-run Automation on the server; idempotent by name."""
+    from prefect.client.orchestration import get_client  # noqa: PLC0415
+
+    wanted = lost_run_automation(heartbeat_seconds)
+    with get_client(sync_client=True) as client:
+        existing = client.read_automations_by_name(LOST_RUNS_AUTOMATION)
+        if existing:
+            client.update_automation(existing[0].id, wanted)
+            for extra in existing[1:]:
+                client.delete_automation(extra.id)
+        else:
+            client.create_automation(wanted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -15,6 +16,11 @@ def serve(
                               help="Most runs this process executes at the same time."),
     check: bool = typer.Option(False, "--check",
                                help="Validate and list what would be served, then exit."),
+    crash_lost_runs: bool = typer.Option(
+        True, "--crash-lost-runs/--no-crash-lost-runs",
+        help="Keep the server's Automation that marks a pipeline run Crashed when its "
+             "process is gone (no heartbeat for 3 periods of PREFECT_FLOWS_HEARTBEAT_FREQUENCY,"
+             " 30 s by default here)."),
 ) -> None:
     """Serve pipeline files as Prefect deployments named `ansflow-pipeline/<pipeline name>`.
 
@@ -46,17 +52,27 @@ def serve(
     if check:
         raise typer.Exit(1 if found.problems else 0)
     default_environment()
+    # Flow-run processes inherit it: heartbeats let the server notice a vanished run.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     try:
         check_server()
         from prefect import serve as prefect_serve  # noqa: PLC0415
 
-        from ansflow.flows.deployment import build_deployment  # noqa: PLC0415
+        from ansflow.flows.deployment import (  # noqa: PLC0415
+            build_deployment,
+            ensure_lost_run_automation,
+        )
 
         deployments = [build_deployment(plan, file) for file, plan in found.plans.values()]
         record_served(found.plans)
     except AnsflowError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    if crash_lost_runs:
+        try:
+            ensure_lost_run_automation(_heartbeat_seconds())
+        except Exception as exc:  # noqa: BLE001 - serving still works without it
+            typer.echo(f"warning: could not set up the lost-run Automation: {exc}", err=True)
     try:
         prefect_serve(*deployments, pause_on_shutdown=False, limit=limit,
                       print_starting_message=False)
@@ -65,6 +81,13 @@ def serve(
     except Exception as exc:  # noqa: BLE001 - a server gone mid-serve: say so, no traceback
         typer.echo(f"error: serving stopped: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _heartbeat_seconds() -> int:
+    try:
+        return max(30, int(os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]))
+    except (KeyError, ValueError):
+        return 30
 
 
 def _shown(file: Path) -> str:
