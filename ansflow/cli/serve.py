@@ -63,7 +63,15 @@ def serve(
             ensure_lost_run_automation,
         )
 
-        deployments = [build_deployment(plan, file) for file, plan in found.plans.values()]
+        deployments = []
+        for name, (file, plan) in list(found.plans.items()):
+            try:
+                deployments.append(build_deployment(plan, file))
+            except (ValueError, TypeError) as exc:  # e.g. a cron or timezone Prefect refuses
+                typer.echo(f"error: {_shown(file)}: cannot serve {name!r}: {exc}", err=True)
+                del found.plans[name]
+        if not deployments:
+            raise AnsflowError("no valid pipeline to serve")
         record_served(found.plans)
     except AnsflowError as exc:
         typer.echo(f"error: {exc}", err=True)
