@@ -25,11 +25,14 @@ def test_serve_reports_invalid_files_and_serves_the_rest_with_variables_as_param
         "schedule: {cron: '0 3 * * *', timezone: Europe/Paris}\n")))
     bad = tmp_path / "bad.yaml"
     bad.write_text("pipeline:\n  name: broken\n  stepz: []\n")
+    (tmp_path / "cron.yaml").write_text(deploy.pipeline_text(
+        f"{unique}-cron", extra="schedule: '99 * * *'\n"))
     proc = serve(str(tmp_path))
     dep = deploy.wait_for_deployment(unique, proc=proc)
     deploy.wait_for_runner(proc)
     out = proc.output()
     assert f"{bad}:3:3:" in out, out
+    assert f"cannot serve '{unique}-cron': Invalid cron string" in out
     assert f"serving ansflow-pipeline/{unique}" in out
     assert dep.entrypoint.startswith("ansflow.flows.deployment.pipeline_")
     schema = dep.parameter_openapi_schema
