@@ -27,7 +27,8 @@ from ansflow.plan import Plan
 from ansflow.serving import form_variables, parameter_schema, served_entry
 
 FLOW_NAME = "ansflow-pipeline"
-TAGS = ["ansflow"]
+SERVED_TAG = "ansflow-served"  # on served runs: the lost-run Automation watches only these
+TAGS = ["ansflow", SERVED_TAG]
 ATTRIBUTE_PREFIX = "pipeline_"
 _EXTRA = "ansflow_more_variables"
 
@@ -162,8 +163,10 @@ def lost_run_automation(heartbeat_seconds: int):
                     "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
                     "prefect.flow-run.Crashed"},
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "flow",
-                           "prefect.resource.name": FLOW_NAME},
+            # Only served runs: they beat every `heartbeat_seconds` (serve sets it); other
+            # runs of the pipeline flow may beat at Prefect's slower default.
+            match_related={"prefect.resource.role": "tag",
+                           "prefect.resource.id": f"prefect.tag.{SERVED_TAG}"},
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
