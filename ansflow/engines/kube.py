@@ -289,38 +289,25 @@ def exec_in_pod(
         StepTimedOut: the command ran past `timeout` (the remote process is not killed).
         StepFailed: exec could not start, or the status channel is empty or an error.
     """
-    core = k8s.CoreV1Api(api)
-    kwargs: dict[str, Any] = dict(
-        command=command, stdin=False, stdout=True, stderr=True, tty=False,
-        _preload_content=False, binary=True,
-    )
-    if container:
-        kwargs["container"] = container
-    ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
-    out, err = bytearray(), bytearray()
+    buffers = {"stdout": bytearray(), "stderr": bytearray()}
     truncated = False
     deadline = time.monotonic() + timeout
-    try:
-        while ws.is_open():
-            if time.monotonic() > deadline:
-                raise StepTimedOut(f"exec in pod {namespace}/{pod} ran past {timeout:.0f} s")
-            ws.update(timeout=1)
-            for channel, buf in ((STDOUT_CHANNEL, out), (STDERR_CHANNEL, err)):
-                chunk = ws.read_channel(channel)
-                if chunk:
-                    room = max_output - len(buf)
-                    truncated |= len(chunk) > room
-                    buf += chunk[: max(room, 0)]
-        for channel, buf in ((STDOUT_CHANNEL, out), (STDERR_CHANNEL, err)):
-            chunk = ws.read_channel(channel)
-            room = max_output - len(buf)
-            truncated |= len(chunk) > room
-            buf += chunk[: max(room, 0)]
-        code = decode_exec_status(ws.read_channel(ERROR_CHANNEL))
-    finally:
-        ws.close()
-    return ExecResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                      truncated)
+
+    def collect(name: str, chunk: bytes) -> None:
+        nonlocal truncated
+        buf = buffers[name]
+        room = max_output - len(buf)
+        truncated |= len(chunk) > room
+        buf += chunk[: max(room, 0)]
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise StepTimedOut(f"exec in pod {namespace}/{pod} ran past {timeout:.0f} s")
+
+    code = exec_streaming(api, namespace=namespace, pod=pod, command=command,
+                          on_output=collect, check=check, container=container)
+    return ExecResult(code, buffers["stdout"].decode("utf-8", "replace"),
+                      buffers["stderr"].decode("utf-8", "replace"), truncated)
 
 
 def exec_streaming(
