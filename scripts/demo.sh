@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The hybrid demo pipeline on the embedded defaults: ephemeral Prefect, the local Docker
-# engine and registry that the set-up started, and the local dev cluster (saved as the
-# cluster block `local`).
+# engine and registry that the set-up started, and the local dev cluster.
+#
+# One Prefect server for the whole demo: the dev cluster starts without saving its block,
+# and `ansflow run --dev-cluster` saves the block on the run's own (ephemeral) server.
+# Extra arguments go to `ansflow run` (e.g. --json, --var greeting=hi).
+# ANSFLOW_DEMO_CLUSTER names the dev cluster to use (default: local).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 # shellcheck source=/dev/null
 source "${ANSFLOW_CACHE_DIR:-$HOME/.cache/ansflow}/env.sh"
 unset PREFECT_API_URL  # the demo runs on Prefect's ephemeral server
-ansflow dev-cluster up --name local
+cluster="${ANSFLOW_DEMO_CLUSTER:-local}"
+ansflow dev-cluster up --name "$cluster" --no-block
 cd "$ROOT/examples/demo"
-exec ansflow run pipeline.yaml --var "registry=${ANSFLOW_TEST_REGISTRY:-}" "$@"
+exec ansflow run pipeline.yaml --dev-cluster "$cluster" --var "cluster=$cluster" \
+  --var "registry=${ANSFLOW_TEST_REGISTRY:-}" "$@"

@@ -23,14 +23,41 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def save_cluster_block(name: str, kubeconfig: str) -> str | None:
-    """Save (overwrite) the KubernetesCluster block NAME; returns an error message or None."""
+    """Save (overwrite) the KubernetesCluster block NAME; returns an error message or None.
+
+    Without PREFECT_API_URL this starts Prefect's temporary server (given the time a slow
+    machine needs); a process that already started one re-uses it.
+    """
+    from ansflow.cli.runner import ensure_server  # noqa: PLC0415
+
     try:
+        ensure_server()
         from ansflow.blocks.kubernetes import KubernetesCluster
 
         KubernetesCluster.from_kubeconfig_file(kubeconfig).save(name, overwrite=True)
+    except AnsflowError as exc:
+        return str(exc)
     except Exception as exc:  # Prefect API down, bad settings...: the cluster still runs
         return f"{type(exc).__name__}: {str(exc)[:300]}"
     return None
+
+
+def save_running_cluster_block(name: str) -> None:
+    """Save the block of the running dev cluster NAME (for `ansflow run --dev-cluster`).
+
+    Raises:
+        AnsflowError: the cluster is not running, or the block could not be saved.
+    """
+    from ansflow.devcluster import manager
+    from ansflow.devcluster.state import ClusterPaths, load_state
+
+    paths = ClusterPaths.for_name(name)
+    if not manager.is_running(paths, load_state(paths)):
+        raise AnsflowError(f"dev cluster {name!r} is not running; start it with "
+                           f"`ansflow dev-cluster up --name {name}`")
+    problem = save_cluster_block(name, str(paths.kubeconfig))
+    if problem:
+        raise AnsflowError(f"could not save the cluster block {name!r}: {problem}")
 
 
 @app.command()

@@ -70,6 +70,10 @@ def run(
     file: Path = typer.Argument(..., help="Pipeline YAML file."),
     var: Optional[list[str]] = typer.Option(None, "--var", help="Override a variable: K=V."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
+    dev_cluster: Optional[list[str]] = typer.Option(
+        None, "--dev-cluster", metavar="NAME",
+        help="Save the running dev cluster NAME as the cluster block NAME on this run's "
+             "Prefect server before the run (one server for both, e.g. the ephemeral one)."),
 ) -> None:
     """Run a pipeline as a Prefect flow (ephemeral Prefect unless PREFECT_API_URL is set)."""
     plan = _load(file, invalid_code=2)
@@ -81,7 +85,8 @@ def run(
     from ansflow.cli.runner import run_pipeline  # noqa: PLC0415 - imports Prefect
 
     try:
-        summary = run_pipeline(file, values, live=not as_json and sys.stdout.isatty())
+        summary = run_pipeline(file, values, live=not as_json and sys.stdout.isatty(),
+                               dev_clusters=dev_cluster or [])
     except AnsflowError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None

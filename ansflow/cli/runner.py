@@ -18,11 +18,60 @@ _ICON = {"running": "▶", "completed": "✔", "failed": "✘", "timedout": "⏱
          "skipped": "↷", "not_run": "·"}
 
 
-def check_server() -> None:
-    """Fail early, with the address, when PREFECT_API_URL points at no running server."""
+# Prefect waits 20 s for its temporary server; a cold one needs 25-45 s on a slow 2-core
+# machine (fresh database: migrations, imports), more when the machine is busy.
+EPHEMERAL_STARTUP_SECONDS = "180"
+_EPHEMERAL_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+
+def ensure_server() -> str:
+    """Make sure a Prefect API answers before anything else talks to it; returns its URL.
+
+    With PREFECT_API_URL set, that server must answer /health. Without it, Prefect's
+    temporary (ephemeral) server is started now, once for the whole process: every later
+    client call of this process (block loads and saves, the flow run) re-uses it. Failures are
+    an AnsflowError with one line that says what to do, never Prefect's traceback.
+    """
     url = os.environ.get("PREFECT_API_URL")
-    if not url:
-        return  # Prefect starts an ephemeral server
+    if url:
+        _check_health(url)
+        return url
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_ENABLED  # noqa: PLC0415
+
+    if not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        raise AnsflowError("no Prefect server: PREFECT_API_URL is not set and the ephemeral "
+                           "server is disabled; start one with `prefect server start` and "
+                           "set PREFECT_API_URL=http://127.0.0.1:4200/api")
+    from prefect.server.api.server import SubprocessASGIServer  # noqa: PLC0415
+
+    server = SubprocessASGIServer()
+    if not server.running:
+        print("starting Prefect's temporary server (PREFECT_API_URL is not set; this can take "
+              "a minute on a slow machine)", file=sys.stderr, flush=True)
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - Prefect raises a bare RuntimeError
+        raise ephemeral_server_error(exc) from None
+    return server.api_url
+
+
+def ephemeral_server_error(exc: BaseException) -> AnsflowError:
+    """The one-line error for Prefect's temporary server failing to start."""
+    waited = os.environ.get(_EPHEMERAL_SETTING, EPHEMERAL_STARTUP_SECONDS)
+    cause = str(exc).split(" stdout:")[0].strip()[:300] or type(exc).__name__
+    return AnsflowError(
+        f"Prefect's temporary server did not start ({cause}; waited {waited} s, set by "
+        f"{_EPHEMERAL_SETTING}). Raise that setting, or start a server with `prefect server "
+        "start` and set PREFECT_API_URL=http://127.0.0.1:4200/api")
+
+
+def is_ephemeral_server_error(exc: BaseException) -> bool:
+    """Is ``exc`` Prefect's "could not start the ephemeral server" error?"""
+    return isinstance(exc, RuntimeError) and "ephemeral Prefect API server" in str(exc)
+
+
+def _check_health(url: str) -> None:
+    """Fail early, with the address, when ``url`` points at no running server."""
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as resp:
             if resp.status == 200:
@@ -35,9 +84,19 @@ def check_server() -> None:
     raise AnsflowError(f"the Prefect server at {url} is not healthy")
 
 
-def run_pipeline(file: Path, values: dict[str, Any], *, live: bool) -> dict[str, Any]:
-    """Run ``file`` with ``values`` as one Prefect flow run; returns the JSON summary."""
-    check_server()
+def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
+                 dev_clusters: list[str] = ()) -> dict[str, Any]:
+    """Run ``file`` with ``values`` as one Prefect flow run; returns the JSON summary.
+
+    ``dev_clusters`` are running dev clusters whose blocks are saved first, on the same
+    Prefect server as the run (with the ephemeral server: one server for both).
+    """
+    ensure_server()
+    if dev_clusters:
+        from ansflow.cli.dev_cluster import save_running_cluster_block  # noqa: PLC0415
+
+        for name in dev_clusters:
+            save_running_cluster_block(name)
     from ansflow.flows.pipeline import pipeline_flow  # noqa: PLC0415
     from ansflow.flows.scheduler import progress_listener  # noqa: PLC0415
 
@@ -91,3 +150,4 @@ def default_environment() -> None:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.25")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_TELEMETRY_ENABLED", "false")
+    os.environ.setdefault(_EPHEMERAL_SETTING, EPHEMERAL_STARTUP_SECONDS)

@@ -29,7 +29,7 @@ def serve(
     up runs started from the UI, `prefect deployment run`, schedules and Automations until
     it is stopped (schedules stay active). Invalid files are reported and skipped.
     """
-    from ansflow.cli.runner import check_server, default_environment  # noqa: PLC0415
+    from ansflow.cli.runner import default_environment, ensure_server  # noqa: PLC0415
     from ansflow.serving import discover, form_variables, record_served  # noqa: PLC0415
 
     found = discover(paths or ["."])
@@ -55,7 +55,7 @@ def serve(
     # Flow-run processes inherit it: heartbeats let the server notice a vanished run.
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     try:
-        check_server()
+        ensure_server()
         from prefect import serve as prefect_serve  # noqa: PLC0415
 
         from ansflow.flows.deployment import (  # noqa: PLC0415

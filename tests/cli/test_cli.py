@@ -150,3 +150,70 @@ pipeline:
     assert not _alive(int((tmp_path / "sleeper.pid").read_text()))
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(running[0].id).state.is_cancelled()
+
+
+def _without_prefect_server(tmp_path, **more) -> dict:
+    """The environment of a user with no PREFECT_API_URL (ephemeral Prefect), own home."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), **more)
+    return env
+
+
+def test_ephemeral_server_that_does_not_start_in_time_is_one_clear_line(tmp_path):
+    (tmp_path / "p.yaml").write_text("steps:\n  - {id: a, type: command, config: {command: "
+                                     "'touch ran'}}\n")
+    env = _without_prefect_server(tmp_path, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
+    for argv in (["run", str(tmp_path / "p.yaml")], ["serve", str(tmp_path / "p.yaml")]):
+        out = ansflow(*argv, cwd=tmp_path, env=env, timeout=120)
+        assert out.returncode == 1, (argv, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr, out.stderr
+        errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, out.stderr
+        assert "Prefect's temporary server did not start" in errors[0]
+        assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in errors[0]
+        assert "prefect server start" in errors[0] and "PREFECT_API_URL" in errors[0]
+    assert not (tmp_path / "ran").exists()
+
+
+def test_dev_cluster_up_says_why_the_block_was_not_saved(tmp_path, dev_cluster):
+    env = _without_prefect_server(tmp_path, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
+    out = ansflow("dev-cluster", "up", "--name", dev_cluster.name, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr  # the cluster runs; only the block is missing
+    assert "Traceback" not in out.stderr
+    assert "warning: could not save the Prefect block" in out.stderr
+    assert "Prefect's temporary server did not start" in out.stderr
+
+
+def test_run_dev_cluster_saves_the_block_on_the_runs_own_ephemeral_server(tmp_path,
+                                                                        dev_cluster):
+    ns = dev_cluster.namespace("eph")
+    (tmp_path / "p.yaml").write_text(f"""
+steps:
+  - id: cm
+    type: k8s_deploy
+    config:
+      cluster: {dev_cluster.name}
+      namespace: {ns}
+      manifest: |
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {{name: from-ephemeral}}
+        data: {{a: "1"}}
+""")
+    env = _without_prefect_server(tmp_path)
+    out = ansflow("run", str(tmp_path / "p.yaml"), "--json", "--dev-cluster", dev_cluster.name,
+                  cwd=tmp_path, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["state"] == "completed"
+    # One temporary server for the block save and the run (Prefect says when it stops one).
+    assert out.stderr.count("Stopping temporary server") == 1, out.stderr
+    from kubernetes import client as k8s
+
+    with dev_cluster.client() as api:
+        assert k8s.CoreV1Api(api).read_namespaced_config_map("from-ephemeral", ns).data == {
+            "a": "1"}
+    stopped = ansflow("run", str(tmp_path / "p.yaml"), "--dev-cluster", "not-started",
+                      cwd=tmp_path, env=env, timeout=600)
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr
+    assert ("dev cluster 'not-started' is not running; start it with `ansflow dev-cluster up "
+            "--name not-started`") in stopped.stderr

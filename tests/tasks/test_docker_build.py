@@ -159,7 +159,7 @@ def test_timeout_stops_the_build_and_leaves_nothing(make_ctx, base_image, docker
     with pytest.raises(StepTimedOut, match="did not finish within"):
         execute_docker_build(ctx, DockerBuildConfig(image_name="ansflow-test/slow",
                                                     no_cache=True))
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 40
     deadline = time.monotonic() + 15
     while all_container_ids(docker_api) - before and time.monotonic() < deadline:
         time.sleep(0.3)  # the engine removes the intermediate container after the cancel
@@ -174,4 +174,4 @@ def test_cancel_stops_the_build(make_ctx, base_image):
     with pytest.raises(StepCancelled):
         execute_docker_build(ctx, DockerBuildConfig(image_name="ansflow-test/cancelled",
                                                     no_cache=True))
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 40

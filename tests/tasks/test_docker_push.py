@@ -228,7 +228,7 @@ def test_a_hanging_registry_is_stopped_at_the_step_deadline(make_ctx, local_imag
                                                           registry=hole.address))
     finally:
         hole.close()
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 30
 
 
 def test_docker_run_pulls_an_image_that_names_a_registry(make_ctx, docker_env, local_image,
@@ -261,4 +261,4 @@ def test_docker_run_pulling_from_a_hanging_registry_stops_at_the_deadline(make_c
                                DockerRunConfig(image=f"{hole.address}/app:1", command="true"))
     finally:
         hole.close()
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 30

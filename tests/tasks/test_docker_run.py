@@ -94,7 +94,7 @@ def test_timeout_kills_and_removes_the_container(make_ctx, base_image, docker_ap
     started = time.monotonic()
     with pytest.raises(StepTimedOut, match="killed and removed"):
         execute_docker_run(ctx, config)
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 30
     assert count_run_containers(docker_api, ctx.run_id) == 0
 
 
@@ -118,7 +118,7 @@ def test_cancel_from_another_thread_leaves_no_container(make_ctx, base_image, do
         execute_docker_run(ctx, DockerRunConfig(image=base_image, command="sleep 60"))
     canceller.join()
     assert seen_running, "the container was running when the run was cancelled"
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 45
     assert count_run_containers(docker_api, ctx.run_id) == 0
 
 
