@@ -1,4 +1,5 @@
-"""Core benchmark: ansflow pipelines vs bare Prefect, side by side in one run.
+"""Core benchmark: ansflow pipelines and tasks vs bare Prefect and prefect-shell, side by side
+in one run.
 
 Starts a real Prefect server on a free loopback port, runs each case in a fresh Python
 process (so peak RSS is per case), and prints a markdown table. Not a test: figures swing on
@@ -96,6 +97,40 @@ def case_bare(kind: str, n: int, work: Path) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
+def case_task_command(n: int, work: Path) -> dict:
+    """(a) ansflow's public `command` task, called n times in a plain flow."""
+    from prefect import flow
+
+    from ansflow.tasks import command
+
+    @flow
+    def plain():
+        for i in range(n):
+            command.with_options(task_run_name=f"s{i}")(command=["true"], workspace=str(work))
+
+    start = time.perf_counter()
+    plain()
+    return {"seconds": time.perf_counter() - start}
+
+
+def case_prefect_shell(n: int, work: Path) -> dict:
+    """(c) prefect-shell's `shell_run_command` (an async task), awaited n times in a flow."""
+    import asyncio
+
+    from prefect import flow
+    from prefect_shell import shell_run_command
+
+    @flow
+    async def plain():
+        for i in range(n):
+            await shell_run_command.with_options(task_run_name=f"s{i}")(command="true",
+                                                                          cwd=str(work))
+
+    start = time.perf_counter()
+    asyncio.run(plain())
+    return {"seconds": time.perf_counter() - start}
+
+
 def case_validate(n: int, work: Path) -> dict:
     from ansflow.spec.validate import load_plan
 
@@ -119,13 +154,12 @@ def case_validate(n: int, work: Path) -> dict:
 
 def case_log_latency(work: Path) -> dict:
     import threading
+    import uuid
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterTextSearch
 
     from ansflow.flows.pipeline import pipeline_flow
-
-    import uuid
 
     marks = 10
     token = "M" + uuid.uuid4().hex[:10]
@@ -160,6 +194,10 @@ def run_case(argv: list[str]) -> dict:
         result = case_bare(kind.removeprefix("bare-"), n, work)
     elif kind == "validate":
         result = case_validate(n, work)
+    elif kind == "task-command":
+        result = case_task_command(n, work)
+    elif kind == "prefect-shell":
+        result = case_prefect_shell(n, work)
     elif kind == "latency":
         result = case_log_latency(work)
     else:
@@ -201,6 +239,11 @@ def main() -> None:
 
         n = args.steps
         rows = []
+        tcmd, shell = run("task-command", n), run("prefect-shell", n)
+        rows.append((f"{n} commands in a plain flow: ansflow.tasks.command vs prefect-shell's "
+                     "shell_run_command, per call", f"{tcmd['seconds'] / n * 1000:.1f} ms",
+                     f"{shell['seconds'] / n * 1000:.1f} ms (prefect-shell)",
+                     f"{tcmd['seconds'] / shell['seconds']:.2f}x", "<= 1.0x"))
         seq, bseq = run("sequential", n), run("bare-sequential", n)
         rows.append((f"{n} sequential steps: per step", f"{seq['seconds'] / n * 1000:.1f} ms",
                      f"{bseq['seconds'] / n * 1000:.1f} ms", f"{seq['seconds'] / bseq['seconds']:.2f}x",

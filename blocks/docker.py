@@ -9,6 +9,7 @@ name of a saved ``DockerRegistryCredentials`` block, or a plain registry host
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prefect_docker import DockerHost, DockerRegistryCredentials
 from pydantic import SecretStr
@@ -17,7 +18,7 @@ from ansflow.engines.docker_streams import looks_like_registry
 from ansflow.errors import StepFailed
 
 __all__ = ["DockerHost", "DockerRegistryCredentials", "RegistryAccess", "resolve_registry",
-           "docker_base_url", "engine_address", "registry_with_defaults"]
+           "docker_base_url", "engine_address", "registry_with_defaults", "standalone_docker"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,14 @@ def _load_credentials(name: str, what: str) -> DockerRegistryCredentials:
         ) from exc
 
 
-def resolve_registry(registry: str | None, credentials: str | None) -> RegistryAccess:
+def resolve_registry(registry: str | None, credentials: str | None,
+                     block: DockerRegistryCredentials | None = None) -> RegistryAccess:
     """Turn a step's ``registry`` / ``credentials`` values into a :class:`RegistryAccess`.
 
     Args:
         registry: A registry host, or the name of a saved credentials block, or None.
         credentials: The name of a saved credentials block, or a plain host (anonymous).
+        block: A credentials block object (a task called with one); it wins over names.
 
     Returns:
         The target host (None: keep the image's own) and the credentials, if any.
@@ -73,6 +76,11 @@ def resolve_registry(registry: str | None, credentials: str | None) -> RegistryA
     """
     host: str | None = None
     access = RegistryAccess(host=None)
+    if block is not None:
+        host = _host_of(registry) if registry and looks_like_registry(registry) else None
+        block_host = _host_of(block.registry_url)
+        return RegistryAccess(host=host or block_host, username=block.username,
+                              password=block.password, source="the given credentials block")
     for value, what in ((registry, "registry"), (credentials, "credentials")):
         if not value:
             continue
@@ -116,14 +124,28 @@ def docker_defaults(defaults: dict | None) -> dict:
 
 
 def registry_with_defaults(
-    registry: str | None, credentials: str | None, defaults: dict | None
+    registry: str | None, credentials: str | None, defaults: dict | None,
+    block: DockerRegistryCredentials | None = None,
 ) -> RegistryAccess:
     """:func:`resolve_registry` with ``defaults.docker.registry`` / ``.credentials`` filling
     in when the step names neither."""
+    if block is not None:
+        return resolve_registry(registry, None, block)
     if not registry and not credentials:
         fallback = docker_defaults(defaults)
         registry, credentials = fallback.get("registry"), fallback.get("credentials")
     return resolve_registry(registry, credentials)
+
+
+def standalone_docker(host: str | DockerHost | None, credentials: Any = None
+                      ) -> tuple[dict, dict, str | None]:
+    """For a task called in a user's flow: the engine as pipeline-style defaults, a
+    credentials block object set aside, and the credentials value left for the config."""
+    url = host.base_url if isinstance(host, DockerHost) else host
+    defaults = {"docker": {"host": url}} if url else {}
+    if isinstance(credentials, DockerRegistryCredentials):
+        return defaults, {"credentials": credentials}, None
+    return defaults, {}, credentials
 
 
 def engine_address(defaults: dict | None) -> str | None:

@@ -21,10 +21,10 @@ from ansflow.plan import Plan
 from ansflow.spec.validate import load_plan
 from ansflow.store import Store
 from ansflow.tasks.base import RunControl
+from ansflow.tasks.public import watch_cancellation
 from ansflow.templating import references
 from ansflow.variables import resolve_variables
 
-CANCEL_POLL_SECONDS = 1.0
 MAX_CONCURRENT_STEPS = 4096
 
 
@@ -79,22 +79,6 @@ def load_secrets(names: list[str]) -> dict[str, str]:
                                f"named {name!r} (prefect block create secret)") from exc
         values[name] = value if isinstance(value, str) else str(value)
     return values
-
-
-def _watch_cancellation(flow_run_id, control: RunControl, stop: threading.Event) -> None:
-    """Cancel the run when its Prefect flow run is being cancelled (UI, API, CLI)."""
-    try:
-        with get_client(sync_client=True) as client:
-            while not stop.wait(CANCEL_POLL_SECONDS):
-                try:
-                    state = client.read_flow_run(flow_run_id).state
-                except Exception:  # noqa: BLE001 - a blip of the API must not stop the run
-                    continue
-                if state is not None and (state.is_cancelling() or state.is_cancelled()):
-                    control.cancel()
-                    return
-    except Exception:  # noqa: BLE001 - no API: nothing to watch
-        return
 
 
 def _cleanup_leftovers(flow, flow_run, state) -> None:  # noqa: ANN001 - Prefect hook signature
@@ -156,7 +140,7 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
     info = RunInfo(plan.name, str(flow_run_id), build_number, values, secrets)
     scheduler = Scheduler(plan, info, control)
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_cancellation, args=(flow_run_id, control, stop),
+    watcher = threading.Thread(target=watch_cancellation, args=(flow_run_id, control, stop),
                                daemon=True, name="ansflow-cancel-watch")
     watcher.start()
     deadline = time.monotonic() + plan.timeout if plan.timeout else None

@@ -21,10 +21,12 @@ from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import quote
 
 from ansflow.errors import StepCancelled, StepTimedOut
+from ansflow.flows.step_task import Attempts, not_run, run_pipeline_step
 from ansflow.flows.tag_limits import limited_tags, mark_unlimited
-from ansflow.flows.step_task import Attempts, not_run_step, run_step
 from ansflow.plan import Plan, PlannedStep
+from ansflow.steptypes import step_type
 from ansflow.tasks.base import Masker, RunControl, StepContext
+from ansflow.tasks.public import PIPELINE_STEP
 
 # Set by the CLI to follow a run live: called with (step, state) on each change.
 progress_listener: contextvars.ContextVar[Callable[[PlannedStep, str], None] | None] = (
@@ -144,7 +146,7 @@ class Scheduler:
                       f"needs {', '.join(repr(b) for b in blockers)}, which did not succeed")
             record.state, record.message = "not_run", reason
             # No wait_for here: Prefect turns a task waiting on a cancelled one into NotReady.
-            self.futures[step.id] = self._task(not_run_step, step).submit(reason)
+            self.futures[step.id] = self._submit(step, lambda _executor: not_run(reason), [])
             self._notify(record)
             return
         ctx = StepContext(
@@ -154,15 +156,33 @@ class Scheduler:
             env={**self.plan.env, **step.env}, timeout=step.timeout, runs_on=step.runs_on,
             defaults=self.plan.defaults, masker=self.masker, control=control,
         )
-        task = self._task(run_step, step)
         record.state = "running"
         self._notify(record)
-        future = task.submit(quote(ctx), quote(step.config), quote(step),
-                             quote(self._template_context(step)), quote(self.attempts),
-                             wait_for=wait_for)
+        template_context = self._template_context(step)
+
+        def run(executor):  # noqa: ANN001, ANN202 - called inside the step's task run
+            return run_pipeline_step(executor, ctx, step.config, step, template_context,
+                                     self.attempts)
+
+        future = self._submit(step, run, wait_for)
         self.futures[step.id] = future
         running.add(step.id)
         future.add_done_callback(lambda _f, sid=step.id: self._done.put(sid))
+
+    def _submit(self, step: PlannedStep, body, wait_for: list) -> PrefectFuture:  # noqa: ANN001
+        """Submit the step as a task run of its type's task, running ``body`` inside it.
+
+        The task's own arguments are the step's raw config (its templates are rendered
+        inside, just before the step runs); ``body`` reaches the task run through a context
+        variable that Prefect copies into the task's thread.
+        """
+        task = self._task(step_type(step.type).load_task(), step)
+        token = PIPELINE_STEP.set(body)
+        try:
+            return task.submit(**{k: quote(v) for k, v in step.config.items()},
+                               wait_for=wait_for)
+        finally:
+            PIPELINE_STEP.reset(token)
 
     def _task(self, base, step: PlannedStep):
         # No per-step `id:` tag: Prefect acquires concurrency slots per distinct tag set, and a
@@ -171,8 +191,9 @@ class Scheduler:
         # `type:k8s_deploy`) is honoured. The id is in the task name and the step's first log.
         tags = [f"stage:{step.stage}", f"type:{step.type}"]
         mark_unlimited(tags, self._limited_tags)
-        return base.with_options(name=f"{step.type}:{step.id}", task_run_name=step.name,
-                                 tags=tags)
+        # A callable, not a string: Prefect would run a string through str.format, which
+        # breaks on braces in a step's name and can read the task's parameters into it.
+        return base.with_options(task_run_name=lambda name=step.name: name, tags=tags)
 
     def _collect(self, sid: str) -> None:
         record = self.records[sid]

@@ -1,8 +1,10 @@
-"""The Prefect tasks a pipeline run is made of: one task run per step, named after the step.
+"""What a pipeline adds around every step, in one place: the step's condition, templating
+just before it runs, retries (with retry_on_exit_codes), masking and the failure message.
 
-`run_step` evaluates the step's condition (Skipped when false), renders its templates and
-calls the step type's executor (ansflow.tasks.registry); `not_run_step` records a step that
-could not run, so that nothing is ever left Pending and the run graph shows every step.
+A pipeline step is a task run of its type's public task (`ansflow.tasks`); the scheduler
+submits that task with `run_pipeline_step` (or `not_run`, for a step that cannot run) handed
+in through `ansflow.tasks.public.PIPELINE_STEP`, so the task runs the step the pipeline's
+way. Nothing is ever left Pending: a step that cannot run still gets its task run, NotRun.
 """
 
 from __future__ import annotations
@@ -12,17 +14,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
+from pydantic import ValidationError
 
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.plan import PlannedStep
-from ansflow.spec.steps import CONFIG_MODELS
+from ansflow.steptypes import CONFIG_MODELS
 from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.registry import load_executor
+from ansflow.tasks.public import Executor
 from ansflow.templating import TemplateError, evaluate_condition, render_value
 
 
@@ -42,17 +42,18 @@ class Attempts:
             return self.count[step_id]
 
 
-@task(name="step", cache_policy=NO_CACHE, persist_result=False)
-def run_step(ctx: StepContext, config: dict[str, Any], step: PlannedStep,
-             template_context: dict[str, Any], attempts: Attempts) -> Any:
-    """Run one pipeline step: evaluate `when`, render its templates, call its executor,
-    retrying as the step says.
+def run_pipeline_step(executor: Executor, ctx: StepContext, config: dict[str, Any],
+                      step: PlannedStep, template_context: dict[str, Any],
+                      attempts: Attempts) -> Any:
+    """Run one pipeline step inside its task run: evaluate `when`, render its templates, call
+    its type's executor, retrying as the step says.
 
     Retries are done here rather than by Prefect so that a retry can depend on the exit code
     (`retry_on_exit_codes`), the delay ends at once on cancellation, and a failure is logged as
     one clear line instead of a traceback.
 
     Args:
+        executor: The step type's executor (handed in by the type's task).
         ctx: The run and step the executor works for.
         config: The step's raw config (templates are rendered here, just before it runs).
         step: The planned step (condition and retry policy).
@@ -79,7 +80,7 @@ def run_step(ctx: StepContext, config: dict[str, Any], step: PlannedStep,
         if ctx.attempt > 1:
             ctx.logger.info(f"[ansflow] attempt {ctx.attempt} of {step.retries + 1}")
         try:
-            result = _attempt(ctx, config, base_env, template_context)
+            result = _attempt(executor, ctx, config, base_env, template_context)
         except StepFailed as exc:
             attempts.last_error[ctx.step_id] = exc
             ctx.logger.error(ctx.masker(f"[ansflow] step failed: {exc}"))
@@ -99,8 +100,8 @@ def run_step(ctx: StepContext, config: dict[str, Any], step: PlannedStep,
                 "outputs": {k: ctx.masker(str(v)) for k, v in result.outputs.items()}}
 
 
-def _attempt(ctx: StepContext, config: dict[str, Any], base_env: dict[str, str],
-             template_context: dict[str, Any]) -> StepResult:
+def _attempt(executor: Executor, ctx: StepContext, config: dict[str, Any],
+             base_env: dict[str, str], template_context: dict[str, Any]) -> StepResult:
     if ctx.cancelled:
         raise StepCancelled("the run was cancelled before this step started")
     try:
@@ -108,7 +109,6 @@ def _attempt(ctx: StepContext, config: dict[str, Any], base_env: dict[str, str],
         rendered = render_value(config, template_context)
     except TemplateError as exc:
         raise StepFailed(str(exc)) from exc
-    executor = load_executor(ctx.step_type)
     model = validate_config_for(ctx.step_type, rendered)
     try:
         return executor(ctx, model)
@@ -146,8 +146,8 @@ def should_retry(step: PlannedStep, error: StepFailed) -> bool:
     return error.exit_code is not None and error.exit_code in step.retry_on_exit_codes
 
 
-@task(name="not-run", cache_policy=NO_CACHE, persist_result=False)
-def not_run_step(reason: str) -> State:
-    """Record a step that did not run because something it depends on did not succeed."""
+def not_run(reason: str) -> State:
+    """Inside the step's task run: record that it did not run (what it needs did not
+    succeed, or the run was cancelled)."""
     get_run_logger().info(f"[ansflow] not run: {reason}")
     return Cancelled(name="NotRun", message=reason)

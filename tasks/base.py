@@ -5,7 +5,7 @@ StepResult``. It validates before any I/O, streams its output through ``ctx.emit
 bounded, live), enforces its own deadline (``ctx.remaining()``), stops when
 ``ctx.cancelled`` is set, registers a cleanup for anything it creates outside the process
 (``ctx.on_cancel``), and raises ``StepFailed`` (or a subclass) on failure.
-``ansflow.tasks.registry`` wraps each executor into a Prefect task.
+``ansflow.tasks.public`` turns each executor into the step type's public Prefect task.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ class StepContext:
     timeout: float | None = None
     runs_on: str = "local"
     defaults: dict[str, Any] = field(default_factory=dict)
+    # Credentials given as block objects rather than block names (a task called directly).
+    blocks: dict[str, Any] = field(default_factory=dict)
     masker: Masker = field(default_factory=Masker)
     control: RunControl = field(default_factory=RunControl)
     logger: logging.Logger | logging.LoggerAdapter | None = None

@@ -1,4 +1,5 @@
-"""`command` and `script` steps: real processes, locally or in a container (runs_on: docker)."""
+"""`command` and `script` steps: real processes, locally or in a container (runs_on: docker);
+their executors and their public Prefect tasks."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import OutputFormatError, parse_outputs
 from ansflow.spec.steps import CommandConfig, ScriptConfig
 from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 _SHELL_FLAGS = {"sh": ["-e", "-c"], "bash": ["--noprofile", "--norc", "-eo", "pipefail", "-c"]}
 _INTERPRETER_FLAGS = {"sh": ["-e"], "bash": ["--noprofile", "--norc", "-eo", "pipefail"]}
@@ -144,3 +147,97 @@ def _read_outputs(path: Path) -> dict[str, str]:
         return parse_outputs(text)
     except OutputFormatError as exc:
         raise StepFailed(f"bad $ANSFLOW_OUTPUT content: {exc}") from exc
+
+
+@step_task("command", execute_command)
+def command(
+    *,
+    command: str | list[str],
+    working_dir: str | None = None,
+    shell: str = "sh",
+    image: str | None = None,
+    runs_on: Literal["local", "docker"] = "local",
+    env: dict[str, str] | None = None,
+    workspace: str | None = None,
+    timeout: float | None = None,
+) -> StepOutput:
+    """Run a command: a string through the shell (``sh -e -c``), or an argv list as is.
+
+    Args:
+        command: A shell command line, or an argv list run without a shell.
+        working_dir: Directory to run in, relative to ``workspace``.
+        shell: Shell for string commands: ``sh``, ``bash`` (with pipefail), or a path.
+        image: Container image when ``runs_on`` is ``docker``.
+        runs_on: ``local`` (a process here) or ``docker`` (a container of ``image`` with the
+            workspace mounted at the same path).
+        env: Extra environment variables of the command.
+        workspace: The directory the command works in (default: the current directory).
+        timeout: Seconds before the whole process group (or the container) is killed.
+
+    Returns:
+        ``exit_code`` (0) and ``outputs``: the ``key=value`` lines the command appended to
+        the file named by ``$ANSFLOW_OUTPUT``.
+
+    Raises:
+        StepFailed: the command exited non-zero (``exit_code`` holds the code) or could not
+            start. StepTimedOut / StepCancelled: killed at the deadline / on cancel.
+
+    Example:
+        ```python
+        from prefect import flow
+        from ansflow.tasks import command
+
+        @flow
+        def build():
+            out = command(command='make && echo "version=1.2" >> "$ANSFLOW_OUTPUT"')
+            print(out["outputs"]["version"])
+        ```
+    """
+    return run_standalone("command", execute_command, config_of(CommandConfig, locals()),
+                          timeout=timeout, workspace=workspace, env=env, runs_on=runs_on)
+
+
+@step_task("script", execute_script)
+def script(
+    *,
+    script: str | None = None,
+    file: str | None = None,
+    interpreter: str = "sh",
+    args: list[str] | None = None,
+    working_dir: str | None = None,
+    image: str | None = None,
+    runs_on: Literal["local", "docker"] = "local",
+    env: dict[str, str] | None = None,
+    workspace: str | None = None,
+    timeout: float | None = None,
+) -> StepOutput:
+    """Run an inline script, or a script file, with an interpreter.
+
+    Args:
+        script: The script's text (give this or ``file``).
+        file: A script file, relative to ``workspace`` (give this or ``script``).
+        interpreter: ``sh`` (with -e), ``bash`` (with pipefail), ``python3``, ``node``, ...
+        args: Arguments passed to the script.
+        working_dir: Directory to run in, relative to ``workspace``.
+        image: Container image when ``runs_on`` is ``docker``.
+        runs_on: ``local`` or ``docker``.
+        env: Extra environment variables of the script.
+        workspace: The directory the script works in (default: the current directory).
+        timeout: Seconds before the whole process group (or the container) is killed.
+
+    Returns:
+        ``exit_code`` (0) and ``outputs`` (the ``$ANSFLOW_OUTPUT`` lines).
+
+    Raises:
+        StepFailed: non-zero exit, a missing file, or both or neither of script and file.
+            StepTimedOut / StepCancelled: killed at the deadline / on cancel.
+
+    Example:
+        ```python
+        from ansflow.tasks import script
+
+        script(interpreter="python3", script="print('hello from python')")
+        ```
+    """
+    return run_standalone("script", execute_script, config_of(ScriptConfig, locals()),
+                          timeout=timeout, workspace=workspace, env=env, runs_on=runs_on)

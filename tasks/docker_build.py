@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from docker.utils.build import match_tag
 
-from ansflow.blocks.docker import engine_address
+from ansflow.blocks.docker import DockerHost, engine_address, standalone_docker
 from ansflow.engines.docker import (
     StreamAborter,
     aborted_error,
@@ -22,6 +22,7 @@ from ansflow.engines.docker_streams import parse_stream_event
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import DockerBuildConfig
 from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 DEFAULT_MAX_CONTEXT_BYTES = 2 * 1024**3
 MAX_CONTEXT_ENV = "ANSFLOW_DOCKER_MAX_CONTEXT_BYTES"
@@ -170,3 +171,67 @@ def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
     error = aborted_error(aborter.reason, "docker build", ctx.timeout)
     if error is not None:
         raise error
+
+
+@step_task("docker_build", execute_docker_build)
+def docker_build(
+    *,
+    image_name: str,
+    dockerfile: str | None = None,
+    context: str = ".",
+    tag: str = "latest",
+    tags: list[str] | None = None,
+    build_args: dict[str, str] | None = None,
+    target: str | None = None,
+    labels: dict[str, str] | None = None,
+    no_cache: bool = False,
+    pull: bool = False,
+    platform: str | None = None,
+    host: str | DockerHost | None = None,
+    workspace: str | None = None,
+    timeout: float | None = None,
+) -> StepOutput:
+    """Build an image with the Docker engine, streaming every builder line into the log.
+
+    Args:
+        image_name: Repository name of the image, e.g. ``my-app`` or ``reg:5000/team/app``.
+        dockerfile: Dockerfile path relative to ``workspace`` (default: the context's
+            ``Dockerfile``, as ``docker build`` does).
+        context: Build context directory, relative to ``workspace``.
+        tag: Tag of the built image.
+        tags: Extra tags.
+        build_args: ``--build-arg`` values.
+        target: Build stage to stop at.
+        labels: Image labels.
+        no_cache: Build without the cache.
+        pull: Always pull newer base images.
+        platform: Target platform, e.g. ``linux/amd64``.
+        host: The Docker engine: a URL (``unix://``, ``tcp://``, ``ssh://``), a DockerHost
+            block or its name (default: ``DOCKER_HOST`` / the docker CLI's context).
+        workspace: The directory relative paths start from (default: the current directory).
+        timeout: Seconds before the step is stopped and what it started is removed.
+
+    Returns:
+        ``exit_code`` (None) and ``outputs``: ``image`` (the first ``name:tag``),
+        ``image_id`` and ``tags`` (comma-separated).
+
+    Raises:
+        StepFailed: a missing context or Dockerfile, a bad name, or the build failed (with
+            the builder's message). StepTimedOut / StepCancelled: the build was stopped.
+        EngineUnavailable: no Docker engine answers.
+
+    Example:
+        ```python
+        from prefect import flow
+        from ansflow.tasks import docker_build
+
+        @flow
+        def image():
+            built = docker_build(image_name="my-app", tag="1.0", context="app")
+            return built["outputs"]["image_id"]
+        ```
+    """
+    defaults, _, _ = standalone_docker(host)
+    return run_standalone("docker_build", execute_docker_build,
+                          config_of(DockerBuildConfig, locals()), timeout=timeout,
+                          workspace=workspace, defaults=defaults)

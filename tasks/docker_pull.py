@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ansflow.blocks.docker import engine_address, registry_with_defaults
+from ansflow.blocks.docker import (
+    DockerHost,
+    DockerRegistryCredentials,
+    engine_address,
+    registry_with_defaults,
+    standalone_docker,
+)
 from ansflow.engines.docker import (
     StreamAborter,
     aborted_error,
@@ -17,6 +23,7 @@ from ansflow.errors import StepFailed
 from ansflow.spec.steps import DockerPullConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.docker_push import registry_failure
+from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 
 def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResult:
@@ -36,7 +43,8 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
         EngineUnavailable: no Docker engine answers.
     """
     repo, tag = image_ref(config.image, config.tag)
-    access = registry_with_defaults(config.registry, config.credentials, ctx.defaults)
+    access = registry_with_defaults(config.registry, config.credentials, ctx.defaults,
+                                    ctx.blocks.get("credentials"))
     if access.host and registry_of(repo) != access.host:
         repo = retarget(repo, access.host)
     reference = f"{repo}:{tag}"
@@ -81,3 +89,49 @@ def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
     error = aborted_error(aborter.reason, "docker pull", ctx.timeout)
     if error is not None:
         raise error
+
+
+@step_task("docker_pull", execute_docker_pull)
+def docker_pull(
+    *,
+    image: str,
+    tag: str | None = None,
+    registry: str | None = None,
+    credentials: str | DockerRegistryCredentials | None = None,
+    host: str | DockerHost | None = None,
+    timeout: float | None = None,
+) -> StepOutput:
+    """Pull an image from a registry.
+
+    Args:
+        image: The image reference (``name[:tag]``).
+        tag: The tag, when ``image`` has none (default ``latest``).
+        registry: A registry ``host[:port]``, or the name of a saved registry credentials
+            block.
+        credentials: A DockerRegistryCredentials block, or its name (default: anonymous).
+        host: The Docker engine: a URL, a DockerHost block or its name (default:
+            ``DOCKER_HOST``).
+        timeout: Seconds before the pull is stopped.
+
+    Returns:
+        ``exit_code`` (None) and ``outputs``: ``image`` (the pulled reference),
+        ``image_id`` and ``digest``.
+
+    Raises:
+        StepFailed: a missing image, or the registry refused access (its message).
+        StepTransient: the registry could not be reached (worth a retry).
+        StepTimedOut / StepCancelled: stopped at the deadline / on cancel.
+        EngineUnavailable: no Docker engine answers.
+
+    Example:
+        ```python
+        from prefect_docker import DockerRegistryCredentials
+        from ansflow.tasks import docker_pull
+
+        docker_pull(image="my-app:1.0", registry="registry.example.com",
+                    credentials=DockerRegistryCredentials.load("prod-registry"))
+        ```
+    """
+    defaults, blocks, credentials = standalone_docker(host, credentials)
+    return run_standalone("docker_pull", execute_docker_pull, config_of(DockerPullConfig, locals()),
+                          timeout=timeout, defaults=defaults, blocks=blocks)

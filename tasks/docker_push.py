@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import docker.errors
 
-from ansflow.blocks.docker import RegistryAccess, engine_address, registry_with_defaults
+from ansflow.blocks.docker import (
+    DockerHost,
+    DockerRegistryCredentials,
+    RegistryAccess,
+    engine_address,
+    registry_with_defaults,
+    standalone_docker,
+)
 from ansflow.engines.docker import (
     StreamAborter,
     aborted_error,
@@ -20,6 +28,7 @@ from ansflow.engines.docker_streams import image_ref, parse_stream_event, retarg
 from ansflow.errors import StepFailed, StepTransient
 from ansflow.spec.steps import DockerPushConfig
 from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 # Engine messages meaning "the registry could not be reached": worth a retry.
 TRANSIENT_MARKERS = (
@@ -45,7 +54,8 @@ class PushPlan:
         return f"{self.repository}:{self.tag}"
 
 
-def plan_push(config: DockerPushConfig, defaults: dict | None = None) -> PushPlan:
+def plan_push(config: DockerPushConfig, defaults: dict | None = None,
+              block: Any = None) -> PushPlan:
     """Validate names and resolve the registry / credentials before talking to the engine.
 
     Raises:
@@ -53,7 +63,7 @@ def plan_push(config: DockerPushConfig, defaults: dict | None = None) -> PushPla
             a host nor a saved block.
     """
     repo, tag = image_ref(config.image, config.tag)
-    access = registry_with_defaults(config.registry, config.credentials, defaults)
+    access = registry_with_defaults(config.registry, config.credentials, defaults, block)
     target_repo = retarget(repo, access.host) if access.host else repo
     return PushPlan(source=f"{repo}:{tag}", repository=target_repo, tag=tag, access=access)
 
@@ -91,7 +101,7 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
         EngineUnavailable: no Docker engine answers.
     """
-    plan = plan_push(config, ctx.defaults)
+    plan = plan_push(config, ctx.defaults, ctx.blocks.get("credentials"))
     client = docker_client(engine_address(ctx.defaults))
     aborter = StreamAborter()
     unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))
@@ -138,3 +148,48 @@ def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
     error = aborted_error(aborter.reason, "docker push", ctx.timeout)
     if error is not None:
         raise error
+
+
+@step_task("docker_push", execute_docker_push)
+def docker_push(
+    *,
+    image: str,
+    tag: str | None = None,
+    registry: str | None = None,
+    credentials: str | DockerRegistryCredentials | None = None,
+    host: str | DockerHost | None = None,
+    timeout: float | None = None,
+) -> StepOutput:
+    """Push an image to a registry, tagging it for that registry first.
+
+    Args:
+        image: The image reference (``name[:tag]``).
+        tag: The tag, when ``image`` has none (default ``latest``).
+        registry: A registry ``host[:port]``, or the name of a saved registry credentials
+            block.
+        credentials: A DockerRegistryCredentials block, or its name (default: anonymous).
+        host: The Docker engine: a URL, a DockerHost block or its name (default:
+            ``DOCKER_HOST``).
+        timeout: Seconds before the push is stopped.
+
+    Returns:
+        ``exit_code`` (None) and ``outputs``: ``image`` (the pushed reference) and ``digest``.
+
+    Raises:
+        StepFailed: a missing image, or the registry refused access (its message).
+        StepTransient: the registry could not be reached (worth a retry).
+        StepTimedOut / StepCancelled: stopped at the deadline / on cancel.
+        EngineUnavailable: no Docker engine answers.
+
+    Example:
+        ```python
+        from prefect_docker import DockerRegistryCredentials
+        from ansflow.tasks import docker_push
+
+        docker_push(image="my-app:1.0", registry="registry.example.com",
+                    credentials=DockerRegistryCredentials.load("prod-registry"))
+        ```
+    """
+    defaults, blocks, credentials = standalone_docker(host, credentials)
+    return run_standalone("docker_push", execute_docker_push, config_of(DockerPushConfig, locals()),
+                          timeout=timeout, defaults=defaults, blocks=blocks)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 
-from ansflow.blocks.docker import engine_address
+from ansflow.blocks.docker import DockerHost, engine_address, standalone_docker
 from ansflow.engines.docker_container import ContainerOutcome, ContainerSpec, run_container
 from ansflow.engines.docker_streams import command_argv, port_bindings, volume_binds
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import DockerRunConfig
 from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 
 def _deadline(ctx: StepContext, own_timeout: float | None):
@@ -143,3 +144,59 @@ def run_in_container(
         name_hint=ctx.labels["ansflow.dev/step"][:40],
     )
     return int(_run(ctx, spec, None).exit_code or 0)
+
+
+@step_task("docker_run", execute_docker_run)
+def docker_run(
+    *,
+    image: str,
+    command: str | list[str] | None = None,
+    entrypoint: str | list[str] | None = None,
+    env: dict[str, str] | None = None,
+    volumes: list[str] | dict[str, str] | None = None,
+    ports: list[str] | dict[str, int | str] | None = None,
+    working_dir: str | None = None,
+    network: str | None = None,
+    user: str | None = None,
+    timeout: float | None = None,
+    remove: bool = True,
+    host: str | DockerHost | None = None,
+    workspace: str | None = None,
+) -> StepOutput:
+    """Run a container to completion with live logs; it is always removed afterwards.
+
+    Args:
+        image: The image (pulled when missing and the name includes a registry).
+        command: The command: a string (split as a shell would) or an argv list.
+        entrypoint: Override the image's entrypoint.
+        env: Environment variables of the container.
+        volumes: ``host:container[:ro]`` strings or ``{host: container}``; relative host
+            paths start at ``workspace``.
+        ports: ``host:container`` port mappings.
+        working_dir: Working directory inside the container.
+        network: Network to attach to.
+        user: User to run as.
+        timeout: Seconds before the container is killed and removed.
+        remove: Remove the container at the end (always done on timeout and cancel).
+        host: The Docker engine: a URL, a DockerHost block or its name (default:
+            ``DOCKER_HOST``).
+        workspace: The directory relative paths start from (default: the current directory).
+
+    Returns:
+        ``exit_code`` (0) and ``outputs``: ``exit_code`` and ``container_id``.
+
+    Raises:
+        StepFailed: a missing image, bad input, or a non-zero exit (``exit_code`` set).
+        StepTimedOut / StepCancelled: the container was killed and removed.
+        EngineUnavailable: no Docker engine answers.
+
+    Example:
+        ```python
+        from ansflow.tasks import docker_run
+
+        docker_run(image="my-app:1.0", command=["./run-tests", "--fast"], timeout=600)
+        ```
+    """
+    defaults, _, _ = standalone_docker(host)
+    return run_standalone("docker_run", execute_docker_run, config_of(DockerRunConfig, locals()),
+                          workspace=workspace, defaults=defaults)

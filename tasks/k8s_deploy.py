@@ -7,9 +7,10 @@ import time
 
 from kubernetes import client as k8s
 
+from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube import api_client_for
 from ansflow.errors import StepCancelled, StepFailed
-from ansflow.spec.steps import K8sDeployConfig
+from ansflow.spec.steps import DeploymentSpec, HelmSpec, K8sDeployConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_manifests import (
     add_labels,
@@ -36,6 +37,13 @@ from ansflow.tasks.k8s_rollout import (
     selector_string,
 )
 from ansflow.tasks.k8s_wait import step_deadline, wait_for
+from ansflow.tasks.public import (
+    StepOutput,
+    cluster_argument,
+    config_of,
+    run_standalone,
+    step_task,
+)
 
 NAMESPACES = Resource("v1", "Namespace", "namespaces", False)
 REPLICASETS = Resource("apps/v1", "ReplicaSet", "replicasets", True)
@@ -150,10 +158,10 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
     if config.helm is not None:
         from ansflow.tasks.k8s_helm import deploy_with_helm
 
-        block = load_cluster(config.cluster)
+        block = load_cluster(config.cluster, ctx)
         return deploy_with_helm(ctx, config, block, config.namespace or block.namespace)
     objects = [add_labels(obj, ctx.labels) for obj in load_documents(config, ctx.workspace)]
-    block = load_cluster(config.cluster)
+    block = load_cluster(config.cluster, ctx)
     namespace = config.namespace or block.namespace
     cluster = config.cluster
     mode = "dry run of " if config.dry_run else ""
@@ -215,3 +223,63 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
         raise StepCancelled("the run was cancelled")
     return StepResult(outputs={"objects": names, "revision": revision})
 
+
+
+@step_task("k8s_deploy", execute_k8s_deploy)
+def k8s_deploy(
+    *,
+    cluster: str | KubernetesCluster | None = None,
+    namespace: str | None = None,
+    deployment_spec: DeploymentSpec | dict | None = None,
+    manifest: str | list[dict] | dict | None = None,
+    manifest_path: str | None = None,
+    helm: HelmSpec | dict | None = None,
+    wait: bool = True,
+    timeout: float = 300.0,
+    rollback_on_failure: bool = True,
+    dry_run: bool = False,
+    create_namespace: bool = False,
+    workspace: str | None = None,
+) -> StepOutput:
+    """Apply a Deployment, manifests or a Helm chart (server-side apply), then wait for the
+    rollout; on a failed rollout, roll back to the revision recorded before the apply.
+
+    Args:
+        cluster: A KubernetesCluster block, or the name of a saved one (required).
+        namespace: The namespace (default: the block's namespace).
+        deployment_spec: A Deployment to generate: ``name``, ``image``, ``replicas``,
+            ``ports``, ``env``, ``resources``, ``labels``, ``command``, ``args``.
+        manifest: Manifests: YAML text (several documents) or objects.
+        manifest_path: A manifest file, relative to ``workspace``.
+        helm: A chart: ``chart``, ``release``, ``repo``, ``version``, ``values_file``,
+            ``values`` (``helm upgrade --install``).
+        wait: Wait for the rollouts of what was applied.
+        timeout: Seconds the rollout may take.
+        rollback_on_failure: Undo a failed rollout to the revision recorded before.
+        dry_run: A server-side dry run: shows the diff, changes nothing.
+        create_namespace: Create the namespace when it is missing.
+        workspace: The directory relative paths start from (default: the current directory).
+
+    Returns:
+        ``exit_code`` (None) and ``outputs``: ``objects`` (comma-separated ``kind/name``)
+        and ``revision`` (the first Deployment's revision after the apply).
+
+    Raises:
+        StepFailed: a bad manifest, the API refused, or the rollout failed (after the
+            rollback). StepTimedOut / StepCancelled: stopped at the deadline / on cancel.
+
+    Example:
+        ```python
+        from ansflow.tasks import k8s_deploy
+
+        k8s_deploy(cluster="prod", namespace="shop",
+                   deployment_spec={"name": "web", "image": "reg/web:1.4", "replicas": 3})
+        ```
+    """
+    cluster, blocks = cluster_argument(cluster)
+    if isinstance(deployment_spec, DeploymentSpec):
+        deployment_spec = deployment_spec.model_dump()
+    if isinstance(helm, HelmSpec):
+        helm = helm.model_dump()
+    return run_standalone("k8s_deploy", execute_k8s_deploy, config_of(K8sDeployConfig, locals()),
+                          workspace=workspace, blocks=blocks)

@@ -6,12 +6,21 @@ import time
 
 from kubernetes import client as k8s
 
+from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube import api_client_for, exec_streaming
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import K8sExecConfig
 from ansflow.tasks.base import StepContext, StepResult
+from ansflow.tasks.command import command_argv
 from ansflow.tasks.k8s_objects import Resource, api_errors, get_object, list_objects, load_cluster
 from ansflow.tasks.k8s_rollout import pod_ready
+from ansflow.tasks.public import (
+    StepOutput,
+    cluster_argument,
+    config_of,
+    run_standalone,
+    step_task,
+)
 
 PODS = Resource("v1", "Pod", "pods", True)
 POD_GRACE = 30.0  # seconds to wait for a Running+Ready pod to match a selector
@@ -19,10 +28,10 @@ DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 
 
 def exec_argv(command: str | list[str]) -> list[str]:
-    """A string runs through `sh -c`; a list is the argv as is."""
-    if isinstance(command, str):
-        return ["sh", "-c", command]
-    return [str(part) for part in command]
+    """The same meaning as a command step's: a string runs through `sh -e -c`, a list is the
+    argv as is."""
+    return command_argv([str(part) for part in command] if isinstance(command, list)
+                        else command, "sh")
 
 
 def pick_pod(pods: list[dict]) -> dict | None:
@@ -135,7 +144,7 @@ def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
     limits = [t for t in (config.timeout, ctx.remaining()) if t is not None]
     budget = max(0.0, min(limits)) if limits else None
     deadline = time.monotonic() + (budget if budget is not None else 86400.0)
-    block = load_cluster(config.cluster)
+    block = load_cluster(config.cluster, ctx)
     namespace = config.namespace or block.namespace
     emitter = LineEmitter(ctx)
 
@@ -165,3 +174,47 @@ def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
         raise StepFailed(f"command exited with code {code} in pod {name} "
                          f"(namespace {namespace})", exit_code=code)
     return StepResult(exit_code=0, outputs=outputs)
+
+
+@step_task("k8s_exec", execute_k8s_exec)
+def k8s_exec(
+    *,
+    cluster: str | KubernetesCluster | None = None,
+    command: str | list[str],
+    namespace: str | None = None,
+    pod: str | None = None,
+    pod_selector: str | None = None,
+    container: str | None = None,
+    timeout: float | None = None,
+) -> StepOutput:
+    """Run a command in a pod, chosen by name or among the Running and Ready pods matching a
+    label selector, with its output streamed live and its real exit code.
+
+    Args:
+        cluster: A KubernetesCluster block, or the name of a saved one (required).
+        namespace: The namespace (default: the block's namespace).
+        command: A command line (run by ``sh -e -c`` in the container) or an argv list.
+        pod: The pod's name (give this or ``pod_selector``).
+        pod_selector: A label selector, e.g. ``app=web``.
+        container: The container, when the pod has several.
+        timeout: Seconds before the exec is closed.
+
+    Returns:
+        ``exit_code`` (0) and ``outputs``: ``pod``, ``container`` and ``stdout_tail`` (the
+        last line the command printed).
+
+    Raises:
+        StepFailed: no matching pod, or the command exited non-zero (``exit_code`` set).
+        StepTimedOut / StepCancelled: the exec connection was closed.
+
+    Example:
+        ```python
+        from ansflow.tasks import k8s_exec
+
+        k8s_exec(cluster="prod", namespace="shop", pod_selector="app=web",
+                 command=["./manage.py", "migrate"])
+        ```
+    """
+    cluster, blocks = cluster_argument(cluster)
+    return run_standalone("k8s_exec", execute_k8s_exec, config_of(K8sExecConfig, locals()),
+                          blocks=blocks)

@@ -181,10 +181,15 @@ def watch_events(api: k8s.ApiClient, res: Resource, namespace: str | None, name:
         response.release_conn()
 
 
-def load_cluster(name: str | None):
-    """The saved KubernetesCluster block `name`, or a StepFailed saying how to save one."""
+def load_cluster(name: str | None, ctx: Any = None):
+    """The saved KubernetesCluster block `name`, or a StepFailed saying how to save one.
+
+    A block object handed to a task directly (``ctx.blocks["cluster"]``) is used as is."""
     from ansflow.blocks.kubernetes import KubernetesCluster
 
+    given = getattr(ctx, "blocks", {}).get("cluster") if ctx is not None else None
+    if given is not None:
+        return given
     if not name:
         raise StepFailed("no cluster given (set `cluster:` or `defaults.k8s.cluster`)")
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import urllib3
 from kubernetes import client as k8s
 
+from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube import api_client_for
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import K8sWaitConfig
@@ -30,6 +31,13 @@ from ansflow.tasks.k8s_rollout import (
     parse_condition,
     selector_string,
     stuck_pod,
+)
+from ansflow.tasks.public import (
+    StepOutput,
+    cluster_argument,
+    config_of,
+    run_standalone,
+    step_task,
 )
 
 POD_CHECK_EVERY = 2.0  # seconds between looks at the rollout's pods (fail fast)
@@ -215,7 +223,7 @@ def execute_k8s_wait(ctx: StepContext, config: K8sWaitConfig) -> StepResult:
     except ValueError as exc:
         raise StepFailed(str(exc)) from None
     deadline = step_deadline(ctx, config.timeout)
-    block = load_cluster(config.cluster)
+    block = load_cluster(config.cluster, ctx)
     namespace = config.namespace or block.namespace
     with api_client_for(block) as api:
         action = f"resolve resource type {config.resource_type!r}"
@@ -231,3 +239,48 @@ def execute_k8s_wait(ctx: StepContext, config: K8sWaitConfig) -> StepResult:
     status = "deleted" if obj is None else (evaluate(obj, cond).progress or "done")
     return StepResult(outputs={"resource": f"{res.kind.lower()}/{config.resource_name}",
                                "status": status})
+
+
+@step_task("k8s_wait", execute_k8s_wait)
+def k8s_wait(
+    *,
+    cluster: str | KubernetesCluster | None = None,
+    resource_type: str,
+    resource_name: str,
+    namespace: str | None = None,
+    condition: str = "available",
+    timeout: float = 300.0,
+    fail_fast: bool = True,
+) -> StepOutput:
+    """Wait until an object reaches a condition, as ``kubectl rollout status`` / ``kubectl
+    wait`` do, failing early on stuck pods (CrashLoopBackOff, ImagePullBackOff).
+
+    Args:
+        cluster: A KubernetesCluster block, or the name of a saved one (required).
+        namespace: The namespace (default: the block's namespace).
+        resource_type: ``deployment``, ``statefulset``, ``daemonset``, ``job``, ``pod``, or
+            any kind or short name the cluster serves (``deploy``, ``cm``...).
+        resource_name: The object's name.
+        condition: ``available``/``rollout``, ``ready``, ``complete``, ``deleted``,
+            ``condition=T[=V]`` or ``jsonpath={expr}[=V]``.
+        timeout: Seconds to wait.
+        fail_fast: Fail early when a pod of the rollout is stuck.
+
+    Returns:
+        ``exit_code`` (None) and ``outputs``: ``resource`` (``kind/name``) and ``status``.
+
+    Raises:
+        StepFailed: a bad condition, an unknown object or kind, a failed rollout or a stuck
+            pod. StepTimedOut / StepCancelled: stopped at the deadline / on cancel.
+
+    Example:
+        ```python
+        from ansflow.tasks import k8s_wait
+
+        k8s_wait(cluster="prod", namespace="shop", resource_type="deployment",
+                 resource_name="web", timeout=600)
+        ```
+    """
+    cluster, blocks = cluster_argument(cluster)
+    return run_standalone("k8s_wait", execute_k8s_wait, config_of(K8sWaitConfig, locals()),
+                          blocks=blocks)

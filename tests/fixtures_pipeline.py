@@ -1,6 +1,8 @@
-"""Pipeline runs against the suite's Prefect server: the `run_pipeline` fixture, `by_id`."""
+"""Pipeline runs against the suite's Prefect server: the `run_pipeline` fixture, `by_id`, and
+the run's task runs and log lines as the server recorded them (`task_runs`, `logs`)."""
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,34 @@ def run_pipeline(prefect_server, tmp_path):
 def by_id(summary: dict) -> dict:
     """A run summary's steps by id."""
     return {s["id"]: s for s in summary["steps"]}
+
+
+def task_runs(flow_run_id):
+    """The flow run's task runs once the server has recorded their final states (task run
+    states reach the server as events, a moment after the flow ends)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        if all(r.state and r.state.is_final() for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
+
+
+def logs(flow_run_id, *expected: str) -> list[str]:
+    """The run's log lines, once every ``expected`` line has arrived (logs are batched)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as client:
+            lines = [log.message for log in client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+        if all(e in lines for e in expected) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.5)

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ansflow.plan import Plan
+from ansflow.steptypes import step_type
 
 STATE_STYLE = {
     "completed": "green", "failed": "red", "timedout": "red", "cancelled": "yellow",
@@ -16,11 +17,12 @@ STATE_STYLE = {
 
 
 def _where(step) -> str:  # noqa: ANN001
-    if step.type.startswith("k8s_"):
+    target = step_type(step.type).target
+    if target == "kubernetes":
         return f"k8s {step.config.get('cluster')}/{step.config.get('namespace')}"
-    if step.type.startswith("docker_"):
-        return "docker"
-    return step.runs_on
+    if target == "runs_on":
+        return step.runs_on
+    return target
 
 
 def plan_text(plan: Plan) -> Table:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ansflow.plan import Plan, PlannedStep
 from ansflow.spec.yaml_loader import Located, Path, Problem
+from ansflow.steptypes import acts_on_kubernetes
 
 _SOURCES = ("deployment_spec", "manifest", "manifest_path", "helm")
 
@@ -22,7 +23,7 @@ def apply_step_defaults(plan: Plan, located: Located, file: str,
     last = {"cluster": k8s_defaults.get("cluster"), "namespace": k8s_defaults.get("namespace")}
     ordered = plan.steps + plan.finally_steps
     for index, step in enumerate(ordered):
-        if not step.type.startswith("k8s_"):
+        if not acts_on_kubernetes(step.type):
             continue
         for key in ("cluster", "namespace"):
             if step.config.get(key):

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from ansflow.spec.models import STEP_MODELS, Pipeline
-from ansflow.spec.steps import STEP_TYPES
 from ansflow.spec.yaml_loader import Located, Path, Problem
+from ansflow.steptypes import STEP_TYPES
 
 _KIND = {
     "int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",

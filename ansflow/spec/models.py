@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, create_model, field_validator, model_validator
 
 from ansflow.spec.common import Duration, EnvMap, StrictModel
-from ansflow.spec.steps import CONFIG_MODELS
+from ansflow.steptypes import CONFIG_MODELS
 
 PipelineType = Literal["local", "remote", "docker", "kubernetes", "hybrid"]
 RunsOn = Literal["local", "docker", "kubernetes", "remote"]

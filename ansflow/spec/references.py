@@ -9,6 +9,7 @@ from typing import Any
 from ansflow.plan import Plan, PlannedStep, ancestors
 from ansflow.spec.messages import suggest
 from ansflow.spec.yaml_loader import Located, Path, Problem
+from ansflow.steptypes import REGISTRY
 from ansflow.templating import (
     PIPELINE_KEYS,
     ROOT_NAMES,
@@ -20,16 +21,6 @@ from ansflow.templating import (
     references,
 )
 
-# Outputs each step type publishes (None: free-form, e.g. command's $ANSFLOW_OUTPUT lines).
-KNOWN_OUTPUTS: dict[str, set[str] | None] = {
-    "docker_build": {"image", "image_id", "tags"},
-    "docker_run": {"exit_code", "container_id"},
-    "docker_push": {"digest", "image"},
-    "docker_pull": {"image", "image_id", "digest"},
-    "k8s_deploy": {"objects", "revision"},
-    "k8s_wait": {"resource", "status"},
-    "k8s_exec": {"pod", "container", "stdout_tail"},
-}
 _JINJA_GLOBALS = {"range", "dict", "loop", "namespace", "lipsum", "cycler", "joiner"}
 STEP_FIELDS = ("outputs", "status")
 
@@ -117,7 +108,7 @@ def _check_step_reference(ref: Reference, step: PlannedStep, runs_before: set[st
     if parts[2] not in STEP_FIELDS:
         return f"{ref.dotted!r}: a step has {' and '.join(STEP_FIELDS)}{suggest(parts[2], STEP_FIELDS)}"
     if parts[2] == "outputs" and len(parts) >= 4:
-        known = KNOWN_OUTPUTS.get(types[target_id])
+        known = REGISTRY[types[target_id]].outputs
         if known is not None and parts[3] not in known:
             return (f"{ref.dotted!r}: a {types[target_id]} step has no output "
                     f"{parts[3]!r}{suggest(parts[3], sorted(known))} "

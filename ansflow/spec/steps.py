@@ -185,6 +185,8 @@ class K8sExecConfig(K8sTarget):
 
 
 class K8sScaleConfig(K8sTarget):
+    """Scale a Deployment, StatefulSet or ReplicaSet."""
+
     resource_name: str
     replicas: int = Field(ge=0)
     resource_type: str = "deployment"
@@ -193,6 +195,8 @@ class K8sScaleConfig(K8sTarget):
 
 
 class K8sDeleteConfig(K8sTarget):
+    """Delete objects by name or label selector."""
+
     resource_type: str
     resource_name: str | None = None
     label_selector: str | None = None
@@ -208,6 +212,8 @@ class K8sDeleteConfig(K8sTarget):
 
 
 class K8sLogsConfig(K8sTarget):
+    """Read the logs of a pod or of the pods a selector matches."""
+
     pod: str | None = None
     pod_selector: str | None = None
     container: str | None = None
@@ -223,27 +229,10 @@ class K8sLogsConfig(K8sTarget):
 
 
 class K8sRollbackConfig(K8sTarget):
+    """Roll a workload back to the previous or a given revision."""
+
     resource_name: str
     resource_type: Literal["deployment", "statefulset", "daemonset"] = "deployment"
     revision: int | None = Field(None, ge=1, description="Revision to go back to (default: previous).")
     wait: bool = True
     timeout: Duration = 300.0
-
-
-CONFIG_MODELS: dict[str, type[StrictModel]] = {
-    "command": CommandConfig,
-    "script": ScriptConfig,
-    "ansible": AnsibleConfig,
-    "docker_build": DockerBuildConfig,
-    "docker_run": DockerRunConfig,
-    "docker_push": DockerPushConfig,
-    "docker_pull": DockerPullConfig,
-    "k8s_deploy": K8sDeployConfig,
-    "k8s_wait": K8sWaitConfig,
-    "k8s_exec": K8sExecConfig,
-    "k8s_scale": K8sScaleConfig,
-    "k8s_delete": K8sDeleteConfig,
-    "k8s_logs": K8sLogsConfig,
-    "k8s_rollback": K8sRollbackConfig,
-}
-STEP_TYPES = tuple(CONFIG_MODELS)

@@ -17,8 +17,8 @@ from ansflow.plan import Plan, PlannedStage, PlannedStep, find_cycle, stage_step
 from ansflow.spec.messages import problem_from_error, suggest
 from ansflow.spec.models import Pipeline
 from ansflow.spec.references import check_templates
-from ansflow.spec.steps import STEP_TYPES
 from ansflow.spec.yaml_loader import Located, Path, Problem, YamlError, decode_text, load_located
+from ansflow.steptypes import REGISTRY, RUNS_ON_IMPLEMENTED, STEP_TYPES
 from ansflow.templating import has_template
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -306,11 +306,29 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
             is_finally=sname == "finally",
         )
         (plan.finally_steps if planned.is_finally else plan.steps).append(planned)
+        problems.extend(_not_implemented(planned, located, file, path))
     if pipeline.stages is None:
         plan.stages[0].steps = [s.id for s in plan.steps]
     problems.extend(apply_step_defaults(plan, located, file, path_of))
     problems.extend(check_templates(plan, located, file, path_of, deps))
     return plan, problems
+
+
+def _not_implemented(step: PlannedStep, located: Located, file: str,
+                     path: Path) -> list[Problem]:
+    """A step type (or a runs_on) this version cannot run is refused here, not at run time."""
+    entry = REGISTRY[step.type]
+    if not entry.implemented:
+        return [Problem(file, located.value_pos(path + ("type",)),
+                        f"step {step.id!r}: step type {step.type!r} is not implemented in this "
+                        f"version of ansflow (it lands with {entry.lands_with})")]
+    if entry.target == "runs_on" and step.runs_on not in RUNS_ON_IMPLEMENTED:
+        where = path + ("runs_on",) if path + ("runs_on",) in located.values else path + ("type",)
+        return [Problem(file, located.value_pos(where),
+                        f"step {step.id!r}: runs_on: {step.runs_on} is not implemented in "
+                        f"this version of ansflow (implemented: "
+                        f"{', '.join(RUNS_ON_IMPLEMENTED)})")]
+    return []
 
 
 def _runs_on_default(pipeline_type: str) -> str:

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from prefect.exceptions import PrefectHTTPStatusError
 
 pytestmark = pytest.mark.server
 
@@ -97,7 +98,7 @@ def test_unknown_or_ill_typed_parameter_is_rejected_with_its_name_and_no_run_sta
     assert res.returncode != 0
     assert "count" in res.stdout + res.stderr and "integer" in res.stdout + res.stderr
     with get_client(sync_client=True) as client:
-        with pytest.raises(Exception, match="colour"):
+        with pytest.raises(PrefectHTTPStatusError, match="colour"):
             client.create_flow_run_from_deployment(dep.id, parameters={"colour": "red"})
         runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
             id=DeploymentFilterId(any_=[dep.id])))

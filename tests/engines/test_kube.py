@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import urllib3
 import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
@@ -237,8 +238,8 @@ def test_exec_returns_stdout_stderr_and_exit_codes(dev_cluster):
         started = time.monotonic()
         with pytest.raises(StepTimedOut, match="ran past 1 s"):
             exec_in_pod(api, namespace=ns, pod=pod, container="main", timeout=1,
-                        command=["sleep", "4"])
-        assert time.monotonic() - started < 3.5
+                        command=["sleep", "30"])
+        assert time.monotonic() - started < 20
 
 
 @pytest.mark.k8s
@@ -290,7 +291,7 @@ def test_read_only_service_account_token_gets_a_clean_403_on_create(dev_cluster)
 def test_unreachable_server_is_engine_unavailable_naming_the_cluster(dev_cluster):
     with build_api_client(server="https://127.0.0.1:9", verify_ssl=False) as api:
         api.configuration.retries = 0
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(urllib3.exceptions.HTTPError) as caught:
             k8s.VersionApi(api).get_code(_request_timeout=3)
     err = translate_error(caught.value, cluster="gone", action="read the version")
     assert isinstance(err, EngineUnavailable) and "cluster 'gone'" in str(err)
@@ -316,3 +317,5 @@ def test_job_runs_to_complete(dev_cluster):
             return status.succeeded == 1 and conds.get("Complete") == "True"
 
         _wait(complete, what="Job Complete")
+        status = batch.read_namespaced_job_status("once", ns).status
+    assert status.succeeded == 1 and status.completion_time is not None

@@ -1,41 +1,12 @@
 """Pipelines run for real as Prefect flows: states, outputs, templating, failure handling."""
 
 import os
-import shutil
-import time
 from pathlib import Path
 
+from fixtures_pipeline import by_id, logs, task_runs
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
-
-from fixtures_pipeline import by_id
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "pipeline.yaml"
-
-
-def task_runs(flow_run_id):
-    """The flow run's task runs once the server has recorded their final states (task run
-    states reach the server as events, a moment after the flow ends)."""
-    deadline = time.monotonic() + 20
-    while True:
-        with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        if all(r.state and r.state.is_final() for r in runs) or time.monotonic() > deadline:
-            return runs
-        time.sleep(0.5)
-
-
-def logs(flow_run_id, *expected: str) -> list[str]:
-    """The run's log lines, once every ``expected`` line has arrived (logs are batched)."""
-    deadline = time.monotonic() + 20
-    while True:
-        with get_client(sync_client=True) as client:
-            lines = [log.message for log in client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
-        if all(e in lines for e in expected) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.5)
 
 
 def demo_variables(dev_cluster, **more) -> dict:
@@ -79,6 +50,11 @@ def test_prefect_sees_every_step_as_a_named_tagged_task_run(run_pipeline, tmp_pa
     assert set(runs) == {s["name"] for s in summary["steps"]}
     compile_run = runs["编译 (compile)"]
     assert set(compile_run.tags) == {"stage:Build", "type:command"}
+    # Each step is a task run of its type's public task (ansflow.tasks.<type>).
+    assert compile_run.task_key.startswith("command-")
+    assert runs["Build the image"].task_key.startswith("docker_build-")
+    assert runs["Deploy to Kubernetes"].task_key.startswith("k8s_deploy-")
+    assert runs["Slow checks"].task_key.startswith("command-")
     assert runs["Slow checks"].state.name == "Skipped"
     assert all(not r.state.is_pending() for r in runs.values())
     # Stage order is visible as edges in the run graph.
@@ -125,13 +101,19 @@ def test_failure_stops_dependents_records_not_run_and_runs_finally(run_pipeline,
 
 def test_retries_follow_retry_on_exit_codes(run_pipeline):
     _, summary = run_pipeline("""
-        steps:
-          - {id: other_code, type: command, retries: 3, retry_on_exit_codes: [5], config: {command: "exit 4"}}
-          - {id: any_code, type: command, retries: 2, allow_failure: true, needs: [], config: {command: "exit 9"}}
+        stages:
+          - name: both
+            parallel: true
+            steps:
+              - {id: other_code, type: command, retries: 3, retry_on_exit_codes: [5], config: {command: "exit 4"}}
+              - {id: any_code, type: command, retries: 2, allow_failure: true, config: {command: "exit 9"}}
     """)
     steps = by_id(summary)
-    assert steps["other_code"]["attempts"] == 1
-    assert steps["any_code"]["attempts"] == 0 or steps["any_code"]["state"] == "not_run"
+    # Exit code 4 is not one to retry on: one attempt. Without retry_on_exit_codes, any
+    # failure is retried: 1 + 2 attempts.
+    assert (steps["other_code"]["attempts"], steps["other_code"]["exit_code"]) == (1, 4)
+    assert (steps["any_code"]["attempts"], steps["any_code"]["exit_code"]) == (3, 9)
+    assert steps["any_code"]["state"] == "failed"
 
 
 def test_allow_failure_lets_the_pipeline_succeed_and_retries_count(run_pipeline):
@@ -181,15 +163,21 @@ def _alive(pid: int) -> bool:
 
 
 def test_sixteen_independent_stages_really_run_at_once(run_pipeline, tmp_path):
+    # A barrier, not a clock: each stage marks that it started, then waits until all 16 have
+    # started. Run one after another, the first stage could never pass the barrier and
+    # fails at its deadline; run at once, all pass, however slow the machine is.
+    barrier = ("touch started{i}; n=0; "
+               "while [ $(ls started* | wc -l) -lt 16 ]; do "
+               "n=$((n+1)); [ $n -lt 1200 ] || exit 9; sleep 0.1; done")
     stages = "\n".join(
-        f"    - {{name: s{i}, needs: [], steps: [{{id: w{i}, type: command, config: "
-        f"{{command: \"date +%s.%N > start{i}; sleep 1; date +%s.%N > end{i}\"}}}}]}}"
+        f"    - {{name: s{i}, needs: [], steps: [{{id: w{i}, type: command, timeout: 180, "
+        f"config: {{command: \"{barrier.format(i=i)}\"}}}}]}}"
         for i in range(16))
-    state, _ = run_pipeline("pipeline:\n  name: wide\n  stages:\n" + stages + "\n")
-    assert state.is_completed()
-    starts = [float((tmp_path / f"start{i}").read_text()) for i in range(16)]
-    ends = [float((tmp_path / f"end{i}").read_text()) for i in range(16)]
-    assert max(starts) < min(ends), "some stage only started after another had finished"
+    state, summary = run_pipeline("pipeline:\n  name: wide\n  stages:\n" + stages + "\n")
+    assert state.is_completed(), [(s["id"], s["state"], s.get("exit_code"))
+                                  for s in summary["steps"]]
+    assert sorted(p.name for p in tmp_path.glob("started*")) == sorted(
+        f"started{i}" for i in range(16))
 
 
 def test_secret_is_masked_everywhere(run_pipeline, prefect_server):
@@ -220,14 +208,16 @@ def test_missing_secret_fails_before_any_step(run_pipeline, tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
-def test_step_type_without_executor_fails_clearly(run_pipeline):
+def test_step_type_not_implemented_is_refused_before_anything_runs(run_pipeline, tmp_path):
     state, summary = run_pipeline("""
         steps:
+          - {id: first, type: command, config: {command: "touch ran"}}
           - {id: play, type: ansible, config: {playbook: site.yml}}
     """)
-    step = by_id(summary)["play"]
-    assert state.is_failed() and step["state"] == "failed"
-    assert "not available" in step["message"]
+    assert state.is_failed() and summary is None
+    assert "pipeline.yaml:4:22: step 'play': step type 'ansible' is not implemented" in (
+        state.message)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_binary_and_huge_output_do_not_break_the_step(run_pipeline):

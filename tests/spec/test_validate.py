@@ -118,7 +118,8 @@ steps:
   - {id: x, needs: [y], type: command, config: {command: x}}
   - {id: y, needs: [x], type: command, config: {command: x}}
 """)
-    assert "steps form a cycle" in out[0] and "x -> y -> x" in out[0] or "y -> x -> y" in out[0]
+    assert len(out) == 1 and "steps form a cycle" in out[0]
+    assert "x -> y -> x" in out[0] or "y -> x -> y" in out[0]
 
 
 def test_duplicate_ids_and_missing_type(tmp_path):
@@ -172,10 +173,11 @@ pipeline:
   name: t
   variables: {n: 3}
   steps:
-    - type: k8s_scale
-      config: {cluster: c, namespace: n, resource_name: app, replicas: "{{ vars.n }}"}
+    - type: k8s_wait
+      config: {cluster: c, namespace: n, resource_type: deploy, resource_name: app,
+               timeout: "{{ vars.n }}"}
 """)
-    assert load_plan(path).steps[0].config["replicas"] == "{{ vars.n }}"
+    assert load_plan(path).steps[0].config["timeout"] == "{{ vars.n }}"
 
 
 def test_missing_file_is_a_usage_error(tmp_path):
@@ -191,3 +193,20 @@ def test_plan_json_round_trips():
 def test_published_schema_file_is_up_to_date():
     published = json.loads((EXAMPLES.parent / "docs" / "pipeline.schema.json").read_text())
     assert published == pipeline_json_schema(), "run: ansflow schema > docs/pipeline.schema.json"
+
+
+def test_types_and_runs_on_not_implemented_are_refused_with_positions(tmp_path):
+    out = problems(tmp_path, """\
+steps:
+  - {id: play, type: ansible, config: {playbook: site.yml}}
+  - {id: scale, type: k8s_scale, config: {cluster: c, namespace: n, resource_name: a, replicas: 1}}
+  - {id: pod, type: command, runs_on: kubernetes, config: {command: x}}
+""")
+    assert out == [
+        "p.yaml:2:22: step 'play': step type 'ansible' is not implemented in this version of "
+        "ansflow (it lands with the Ansible and SSH work)",
+        "p.yaml:3:23: step 'scale': step type 'k8s_scale' is not implemented in this version "
+        "of ansflow (it lands with the Kubernetes management work)",
+        "p.yaml:4:39: step 'pod': runs_on: kubernetes is not implemented in this version of "
+        "ansflow (implemented: local, docker)",
+    ]

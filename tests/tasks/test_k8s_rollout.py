@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ansflow.errors import StepFailed
+
 from ansflow.tasks.k8s_exec import LineEmitter, exec_argv, pick_container, pick_pod
 from ansflow.tasks.k8s_rollout import (
     WaitCondition,
@@ -152,12 +154,12 @@ def test_exec_picks_the_oldest_ready_pod_and_a_sensible_container():
     assert pick_container(two, None)[0] == "app"
     two["metadata"]["annotations"] = {"kubectl.kubernetes.io/default-container": "sidecar"}
     assert pick_container(two, None)[0] == "sidecar"
-    with pytest.raises(Exception, match="has no container 'nope'"):
+    with pytest.raises(StepFailed, match="has no container 'nope'"):
         pick_container(two, "nope")
 
 
 def test_exec_argv_and_line_splitting(make_ctx, caplog):
-    assert exec_argv("echo hi && true") == ["sh", "-c", "echo hi && true"]
+    assert exec_argv("echo hi && true") == ["sh", "-e", "-c", "echo hi && true"]
     assert exec_argv(["ls", "-l"]) == ["ls", "-l"]
     ctx = make_ctx("k8s_exec")
     emitter = LineEmitter(ctx)

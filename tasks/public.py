@@ -1,0 +1,154 @@
+"""How a step type's executor becomes its public Prefect task, callable in any flow.
+
+`step_task(step_type, executor)` makes a task named after the type from a function with the
+type's typed keyword-only parameters and docstring (Prefect shows it in the UI). Called in a
+user's flow, the function turns its arguments into the type's config and runs the executor
+through `run_standalone`: live output through the run logger, its `timeout`, cancellation of
+the flow run honoured (processes killed, containers removed), StepFailed on failure, a small
+dict as the result. In a pipeline run the same task runs what the pipeline adds around every
+step (condition, templating, retries, outputs, masking): the scheduler hands that in through
+`PIPELINE_STEP`, a context variable Prefect copies into the task run's thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, TypedDict
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TaskRunContext
+
+from ansflow.errors import StepFailed
+from ansflow.spec.common import StrictModel
+from ansflow.tasks.base import RunControl, StepContext, StepResult
+
+CANCEL_POLL_SECONDS = 1.0
+
+# Set by the pipeline scheduler around `task.submit`: called with the executor, it runs the
+# step the pipeline's way. Unset (a user's own flow): the task runs standalone.
+PIPELINE_STEP: ContextVar[Callable[[Callable], Any] | None] = ContextVar(
+    "ansflow_pipeline_step", default=None)
+
+Executor = Callable[[StepContext, Any], StepResult]
+
+
+class StepOutput(TypedDict):
+    """What every step task returns: the exit code (None where there is none) and the
+    outputs the step published (see each task's Returns)."""
+
+    exit_code: int | None
+    outputs: dict[str, str]
+
+
+def step_task(step_type: str, executor: Executor) -> Callable[[Callable], Any]:
+    """Decorator: ``fn`` becomes the Prefect task ``step_type`` that runs ``executor``."""
+
+    def wrap(fn: Callable) -> Any:
+        @functools.wraps(fn)  # the signature and docstring Prefect reads are fn's
+        def run(*args: Any, **kwargs: Any) -> Any:
+            in_pipeline = PIPELINE_STEP.get()
+            if in_pipeline is not None:
+                return in_pipeline(executor)
+            return fn(*args, **kwargs)
+
+        run.ansflow_step_type = step_type  # type: ignore[attr-defined]
+        run.ansflow_executor = executor  # type: ignore[attr-defined]
+        return task(name=step_type, cache_policy=NO_CACHE, persist_result=False,
+                    log_prints=False)(run)
+
+    return wrap
+
+
+def config_of(model: type[StrictModel], arguments: dict[str, Any]) -> Any:
+    """The step config from a task's arguments: the model's fields, None meaning default.
+
+    Raises:
+        StepFailed: an argument the config model refuses (with the field and why).
+    """
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    given = {k: v for k, v in arguments.items() if k in model.model_fields and v is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                            for e in exc.errors())
+        raise StepFailed(f"invalid arguments: {details}") from None
+
+
+def run_standalone(step_type: str, executor: Executor, config: Any, *,
+                   timeout: float | None = None, workspace: str | None = None,
+                   env: dict[str, str] | None = None, runs_on: str = "local",
+                   defaults: dict[str, Any] | None = None,
+                   blocks: dict[str, Any] | None = None) -> StepOutput:
+    """Run ``executor`` as a task of a user's flow (no pipeline around it).
+
+    The task run's name identifies the step in labels and logs; the flow run's id is the run
+    id (so `ansflow cleanup --run-id` finds what it left). A cancel of the flow run, or the
+    runner terminating the process, stops the executor and runs its cleanups.
+    """
+    task_ctx = TaskRunContext.get()
+    flow_ctx = FlowRunContext.get()
+    flow_run = flow_ctx.flow_run if flow_ctx is not None else None
+    run_id = str(flow_run.id) if flow_run is not None else (
+        str(task_ctx.task_run.id) if task_ctx is not None else "standalone")
+    name = task_ctx.task_run.name if task_ctx is not None else step_type
+    control = RunControl()
+    ctx = StepContext(
+        pipeline=flow_run.name if flow_run is not None else step_type, run_id=run_id,
+        build_number=0, step_id=name, step_name=name, stage="", step_type=step_type,
+        workspace=os.path.abspath(workspace or os.getcwd()), env=dict(env or {}),
+        timeout=timeout, runs_on=runs_on, defaults=defaults or {}, blocks=blocks or {},
+        control=control, logger=get_run_logger(),
+    )
+    stop = threading.Event()
+    if flow_run is not None:
+        threading.Thread(target=watch_cancellation, args=(flow_run.id, control, stop),
+                         daemon=True, name="ansflow-cancel-watch").start()
+    try:
+        result = executor(ctx, config)
+    except StepFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an executor bug: a clear step error
+        raise StepFailed(f"unexpected error: {type(exc).__name__}: {exc}") from exc
+    except BaseException:  # the runner terminating a cancelled flow run, Ctrl-C
+        control.cancel()
+        raise
+    finally:
+        stop.set()
+    if ctx.dropped_lines:
+        ctx.logger.warning(f"[ansflow] {ctx.dropped_lines} output lines were not logged "
+                           "(log size limit)")
+    return StepOutput(exit_code=result.exit_code, outputs=dict(result.outputs))
+
+
+def watch_cancellation(flow_run_id: Any, control: RunControl, stop: threading.Event) -> None:
+    """Cancel ``control`` when the flow run is being cancelled (UI, API, CLI)."""
+    from prefect.client.orchestration import get_client  # noqa: PLC0415
+
+    try:
+        with get_client(sync_client=True) as client:
+            while not stop.wait(CANCEL_POLL_SECONDS):
+                try:
+                    state = client.read_flow_run(flow_run_id).state
+                except Exception:  # noqa: BLE001 - a blip of the API must not stop the run
+                    continue
+                if state is not None and (state.is_cancelling() or state.is_cancelled()):
+                    control.cancel()
+                    return
+    except Exception:  # noqa: BLE001 - no API: nothing to watch
+        return
+
+
+def cluster_argument(cluster: Any) -> tuple[str | None, dict[str, Any]]:
+    """A task's ``cluster`` argument (a block name or a KubernetesCluster block): the name
+    the config and messages use, and the block set aside for the executor."""
+    if cluster is None or isinstance(cluster, str):
+        return cluster, {}
+    name = getattr(cluster, "_block_document_name", None) or "the given cluster block"
+    return name, {"cluster": cluster}
