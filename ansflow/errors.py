@@ -38,8 +38,9 @@ class StepCancelled(StepFailed):
 
 
 class StepTransient(StepFailed):
-    """A failure worth retrying (registry unreachable, API server 5xx, ...)."""
+    """A failure worth retrying (registry unreachable, API server 5xx, ...): a step with
+    retries retries it even when its retry_on_exit_codes do not match."""
 
 
-class EngineUnavailable(StepFailed):
-    """The Docker engine or the Kubernetes API server cannot be reached."""
+class EngineUnavailable(StepTransient):
+    """The Docker engine or the Kubernetes API server cannot be reached (worth a retry)."""

@@ -18,7 +18,7 @@ from ansflow.engines.docker_streams import looks_like_registry
 from ansflow.errors import StepFailed
 
 __all__ = ["DockerHost", "DockerRegistryCredentials", "RegistryAccess", "resolve_registry",
-           "docker_base_url", "engine_address", "registry_with_defaults", "standalone_docker"]
+           "docker_base_url", "standalone_docker"]
 
 
 @dataclass(frozen=True)
@@ -117,37 +117,13 @@ def docker_base_url(host: str | None) -> str | None:
         raise StepFailed(f"docker host {host!r}: no saved Docker Host block has that name") from exc
 
 
-def docker_defaults(defaults: dict | None) -> dict:
-    """The pipeline's ``defaults.docker`` mapping (empty when absent)."""
-    value = (defaults or {}).get("docker") or {}
-    return value if isinstance(value, dict) else {}
-
-
-def registry_with_defaults(
-    registry: str | None, credentials: str | None, defaults: dict | None,
-    block: DockerRegistryCredentials | None = None,
-) -> RegistryAccess:
-    """:func:`resolve_registry` with ``defaults.docker.registry`` / ``.credentials`` filling
-    in when the step names neither."""
-    if block is not None:
-        return resolve_registry(registry, None, block)
-    if not registry and not credentials:
-        fallback = docker_defaults(defaults)
-        registry, credentials = fallback.get("registry"), fallback.get("credentials")
-    return resolve_registry(registry, credentials)
-
-
 def standalone_docker(host: str | DockerHost | None, credentials: Any = None
-                      ) -> tuple[dict, dict, str | None]:
-    """For a task called in a user's flow: the engine as pipeline-style defaults, a
-    credentials block object set aside, and the credentials value left for the config."""
+                      ) -> tuple[str | None, dict, str | None]:
+    """For a task called in a user's flow: the engine as a config value (a DockerHost block
+    object becomes its address), a credentials block object set aside for the step, and the
+    credentials value left for the config."""
     url = host.base_url if isinstance(host, DockerHost) else host
-    defaults = {"docker": {"host": url}} if url else {}
     if isinstance(credentials, DockerRegistryCredentials):
-        return defaults, {"credentials": credentials}, None
-    return defaults, {}, credentials
+        return url, {"credentials": credentials}, None
+    return url, {}, credentials
 
-
-def engine_address(defaults: dict | None) -> str | None:
-    """The engine address of a pipeline's ``defaults.docker.host`` (None: the environment's)."""
-    return docker_base_url(docker_defaults(defaults).get("host"))

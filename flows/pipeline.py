@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -26,6 +28,9 @@ from ansflow.templating import references
 from ansflow.variables import resolve_variables
 
 MAX_CONCURRENT_STEPS = 4096
+# Set by `ansflow run`, which has validated the file already: the run uses that plan instead
+# of parsing the file a second time (a file edited in between cannot change what runs).
+PRELOADED_PLAN: ContextVar[Plan | None] = ContextVar("ansflow_preloaded_plan", default=None)
 
 
 class _NoEmptyTraceback(logging.Filter):
@@ -113,13 +118,20 @@ def pipeline_flow(pipeline_file: str, variables: dict[str, Any] | None = None) -
     run_ctx = FlowRunContext.get()
     flow_run_id = run_ctx.flow_run.id
     try:
-        plan = load_plan(pipeline_file)
+        plan = _preloaded_plan(pipeline_file) or load_plan(pipeline_file)
         values = resolve_variables(plan, variables)
         secrets = load_secrets(secret_names(plan))
     except AnsflowError as exc:
         logger.error(str(exc))
         return Failed(message=str(exc))
     return run_plan(plan, values, secrets, flow_run_id)
+
+
+def _preloaded_plan(pipeline_file: str) -> Plan | None:
+    plan = PRELOADED_PLAN.get()
+    if plan is not None and Path(plan.source).resolve() == Path(pipeline_file).resolve():
+        return plan
+    return None
 
 
 def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_run_id) -> State:

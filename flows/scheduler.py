@@ -154,7 +154,7 @@ class Scheduler:
             build_number=self.info.build_number, step_id=step.id, step_name=step.name,
             stage=step.stage, step_type=step.type, workspace=self.plan.workspace,
             env={**self.plan.env, **step.env}, timeout=step.timeout, runs_on=step.runs_on,
-            defaults=self.plan.defaults, masker=self.masker, control=control,
+            masker=self.masker, control=control,
         )
         record.state = "running"
         self._notify(record)

@@ -18,7 +18,7 @@ from prefect import get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
 from pydantic import ValidationError
 
-from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.errors import StepCancelled, StepFailed, StepTimedOut, StepTransient
 from ansflow.plan import PlannedStep
 from ansflow.steptypes import CONFIG_MODELS
 from ansflow.tasks.base import StepContext, StepResult
@@ -138,10 +138,11 @@ def validate_config_for(step_type: str, rendered: dict[str, Any]):
 
 
 def should_retry(step: PlannedStep, error: StepFailed) -> bool:
-    """Never after a cancel; with retry_on_exit_codes, only on one of those exit codes."""
+    """Never after a cancel; a transient failure (registry or API server unreachable) always;
+    with retry_on_exit_codes, otherwise only on one of those exit codes."""
     if isinstance(error, StepCancelled):
         return False
-    if step.retry_on_exit_codes is None:
+    if isinstance(error, StepTransient) or step.retry_on_exit_codes is None:
         return True
     return error.exit_code is not None and error.exit_code in step.retry_on_exit_codes
 

@@ -2,7 +2,7 @@
 
 A step executor is a plain function ``execute(ctx: StepContext, config: <ConfigModel>) ->
 StepResult``. It validates before any I/O, streams its output through ``ctx.emit`` (masked,
-bounded, live), enforces its own deadline (``ctx.remaining()``), stops when
+bounded, live), enforces its own deadline (``ctx.budget()``), stops when
 ``ctx.cancelled`` is set, registers a cleanup for anything it creates outside the process
 (``ctx.on_cancel``), and raises ``StepFailed`` (or a subclass) on failure.
 ``ansflow.tasks.public`` turns each executor into the step type's public Prefect task.
@@ -11,6 +11,7 @@ bounded, live), enforces its own deadline (``ctx.remaining()``), stops when
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 MAX_LINE_CHARS = 8192
-MAX_LOG_BYTES = 2 * 1024 * 1024  # per step: beyond this, lines are counted, not logged
+# The one log cap: what a step logs beyond it is counted, not sent (the step runs on).
+MAX_LOG_ENV = "ANSFLOW_MAX_LOG_BYTES"
+DEFAULT_MAX_LOG_BYTES = 2 * 1024 * 1024
 LABEL_PREFIX = "ansflow.dev/"
 
 
@@ -98,7 +101,6 @@ class StepContext:
     env: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
     runs_on: str = "local"
-    defaults: dict[str, Any] = field(default_factory=dict)
     # Credentials given as block objects rather than block names (a task called directly).
     blocks: dict[str, Any] = field(default_factory=dict)
     masker: Masker = field(default_factory=Masker)
@@ -108,6 +110,7 @@ class StepContext:
     started: float = field(default_factory=time.monotonic)
     logged_bytes: int = 0
     dropped_lines: int = 0
+    max_log_bytes: int = field(default_factory=lambda: max_log_bytes())
 
     @property
     def labels(self) -> dict[str, str]:
@@ -131,6 +134,12 @@ class StepContext:
             return None
         return self.timeout - (time.monotonic() - self.started)
 
+    def budget(self, own_timeout: float | None = None) -> float | None:
+        """The one deadline rule: seconds a piece of work may take, the tighter of its own
+        timeout and what is left of the step's; None when neither sets a limit."""
+        limits = [t for t in (own_timeout, self.remaining()) if t is not None]
+        return max(0.0, min(limits)) if limits else None
+
     def emit(self, line: str, *, stream: str = "stdout") -> None:
         """Send one line of step output to the Prefect task log, masked and bounded."""
         line = self.masker(line.rstrip("\r\n"))
@@ -138,16 +147,25 @@ class StepContext:
             line = line[:MAX_LINE_CHARS] + f"... [{len(line) - MAX_LINE_CHARS} chars cut]"
         log = self.logger or logging.getLogger("ansflow.step")
         self.logged_bytes += len(line) + 1
-        if self.logged_bytes > MAX_LOG_BYTES:
+        if self.logged_bytes > self.max_log_bytes:
             if self.dropped_lines == 0:
-                log.warning(f"[ansflow] output beyond {MAX_LOG_BYTES // 1024 // 1024} MiB is "
-                            "not logged (the step keeps running)")
+                log.warning(f"[ansflow] output beyond {self.max_log_bytes} bytes is not logged "
+                            f"(the step keeps running; {MAX_LOG_ENV} sets the limit)")
             self.dropped_lines += 1
             return
         if stream == "stderr":
             log.warning(line)
         else:
             log.info(line)
+
+
+def max_log_bytes() -> int:
+    """The per-step log cap: ``ANSFLOW_MAX_LOG_BYTES`` (bytes), else 2 MiB."""
+    raw = os.environ.get(MAX_LOG_ENV, "").strip()
+    try:
+        return max(0, int(raw)) if raw else DEFAULT_MAX_LOG_BYTES
+    except ValueError:
+        return DEFAULT_MAX_LOG_BYTES
 
 
 def _label_value(value: str) -> str:

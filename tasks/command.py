@@ -39,7 +39,7 @@ def script_argv(interpreter: str, path: str, args: list[str]) -> list[str]:
 def execute_command(ctx: StepContext, config: CommandConfig) -> StepResult:
     """Run a command line (through ``config.shell``) or an argv list."""
     argv = command_argv(config.command, config.shell)
-    return _run(ctx, argv, config.working_dir, config.image)
+    return _run(ctx, argv, config.working_dir, config.image, config.host)
 
 
 def execute_script(ctx: StepContext, config: ScriptConfig) -> StepResult:
@@ -49,13 +49,13 @@ def execute_script(ctx: StepContext, config: ScriptConfig) -> StepResult:
         if not path.is_file():
             raise StepFailed(f"script file not found: {path}")
         return _run(ctx, script_argv(config.interpreter, str(path), config.args),
-                    config.working_dir, config.image)
+                    config.working_dir, config.image, config.host)
     scratch = _scratch_dir(ctx, config.image)
     try:
         path = Path(scratch, "script")
         path.write_text(config.script or "", encoding="utf-8")
         return _run(ctx, script_argv(config.interpreter, str(path), config.args),
-                    config.working_dir, config.image, scratch=scratch)
+                    config.working_dir, config.image, config.host, scratch=scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -70,7 +70,7 @@ def _scratch_dir(ctx: StepContext, image: str | None) -> str:
 
 
 def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str | None,
-         scratch: str | None = None) -> StepResult:
+         host: str | None, scratch: str | None = None) -> StepResult:
     cwd = str(Path(ctx.workspace, working_dir)) if working_dir else ctx.workspace
     if ctx.runs_on not in ("local", "docker"):
         raise StepFailed(f"runs_on: {ctx.runs_on} is not available in this version of ansflow "
@@ -91,7 +91,7 @@ def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str 
     }
     try:
         if ctx.runs_on == "docker":
-            exit_code = _run_in_docker(ctx, argv, cwd, env, image)
+            exit_code = _run_in_docker(ctx, argv, cwd, env, image, host)
         else:
             exit_code = _run_local(ctx, argv, cwd, env)
         outputs = _read_outputs(output_file)
@@ -111,7 +111,7 @@ def _run_local(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, str])
         outcome = run_process(
             argv, cwd=cwd, env=full_env,
             emit=lambda line, stream: ctx.emit(line, stream=stream),
-            timeout=ctx.remaining(), cancelled=ctx.control.cancelled, on_start=ctx.on_cancel,
+            timeout=ctx.budget(), cancelled=ctx.control.cancelled, on_start=ctx.on_cancel,
         )
     except FileNotFoundError as exc:
         raise StepFailed(f"command not found: {argv[0]}", exit_code=127) from exc
@@ -126,8 +126,7 @@ def _run_local(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, str])
 
 
 def _run_in_docker(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, str],
-                   image: str | None) -> int:
-    image = image or (ctx.defaults.get("docker") or {}).get("image")
+                   image: str | None, host: str | None) -> int:
     if not image:
         raise StepFailed("this step runs on docker but names no image: set the step's "
                          "config.image or the pipeline's defaults.docker.image")
@@ -135,7 +134,7 @@ def _run_in_docker(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, s
         from ansflow.tasks.docker_run import run_in_container  # noqa: PLC0415
     except ImportError as exc:
         raise StepFailed("runs_on: docker is not available in this version of ansflow") from exc
-    return run_in_container(ctx, image=image, argv=argv, working_dir=cwd, env=env)
+    return run_in_container(ctx, image=image, argv=argv, working_dir=cwd, env=env, host=host)
 
 
 def _read_outputs(path: Path) -> dict[str, str]:
@@ -156,6 +155,7 @@ def command(
     working_dir: str | None = None,
     shell: str = "sh",
     image: str | None = None,
+    host: str | None = None,
     runs_on: Literal["local", "docker"] = "local",
     env: dict[str, str] | None = None,
     workspace: str | None = None,
@@ -168,6 +168,8 @@ def command(
         working_dir: Directory to run in, relative to ``workspace``.
         shell: Shell for string commands: ``sh``, ``bash`` (with pipefail), or a path.
         image: Container image when ``runs_on`` is ``docker``.
+        host: The Docker engine when ``runs_on`` is ``docker``: an address or a DockerHost
+            block name (default: ``DOCKER_HOST``).
         runs_on: ``local`` (a process here) or ``docker`` (a container of ``image`` with the
             workspace mounted at the same path).
         env: Extra environment variables of the command.
@@ -206,6 +208,7 @@ def script(
     args: list[str] | None = None,
     working_dir: str | None = None,
     image: str | None = None,
+    host: str | None = None,
     runs_on: Literal["local", "docker"] = "local",
     env: dict[str, str] | None = None,
     workspace: str | None = None,
@@ -220,6 +223,8 @@ def script(
         args: Arguments passed to the script.
         working_dir: Directory to run in, relative to ``workspace``.
         image: Container image when ``runs_on`` is ``docker``.
+        host: The Docker engine when ``runs_on`` is ``docker``: an address or a DockerHost
+            block name (default: ``DOCKER_HOST``).
         runs_on: ``local`` or ``docker``.
         env: Extra environment variables of the script.
         workspace: The directory the script works in (default: the current directory).

@@ -7,18 +7,10 @@ from dataclasses import dataclass
 
 from docker.utils.build import match_tag
 
-from ansflow.blocks.docker import DockerHost, engine_address, standalone_docker
-from ansflow.engines.docker import (
-    StreamAborter,
-    aborted_error,
-    deadline_timer,
-    docker_client,
-    engine_error,
-    json_param,
-    stream_request,
-)
+from ansflow.blocks.docker import DockerHost, docker_base_url, standalone_docker
+from ansflow.engines.docker import docker_client, engine_error, json_param, stream_engine
 from ansflow.engines.docker_context import ContextFiles, ContextStream, scan_context
-from ansflow.engines.docker_streams import parse_stream_event
+from ansflow.engines.docker_streams import StreamEvent
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import DockerBuildConfig
 from ansflow.tasks.base import StepContext, StepResult
@@ -127,39 +119,30 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
     """
     plan = plan_build(config, ctx.workspace)
     files = check_context(plan)
-    client = docker_client(engine_address(ctx.defaults))
+    client = docker_client(docker_base_url(config.host))
     context = ContextStream(files)
-    aborter = StreamAborter()
-    unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))
     image_id = None
+
+    def seen(event: StreamEvent) -> None:
+        nonlocal image_id
+        image_id = event.image_id or image_id
+
+    def failed(message: str) -> StepFailed:
+        if context.error is not None:
+            return StepFailed(f"build context unreadable: {context.error}")
+        return StepFailed(f"docker build failed: {message}")
+
     try:
         ctx.emit(f"building {', '.join(plan.tags)} from {plan.context}")
-        with deadline_timer(ctx.remaining(), lambda: aborter.abort("timeout")):
-            events = stream_request(
-                client, "/build", aborter=aborter, params=build_params(config, plan),
-                data=context.chunks(), headers={"Content-Type": "application/x-tar"},
-            )
-            for raw in events:
-                event = parse_stream_event(raw)
-                if event.line is not None:
-                    ctx.emit(event.line)
-                if event.error:
-                    if context.error is not None:
-                        raise StepFailed(f"build context unreadable: {context.error}")
-                    raise StepFailed(f"docker build failed: {event.error}")
-                image_id = event.image_id or image_id
-        _raise_if_aborted(ctx, aborter)
+        stream_engine(client, "/build", what="docker build", timeout=ctx.budget(),
+                      limit=ctx.timeout, on_cancel=ctx.on_cancel, emit=ctx.emit, fail=failed,
+                      on_event=seen, params=build_params(config, plan), data=context.chunks(),
+                      headers={"Content-Type": "application/x-tar"})
         if context.error is not None:
             raise StepFailed(f"build context unreadable: {context.error}")
         if image_id is None:
-            image_id = client.api.inspect_image(plan.tags[0])["Id"]
-    except StepFailed:
-        raise
-    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
-        _raise_if_aborted(ctx, aborter)
-        raise engine_error(exc, "docker build") from exc
+            image_id = _image_id(client, plan.tags[0])
     finally:
-        unregister()
         context.close()
         client.close()
     ctx.emit(f"built {image_id} as {', '.join(plan.tags)}")
@@ -167,10 +150,11 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
                                "tags": ",".join(plan.tags)})
 
 
-def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
-    error = aborted_error(aborter.reason, "docker build", ctx.timeout)
-    if error is not None:
-        raise error
+def _image_id(client, reference: str) -> str:  # noqa: ANN001
+    try:
+        return client.api.inspect_image(reference)["Id"]
+    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
+        raise engine_error(exc, "docker build") from exc
 
 
 @step_task("docker_build", execute_docker_build)
@@ -231,7 +215,7 @@ def docker_build(
             return built["outputs"]["image_id"]
         ```
     """
-    defaults, _, _ = standalone_docker(host)
+    host, _, _ = standalone_docker(host)
     return run_standalone("docker_build", execute_docker_build,
                           config_of(DockerBuildConfig, locals()), timeout=timeout,
-                          workspace=workspace, defaults=defaults)
+                          workspace=workspace)

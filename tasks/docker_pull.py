@@ -5,21 +5,12 @@ from __future__ import annotations
 from ansflow.blocks.docker import (
     DockerHost,
     DockerRegistryCredentials,
-    engine_address,
-    registry_with_defaults,
+    docker_base_url,
+    resolve_registry,
     standalone_docker,
 )
-from ansflow.engines.docker import (
-    StreamAborter,
-    aborted_error,
-    deadline_timer,
-    docker_client,
-    encode_auth,
-    engine_error,
-    stream_request,
-)
-from ansflow.engines.docker_streams import image_ref, parse_stream_event, registry_of, retarget
-from ansflow.errors import StepFailed
+from ansflow.engines.docker import docker_client, encode_auth, engine_error, stream_engine
+from ansflow.engines.docker_streams import StreamEvent, image_ref, registry_of, retarget
 from ansflow.spec.steps import DockerPullConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.docker_push import registry_failure
@@ -43,39 +34,30 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
         EngineUnavailable: no Docker engine answers.
     """
     repo, tag = image_ref(config.image, config.tag)
-    access = registry_with_defaults(config.registry, config.credentials, ctx.defaults,
-                                    ctx.blocks.get("credentials"))
+    access = resolve_registry(config.registry, config.credentials, ctx.blocks.get("credentials"))
     if access.host and registry_of(repo) != access.host:
         repo = retarget(repo, access.host)
     reference = f"{repo}:{tag}"
-    client = docker_client(engine_address(ctx.defaults))
-    aborter = StreamAborter()
-    unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))
+    client = docker_client(docker_base_url(config.host))
     digest = None
+
+    def seen(event: StreamEvent) -> None:
+        nonlocal digest
+        digest = event.digest or digest
+
+    what = f"pull of {reference}"
     try:
         ctx.emit(f"pulling {reference} ({access.source} access)")
-        with deadline_timer(ctx.remaining(), lambda: aborter.abort("timeout")):
-            events = stream_request(
-                client, "/images/create", aborter=aborter,
-                params={"fromImage": repo, "tag": tag},
-                headers={"X-Registry-Auth": encode_auth(access.auth_config())},
-            )
-            for raw in events:
-                event = parse_stream_event(raw)
-                if event.line is not None:
-                    ctx.emit(event.line)
-                if event.error:
-                    raise registry_failure(event.error, f"pull of {reference}", access)
-                digest = event.digest or digest
-        _raise_if_aborted(ctx, aborter)
-        info = client.api.inspect_image(reference)
-    except StepFailed:
-        raise
-    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
-        _raise_if_aborted(ctx, aborter)
-        raise engine_error(exc, f"pull of {reference}") from exc
+        stream_engine(client, "/images/create", what=what, timeout=ctx.budget(),
+                      limit=ctx.timeout, on_cancel=ctx.on_cancel, emit=ctx.emit,
+                      fail=lambda message: registry_failure(message, what, access),
+                      on_event=seen, params={"fromImage": repo, "tag": tag},
+                      headers={"X-Registry-Auth": encode_auth(access.auth_config())})
+        try:
+            info = client.api.inspect_image(reference)
+        except Exception as exc:  # noqa: BLE001 - translated into the step error tree
+            raise engine_error(exc, what) from exc
     finally:
-        unregister()
         client.close()
     for repo_digest in info.get("RepoDigests") or []:
         name, _, value = repo_digest.partition("@")
@@ -83,12 +65,6 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
             digest = value
     return StepResult(outputs={"image": reference, "image_id": info["Id"],
                                "digest": digest or ""})
-
-
-def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
-    error = aborted_error(aborter.reason, "docker pull", ctx.timeout)
-    if error is not None:
-        raise error
 
 
 @step_task("docker_pull", execute_docker_pull)
@@ -132,6 +108,6 @@ def docker_pull(
                     credentials=DockerRegistryCredentials.load("prod-registry"))
         ```
     """
-    defaults, blocks, credentials = standalone_docker(host, credentials)
+    host, blocks, credentials = standalone_docker(host, credentials)
     return run_standalone("docker_pull", execute_docker_pull, config_of(DockerPullConfig, locals()),
-                          timeout=timeout, defaults=defaults, blocks=blocks)
+                          timeout=timeout, blocks=blocks)

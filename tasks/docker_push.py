@@ -11,20 +11,12 @@ from ansflow.blocks.docker import (
     DockerHost,
     DockerRegistryCredentials,
     RegistryAccess,
-    engine_address,
-    registry_with_defaults,
+    docker_base_url,
+    resolve_registry,
     standalone_docker,
 )
-from ansflow.engines.docker import (
-    StreamAborter,
-    aborted_error,
-    deadline_timer,
-    docker_client,
-    encode_auth,
-    engine_error,
-    stream_request,
-)
-from ansflow.engines.docker_streams import image_ref, parse_stream_event, retarget
+from ansflow.engines.docker import docker_client, encode_auth, engine_error, stream_engine
+from ansflow.engines.docker_streams import StreamEvent, image_ref, retarget
 from ansflow.errors import StepFailed, StepTransient
 from ansflow.spec.steps import DockerPushConfig
 from ansflow.tasks.base import StepContext, StepResult
@@ -54,8 +46,7 @@ class PushPlan:
         return f"{self.repository}:{self.tag}"
 
 
-def plan_push(config: DockerPushConfig, defaults: dict | None = None,
-              block: Any = None) -> PushPlan:
+def plan_push(config: DockerPushConfig, block: Any = None) -> PushPlan:
     """Validate names and resolve the registry / credentials before talking to the engine.
 
     Raises:
@@ -63,7 +54,7 @@ def plan_push(config: DockerPushConfig, defaults: dict | None = None,
             a host nor a saved block.
     """
     repo, tag = image_ref(config.image, config.tag)
-    access = registry_with_defaults(config.registry, config.credentials, defaults, block)
+    access = resolve_registry(config.registry, config.credentials, block)
     target_repo = retarget(repo, access.host) if access.host else repo
     return PushPlan(source=f"{repo}:{tag}", repository=target_repo, tag=tag, access=access)
 
@@ -101,53 +92,39 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
         EngineUnavailable: no Docker engine answers.
     """
-    plan = plan_push(config, ctx.defaults, ctx.blocks.get("credentials"))
-    client = docker_client(engine_address(ctx.defaults))
-    aborter = StreamAborter()
-    unregister = ctx.on_cancel(lambda: aborter.abort("cancelled"))
+    plan = plan_push(config, ctx.blocks.get("credentials"))
+    client = docker_client(docker_base_url(config.host))
     digest = None
+
+    def seen(event: StreamEvent) -> None:
+        nonlocal digest
+        digest = event.digest or digest
+
+    what = f"push of {plan.target}"
     try:
-        if plan.target != plan.source:
-            client.api.tag(plan.source, plan.repository, plan.tag)
-        else:
-            client.api.inspect_image(plan.source)
-        auth = plan.access.auth_config()
+        try:
+            if plan.target != plan.source:
+                client.api.tag(plan.source, plan.repository, plan.tag)
+            else:
+                client.api.inspect_image(plan.source)
+        except docker.errors.ImageNotFound as exc:
+            raise StepFailed(f"image {plan.source!r} not found on the Docker engine",
+                             hint="build it first with a docker_build step") from exc
+        except Exception as exc:  # noqa: BLE001 - translated into the step error tree
+            raise engine_error(exc, what) from exc
         ctx.emit(f"pushing {plan.target} ({plan.access.source} access)")
-        with deadline_timer(ctx.remaining(), lambda: aborter.abort("timeout")):
-            events = stream_request(
-                client, f"/images/{plan.repository}/push", aborter=aborter,
-                params={"tag": plan.tag},
-                headers={"X-Registry-Auth": encode_auth(auth)},
-            )
-            for raw in events:
-                event = parse_stream_event(raw)
-                if event.line is not None:
-                    ctx.emit(event.line)
-                if event.error:
-                    raise registry_failure(event.error, f"push of {plan.target}", plan.access)
-                digest = event.digest or digest
-        _raise_if_aborted(ctx, aborter)
-    except StepFailed:
-        raise
-    except docker.errors.ImageNotFound as exc:
-        raise StepFailed(f"image {plan.source!r} not found on the Docker engine",
-                         hint="build it first with a docker_build step") from exc
-    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
-        _raise_if_aborted(ctx, aborter)
-        raise engine_error(exc, f"push of {plan.target}") from exc
+        stream_engine(client, f"/images/{plan.repository}/push", what=what,
+                      timeout=ctx.budget(), limit=ctx.timeout, on_cancel=ctx.on_cancel,
+                      emit=ctx.emit, fail=lambda message: registry_failure(message, what,
+                                                                           plan.access),
+                      on_event=seen, params={"tag": plan.tag},
+                      headers={"X-Registry-Auth": encode_auth(plan.access.auth_config())})
     finally:
-        unregister()
         client.close()
     if not digest:
         raise StepFailed(f"push of {plan.target}: the engine reported no digest")
     ctx.emit(f"pushed {plan.target}@{digest}")
     return StepResult(outputs={"image": plan.target, "digest": digest})
-
-
-def _raise_if_aborted(ctx: StepContext, aborter: StreamAborter) -> None:
-    error = aborted_error(aborter.reason, "docker push", ctx.timeout)
-    if error is not None:
-        raise error
 
 
 @step_task("docker_push", execute_docker_push)
@@ -190,6 +167,6 @@ def docker_push(
                     credentials=DockerRegistryCredentials.load("prod-registry"))
         ```
     """
-    defaults, blocks, credentials = standalone_docker(host, credentials)
+    host, blocks, credentials = standalone_docker(host, credentials)
     return run_standalone("docker_push", execute_docker_push, config_of(DockerPushConfig, locals()),
-                          timeout=timeout, defaults=defaults, blocks=blocks)
+                          timeout=timeout, blocks=blocks)

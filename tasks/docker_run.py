@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from ansflow.blocks.docker import DockerHost, engine_address, standalone_docker
+from ansflow.blocks.docker import DockerHost, docker_base_url, standalone_docker
 from ansflow.engines.docker_container import ContainerOutcome, ContainerSpec, run_container
 from ansflow.engines.docker_streams import command_argv, port_bindings, volume_binds
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
@@ -18,16 +18,10 @@ from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_tas
 
 
 def _deadline(ctx: StepContext, own_timeout: float | None):
-    """Seconds left under the tighter of the step's deadline and the config's own timeout."""
-    start = time.monotonic()
-
-    def left() -> float | None:
-        step_left = ctx.remaining()
-        own_left = None if own_timeout is None else own_timeout - (time.monotonic() - start)
-        candidates = [x for x in (step_left, own_left) if x is not None]
-        return min(candidates) if candidates else None
-
-    return left
+    """A function giving the seconds left under ``ctx.budget(own_timeout)``, from now."""
+    budget = ctx.budget(own_timeout)
+    end = None if budget is None else time.monotonic() + budget
+    return lambda: None if end is None else end - time.monotonic()
 
 
 def _limit(ctx: StepContext, own_timeout: float | None) -> str:
@@ -35,14 +29,15 @@ def _limit(ctx: StepContext, own_timeout: float | None) -> str:
     return f"{min(limits):g} s" if limits else "?"
 
 
-def _run(ctx: StepContext, spec: ContainerSpec, own_timeout: float | None) -> ContainerOutcome:
+def _run(ctx: StepContext, spec: ContainerSpec, own_timeout: float | None,
+         host: str | None) -> ContainerOutcome:
     outcome = run_container(
         spec,
         emit=lambda line, stream: ctx.emit(line, stream=stream),
         deadline=_deadline(ctx, own_timeout),
         stopped=lambda: ctx.cancelled,
         on_stop=ctx.on_cancel,
-        base_url=engine_address(ctx.defaults),
+        base_url=docker_base_url(host),
     )
     short = outcome.container_id[:12]
     if outcome.stopped and not short:
@@ -99,7 +94,7 @@ def execute_docker_run(ctx: StepContext, config: DockerRunConfig) -> StepResult:
     """
     spec = build_spec(ctx, config)
     ctx.emit(f"running {spec.image}" + (f" {' '.join(spec.command)}" if spec.command else ""))
-    outcome = _run(ctx, spec, config.timeout)
+    outcome = _run(ctx, spec, config.timeout, config.host)
     outputs = {"exit_code": str(outcome.exit_code), "container_id": outcome.container_id}
     if outcome.exit_code != 0:
         tail = "; last output: " + " | ".join(outcome.last_lines[-3:]) if outcome.last_lines else ""
@@ -109,7 +104,8 @@ def execute_docker_run(ctx: StepContext, config: DockerRunConfig) -> StepResult:
 
 
 def run_in_container(
-    ctx: StepContext, *, image: str, argv: list[str], working_dir: str, env: dict[str, str]
+    ctx: StepContext, *, image: str, argv: list[str], working_dir: str, env: dict[str, str],
+    host: str | None = None,
 ) -> int:
     """Run ``argv`` in a container of ``image`` with the workspace mounted at the same path.
 
@@ -121,6 +117,7 @@ def run_in_container(
         argv: The command to run (no shell unless argv starts one).
         working_dir: Directory inside the container (absolute; usually under the workspace).
         env: Environment of the process.
+        host: The engine: an address or a DockerHost block name (None: DOCKER_HOST).
 
     Returns:
         The container's exit code.
@@ -143,7 +140,7 @@ def run_in_container(
         labels=ctx.labels,
         name_hint=ctx.labels["ansflow.dev/step"][:40],
     )
-    return int(_run(ctx, spec, None).exit_code or 0)
+    return int(_run(ctx, spec, None, host).exit_code or 0)
 
 
 @step_task("docker_run", execute_docker_run)
@@ -197,6 +194,6 @@ def docker_run(
         docker_run(image="my-app:1.0", command=["./run-tests", "--fast"], timeout=600)
         ```
     """
-    defaults, _, _ = standalone_docker(host)
+    host, _, _ = standalone_docker(host)
     return run_standalone("docker_run", execute_docker_run, config_of(DockerRunConfig, locals()),
-                          workspace=workspace, defaults=defaults)
+                          workspace=workspace)

@@ -8,7 +8,14 @@ import time
 from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
-from ansflow.engines.kube import api_client_for
+from ansflow.engines.kube_objects import (
+    Resource,
+    apply_object,
+    get_object,
+    list_objects,
+    request,
+    resolve_kind,
+)
 from ansflow.errors import StepCancelled, StepFailed
 from ansflow.spec.steps import DeploymentSpec, HelmSpec, K8sDeployConfig
 from ansflow.tasks.base import StepContext, StepResult
@@ -19,16 +26,6 @@ from ansflow.tasks.k8s_manifests import (
     object_ref,
     rollback_patch,
 )
-from ansflow.tasks.k8s_objects import (
-    Resource,
-    api_errors,
-    apply_object,
-    get_object,
-    list_objects,
-    load_cluster,
-    request,
-    resolve_kind,
-)
 from ansflow.tasks.k8s_rollout import (
     AFTER_ROLLBACK,
     REVISION_ANNOTATION,
@@ -36,6 +33,7 @@ from ansflow.tasks.k8s_rollout import (
     WaitCondition,
     selector_string,
 )
+from ansflow.tasks.k8s_session import api_errors, cluster_session, load_cluster
 from ansflow.tasks.k8s_wait import step_deadline, wait_for
 from ansflow.tasks.public import (
     StepOutput,
@@ -161,15 +159,13 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
         block = load_cluster(config.cluster, ctx)
         return deploy_with_helm(ctx, config, block, config.namespace or block.namespace)
     objects = [add_labels(obj, ctx.labels) for obj in load_documents(config, ctx.workspace)]
-    block = load_cluster(config.cluster, ctx)
-    namespace = config.namespace or block.namespace
-    cluster = config.cluster
-    mode = "dry run of " if config.dry_run else ""
-    ctx.emit(f"{mode}applying {len(objects)} object(s) to cluster {cluster!r}, namespace "
-             f"{namespace}")
     applied: list[tuple[Resource, dict]] = []
     previous: dict[str, str | None] = {}
-    with api_client_for(block) as api:
+    with cluster_session(ctx, config.cluster, config.namespace) as session:
+        api, namespace, cluster = session.api, session.namespace, session.name
+        mode = "dry run of " if config.dry_run else ""
+        ctx.emit(f"{mode}applying {len(objects)} object(s) to cluster {cluster!r}, namespace "
+                 f"{namespace}")
         if config.create_namespace:
             with api_errors(cluster, f"create namespace {namespace}"):
                 _ensure_namespace(api, ctx, namespace, config.dry_run)
@@ -218,7 +214,7 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
             with api_errors(cluster, f"read {object_ref(obj)}"):
                 revision = _revision_after_apply(
                     api, res, obj["metadata"]["name"], obj["metadata"]["namespace"],
-                    time.monotonic() + min(10.0, max(0.0, ctx.remaining() or 10.0)))
+                    time.monotonic() + ctx.budget(10.0))
     if ctx.cancelled:
         raise StepCancelled("the run was cancelled")
     return StepResult(outputs={"objects": names, "revision": revision})

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 import time
 
 from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
-from ansflow.engines.kube import api_client_for, exec_streaming
+from ansflow.engines.kube import exec_streaming
+from ansflow.engines.kube_objects import Resource, get_object, list_objects
+from ansflow.engines.lines import LineSplitter
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import K8sExecConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.command import command_argv
-from ansflow.tasks.k8s_objects import Resource, api_errors, get_object, list_objects, load_cluster
 from ansflow.tasks.k8s_rollout import pod_ready
+from ansflow.tasks.k8s_session import api_errors, cluster_session
 from ansflow.tasks.public import (
     StepOutput,
     cluster_argument,
@@ -66,26 +69,22 @@ class LineEmitter:
 
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
-        self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
-        self.tail: list[str] = []
+        self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)
 
     def __call__(self, stream: str, data: bytes) -> None:
-        text = self.partial[stream] + data
-        *lines, self.partial[stream] = text.split(b"\n")
-        for line in lines:
+        for line in self.splitters[stream].feed(data):
             self._emit(stream, line)
 
     def flush(self) -> None:
-        for stream, rest in self.partial.items():
-            if rest:
-                self._emit(stream, rest)
-            self.partial[stream] = b""
+        for stream, splitter in self.splitters.items():
+            for line in splitter.flush():
+                self._emit(stream, line)
 
-    def _emit(self, stream: str, line: bytes) -> None:
-        text = line.decode("utf-8", "replace").rstrip("\r")
+    def _emit(self, stream: str, text: str) -> None:
         self.ctx.emit(text, stream=stream)
         if stream == "stdout":
-            self.tail = (self.tail + [text])[-20:]
+            self.tail.append(text)
 
 
 def _find_pod(api: k8s.ApiClient, ctx: StepContext, config: K8sExecConfig, namespace: str,
@@ -141,11 +140,8 @@ def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
     argv = exec_argv(config.command)
     if not argv:
         raise StepFailed("k8s_exec: the command is empty")
-    limits = [t for t in (config.timeout, ctx.remaining()) if t is not None]
-    budget = max(0.0, min(limits)) if limits else None
+    budget = ctx.budget(config.timeout)
     deadline = time.monotonic() + (budget if budget is not None else 86400.0)
-    block = load_cluster(config.cluster, ctx)
-    namespace = config.namespace or block.namespace
     emitter = LineEmitter(ctx)
 
     def check() -> None:
@@ -155,7 +151,8 @@ def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
             raise StepTimedOut(f"the command ran past {budget:.0f} s; the exec connection "
                                "was closed (the process may still run in the pod)")
 
-    with api_client_for(block) as api:
+    with cluster_session(ctx, config.cluster, config.namespace) as session:
+        api, namespace = session.api, session.namespace
         target = config.pod or f"pods matching {config.pod_selector!r}"
         with api_errors(config.cluster, f"find {target} in namespace {namespace}"):
             pod = _find_pod(api, ctx, config, namespace, deadline)

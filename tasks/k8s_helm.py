@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +15,9 @@ from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import K8sDeployConfig
 from ansflow.tasks.base import StepContext, StepResult
+
+HELM_QUERY_SECONDS = 60.0  # `helm status` / `helm get manifest` after the install
+HELM_OUTPUT_LINE_BYTES = 16 * 1024 * 1024  # status JSON is one line: never cut it
 
 # helm's post-renderer: add the run's labels to every rendered object's metadata (not to pod
 # templates: a new run id there would start a rollout on every run).
@@ -117,9 +119,9 @@ def deploy_with_helm(ctx: StepContext, config: K8sDeployConfig, block,
 
         where = f"cluster {config.cluster!r}, namespace {namespace}"
         ctx.emit(f"helm upgrade --install {spec.release} {spec.chart} ({where})")
-        limits = [t for t in (ctx.remaining(), config.timeout + 60) if t is not None]
         outcome = run_process(argv, cwd=ctx.workspace, env=dict(os.environ), emit=emit,
-                              timeout=max(1.0, min(limits)), cancelled=ctx.control.cancelled,
+                              timeout=max(1.0, ctx.budget(config.timeout + 60) or 1.0),
+                              cancelled=ctx.control.cancelled,
                               on_start=ctx.on_cancel)
         if outcome.cancelled:
             raise StepCancelled(f"helm release {spec.release!r}: the run was cancelled")
@@ -132,24 +134,34 @@ def deploy_with_helm(ctx: StepContext, config: K8sDeployConfig, block,
         if config.dry_run:
             return StepResult(outputs={"objects": "", "revision": ""})
         base = [helm, spec.release, "--namespace", namespace, "--kubeconfig", str(kubeconfig)]
-        status = _helm_json(base[:1] + ["status"] + base[1:] + ["-o", "json"], ctx.workspace)
-        manifest = _helm_text(base[:1] + ["get", "manifest"] + base[1:], ctx.workspace)
+        status = _helm_json(base[:1] + ["status"] + base[1:] + ["-o", "json"], ctx.workspace,
+                            ctx)
+        manifest = _helm_text(base[:1] + ["get", "manifest"] + base[1:], ctx.workspace, ctx)
     return StepResult(outputs={"objects": ",".join(manifest_objects(manifest)),
                                "revision": str(status.get("version", ""))})
 
 
-def _helm_text(argv: list[str], cwd: str) -> str:
-    try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        raise StepFailed(f"{' '.join(argv[1:3])} did not answer within 60 s") from None
-    if done.returncode != 0:
-        raise StepFailed(f"{' '.join(argv[1:3])} failed: {done.stderr.strip()[-300:]}")
-    return done.stdout
+def _helm_text(argv: list[str], cwd: str, ctx: StepContext) -> str:
+    """What a helm query prints, through the one process runner (deadline and cancel)."""
+    out: list[str] = []
+    err: list[str] = []
+    outcome = run_process(argv, cwd=cwd, env=dict(os.environ),
+                          emit=lambda line, stream: (out if stream == "stdout" else err).append(
+                              line),
+                          timeout=HELM_QUERY_SECONDS, cancelled=ctx.control.cancelled,
+                          on_start=ctx.on_cancel, line_bytes=HELM_OUTPUT_LINE_BYTES)
+    what = " ".join(argv[1:3])
+    if outcome.cancelled:
+        raise StepCancelled(f"{what}: the run was cancelled")
+    if outcome.timed_out:
+        raise StepFailed(f"{what} did not answer within {HELM_QUERY_SECONDS:g} s")
+    if outcome.exit_code != 0:
+        raise StepFailed(f"{what} failed: {' '.join(err).strip()[-300:]}")
+    return "\n".join(out)
 
 
-def _helm_json(argv: list[str], cwd: str) -> dict:
+def _helm_json(argv: list[str], cwd: str, ctx: StepContext) -> dict:
     try:
-        return json.loads(_helm_text(argv, cwd))
+        return json.loads(_helm_text(argv, cwd, ctx))
     except ValueError:
         raise StepFailed("helm status gave no JSON") from None

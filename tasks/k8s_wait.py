@@ -9,29 +9,26 @@ import urllib3
 from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
-from ansflow.engines.kube import api_client_for
-from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
-from ansflow.spec.steps import K8sWaitConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.k8s_objects import (
+from ansflow.engines.kube_objects import (
     Resource,
-    api_errors,
     get_object,
     list_objects,
-    load_cluster,
     resolve_kind,
     resolve_type,
     watch_events,
 )
+from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.spec.conditions import WaitCondition, parse_condition
+from ansflow.spec.steps import K8sWaitConfig
+from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_rollout import (
     REVISION_ANNOTATION,
     Verdict,
-    WaitCondition,
     evaluate,
-    parse_condition,
     selector_string,
     stuck_pod,
 )
+from ansflow.tasks.k8s_session import api_errors, cluster_session
 from ansflow.tasks.public import (
     StepOutput,
     cluster_argument,
@@ -200,8 +197,8 @@ def _stop_if_due(ctx: StepContext, deadline: float, ref: str, what: str, progres
 
 def step_deadline(ctx: StepContext, timeout: float | None) -> float:
     """The monotonic deadline of a wait: its own timeout, cut by the step's deadline."""
-    limits = [t for t in (timeout, ctx.remaining()) if t is not None]
-    return time.monotonic() + (max(0.0, min(limits)) if limits else 3600.0)
+    budget = ctx.budget(timeout)
+    return time.monotonic() + (budget if budget is not None else 3600.0)
 
 
 def execute_k8s_wait(ctx: StepContext, config: K8sWaitConfig) -> StepResult:
@@ -223,9 +220,8 @@ def execute_k8s_wait(ctx: StepContext, config: K8sWaitConfig) -> StepResult:
     except ValueError as exc:
         raise StepFailed(str(exc)) from None
     deadline = step_deadline(ctx, config.timeout)
-    block = load_cluster(config.cluster, ctx)
-    namespace = config.namespace or block.namespace
-    with api_client_for(block) as api:
+    with cluster_session(ctx, config.cluster, config.namespace) as session:
+        api, namespace = session.api, session.namespace
         action = f"resolve resource type {config.resource_type!r}"
         with api_errors(config.cluster, action):
             res = resolve_type(api, config.resource_type)

@@ -84,7 +84,6 @@ def config_of(model: type[StrictModel], arguments: dict[str, Any]) -> Any:
 def run_standalone(step_type: str, executor: Executor, config: Any, *,
                    timeout: float | None = None, workspace: str | None = None,
                    env: dict[str, str] | None = None, runs_on: str = "local",
-                   defaults: dict[str, Any] | None = None,
                    blocks: dict[str, Any] | None = None) -> StepOutput:
     """Run ``executor`` as a task of a user's flow (no pipeline around it).
 
@@ -103,7 +102,7 @@ def run_standalone(step_type: str, executor: Executor, config: Any, *,
         pipeline=flow_run.name if flow_run is not None else step_type, run_id=run_id,
         build_number=0, step_id=name, step_name=name, stage="", step_type=step_type,
         workspace=os.path.abspath(workspace or os.getcwd()), env=dict(env or {}),
-        timeout=timeout, runs_on=runs_on, defaults=defaults or {}, blocks=blocks or {},
+        timeout=timeout, runs_on=runs_on, blocks=blocks or {},
         control=control, logger=get_run_logger(),
     )
     stop = threading.Event()

@@ -86,7 +86,7 @@ def run(
 
     try:
         summary = run_pipeline(file, values, live=not as_json and sys.stdout.isatty(),
-                               dev_clusters=dev_cluster or [])
+                               dev_clusters=dev_cluster or [], plan=plan)
     except AnsflowError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None

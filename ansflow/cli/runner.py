@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from ansflow.errors import AnsflowError
-from ansflow.plan import PlannedStep
+from ansflow.plan import Plan, PlannedStep
 
 _ICON = {"running": "▶", "completed": "✔", "failed": "✘", "timedout": "⏱", "cancelled": "■",
          "skipped": "↷", "not_run": "·"}
@@ -85,11 +85,12 @@ def _check_health(url: str) -> None:
 
 
 def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
-                 dev_clusters: list[str] = ()) -> dict[str, Any]:
+                 dev_clusters: list[str] = (), plan: Plan | None = None) -> dict[str, Any]:
     """Run ``file`` with ``values`` as one Prefect flow run; returns the JSON summary.
 
     ``dev_clusters`` are running dev clusters whose blocks are saved first, on the same
-    Prefect server as the run (with the ephemeral server: one server for both).
+    Prefect server as the run (with the ephemeral server: one server for both). ``plan``
+    is the file's plan when the caller has loaded it already (the file is not parsed again).
     """
     ensure_server()
     if dev_clusters:
@@ -97,7 +98,7 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
 
         for name in dev_clusters:
             save_running_cluster_block(name)
-    from ansflow.flows.pipeline import pipeline_flow  # noqa: PLC0415
+    from ansflow.flows.pipeline import PRELOADED_PLAN, pipeline_flow  # noqa: PLC0415
     from ansflow.flows.scheduler import progress_listener  # noqa: PLC0415
 
     console = Console(stderr=True, highlight=False)
@@ -107,11 +108,13 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
             console.print(f"{_ICON.get(state, '?')} [{step.stage}] {step.name} ({step.id}): "
                           f"{state}", markup=False)
         token = progress_listener.set(show)
+    preload = PRELOADED_PLAN.set(plan)
     try:
         state = pipeline_flow(str(file.resolve()), values, return_state=True)
     except KeyboardInterrupt:
         raise AnsflowError("interrupted") from None
     finally:
+        PRELOADED_PLAN.reset(preload)
         if token is not None:
             progress_listener.reset(token)
     summary = _summary_of(state)

@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import docker
 import docker.auth
@@ -20,6 +21,7 @@ import docker.errors
 import requests
 from docker.utils.json_stream import json_stream
 
+from ansflow.engines.docker_streams import StreamEvent, parse_stream_event
 from ansflow.errors import (
     EngineUnavailable,
     StepCancelled,
@@ -278,6 +280,57 @@ def aborted_error(reason: str | None, what: str, timeout: float | None) -> StepF
     if reason == "cancelled":
         return StepCancelled(f"{what} stopped: the run was cancelled")
     return None
+
+
+def stream_engine(
+    client: docker.DockerClient,
+    path: str,
+    *,
+    what: str,
+    timeout: float | None,
+    on_cancel: Callable[[Callable[[], None]], Callable[[], None]],
+    fail: Callable[[str], StepFailed],
+    emit: Callable[[str], None] | None = None,
+    on_event: Callable[[StreamEvent], None] | None = None,
+    limit: float | None = None,
+    **request: Any,
+) -> None:
+    """Run one streamed engine request (build, push, pull) to its end, under a deadline and
+    a cancel: the one loop every streamed Docker call goes through.
+
+    Each event's text line goes to ``emit`` as it arrives, each event to ``on_event``; an
+    event carrying an error raises ``fail(message)``. Past ``timeout`` seconds, or when the
+    function registered with ``on_cancel`` is called, the connection is shut down (the engine
+    then stops the work) and StepTimedOut / StepCancelled is raised; any other failure of the
+    engine is translated by :func:`engine_error`. ``limit`` is the step timeout the
+    StepTimedOut message names.
+    """
+    aborter = StreamAborter()
+    unregister = on_cancel(lambda: aborter.abort("cancelled"))
+    try:
+        with deadline_timer(timeout, lambda: aborter.abort("timeout")):
+            for raw in stream_request(client, path, aborter=aborter, **request):
+                event = parse_stream_event(raw)
+                if event.line is not None and emit is not None:
+                    emit(event.line)
+                if event.error:
+                    raise fail(event.error)
+                if on_event is not None:
+                    on_event(event)
+        _raise_if_aborted(aborter, what, limit)
+    except StepFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
+        _raise_if_aborted(aborter, what, limit)
+        raise engine_error(exc, what) from exc
+    finally:
+        unregister()
+
+
+def _raise_if_aborted(aborter: StreamAborter, what: str, limit: float | None) -> None:
+    error = aborted_error(aborter.reason, what, limit)
+    if error is not None:
+        raise error
 
 
 def json_param(value: dict) -> str:

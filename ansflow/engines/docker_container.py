@@ -10,7 +10,6 @@ bounded memory and a bounded log volume. Nothing here knows about pipelines.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 import uuid
@@ -22,24 +21,18 @@ import docker.errors
 import requests
 
 from ansflow.engines.docker import (
-    StreamAborter,
-    deadline_timer,
     docker_client,
     encode_auth,
     engine_error,
-    stream_request,
+    stream_engine,
 )
 from ansflow.engines.docker_streams import (
     LineSplitter,
-    human_bytes,
-    parse_stream_event,
     registry_of,
     split_image_ref,
 )
-from ansflow.errors import StepFailed
+from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 
-DEFAULT_MAX_LOG_BYTES = 16 * 1024**2
-MAX_LOG_ENV = "ANSFLOW_DOCKER_MAX_LOG_BYTES"
 POLL_SECONDS = 0.5
 DRAIN_SECONDS = 30.0
 
@@ -73,24 +66,17 @@ class ContainerOutcome:
 
 
 class _OutputPump(threading.Thread):
-    """Reads the attach stream, hands out lines, and counts what it could not show."""
+    """Reads the attach stream and hands out lines (the caller's emit applies the log cap)."""
 
-    def __init__(self, stream, emit: Callable[[str, str], None], max_bytes: int) -> None:
+    def __init__(self, stream, emit: Callable[[str, str], None]) -> None:
         super().__init__(daemon=True, name="ansflow-docker-output")
         self._stream = stream
         self._emit = emit
-        self._left = max_bytes
-        self.dropped = 0
         self.last: collections.deque[str] = collections.deque(maxlen=5)
         self.error: Exception | None = None
 
     def _out(self, line: str, stream: str) -> None:
-        size = len(line) + 1
-        if self._left >= size:
-            self._left -= size
-            self._emit(line, stream)
-        else:
-            self.dropped += size
+        self._emit(line, stream)
         self.last.append(line)
 
     def run(self) -> None:
@@ -135,24 +121,19 @@ def ensure_image(
             f"image {image!r} not found on the Docker engine",
             hint="build it first with a docker_build step, or pull it with docker_pull",
         )
-    aborter = StreamAborter()
-    unregister = on_stop(lambda: aborter.abort("cancelled"))
+    params = {"fromImage": repo, "tag": tag or "latest"} if "@" not in repo else {
+        "fromImage": repo}
     try:
-        with deadline_timer(deadline(), lambda: aborter.abort("timeout")):
-            params = {"fromImage": repo, "tag": tag or "latest"} if "@" not in repo else {
-                "fromImage": repo}
-            for raw in stream_request(client, "/images/create", aborter=aborter, params=params,
-                                      headers={"X-Registry-Auth": encode_auth(None)}):
-                event = parse_stream_event(raw)
-                if event.error:
-                    raise StepFailed(f"image {image!r} not found locally and the pull failed: "
-                                     f"{event.error}")
-    except docker.errors.APIError as exc:
-        raise StepFailed(f"image {image!r} not found locally and the pull failed: "
-                         f"{exc.explanation or exc}") from exc
-    finally:
-        unregister()
-    return aborter.reason
+        stream_engine(client, "/images/create", what=f"pull of {image}", timeout=deadline(),
+                      on_cancel=on_stop, params=params,
+                      headers={"X-Registry-Auth": encode_auth(None)},
+                      fail=lambda message: StepFailed(
+                          f"image {image!r} not found locally and the pull failed: {message}"))
+    except StepTimedOut:
+        return "timeout"
+    except StepCancelled:
+        return "cancelled"
+    return None
 
 
 def _remove_quietly(container_id: str, base_url: str | None) -> None:
@@ -217,7 +198,6 @@ def run_container(
         EngineUnavailable: no engine answers.
     """
     client = docker_client(base_url)
-    max_log = int(os.environ.get(MAX_LOG_ENV, DEFAULT_MAX_LOG_BYTES))
     container_id = ""
     unregister: Callable[[], None] = lambda: None  # noqa: E731
     pump: _OutputPump | None = None
@@ -240,7 +220,7 @@ def run_container(
         container_id = created["Id"]
         unregister = on_stop(lambda: _remove_quietly(container_id, base_url))
         stream = client.api.attach(container_id, stream=True, logs=True, demux=True)
-        pump = _OutputPump(stream, emit, max_log)
+        pump = _OutputPump(stream, emit)
         pump.start()
         client.api.start(container_id)
         exit_code, outcome_stop = _wait(client, container_id, deadline, stopped)
@@ -265,9 +245,6 @@ def run_container(
         if pump is not None:
             pump.join(timeout=5)
         client.close()
-    if pump is not None and pump.dropped:
-        emit(f"[{human_bytes(pump.dropped)} of output not shown: over the {human_bytes(max_log)}"
-             f" log limit ({MAX_LOG_ENV})]", "stderr")
     return ContainerOutcome(exit_code, container_id, outcome_stop,
                             list(pump.last) if pump else [])
 

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ansflow.engines.lines import MAX_LINE_BYTES, LineSplitter
+
 READ_CHUNK = 65536
-MAX_LINE_BYTES = 64 * 1024  # longer lines are cut into pieces (memory stays bounded)
 KILL_GRACE = 2.0
 
 
@@ -22,10 +23,6 @@ class ProcessOutcome:
     exit_code: int | None
     timed_out: bool = False
     cancelled: bool = False
-
-
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -60,6 +57,7 @@ def run_process(
     timeout: float | None = None,
     cancelled: threading.Event | None = None,
     on_start: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+    line_bytes: int = MAX_LINE_BYTES,
 ) -> ProcessOutcome:
     """Run ``argv`` in its own process group; stream stdout/stderr lines to ``emit``.
 
@@ -74,6 +72,7 @@ def run_process(
         timeout: Seconds until the whole process group is killed.
         cancelled: When set, the process group is killed.
         on_start: Registers a kill function (for run-wide cancellation); returns its remover.
+        line_bytes: Longer lines are handed out in pieces of this size (memory bound).
 
     Returns:
         The exit code (negative signal number when killed) and why it ended.
@@ -88,7 +87,7 @@ def run_process(
     unregister = on_start(lambda: kill_group(proc)) if on_start else None
     deadline = None if timeout is None else time.monotonic() + timeout
     outcome = ProcessOutcome(exit_code=None)
-    streams = _LineStreams(proc, emit)
+    streams = _LineStreams(proc, emit, line_bytes)
     leader_gone_at: float | None = None
     try:
         while streams.open:
@@ -138,16 +137,17 @@ def _kill_rest(proc: subprocess.Popen) -> None:
 class _LineStreams:
     """stdout and stderr of a process, read without blocking and cut into lines."""
 
-    def __init__(self, proc: subprocess.Popen, emit: Callable[[str, str], None]) -> None:
+    def __init__(self, proc: subprocess.Popen, emit: Callable[[str, str], None],
+                 line_bytes: int) -> None:
         self.emit = emit
         self.selector = selectors.DefaultSelector()
-        self.pending: dict[int, bytes] = {}
+        self.splitters: dict[int, LineSplitter] = {}
         self.names: dict[int, str] = {}
         for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
             fd = stream.fileno()
             os.set_blocking(fd, False)
             self.selector.register(fd, selectors.EVENT_READ)
-            self.pending[fd] = b""
+            self.splitters[fd] = LineSplitter(line_bytes)
             self.names[fd] = name
         self.streams = [proc.stdout, proc.stderr]
 
@@ -168,19 +168,13 @@ class _LineStreams:
             chunk = b""
         if not chunk:
             self.selector.unregister(fd)
-            if self.pending[fd]:
-                self.emit(_decode(self.pending[fd]), self.names[fd])
-                self.pending[fd] = b""
+            self._out(fd, self.splitters[fd].flush())
             return
-        data = self.pending[fd] + chunk
-        lines = data.split(b"\n")
-        for line in lines[:-1]:
-            self.emit(_decode(line), self.names[fd])
-        rest = lines[-1]
-        while len(rest) > MAX_LINE_BYTES:
-            self.emit(_decode(rest[:MAX_LINE_BYTES]), self.names[fd])
-            rest = rest[MAX_LINE_BYTES:]
-        self.pending[fd] = rest
+        self._out(fd, self.splitters[fd].feed(chunk))
+
+    def _out(self, fd: int, lines: list[str]) -> None:
+        for line in lines:
+            self.emit(line, self.names[fd])
 
     def drain_and_close(self) -> None:
         """Read what is still buffered (without waiting), then close everything."""
@@ -190,9 +184,8 @@ class _LineStreams:
                 break
             for key, _ in ready:
                 self._read(key.fd)
-        for fd, rest in self.pending.items():
-            if rest:
-                self.emit(_decode(rest), self.names[fd])
+        for fd, splitter in self.splitters.items():
+            self._out(fd, splitter.flush())
         self.selector.close()
         for stream in self.streams:
             stream.close()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ansflow.spec.common import Duration, EnvMap, StrictModel, StrOrArgv
+from ansflow.spec.conditions import parse_condition
 
 
 class CommandConfig(StrictModel):
@@ -15,7 +16,11 @@ class CommandConfig(StrictModel):
     command: StrOrArgv = Field(description="Shell command line, or an argv list (no shell).")
     working_dir: str | None = Field(None, description="Directory to run in (default: workspace).")
     shell: str = Field("sh", description="Shell for string commands: sh, bash, or a path.")
-    image: str | None = Field(None, description="Container image when the step runs on docker.")
+    image: str | None = Field(None, description="Container image when the step runs on docker "
+                                                "(default: defaults.docker.image).")
+    host: str | None = Field(
+        None, description="Docker engine when the step runs on docker (default: "
+                          "defaults.docker.host, else DOCKER_HOST).")
 
 
 class ScriptConfig(StrictModel):
@@ -26,7 +31,11 @@ class ScriptConfig(StrictModel):
     interpreter: str = Field("sh", description="Interpreter: sh, bash, python3, node, ...")
     args: list[str] = Field(default_factory=list, description="Arguments passed to the script.")
     working_dir: str | None = None
-    image: str | None = Field(None, description="Container image when the step runs on docker.")
+    image: str | None = Field(None, description="Container image when the step runs on docker "
+                                                "(default: defaults.docker.image).")
+    host: str | None = Field(
+        None, description="Docker engine when the step runs on docker (default: "
+                          "defaults.docker.host, else DOCKER_HOST).")
 
     @model_validator(mode="after")
     def _one_source(self) -> ScriptConfig:
@@ -63,6 +72,9 @@ class DockerBuildConfig(StrictModel):
     no_cache: bool = False
     pull: bool = False
     platform: str | None = None
+    host: str | None = Field(
+        None, description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
+                          "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
 
 
 class DockerRunConfig(StrictModel):
@@ -81,6 +93,9 @@ class DockerRunConfig(StrictModel):
     user: str | None = None
     timeout: Duration | None = None
     remove: bool = True
+    host: str | None = Field(
+        None, description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
+                          "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
 
 
 class DockerPushConfig(StrictModel):
@@ -92,6 +107,9 @@ class DockerPushConfig(StrictModel):
         None, description="A registry host[:port], or the name of a saved registry block."
     )
     credentials: str | None = Field(None, description="Name of a registry credentials block.")
+    host: str | None = Field(
+        None, description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
+                          "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
 
 
 class DockerPullConfig(StrictModel):
@@ -101,6 +119,9 @@ class DockerPullConfig(StrictModel):
     tag: str | None = None
     registry: str | None = None
     credentials: str | None = None
+    host: str | None = Field(
+        None, description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
+                          "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
 
 
 class K8sTarget(StrictModel):
@@ -166,6 +187,13 @@ class K8sWaitConfig(K8sTarget):
     )
     timeout: Duration = 300.0
     fail_fast: bool = Field(True, description="Fail early on CrashLoopBackOff/ImagePullBackOff.")
+
+    @field_validator("condition")
+    @classmethod
+    def _known_condition(cls, value: str) -> str:
+        if "{{" not in value and "{%" not in value:  # templated: checked once rendered
+            parse_condition(value)
+        return value
 
 
 class K8sExecConfig(K8sTarget):

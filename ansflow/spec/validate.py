@@ -289,7 +289,10 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
                                 f"steps form a cycle: {' -> '.join(cycle)}"))
         return plan, problems
 
-    from ansflow.spec.defaults import apply_step_defaults  # noqa: PLC0415 - avoids a cycle
+    from ansflow.spec.defaults import (  # noqa: PLC0415 - avoids a cycle
+        apply_docker_defaults,
+        apply_step_defaults,
+    )
 
     for step, path, sname, senv in entries:
         sid = id_of[id(step)]
@@ -309,7 +312,8 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
         problems.extend(_not_implemented(planned, located, file, path))
     if pipeline.stages is None:
         plan.stages[0].steps = [s.id for s in plan.steps]
-    problems.extend(apply_step_defaults(plan, located, file, path_of))
+    problems.extend(apply_step_defaults(plan, located, file, path_of, deps))
+    apply_docker_defaults(plan)
     problems.extend(check_templates(plan, located, file, path_of, deps))
     return plan, problems
 

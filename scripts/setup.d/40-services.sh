@@ -1,7 +1,8 @@
-# Services for the deployment tests: Debian's chromium (the Prefect UI test) and a private
+# Services for the deployment tests: Debian's chromium (the Prefect UI test, with a CJK font
+# for the demo's step names) and a private
 # PostgreSQL on a loopback port (the second test pass: Prefect's database and ansflow's store).
 # Idempotent: an initialised cluster is reused, a running one is left running.
-need_apt chromium postgresql fonts-dejavu-core
+need_apt chromium postgresql fonts-dejavu-core fonts-wqy-microhei  # CJK step names in the UI
 
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 pg_state="$ANSFLOW_CACHE_DIR/postgres"

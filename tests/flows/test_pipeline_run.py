@@ -232,6 +232,23 @@ def test_binary_and_huge_output_do_not_break_the_step(run_pipeline):
     assert by_id(summary)["noisy"]["exit_code"] == 0
 
 
+def test_the_log_cap_setting_takes_effect(run_pipeline, monkeypatch):
+    monkeypatch.setenv("ANSFLOW_MAX_LOG_BYTES", "2000")
+    state, summary = run_pipeline("""
+        steps:
+          - {id: chatty, type: command, config: {command: "for i in $(seq 1 200); do echo line-$i-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; done"}}
+    """)
+    assert state.is_completed(), summary["message"]
+    flow_run_id = state.state_details.flow_run_id
+    # 41 lines of 47-48 bytes fit in 2000 bytes; the other 159 are counted.
+    lines = logs(flow_run_id, "[ansflow] 159 output lines were not logged (log size limit)")
+    shown = [line for line in lines if line.startswith("line-")]
+    assert len(shown) == 41 and shown[-1].startswith("line-41-"), lines
+    assert "[ansflow] 159 output lines were not logged (log size limit)" in lines
+    assert any("output beyond 2000 bytes is not logged" in line and "ANSFLOW_MAX_LOG_BYTES"
+               in line for line in lines)
+
+
 def test_runtime_template_error_fails_the_step_with_the_name(run_pipeline):
     state, summary = run_pipeline("""
         steps:

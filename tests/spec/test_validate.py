@@ -210,3 +210,50 @@ steps:
         "p.yaml:4:39: step 'pod': runs_on: kubernetes is not implemented in this version of "
         "ansflow (implemented: local, docker)",
     ]
+
+
+def test_k8s_wait_condition_is_checked_by_validate_unless_templated(tmp_path):
+    out = problems(tmp_path, """\
+pipeline:
+  name: w
+  variables: {cond: ready}
+  steps:
+    - {type: k8s_wait, config: {cluster: c, namespace: n, resource_type: deploy, resource_name: a, condition: avialable}}
+    - {type: k8s_wait, config: {cluster: c, namespace: n, resource_type: deploy, resource_name: a, condition: "{{ vars.cond }}"}}
+""")
+    assert out == ["p.yaml:5:111: 'condition': unknown condition 'avialable': use available, "
+                   "rollout, ready, complete, deleted, condition=TYPE[=VALUE] or "
+                   "jsonpath={.path}[=VALUE]"]
+
+
+def test_k8s_steps_inherit_cluster_and_namespace_from_the_step_that_runs_before(tmp_path):
+    path = tmp_path / "p.yaml"
+    # Written order: wait (stage b) above deploy (stage a), but b needs a, so deploy runs
+    # first and the wait inherits from it, not from the step written above it.
+    path.write_text("""\
+pipeline:
+  name: order
+  stages:
+    - name: b
+      needs: [a]
+      steps:
+        - {id: wait, type: k8s_wait, config: {resource_type: deploy, resource_name: x}}
+    - name: c
+      needs: []
+      steps:
+        - {id: other, type: k8s_exec, config: {cluster: elsewhere, namespace: far, pod: p, command: x}}
+    - name: a
+      needs: []
+      steps:
+        - {id: deploy, type: k8s_deploy, config: {cluster: prod, namespace: shop, manifest: "kind: ConfigMap"}}
+""")
+    plan = load_plan(path)
+    wait = plan.step("wait")
+    assert (wait.config["cluster"], wait.config["namespace"]) == ("prod", "shop")
+    out = problems(tmp_path, """\
+stages:
+  - {name: a, needs: [], steps: [{id: exec, type: k8s_exec, config: {pod: p, command: x}}]}
+  - {name: b, needs: [], steps: [{id: dep, type: k8s_deploy, config: {cluster: c, namespace: n, manifest: "kind: ConfigMap"}}]}
+""")
+    assert any("step 'exec' (k8s_exec) names no cluster, and neither `defaults.k8s.cluster` "
+               "nor a k8s step that runs before it gives one" in o for o in out), out

@@ -104,21 +104,23 @@ def test_missing_base_image_is_a_clear_error(make_ctx):
 
 
 def test_missing_dockerfile_and_context_fail_before_any_io(make_ctx):
-    ctx = make_ctx("docker_build", defaults={"docker": {"host": "unix:///nonexistent.sock"}})
+    ctx = make_ctx("docker_build")
+    nowhere = "unix:///nonexistent.sock"
     with pytest.raises(StepFailed, match="Dockerfile 'Dockerfile' not found"):
-        execute_docker_build(ctx, DockerBuildConfig(image_name="x"))
+        execute_docker_build(ctx, DockerBuildConfig(image_name="x", host=nowhere))
     with pytest.raises(StepFailed, match="build context 'nope'.*does not exist"):
-        execute_docker_build(ctx, DockerBuildConfig(image_name="x", context="nope"))
+        execute_docker_build(ctx, DockerBuildConfig(image_name="x", context="nope", host=nowhere))
     write(Path(ctx.workspace) / "Dockerfile", "FROM scratch\n")
     with pytest.raises(StepFailed, match="not a valid image reference"):
-        execute_docker_build(ctx, DockerBuildConfig(image_name="Upper/Case"))
+        execute_docker_build(ctx, DockerBuildConfig(image_name="Upper/Case", host=nowhere))
 
 
 def test_engine_unreachable_is_reported_with_a_hint(make_ctx):
-    ctx = make_ctx("docker_build", defaults={"docker": {"host": "unix:///nonexistent.sock"}})
+    ctx = make_ctx("docker_build")
     write(Path(ctx.workspace) / "Dockerfile", "FROM scratch\n")
     with pytest.raises(EngineUnavailable, match="unreachable.*\n.*hint"):
-        execute_docker_build(ctx, DockerBuildConfig(image_name="x"))
+        execute_docker_build(ctx, DockerBuildConfig(image_name="x",
+                                                    host="unix:///nonexistent.sock"))
 
 
 def test_context_over_the_size_limit_honours_dockerignore(make_ctx, monkeypatch, base_image):

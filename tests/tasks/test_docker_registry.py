@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from ansflow.blocks.docker import RegistryAccess, engine_address, resolve_registry
+from ansflow.blocks.docker import RegistryAccess, docker_base_url, resolve_registry
 from ansflow.errors import StepFailed, StepTransient
 from ansflow.spec.steps import DockerPushConfig
 from ansflow.tasks.docker_push import plan_push, registry_failure
@@ -57,15 +57,30 @@ def test_registry_errors_are_classified():
     assert type(other) is StepFailed
 
 
-def test_engine_address_from_defaults():
-    assert engine_address(None) is None
-    assert engine_address({"docker": {"image": "x"}}) is None
-    assert engine_address({"docker": {"host": "tcp://127.0.0.1:2375"}}) == "tcp://127.0.0.1:2375"
+def test_engine_address_of_a_step():
+    assert docker_base_url(None) is None
+    assert docker_base_url("tcp://127.0.0.1:2375") == "tcp://127.0.0.1:2375"
 
 
-def test_pipeline_defaults_fill_in_registry_and_credentials():
-    defaults = {"docker": {"registry": "reg.example.com:5000"}}
-    plan = plan_push(DockerPushConfig(image="my-app:1"), defaults)
-    assert plan.target == "reg.example.com:5000/my-app:1"
-    own = plan_push(DockerPushConfig(image="my-app:1", registry="other.example"), defaults)
-    assert own.target == "other.example/my-app:1"
+def test_pipeline_defaults_fill_in_registry_credentials_host_and_image(tmp_path):
+    from ansflow.spec.validate import load_plan
+
+    path = tmp_path / "p.yaml"
+    path.write_text("""\
+pipeline:
+  name: d
+  defaults:
+    docker: {registry: "reg.example.com:5000", host: "tcp://127.0.0.1:2375", image: "box:1"}
+  steps:
+    - {id: push, type: docker_push, config: {image: "my-app:1"}}
+    - {id: own, type: docker_push, config: {image: "my-app:1", registry: other.example}}
+    - {id: inbox, type: command, runs_on: docker, config: {command: "true"}}
+    - {id: here, type: command, config: {command: "true"}}
+""")
+    plan = load_plan(path)
+    push, own, inbox, here = (plan.step(s).config for s in ("push", "own", "inbox", "here"))
+    assert plan_push(DockerPushConfig(**push)).target == "reg.example.com:5000/my-app:1"
+    assert push["host"] == "tcp://127.0.0.1:2375"
+    assert plan_push(DockerPushConfig(**own)).target == "other.example/my-app:1"
+    assert (inbox["image"], inbox["host"]) == ("box:1", "tcp://127.0.0.1:2375")
+    assert "image" not in here and "host" not in here  # a local step: nothing Docker added

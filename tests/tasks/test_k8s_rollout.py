@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from ansflow.errors import StepFailed
-
+from ansflow.spec.conditions import parse_condition
 from ansflow.tasks.k8s_exec import LineEmitter, exec_argv, pick_container, pick_pod
 from ansflow.tasks.k8s_rollout import (
     WaitCondition,
     evaluate,
     jsonpath_status,
-    parse_condition,
     rollout_status,
     selector_string,
     stuck_pod,
@@ -69,27 +68,6 @@ def test_statefulset_and_daemonset_rollout_status():
     assert "1 of 2 updated pods are available" in rollout_status(ds).progress
     ds["status"]["numberAvailable"] = 2
     assert rollout_status(ds).done
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("available", WaitCondition("rollout")),
-    ("Rollout", WaitCondition("rollout")),
-    ("complete", WaitCondition("complete")),
-    ("delete", WaitCondition("deleted")),
-    ("condition=Ready", WaitCondition("condition", "Ready", "true")),
-    ("condition=Progressing=False", WaitCondition("condition", "Progressing", "False")),
-    ("jsonpath={.status.phase}=Running", WaitCondition("jsonpath", "status.phase", "Running")),
-    ("jsonpath='{.status.readyReplicas}'", WaitCondition("jsonpath", "status.readyReplicas",
-                                                         None)),
-])
-def test_parse_condition(text, expected):
-    assert parse_condition(text) == expected
-
-
-@pytest.mark.parametrize("text", ["bogus", "condition=", "jsonpath=status.phase"])
-def test_parse_condition_rejects_what_it_cannot_mean(text):
-    with pytest.raises(ValueError):
-        parse_condition(text)
 
 
 def test_condition_is_case_insensitive_and_stale_conditions_do_not_count():

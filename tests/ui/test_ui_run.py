@@ -55,10 +55,9 @@ def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
             page.goto(f"{ui}/v2/deployments/deployment/{dep.id}")
             page.get_by_role("button", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Custom run").click()
-            for name, value in typed.items():
-                page.get_by_label(name, exact=True).fill(value)
-            page.get_by_label("greeting", exact=True).scroll_into_view_if_needed()
-            page.screenshot(path=str(shots / "ui-run-form.png"))
+            for name, value in typed.items():  # the form labels each field "NAME (Optional)"
+                page.get_by_label(f"{name} (Optional)", exact=True).fill(value)
+            page.screenshot(path=str(shots / "ui-run-form.png"), full_page=True)
             page.get_by_role("button", name="Submit").click()
             try:  # the toast's link; on a busy machine the toast can be gone before we look
                 page.get_by_role("button", name="View run").click(timeout=15_000)
@@ -70,7 +69,10 @@ def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
             assert run.state.is_completed(), run.state
             assert {k: run.parameters[k] for k in typed} == typed
             graph = _graph_after_final_states(page, f"{ui}/v2/runs/flow-run/{run_id}", run_id)
-            page.screenshot(path=str(shots / "ui-run.png"))
+            # The run's header and graph (the logs below name the test's temp folder).
+            box = page.locator("canvas").first.bounding_box()
+            page.screenshot(path=str(shots / "ui-run.png"), clip={
+                "x": 0, "y": 0, "width": 1400, "height": box["y"] + box["height"] + 16})
         finally:
             browser.close()
     assert graph >= 500, f"the run graph drew {graph} node pixels"

@@ -1,24 +1,24 @@
-"""Generic Kubernetes object access for the k8s steps: kind -> REST path, get, apply, watch.
+"""The Kubernetes adapter's object access: kind -> REST path, get, list, apply, watch.
 
 Objects travel as plain dicts (what the API server sends), so any kind works the same way,
 CRDs included. Kinds are resolved through the API server's discovery documents, never through
 a cache on disk. Requests go through the isolated ApiClient of ``ansflow.engines.kube``.
+Failures raise this module's small error tree (KubeNotFound, KubeConflict, KubeForbidden,
+KubeInvalid, KubeUnavailable), the client's exception chained; the step tasks turn them
+into step errors in one place (``ansflow.tasks.k8s_session.api_errors``). Nothing here knows
+about pipelines or steps.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
 from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
-
-from ansflow.engines.kube import translate_error
-from ansflow.errors import StepFailed
 
 FIELD_MANAGER = "ansflow"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -42,6 +42,48 @@ for _names, _gv, _kind in (
 ):
     for _name in _names:
         _ALIASES[_name] = (_gv, _kind)
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; the client's exception, if any, is the __cause__."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class KubeNotFound(KubeError):
+    """404, or a kind / resource type the cluster does not serve."""
+
+
+class KubeConflict(KubeError):
+    """409: the object changed or exists already."""
+
+
+class KubeForbidden(KubeError):
+    """401 or 403: the identity may not do this."""
+
+
+class KubeInvalid(KubeError):
+    """422: the API server refused the object as invalid."""
+
+
+class KubeUnavailable(KubeError):
+    """The API server is unreachable, overloaded (429) or failing (5xx): worth a retry."""
+
+
+_BY_STATUS = {404: KubeNotFound, 409: KubeConflict, 401: KubeForbidden, 403: KubeForbidden,
+              422: KubeInvalid}
+
+
+def classify(exc: BaseException) -> KubeError:
+    """The adapter's error for what the client raised (raise it ``from exc``)."""
+    if isinstance(exc, k8s.ApiException):
+        status = exc.status or 0
+        cls = _BY_STATUS.get(status) or (
+            KubeUnavailable if status in (0, 429) or status >= 500 else KubeError)
+        return cls(f"{status} {exc.reason}", status=status)
+    return KubeUnavailable(f"the API server is unreachable ({type(exc).__name__})")
 
 
 @dataclass(frozen=True)
@@ -72,7 +114,8 @@ def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = 
     """One REST call; the JSON answer as a dict (or the raw urllib3 response when streaming).
 
     Raises:
-        kubernetes.client.ApiException: any non-2xx answer (callers translate it).
+        KubeError: a non-2xx answer or no answer (the subclass says which; the client's
+            ApiException, with the server's Status body, is chained).
     """
     headers = {"Accept": "application/json"}
     if content_type:
@@ -80,13 +123,16 @@ def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = 
     serialized = api.param_serialize(method, path, query_params=list(query or []),
                                      header_params=headers, body=body,
                                      auth_settings=["BearerToken"])
-    response = api.call_api(*serialized, _request_timeout=timeout)
-    if not 200 <= response.status <= 299:
-        response.read()
-        raise k8s.ApiException.from_response(http_resp=response, body=None, data=None)
-    if stream:
-        return response.response
-    data = response.read()
+    try:
+        response = api.call_api(*serialized, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise k8s.ApiException.from_response(http_resp=response, body=None, data=None)
+        if stream:
+            return response.response
+        data = response.read()
+    except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise classify(exc) from exc
     return json.loads(data) if data else {}
 
 
@@ -95,15 +141,13 @@ def resolve_kind(api: k8s.ApiClient, api_version: str, kind: str) -> Resource:
     path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     try:
         doc = request(api, "GET", path)
-    except k8s.ApiException as exc:
-        if exc.status == 404:
-            raise StepFailed(f"the cluster does not serve apiVersion {api_version!r} "
-                             f"(kind {kind})") from None
-        raise
+    except KubeNotFound:
+        raise KubeNotFound(f"the cluster does not serve apiVersion {api_version!r} "
+                           f"(kind {kind})") from None
     for res in doc.get("resources", []):
         if res.get("kind") == kind and "/" not in res.get("name", ""):
             return Resource(api_version, kind, res["name"], bool(res.get("namespaced")))
-    raise StepFailed(f"the cluster has no kind {kind!r} in apiVersion {api_version!r}")
+    raise KubeNotFound(f"the cluster has no kind {kind!r} in apiVersion {api_version!r}")
 
 
 def resolve_type(api: k8s.ApiClient, resource_type: str) -> Resource:
@@ -125,17 +169,15 @@ def resolve_type(api: k8s.ApiClient, resource_type: str) -> Resource:
                      *res.get("shortNames", [])}
             if name in names:
                 return Resource(gv, res["kind"], res["name"], bool(res.get("namespaced")))
-    raise StepFailed(f"the cluster has no resource type {resource_type!r}")
+    raise KubeNotFound(f"the cluster has no resource type {resource_type!r}")
 
 
 def get_object(api: k8s.ApiClient, res: Resource, name: str, namespace: str | None) -> dict | None:
     """The object, or None when it does not exist."""
     try:
         obj = request(api, "GET", res.path(namespace, name))
-    except k8s.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    except KubeNotFound:
+        return None
     obj.setdefault("kind", res.kind)
     return obj
 
@@ -179,41 +221,3 @@ def watch_events(api: k8s.ApiClient, res: Resource, namespace: str | None, name:
     finally:
         response.close()  # never hand a half-read watch connection back to the pool
         response.release_conn()
-
-
-def load_cluster(name: str | None, ctx: Any = None):
-    """The saved KubernetesCluster block `name`, or a StepFailed saying how to save one.
-
-    A block object handed to a task directly (``ctx.blocks["cluster"]``) is used as is."""
-    from ansflow.blocks.kubernetes import KubernetesCluster
-
-    given = getattr(ctx, "blocks", {}).get("cluster") if ctx is not None else None
-    if given is not None:
-        return given
-    if not name:
-        raise StepFailed("no cluster given (set `cluster:` or `defaults.k8s.cluster`)")
-    try:
-        return KubernetesCluster.load(name)
-    except ValueError as exc:
-        raise StepFailed(
-            f"no saved Kubernetes cluster block named {name!r}",
-            hint=f"save one: ansflow cluster add {name} --kubeconfig FILE",
-        ) from exc
-
-
-@contextmanager
-def api_errors(cluster: str, action: str) -> Iterator[None]:
-    """Turn client/network exceptions raised inside into ansflow errors, and make every step
-    failure raised inside name the cluster."""
-    try:
-        yield
-    except StepFailed as exc:
-        if f"cluster {cluster!r}" in str(exc):
-            raise
-        message = str(exc)
-        if exc.hint:
-            message = message[: -len(f"\n  hint: {exc.hint}")]
-        raise type(exc)(f"cluster {cluster!r}: {message}", exit_code=exc.exit_code,
-                        hint=exc.hint) from exc
-    except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise translate_error(exc, cluster=cluster, action=action) from exc

@@ -1,0 +1,79 @@
+"""What every Kubernetes step does first: find its cluster (a block name, or a block object
+handed to the task), open an isolated API client, and turn every adapter or client failure
+into a step error that names the cluster, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+
+from ansflow.engines.kube import api_client_for, translate_error
+from ansflow.engines.kube_objects import KubeError
+from ansflow.errors import StepFailed
+
+
+@dataclass(frozen=True)
+class ClusterSession:
+    """An open connection to a step's cluster."""
+
+    name: str  # for messages
+    block: Any  # the KubernetesCluster block
+    api: k8s.ApiClient
+    namespace: str | None  # the step's namespace, else the block's
+
+
+@contextmanager
+def cluster_session(ctx: Any, cluster: str | None, namespace: str | None
+                    ) -> Iterator[ClusterSession]:
+    """Load the step's cluster and open a fresh ApiClient for the block (closed after)."""
+    block = load_cluster(cluster, ctx)
+    with api_client_for(block) as api:
+        yield ClusterSession(cluster or "?", block, api, namespace or block.namespace)
+
+
+def load_cluster(name: str | None, ctx: Any = None):
+    """The saved KubernetesCluster block `name`, or a StepFailed saying how to save one.
+
+    A block object handed to a task directly (``ctx.blocks["cluster"]``) is used as is."""
+    from ansflow.blocks.kubernetes import KubernetesCluster
+
+    given = getattr(ctx, "blocks", {}).get("cluster") if ctx is not None else None
+    if given is not None:
+        return given
+    if not name:
+        raise StepFailed("no cluster given (set `cluster:` or `defaults.k8s.cluster`)")
+    try:
+        return KubernetesCluster.load(name)
+    except ValueError as exc:
+        raise StepFailed(
+            f"no saved Kubernetes cluster block named {name!r}",
+            hint=f"save one: ansflow cluster add {name} --kubeconfig FILE",
+        ) from exc
+
+
+@contextmanager
+def api_errors(cluster: str, action: str) -> Iterator[None]:
+    """Turn client/network exceptions raised inside into ansflow errors, and make every step
+    failure raised inside name the cluster."""
+    try:
+        yield
+    except StepFailed as exc:
+        if f"cluster {cluster!r}" in str(exc):
+            raise
+        message = str(exc)
+        if exc.hint:
+            message = message[: -len(f"\n  hint: {exc.hint}")]
+        raise type(exc)(f"cluster {cluster!r}: {message}", exit_code=exc.exit_code,
+                        hint=exc.hint) from exc
+    except KubeError as exc:
+        cause = exc.__cause__
+        if cause is None:  # the adapter's own finding (an unknown kind...)
+            raise StepFailed(f"cluster {cluster!r}: {exc}") from exc
+        raise translate_error(cause, cluster=cluster, action=action) from exc
+    except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise translate_error(exc, cluster=cluster, action=action) from exc
