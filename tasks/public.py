@@ -127,19 +127,26 @@ def run_standalone(step_type: str, executor: Executor, config: Any, *,
 
 
 def watch_cancellation(flow_run_id: Any, control: RunControl, stop: threading.Event) -> None:
-    """Cancel ``control`` when the flow run is being cancelled (UI, API, CLI)."""
+    """Cancel ``control`` when the flow run is being cancelled (UI, API, CLI).
+
+    The client is opened only after the first poll interval: a task that ends sooner (most
+    commands do) costs a thread start, not a client.
+    """
     from prefect.client.orchestration import get_client  # noqa: PLC0415
 
+    if stop.wait(CANCEL_POLL_SECONDS):
+        return
     try:
         with get_client(sync_client=True) as client:
-            while not stop.wait(CANCEL_POLL_SECONDS):
+            while not stop.is_set():
                 try:
                     state = client.read_flow_run(flow_run_id).state
                 except Exception:  # noqa: BLE001 - a blip of the API must not stop the run
-                    continue
+                    state = None
                 if state is not None and (state.is_cancelling() or state.is_cancelled()):
                     control.cancel()
                     return
+                stop.wait(CANCEL_POLL_SECONDS)
     except Exception:  # noqa: BLE001 - no API: nothing to watch
         return
 

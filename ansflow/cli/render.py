@@ -26,7 +26,7 @@ def _where(step) -> str:  # noqa: ANN001
 
 
 def plan_text(plan: Plan) -> Table:
-    table = Table(title=f"{plan.name} ({plan.type})", title_justify="left")
+    table = Table(title=Text(f"{plan.name} ({plan.type})"), title_justify="left")
     for col in ("stage", "step", "id", "type", "runs on", "needs", "options"):
         table.add_column(col)
     for step in plan.steps + plan.finally_steps:
@@ -39,8 +39,9 @@ def plan_text(plan: Plan) -> Table:
             options.append(f"timeout: {step.timeout:g}s")
         if step.allow_failure:
             options.append("allow_failure")
-        table.add_row(step.stage, Text(step.name), step.id, step.type, _where(step),
-                      ", ".join(step.needs), "; ".join(options))
+        table.add_row(*(Text(cell) for cell in (
+            step.stage, step.name, step.id, step.type, _where(step), ", ".join(step.needs),
+            "; ".join(options))))
     return table
 
 
@@ -73,14 +74,16 @@ def _label(text: str) -> str:
 
 def summary_table(summary: dict[str, Any]) -> Table:
     state = summary["state"]
-    title = (f"{summary['pipeline']} #{summary['build_number']}: "
-             f"[{STATE_STYLE.get(state, '')}]{state}[/] - {summary.get('message', '')}")
+    # Names and messages are data: never parsed as Rich markup (`demo[/]` is a fine name).
+    title = Text.assemble(f"{summary['pipeline']} #{summary['build_number']}: ",
+                          (state, STATE_STYLE.get(state, "")),
+                          f" - {summary.get('message', '')}")
     table = Table(title=title, title_justify="left")
     for col in ("stage", "step", "state", "exit", "tries", "time", "message"):
         table.add_column(col)
     for s in summary["steps"]:
         style = STATE_STYLE.get(s["state"], "")
-        table.add_row(s["stage"], Text(s["name"]), Text(s["state"], style=style),
+        table.add_row(Text(s["stage"]), Text(s["name"]), Text(s["state"], style=style),
                       "" if s["exit_code"] is None else str(s["exit_code"]),
                       str(s["attempts"]), f"{s['duration_s']:.1f}s",
                       Text((s.get("message") or "")[:120]))

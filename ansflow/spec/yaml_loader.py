@@ -24,7 +24,6 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:map",
     "tag:yaml.org,2002:seq",
     "tag:yaml.org,2002:timestamp",
-    "tag:yaml.org,2002:binary",
 }
 
 Path = tuple[str | int, ...]

@@ -217,3 +217,20 @@ steps:
     assert stopped.returncode == 1 and "Traceback" not in stopped.stderr
     assert ("dev cluster 'not-started' is not running; start it with `ansflow dev-cluster up "
             "--name not-started`") in stopped.stderr
+
+
+def test_names_with_rich_markup_are_shown_as_written(prefect_server, tmp_path):
+    (tmp_path / "p.yaml").write_text("""
+pipeline:
+  name: "demo[/]"
+  stages:
+    - name: "[bold]stage[/bold] [/]"
+      steps:
+        - {id: a, name: "step [/]", type: command, when: "'[/]' != ''", config: {command: "true"}}
+""")
+    plan = ansflow("plan", str(tmp_path / "p.yaml"))
+    assert plan.returncode == 0, plan.stderr
+    assert "[bold]stage[/bold] [/]" in plan.stdout and "Traceback" not in plan.stderr
+    out = ansflow("run", str(tmp_path / "p.yaml"), cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "demo[/] #1: completed" in out.stdout and "Traceback" not in out.stderr

@@ -183,7 +183,7 @@ def test_serve_with_no_valid_file_exits_non_zero(tmp_path):
     assert "no valid pipeline to serve" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_serve_killed_mid_run_ends_the_run_crashed_and_a_new_serve_keeps_serving(
+def test_serve_stopped_mid_run_cancels_the_run_and_a_new_serve_keeps_serving(
         serve, deploy, tmp_path, unique):
     from prefect.client.orchestration import get_client
 
@@ -198,9 +198,9 @@ def test_serve_killed_mid_run_ends_the_run_crashed_and_a_new_serve_keeps_serving
             assert time.monotonic() < deadline, "run never started"
             time.sleep(0.5)
     time.sleep(2)
-    proc.stop()
+    proc.stop()  # SIGTERM: Prefect's runner cancels its in-flight runs, then exits
     ended = deploy.wait_final(run.id, timeout=60)
-    assert ended.state.is_crashed() or ended.state.is_cancelled(), ended.state
+    assert ended.state.is_cancelled(), ended.state
     again = serve(str(tmp_path / "p.yaml"))
     deploy.wait_for_runner(again)
     (tmp_path / "p.yaml").write_text(deploy.pipeline_text(unique))

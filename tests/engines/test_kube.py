@@ -1,4 +1,5 @@
-"""The Kubernetes adapter on the dev cluster: workloads, apply, watch, exec, logs, RBAC."""
+"""The Kubernetes adapter (ansflow/engines/kube.py) on the dev cluster: clients, exec, logs,
+error translation; and the dev cluster's controllers doing their part."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-import urllib3
 import yaml
 from kubernetes import client as k8s
-from kubernetes import watch
 
 from ansflow.engines.kube import (
     build_api_client,
@@ -180,43 +179,6 @@ def test_deployment_creates_replicaset_and_ready_pods_then_is_available(dev_clus
 
 
 @pytest.mark.k8s
-def test_server_side_apply_creates_then_updates_under_one_field_manager(dev_cluster):
-    ns = dev_cluster.namespace("ssa")
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "cfg", "namespace": ns}, "data": {"a": "1"}}
-    with dev_cluster.client() as api:
-        core = k8s.CoreV1Api(api)
-        kwargs = dict(field_manager="ansflow", force=True,
-                      _content_type="application/apply-patch+yaml")
-        core.patch_namespaced_config_map("cfg", ns, body, **kwargs)
-        body["data"] = {"a": "2", "b": "3"}
-        core.patch_namespaced_config_map("cfg", ns, body, **kwargs)
-        cm = core.read_namespaced_config_map("cfg", ns)
-    assert cm.data == {"a": "2", "b": "3"}
-    assert [m.manager for m in cm.metadata.managed_fields] == ["ansflow"]
-    assert cm.metadata.managed_fields[0].operation == "Apply"
-
-
-@pytest.mark.k8s
-def test_watch_sees_added_modified_and_deleted_events(dev_cluster):
-    ns = dev_cluster.namespace("watch")
-    with dev_cluster.client() as api:
-        core = k8s.CoreV1Api(api)
-        rv = core.list_namespaced_config_map(ns).metadata.resource_version
-        core.create_namespaced_config_map(ns, {"metadata": {"name": "w"}, "data": {"x": "1"}})
-        core.patch_namespaced_config_map("w", ns, {"data": {"x": "2"}})
-        core.delete_namespaced_config_map("w", ns)
-        seen = []
-        for event in watch.Watch().stream(core.list_namespaced_config_map, ns,
-                                          resource_version=rv, timeout_seconds=10):
-            if event["object"].metadata.name == "w":
-                seen.append(event["type"])
-            if event["type"] == "DELETED":
-                break
-    assert seen == ["ADDED", "MODIFIED", "DELETED"]
-
-
-@pytest.mark.k8s
 def test_exec_returns_stdout_stderr_and_exit_codes(dev_cluster):
     ns = dev_cluster.namespace("exec")
     with dev_cluster.client() as api:
@@ -253,48 +215,6 @@ def test_pod_logs_come_through_the_api_server(dev_cluster):
         pod = _running_pod(api, ns, "logger")
         text = k8s.CoreV1Api(api).read_namespaced_pod_log(pod, ns, container="main")
     assert marker in text
-
-
-@pytest.mark.k8s
-def test_read_only_service_account_token_gets_a_clean_403_on_create(dev_cluster):
-    ns = dev_cluster.namespace("rbac")
-    with dev_cluster.client() as api:
-        core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
-        core.create_namespaced_service_account(ns, {"metadata": {"name": "reader"}})
-        rbac.create_namespaced_role(ns, {
-            "metadata": {"name": "read"},
-            "rules": [{"apiGroups": ["", "apps"], "resources": ["*"],
-                       "verbs": ["get", "list", "watch"]}],
-        })
-        rbac.create_namespaced_role_binding(ns, {
-            "metadata": {"name": "reader-read"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read"},
-            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
-        })
-        token = core.create_namespaced_service_account_token(
-            "reader", ns, {"spec": {"expirationSeconds": 600}}
-        ).status.token
-    ca = (dev_cluster.paths.pki / "ca.crt").read_text()
-    with build_api_client(server=dev_cluster.server, token=token, ca_cert=ca) as reader:
-        apps = k8s.AppsV1Api(reader)
-        assert apps.list_namespaced_deployment(ns).items == []
-        with pytest.raises(k8s.ApiException) as caught:
-            apps.create_namespaced_deployment(ns, _deployment("nope"))
-    err = translate_error(caught.value, cluster=dev_cluster.name, action=f"create in {ns}")
-    assert caught.value.status == 403 and type(err) is StepFailed
-    assert f"system:serviceaccount:{ns}:reader" in str(err)
-    assert 'cannot create resource "deployments"' in str(err)
-    assert token not in str(err)
-
-
-@pytest.mark.k8s
-def test_unreachable_server_is_engine_unavailable_naming_the_cluster(dev_cluster):
-    with build_api_client(server="https://127.0.0.1:9", verify_ssl=False) as api:
-        api.configuration.retries = 0
-        with pytest.raises(urllib3.exceptions.HTTPError) as caught:
-            k8s.VersionApi(api).get_code(_request_timeout=3)
-    err = translate_error(caught.value, cluster="gone", action="read the version")
-    assert isinstance(err, EngineUnavailable) and "cluster 'gone'" in str(err)
 
 
 @pytest.mark.k8s

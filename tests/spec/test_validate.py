@@ -257,3 +257,17 @@ stages:
 """)
     assert any("step 'exec' (k8s_exec) names no cluster, and neither `defaults.k8s.cluster` "
                "nor a k8s step that runs before it gives one" in o for o in out), out
+
+
+def test_non_finite_durations_and_binary_tags_are_refused(tmp_path):
+    out = problems(tmp_path, """\
+steps:
+  - {id: a, type: command, timeout: .nan, config: {command: x}}
+  - {id: b, type: command, retry_delay: .inf, config: {command: x}}
+""")
+    assert len(out) == 2 and all("must be a finite number of seconds" in o for o in out), out
+    out = problems(tmp_path, """\
+steps:
+  - {id: a, type: command, config: {command: !!binary aGVsbG8=}}
+""")
+    assert len(out) == 1 and "YAML tag 'tag:yaml.org,2002:binary' is not allowed" in out[0], out
