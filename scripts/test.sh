@@ -11,7 +11,7 @@ cd "$ROOT"
 if [ $# -gt 0 ] || [ -z "${ANSFLOW_POSTGRES_URL:-}" ]; then
   exec python -m pytest "$@"
 fi
-python -m pytest
+python -m pytest --durations=25
 echo "== second pass: server tests on PostgreSQL" >&2
 # Fresh databases for the pass, so its results do not depend on an earlier run.
 python - <<'EOF'

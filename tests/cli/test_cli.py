@@ -228,7 +228,7 @@ pipeline:
       steps:
         - {id: a, name: "step [/]", type: command, when: "'[/]' != ''", config: {command: "true"}}
 """)
-    plan = ansflow("plan", str(tmp_path / "p.yaml"))
+    plan = ansflow("plan", str(tmp_path / "p.yaml"), env={**os.environ, "COLUMNS": "300"})
     assert plan.returncode == 0, plan.stderr
     assert "[bold]stage[/bold] [/]" in plan.stdout and "Traceback" not in plan.stderr
     out = ansflow("run", str(tmp_path / "p.yaml"), cwd=tmp_path, timeout=300)
