@@ -42,11 +42,11 @@ def save_cluster_block(name: str, kubeconfig: str) -> str | None:
     return None
 
 
-def save_running_cluster_block(name: str) -> None:
-    """Save the block of the running dev cluster NAME (for `ansflow run --dev-cluster`).
+def running_cluster_kubeconfig(name: str) -> str:
+    """The admin kubeconfig of the running dev cluster NAME (for `ansflow run --dev-cluster`).
 
     Raises:
-        AnsflowError: the cluster is not running, or the block could not be saved.
+        AnsflowError: the cluster is not running (checked before any Prefect server starts).
     """
     from ansflow.devcluster import manager
     from ansflow.devcluster.state import ClusterPaths, load_state
@@ -55,7 +55,16 @@ def save_running_cluster_block(name: str) -> None:
     if not manager.is_running(paths, load_state(paths)):
         raise AnsflowError(f"dev cluster {name!r} is not running; start it with "
                            f"`ansflow dev-cluster up --name {name}`")
-    problem = save_cluster_block(name, str(paths.kubeconfig))
+    return str(paths.kubeconfig)
+
+
+def save_running_cluster_block(name: str, kubeconfig: str) -> None:
+    """Save the block NAME of a running dev cluster on the current Prefect server.
+
+    Raises:
+        AnsflowError: the block could not be saved.
+    """
+    problem = save_cluster_block(name, kubeconfig)
     if problem:
         raise AnsflowError(f"could not save the cluster block {name!r}: {problem}")
 

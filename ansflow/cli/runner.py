@@ -92,12 +92,15 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
     Prefect server as the run (with the ephemeral server: one server for both). ``plan``
     is the file's plan when the caller has loaded it already (the file is not parsed again).
     """
-    ensure_server()
-    if dev_clusters:
-        from ansflow.cli.dev_cluster import save_running_cluster_block  # noqa: PLC0415
+    from ansflow.cli.dev_cluster import (  # noqa: PLC0415
+        running_cluster_kubeconfig,
+        save_running_cluster_block,
+    )
 
-        for name in dev_clusters:
-            save_running_cluster_block(name)
+    kubeconfigs = {name: running_cluster_kubeconfig(name) for name in dev_clusters}
+    ensure_server()
+    for name, kubeconfig in kubeconfigs.items():
+        save_running_cluster_block(name, kubeconfig)
     from ansflow.flows.pipeline import PRELOADED_PLAN, pipeline_flow  # noqa: PLC0415
     from ansflow.flows.scheduler import progress_listener  # noqa: PLC0415
 

@@ -184,39 +184,18 @@ def test_dev_cluster_up_says_why_the_block_was_not_saved(tmp_path, dev_cluster):
     assert "Prefect's temporary server did not start" in out.stderr
 
 
-def test_run_dev_cluster_saves_the_block_on_the_runs_own_ephemeral_server(tmp_path,
-                                                                        dev_cluster):
-    ns = dev_cluster.namespace("eph")
-    (tmp_path / "p.yaml").write_text(f"""
-steps:
-  - id: cm
-    type: k8s_deploy
-    config:
-      cluster: {dev_cluster.name}
-      namespace: {ns}
-      manifest: |
-        apiVersion: v1
-        kind: ConfigMap
-        metadata: {{name: from-ephemeral}}
-        data: {{a: "1"}}
-""")
-    env = _without_prefect_server(tmp_path)
-    out = ansflow("run", str(tmp_path / "p.yaml"), "--json", "--dev-cluster", dev_cluster.name,
-                  cwd=tmp_path, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout)["state"] == "completed"
-    # One temporary server for the block save and the run (Prefect says when it stops one).
-    assert out.stderr.count("Stopping temporary server") == 1, out.stderr
-    from kubernetes import client as k8s
-
-    with dev_cluster.client() as api:
-        assert k8s.CoreV1Api(api).read_namespaced_config_map("from-ephemeral", ns).data == {
-            "a": "1"}
-    stopped = ansflow("run", str(tmp_path / "p.yaml"), "--dev-cluster", "not-started",
-                      cwd=tmp_path, env=env, timeout=600)
-    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr
+def test_run_dev_cluster_that_is_not_running_fails_before_any_server_starts(tmp_path):
+    # The positive case (block saved on the run's own ephemeral server, one server for the
+    # block and the run) is tests/scripts/test_demo.py, which runs scripts/demo.sh.
+    (tmp_path / "p.yaml").write_text("steps:\n  - {id: a, type: command, config: "
+                                     "{command: 'touch ran'}}\n")
+    out = ansflow("run", str(tmp_path / "p.yaml"), "--dev-cluster", "not-started",
+                  cwd=tmp_path, env=_without_prefect_server(tmp_path), timeout=600)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
     assert ("dev cluster 'not-started' is not running; start it with `ansflow dev-cluster up "
-            "--name not-started`") in stopped.stderr
+            "--name not-started`") in out.stderr
+    assert "temporary server" not in out.stderr
+    assert not (tmp_path / "ran").exists()
 
 
 def test_names_with_rich_markup_are_shown_as_written(prefect_server, tmp_path):
