@@ -11,7 +11,7 @@ from typing import Literal
 
 from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
-from ansflow.outputs import OutputFormatError, parse_outputs
+from ansflow.outputs import OutputFormatError, parse_outputs, read_outputs_file
 from ansflow.spec.steps import CommandConfig, ScriptConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
@@ -139,11 +139,7 @@ def _run_in_docker(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, s
 
 def _read_outputs(path: Path) -> dict[str, str]:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return {}
-    try:
-        return parse_outputs(text)
+        return parse_outputs(read_outputs_file(path))
     except OutputFormatError as exc:
         raise StepFailed(f"bad $ANSFLOW_OUTPUT content: {exc}") from exc
 

@@ -251,6 +251,24 @@ def test_the_log_cap_setting_takes_effect(run_pipeline, monkeypatch, caplog):
                in line for line in lines)
 
 
+def test_a_step_that_swaps_its_outputs_file_fails_clearly_instead_of_hanging_or_leaking(
+        run_pipeline, tmp_path):
+    (tmp_path / "host-secret").write_text("token=hunter2\n")
+    state, summary = run_pipeline(f"""
+        stages:
+          - name: both
+            parallel: true
+            steps:
+              - {{id: fifo, type: command, config: {{command: 'rm "$ANSFLOW_OUTPUT"; mkfifo "$ANSFLOW_OUTPUT"'}}}}
+              - {{id: link, type: command, config: {{command: 'ln -sf {tmp_path}/host-secret "$ANSFLOW_OUTPUT"'}}}}
+    """)
+    steps = by_id(summary)
+    assert steps["fifo"]["state"] == "failed" and "no longer a regular file" in (
+        steps["fifo"]["message"])
+    assert steps["link"]["state"] == "failed" and "symbolic link" in steps["link"]["message"]
+    assert "hunter2" not in str(summary)
+
+
 def test_runtime_template_error_fails_the_step_with_the_name(run_pipeline):
     state, summary = run_pipeline("""
         steps:
