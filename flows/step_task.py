@@ -16,13 +16,12 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
-from pydantic import ValidationError
 
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut, StepTransient
 from ansflow.plan import PlannedStep
 from ansflow.steptypes import CONFIG_MODELS
 from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import Executor
+from ansflow.tasks.public import Executor, validated_config
 from ansflow.templating import TemplateError, evaluate_condition, render_value
 
 
@@ -128,13 +127,8 @@ def _failed(ctx: StepContext, attempts: Attempts, exc: StepFailed) -> State:
 
 def validate_config_for(step_type: str, rendered: dict[str, Any]):
     """The step's config model, validated again after its templates were rendered."""
-    model = CONFIG_MODELS[step_type]
-    try:
-        return model.model_validate(rendered)
-    except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise StepFailed(f"invalid config after rendering templates: {details}") from exc
+    return validated_config(CONFIG_MODELS[step_type], rendered,
+                            "invalid config after rendering templates")
 
 
 def should_retry(step: PlannedStep, error: StepFailed) -> bool:

@@ -64,21 +64,30 @@ def step_task(step_type: str, executor: Executor) -> Callable[[Callable], Any]:
     return wrap
 
 
+def validated_config(model: type[StrictModel], values: dict[str, Any], what: str) -> Any:
+    """``values`` as the step's config model; a refusal is a StepFailed naming each field.
+
+    The one place a step's config is validated at run time: a task's arguments, and a
+    pipeline step's config once its templates are rendered.
+    """
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
+                            for e in exc.errors())
+        raise StepFailed(f"{what}: {details}") from None
+
+
 def config_of(model: type[StrictModel], arguments: dict[str, Any]) -> Any:
     """The step config from a task's arguments: the model's fields, None meaning default.
 
     Raises:
         StepFailed: an argument the config model refuses (with the field and why).
     """
-    from pydantic import ValidationError  # noqa: PLC0415
-
     given = {k: v for k, v in arguments.items() if k in model.model_fields and v is not None}
-    try:
-        return model.model_validate(given)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                            for e in exc.errors())
-        raise StepFailed(f"invalid arguments: {details}") from None
+    return validated_config(model, given, "invalid arguments")
 
 
 def run_standalone(step_type: str, executor: Executor, config: Any, *,
