@@ -37,6 +37,11 @@ class StepCancelled(StepFailed):
     """A step was stopped because its pipeline run was cancelled."""
 
 
+class StepPermanent(StepFailed):
+    """A failure a retry cannot fix (an SSH host key or credentials refused): never retried,
+    whatever the step's retry policy."""
+
+
 class StepTransient(StepFailed):
     """A failure worth retrying (registry unreachable, API server 5xx, ...): a step with
     retries retries it even when its retry_on_exit_codes do not match."""

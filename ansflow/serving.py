@@ -8,8 +8,12 @@ so every machine runs its own copy of the file).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import secrets
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +23,12 @@ from ansflow.errors import SpecError, UsageError
 from ansflow.plan import Plan
 from ansflow.spec.validate import load_plan
 from ansflow.store import ansflow_home
-from ansflow.variables import variable_type
+from ansflow.variables import CONSTRAINTS, variable_type
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
 SERVED_MAP = "served-pipelines.json"
+# Signs ansflow's own state files: kept 0600 under ANSFLOW_HOME (never passed to steps).
+STATE_KEY = "state.key"
 
 
 @dataclass
@@ -94,6 +100,9 @@ def parameter_schema(plan: Plan) -> dict[str, Any]:
             prop["description"] = spec["description"]
         if spec.get("default") is not None:
             prop["default"] = spec["default"]
+        for key in CONSTRAINTS:  # the server checks them before a run is created
+            if spec.get(key) is not None:
+                prop[key] = spec[key]
         properties[name] = prop
     return {"title": "Parameters", "type": "object", "properties": properties,
             "required": [], "definitions": {}, "additionalProperties": False}
@@ -109,20 +118,66 @@ def served_map_path() -> Path:
     return ansflow_home() / SERVED_MAP
 
 
+def state_key() -> bytes:
+    """The machine's key for ansflow's state files (created 0600 on first use).
+
+    Raises:
+        UsageError: the key file is readable or writable by others, or not a regular file.
+    """
+    path = ansflow_home() / STATE_KEY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_hex(32).encode())
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ansflow's state key: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as key_file:
+        info = os.fstat(key_file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077:
+            raise UsageError(f"{path}: ansflow's state key must be a regular file only its "
+                             "owner can read (chmod 600); refused")
+        key = key_file.read(256).strip()
+    if len(key) < 32:
+        raise UsageError(f"{path}: ansflow's state key is truncated; delete it and serve "
+                         "again")
+    return key
+
+
+def _signature(key: bytes, name: str, entry: dict[str, Any]) -> str:
+    body = json.dumps({"name": name, "file": entry.get("file"),
+                       "variables": entry.get("variables")}, sort_keys=True)
+    return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _verified(key: bytes, name: str, entry: Any) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("sig"), str)
+            and hmac.compare_digest(entry["sig"], _signature(key, name, entry)))
+
+
 def record_served(plans: dict[str, tuple[Path, Plan]]) -> None:
-    """Remember each served pipeline's file and variable names (merged, written atomically)."""
+    """Remember each served pipeline's file and variable names (merged, signed with the
+    machine's state key, written atomically)."""
     path = served_map_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    current = read_served()
-    current.update({name: {"file": str(file), "variables": list(form_variables(plan))}
-                    for name, (file, plan) in plans.items()})
+    key = state_key()
+    current = read_served()  # verified entries only: a tampered one is dropped
+    for name, (file, plan) in plans.items():
+        entry: dict[str, Any] = {"file": str(file), "variables": list(form_variables(plan))}
+        entry["sig"] = _signature(key, name, entry)
+        current[name] = entry
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".served-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump(current, out, indent=2, sort_keys=True)
     os.replace(tmp, path)
 
 
-def read_served() -> dict[str, str]:
+def _read_raw() -> dict[str, Any]:
     try:
         data = json.loads(served_map_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -130,13 +185,26 @@ def read_served() -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
+def read_served() -> dict[str, Any]:
+    """The served map's entries whose signature checks out."""
+    raw = _read_raw()
+    if not raw:
+        return {}
+    key = state_key()
+    return {name: entry for name, entry in raw.items() if _verified(key, name, entry)}
+
+
 def served_entry(name: str) -> dict[str, Any]:
     """What this machine serves as pipeline ``name``: its file and variable names.
 
     Raises:
-        UsageError: ``name`` is not served here.
+        UsageError: ``name`` is not served here, or its entry was tampered with.
     """
-    entry = read_served().get(name)
+    entry = _read_raw().get(name)
+    if entry is not None and not _verified(state_key(), name, entry):
+        raise UsageError(f"the entry of pipeline {name!r} in {served_map_path()} was changed "
+                         "outside `ansflow serve` (its signature does not match); refused. "
+                         "Serve the pipeline again with `ansflow serve FILE`")
     if not isinstance(entry, dict) or not entry.get("file"):
         raise UsageError(f"pipeline {name!r} is not served on this machine (no entry in "
                          f"{served_map_path()}); serve it with `ansflow serve FILE`")

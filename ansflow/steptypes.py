@@ -13,8 +13,9 @@ from typing import Any, Literal
 from ansflow.spec import steps as cfg
 from ansflow.spec.common import StrictModel
 
-# Where a step acts. `runs_on`: a command or script, run where its `runs_on` says.
-Target = Literal["runs_on", "docker", "kubernetes", "remote"]
+# Where a step acts. `runs_on`: a command or script, run where its `runs_on` says;
+# `prefect`: on the flow run itself (an approval pauses it).
+Target = Literal["runs_on", "docker", "kubernetes", "remote", "prefect"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ REGISTRY: dict[str, StepType] = {t.name: t for t in (
        "a shell command line or an argv list"),
     _t("script", cfg.ScriptConfig, "ansflow.tasks.command:script", None, "runs_on",
        "an inline script or a script file, with an interpreter"),
-    _t("ansible", cfg.AnsibleConfig, None, None, "remote", "an Ansible playbook",
-       "the Ansible and SSH work"),
+    _t("ansible", cfg.AnsibleConfig, "ansflow.tasks.ansible:ansible",
+       {"recap", "ok", "changed", "failed", "unreachable", "skipped"}, "remote",
+       "an Ansible playbook (ansible-playbook), on SshHost blocks or an inventory file"),
     _t("docker_build", cfg.DockerBuildConfig, "ansflow.tasks.docker_build:docker_build",
        {"image", "image_id", "tags"}, "docker", "build an image with the Docker engine"),
     _t("docker_run", cfg.DockerRunConfig, "ansflow.tasks.docker_run:docker_run",
@@ -69,19 +71,27 @@ REGISTRY: dict[str, StepType] = {t.name: t for t in (
        {"resource", "status"}, "kubernetes", "wait until an object reaches a condition"),
     _t("k8s_exec", cfg.K8sExecConfig, "ansflow.tasks.k8s_exec:k8s_exec",
        {"pod", "container", "stdout_tail"}, "kubernetes", "run a command in a pod"),
-    _t("k8s_scale", cfg.K8sScaleConfig, None, None, "kubernetes", "scale a workload",
-       "the Kubernetes management work"),
-    _t("k8s_delete", cfg.K8sDeleteConfig, None, None, "kubernetes", "delete objects",
-       "the Kubernetes management work"),
-    _t("k8s_logs", cfg.K8sLogsConfig, None, None, "kubernetes", "pod logs",
-       "the Kubernetes management work"),
-    _t("k8s_rollback", cfg.K8sRollbackConfig, None, None, "kubernetes",
-       "roll a workload back to a revision", "the Kubernetes management work"),
+    _t("k8s_scale", cfg.K8sScaleConfig, "ansflow.tasks.k8s_scale:k8s_scale",
+       {"previous_replicas", "replicas"}, "kubernetes",
+       "scale a Deployment, StatefulSet or ReplicaSet, then wait for the new count"),
+    _t("k8s_restart", cfg.K8sRestartConfig, "ansflow.tasks.k8s_restart:k8s_restart",
+       {"restarted_at", "revision"}, "kubernetes",
+       "restart a workload's pods (kubectl rollout restart), then wait for the rollout"),
+    _t("k8s_delete", cfg.K8sDeleteConfig, "ansflow.tasks.k8s_delete:k8s_delete",
+       {"deleted", "count"}, "kubernetes", "delete objects by name or selector, wait until gone"),
+    _t("k8s_logs", cfg.K8sLogsConfig, "ansflow.tasks.k8s_logs:k8s_logs",
+       {"pods", "lines"}, "kubernetes", "stream (or follow) the logs of pods"),
+    _t("k8s_rollback", cfg.K8sRollbackConfig, "ansflow.tasks.k8s_rollback:k8s_rollback",
+       {"revision", "new_revision"}, "kubernetes",
+       "roll a workload back to the previous or a given revision, then wait for the rollout"),
+    # Outputs: approved, comment and the step's own `fields` (validated per step).
+    _t("approval", cfg.ApprovalConfig, "ansflow.tasks.approval:approval", None, "prefect",
+       "pause the run until someone approves it (Prefect UI form or `ansflow approve`)"),
 )}
 
 STEP_TYPES: tuple[str, ...] = tuple(REGISTRY)
 # Where command and script steps can run in this version (`runs_on`).
-RUNS_ON_IMPLEMENTED: tuple[str, ...] = ("local", "docker")
+RUNS_ON_IMPLEMENTED: tuple[str, ...] = ("local", "docker", "remote")
 IMPLEMENTED: tuple[str, ...] = tuple(n for n, t in REGISTRY.items() if t.implemented)
 CONFIG_MODELS: dict[str, type[StrictModel]] = {n: t.config for n, t in REGISTRY.items()}
 

@@ -7,10 +7,13 @@ INSERT .. ON CONFLICT .. RETURNING, so concurrent runs never share a number.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -24,7 +27,63 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from ansflow.errors import AnsflowError
+
+BUSY_TIMEOUT_ENV = "ANSFLOW_DATABASE_BUSY_TIMEOUT"
+DEFAULT_BUSY_TIMEOUT = 60.0
+_T = TypeVar("_T")
+
+
+class StoreError(AnsflowError):
+    """The store cannot be read or written: one line naming the store and the reason."""
+
+
+def describe_url(url: str) -> str:
+    """The store's URL for messages: never its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy understands
+        return url.split("@")[-1][:200]
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = " ".join(str(original).split()) or type(original).__name__
+    return text[:300]
+
+
+def _guarded(action: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """Database and file errors of a Store method become one StoreError line."""
+    def decorate(method: Callable[..., _T]) -> Callable[..., _T]:
+        @functools.wraps(method)
+        def wrapper(self: Store, *args: Any, **kwargs: Any) -> _T:
+            try:
+                return method(self, *args, **kwargs)
+            except (SQLAlchemyError, OSError) as exc:
+                raise StoreError(f"the ansflow store ({describe_url(self.url)}) could not "
+                                 f"{action}: {_reason(exc)}") from None
+            except ImportError as exc:  # ANSFLOW_DATABASE_URL names a driver not installed
+                raise StoreError(f"the ansflow store ({describe_url(self.url)}) could not "
+                                 f"{action}: its database driver is not installed "
+                                 f"({exc.name or exc})") from None
+        return wrapper
+    return decorate
+
+
+def busy_timeout() -> float:
+    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUSY_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise StoreError(f"{BUSY_TIMEOUT_ENV} must be seconds from 0 to 3600, got {raw[:40]!r}")
+    return value
 
 metadata = MetaData()
 build_numbers = Table(
@@ -42,6 +101,34 @@ runs = Table(
     Column("finished", DateTime(timezone=True)),
     Column("summary", Text),
 )
+# Images docker_build built, per engine: what `ansflow cleanup --docker` keeps the newest
+# builds of (labels on the image would cost the legacy builder one step per label).
+images = Table(
+    "ansflow_images", metadata,
+    Column("engine", String(255), primary_key=True),
+    Column("image_id", String(128), primary_key=True),
+    Column("pipeline", String(255), nullable=False, index=True),
+    Column("build_number", Integer, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("built", DateTime(timezone=True), nullable=False),
+)
+
+# What a retry of a run needs (ansflow.flows.rerun): the pipeline file's hash at the run,
+# and each step's result (only outputs that held no secret are kept; other steps re-run).
+run_files = Table(
+    "ansflow_run_files", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("pipeline_file", Text, nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+)
+step_results = Table(
+    "ansflow_step_results", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("step_id", String(255), primary_key=True),
+    Column("state", String(32), nullable=False),
+    Column("exit_code", Integer),
+    Column("outputs", Text),  # JSON; NULL: not reusable (its outputs held a secret)
+)
 
 
 def ansflow_home() -> Path:
@@ -53,7 +140,11 @@ def database_url() -> str:
     if url:
         return url
     home = ansflow_home()
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"the ansflow store cannot be created under ANSFLOW_HOME {home}: "
+                         f"{exc.strerror or exc}") from None
     return f"sqlite:///{home / 'ansflow.db'}"
 
 
@@ -62,12 +153,24 @@ class Store:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or database_url()
-        kwargs = {"connect_args": {"timeout": 60}} if self.url.startswith("sqlite") else {}
+        self._open()
+
+    @_guarded("be opened")
+    def _open(self) -> None:
+        wait = busy_timeout()
+        if self.url.startswith("sqlite"):
+            kwargs: dict[str, Any] = {"connect_args": {"timeout": wait}}
+        elif self.url.startswith("postgresql"):
+            kwargs = {"connect_args": {"connect_timeout": max(int(wait), 1)}}
+        else:
+            kwargs = {}
         self.engine: Engine = create_engine(self.url, future=True, **kwargs)
         if self.url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect",
+                         functools.partial(_sqlite_pragmas, busy_ms=int(wait * 1000)))
         metadata.create_all(self.engine, checkfirst=True)
 
+    @_guarded("allocate a build number")
     def next_build_number(self, pipeline: str) -> int:
         """The next build number of ``pipeline``: 1, 2, 3, ... unique under concurrency."""
         with self.engine.begin() as conn:
@@ -81,6 +184,7 @@ class Store:
             ).one()
         return int(row[0])
 
+    @_guarded("record the run's start")
     def record_start(self, run_id: str, pipeline: str, build_number: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(runs.delete().where(runs.c.run_id == run_id))
@@ -88,24 +192,133 @@ class Store:
                 run_id=run_id, pipeline=pipeline, build_number=build_number,
                 state="running", started=datetime.now(timezone.utc)))
 
+    @_guarded("record the run's end")
     def record_end(self, run_id: str, state: str, summary: dict | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(
                 state=state, finished=datetime.now(timezone.utc),
                 summary=json.dumps(summary) if summary is not None else None))
 
+    @_guarded("read run states")
+    def run_states(self, run_ids: list[str]) -> list[tuple[str, str, datetime | None]]:
+        """(run_id, state, finished) of those of ``run_ids`` the store recorded."""
+        if not run_ids:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(runs.select().with_only_columns(
+                runs.c.run_id, runs.c.state, runs.c.finished).where(
+                runs.c.run_id.in_(list(run_ids)))).all()
+        return [(str(r[0]), str(r[1]), r[2]) for r in rows]
+
+    @_guarded("count old run records")
+    def count_runs_before(self, cutoff: datetime) -> int:
+        """How many runs finished before ``cutoff`` (runs still going are never counted)."""
+        from sqlalchemy import func, select  # noqa: PLC0415
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(runs).where(
+                runs.c.finished.is_not(None), runs.c.finished < cutoff)).scalar_one())
+
+    @_guarded("remove old run records")
+    def purge_runs_before(self, cutoff: datetime) -> int:
+        """Remove the records of runs that finished before ``cutoff``; how many went."""
+        with self.engine.begin() as conn:
+            result = conn.execute(runs.delete().where(
+                runs.c.finished.is_not(None), runs.c.finished < cutoff))
+        return int(result.rowcount or 0)
+
+    @_guarded("record a built image")
+    def record_image(self, engine: str, image_id: str, pipeline: str, build_number: int,
+                     run_id: str) -> None:
+        """Remember that ``pipeline``'s build ``build_number`` made ``image_id`` on
+        ``engine`` (an image rebuilt from cache by a later build takes that build)."""
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            row = conn.execute(images.select().where(
+                images.c.engine == engine, images.c.image_id == image_id)).first()
+            if row is None:
+                conn.execute(images.insert().values(
+                    engine=engine, image_id=image_id, pipeline=pipeline,
+                    build_number=build_number, run_id=run_id, built=now))
+            elif (row.pipeline, row.build_number) != (pipeline, build_number):
+                conn.execute(images.update().where(
+                    images.c.engine == engine, images.c.image_id == image_id).values(
+                    pipeline=pipeline, build_number=max(build_number, row.build_number)
+                    if pipeline == row.pipeline else build_number, run_id=run_id, built=now))
+
+    @_guarded("read the built images")
+    def built_images(self, engine: str) -> list[dict[str, Any]]:
+        """The images recorded for ``engine``: image_id, pipeline, build_number, built."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(images.select().where(images.c.engine == engine)).all()
+        return [{"image_id": r.image_id, "pipeline": r.pipeline,
+                 "build_number": int(r.build_number), "built": r.built} for r in rows]
+
+    @_guarded("forget removed images")
+    def forget_images(self, engine: str, image_ids: list[str]) -> None:
+        if not image_ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(images.delete().where(images.c.engine == engine,
+                                               images.c.image_id.in_(list(image_ids))))
+
+    @_guarded("read a run's summary")
     def summary(self, run_id: str) -> dict | None:
         """The JSON summary a finished run recorded, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(runs.select().where(runs.c.run_id == run_id)).first()
         return json.loads(row.summary) if row is not None and row.summary else None
 
+    @_guarded("read a run")
+    def run(self, run_id: str) -> dict | None:
+        """The run's record (pipeline, build number, state, and the pipeline file and its
+        hash when the run recorded them), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(runs.select().where(runs.c.run_id == run_id)).first()
+            if row is None:
+                return None
+            file = conn.execute(run_files.select().where(run_files.c.run_id == run_id)).first()
+        return {"run_id": row.run_id, "pipeline": row.pipeline,
+                "build_number": int(row.build_number), "state": row.state,
+                "pipeline_file": file.pipeline_file if file is not None else None,
+                "file_sha256": file.file_sha256 if file is not None else None}
+
+    @_guarded("record the run's pipeline file")
+    def record_file(self, run_id: str, pipeline_file: str, file_sha256: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(run_files.delete().where(run_files.c.run_id == run_id))
+            conn.execute(run_files.insert().values(run_id=run_id, pipeline_file=pipeline_file,
+                                                   file_sha256=file_sha256))
+
+    @_guarded("record the run's step results")
+    def record_steps(self, run_id: str, results: list[dict]) -> None:
+        """Replace the run's step results: dicts of step_id, state, exit_code, outputs
+        (a dict, or None when they must not be reused)."""
+        with self.engine.begin() as conn:
+            conn.execute(step_results.delete().where(step_results.c.run_id == run_id))
+            if results:
+                conn.execute(step_results.insert(), [
+                    {"run_id": run_id, "step_id": r["step_id"], "state": r["state"],
+                     "exit_code": r.get("exit_code"),
+                     "outputs": None if r.get("outputs") is None else json.dumps(r["outputs"])}
+                    for r in results])
+
+    @_guarded("read the run's step results")
+    def step_results(self, run_id: str) -> dict[str, dict]:
+        """The run's step results by step id (outputs None: not reusable)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(step_results.select().where(
+                step_results.c.run_id == run_id)).all()
+        return {r.step_id: {"state": r.state, "exit_code": r.exit_code,
+                            "outputs": json.loads(r.outputs) if r.outputs is not None else None}
+                for r in rows}
+
     def close(self) -> None:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+def _sqlite_pragmas(dbapi_conn, _record, busy_ms: int = 60000) -> None:  # noqa: ANN001
     cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")  # first: WAL itself may wait on a lock
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=60000")
     cur.close()

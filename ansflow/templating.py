@@ -7,21 +7,93 @@ StrictUndefined, so Python internals are out of reach and an unknown name is an 
 
 from __future__ import annotations
 
+import math
+import os
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import (
+    StrictUndefined,
+    TemplateSyntaxError,
+    nodes,
+    pass_environment,
+)
 from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.ext import Extension
+from jinja2.lexer import Token, TokenStream
 from jinja2.sandbox import SandboxedEnvironment
 
-ROOT_NAMES = ("pipeline", "vars", "env", "stage", "step", "steps", "secrets")
+from ansflow.shellquote import (
+    Context,
+    ShellCode,
+    ShellLexer,
+    ShellQuoteError,
+    quote,
+    secret_reference,
+)
+from ansflow.template_bounds import (
+    BoundedSandbox,
+    BoundExceeded,
+    bounded_filter,
+    bounded_replace,
+)
+
+ROOT_NAMES = ("pipeline", "vars", "env", "stage", "step", "steps", "secrets", "matrix")
 PIPELINE_KEYS = ("name", "build_number", "run_id", "type")
+
+# How long one render may take (besides the step's own deadline); sizes: ansflow.template_bounds.
+TIMEOUT_ENV = "ANSFLOW_TEMPLATE_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0
 
 
 class TemplateError(Exception):
     """A template that cannot be parsed, names something unknown, or fails to render."""
+
+
+class TemplateTimeout(TemplateError):
+    """A render ran past its deadline (the step's timeout, or the render bound)."""
+
+
+class TemplateCancelled(TemplateError):
+    """The run was cancelled while a template rendered."""
+
+
+def default_timeout() -> float:
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if math.isfinite(value) and value > 0 else DEFAULT_TIMEOUT
+
+
+@dataclass
+class RenderSession:
+    """What a render learns and needs beyond its context: where derived secrets go (``add``,
+    e.g. the run's Masker), and the environment variables that carry secrets referenced
+    from shell text (None: this text reaches no shell, secrets are inserted as data)."""
+
+    masker: Any = None
+    secret_env: dict[str, str] = field(default_factory=dict)
+    deadline: float | None = None
+    cancelled: threading.Event | None = None
+    secrets_via_env: bool = True
+
+    def secret(self, value: str) -> None:
+        if value and self.masker is not None:
+            self.masker.add(value)
+
+    def secret_variable(self, value: str) -> str:
+        for name, known in self.secret_env.items():
+            if known == value:
+                return name
+        name = f"ANSFLOW_SECRET_{len(self.secret_env) + 1}"
+        self.secret_env[name] = value
+        return name
 
 
 @dataclass(frozen=True)
@@ -36,11 +108,132 @@ class Reference:
         return ".".join(self.parts)
 
 
-def make_environment() -> SandboxedEnvironment:
-    """A fresh sandbox (one per use; nothing global is cached)."""
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+
+def make_environment(shell: str | None = None) -> BoundedSandbox:
+    """A fresh sandbox (one per use; nothing global is cached). ``shell``: the text is
+    shell text ("sh") or a command split like a shell would ("shlex"), where every `{{ }}`
+    value is quoted for the context it lands in."""
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False,
+                         keep_trailing_newline=True, extensions=[ShellQuoting])
+    env.ansflow_shell = shell
+    for name in ("center", "indent"):
+        env.filters[name] = bounded_filter(env.filters[name], name, 1)
+    env.ansflow_replace = env.filters["replace"]
+    env.filters["replace"] = bounded_replace
+    env.globals.pop("lipsum", None)  # lipsum(n=10**9) is an unbounded loop in one call
+    env.filters["shell_code"] = lambda value: ShellCode(str(value))
+    env.filters["_ansflow_shell"] = _shell_filter
+    env.filters["_ansflow_secret"] = _secret_filter
+    return env
+
+
+
+
+@pass_environment
+def _secret_filter(env: BoundedSandbox, value: Any) -> Any:
+    if env.ansflow_session is not None:
+        env.ansflow_session.secret(str(value))
+    return value
+
+
+@pass_environment
+def _shell_filter(env: BoundedSandbox, value: Any, kind: str, delimiter: str, strip_tabs: bool,
+                  secret: bool, prefix: str | None = None) -> str:
+    context = Context(kind, delimiter, strip_tabs, prefix)
+    text = value if isinstance(value, ShellCode) else str(value)
+    session = env.ansflow_session
+    if session is not None and session.masker is not None and not secret:
+        # A value holding a secret (a step's output, a value derived earlier) is one too.
+        secret = session.masker(str(text)) != str(text)
+    if secret and session is not None:
+        session.secret(str(text))
+        if (env.ansflow_shell == "sh" and session.secrets_via_env
+                and not isinstance(text, ShellCode)):
+            return secret_reference(session.secret_variable(str(text)), context)
+    return quote(text, context)
+
+
+# Tags that could carry a secret's value out of the `{{ }}` block that names it.
+_BINDING_TAGS = {"set", "for", "with", "macro", "call", "filter", "import", "from", "include"}
+
+
+class ShellQuoting(Extension):
+    """Rewrites every `{{ expr }}` of shell text into `{{ (expr) | _ansflow_shell(<the
+    quoting context there>) }}`, from a shell lexer over the template's literal text, once
+    at parse time; in other text, a block using `secrets` gets `| _ansflow_secret` (its
+    result is masked for the rest of the run)."""
+
+    def filter_stream(self, stream: TokenStream) -> Iterable[Token]:
+        dialect = getattr(self.environment, "ansflow_shell", None)
+        lexer = ShellLexer(dialect=dialect) if dialect else None
+        tag_state = None
+        while not stream.eos:
+            token = next(stream)
+            if token.type == "data":
+                if lexer is not None:
+                    lexer.feed(token.value)
+                yield token
+            elif token.type == "variable_begin":
+                inner = []
+                while stream.current.type != "variable_end" and not stream.eos:
+                    inner.append(next(stream))
+                end = next(stream)
+                yield token
+                yield from self._wrap(inner, lexer, token.lineno)
+                yield end
+            elif token.type == "block_begin":
+                inner = []
+                while stream.current.type != "block_end" and not stream.eos:
+                    inner.append(next(stream))
+                tag = inner[0].value if inner and inner[0].type == "name" else ""
+                if _uses_secrets(inner) and tag in _BINDING_TAGS:
+                    raise TemplateSyntaxError(
+                        f"`secrets` in a {{% {tag} %}} block: use a secret only inside "
+                        "{{ }} or {% if %}, so that what is derived from it stays masked",
+                        token.lineno)
+                if lexer is not None:
+                    state = lexer.state()
+                    if tag_state is None:
+                        tag_state = state
+                    elif state != tag_state:
+                        raise TemplateSyntaxError(
+                            "in shell text, {% %} blocks must all be at the same quoting "
+                            "level (not opened outside quotes and closed inside, or in a "
+                            "heredoc the other is not in): keep quotes and heredocs whole "
+                            "inside each branch", token.lineno)
+                    lexer.line_dirty = lexer.heredoc is not None
+                yield token
+                yield from inner
+            else:
+                yield token
+
+    def _wrap(self, inner: list[Token], lexer: ShellLexer | None, lineno: int) -> list[Token]:
+        secret = _uses_secrets(inner)
+        if lexer is None:
+            if not secret:
+                return inner
+            return [Token(lineno, "lparen", "("), *inner, Token(lineno, "rparen", ")"),
+                    Token(lineno, "pipe", "|"), Token(lineno, "name", "_ansflow_secret")]
+        try:
+            context = lexer.context()
+        except ShellQuoteError as exc:
+            raise TemplateSyntaxError(f"{exc}", lineno) from None
+        lexer.after_value()
+        args = [Token(lineno, "string", context.kind), Token(lineno, "comma", ","),
+                Token(lineno, "string", context.delimiter), Token(lineno, "comma", ","),
+                Token(lineno, "name", "true" if context.strip_tabs else "false"),
+                Token(lineno, "comma", ","),
+                Token(lineno, "name", "true" if secret else "false"),
+                Token(lineno, "comma", ","),
+                Token(lineno, "string", context.prefix) if context.prefix is not None
+                else Token(lineno, "name", "none")]
+        return [Token(lineno, "lparen", "("), *inner, Token(lineno, "rparen", ")"),
+                Token(lineno, "pipe", "|"), Token(lineno, "name", "_ansflow_shell"),
+                Token(lineno, "lparen", "("), *args, Token(lineno, "rparen", ")")]
+
+
+def _uses_secrets(tokens: list[Token]) -> bool:
+    return any(t.type == "name" and t.value == "secrets" for t in tokens)
 
 
 def has_template(value: Any) -> bool:
@@ -135,34 +328,143 @@ def _inner_chain_nodes(node: nodes.Node) -> Iterator[nodes.Node]:
         yield node
 
 
-def render_value(value: Any, context: dict[str, Any]) -> Any:
-    """Render every template string inside ``value`` (dicts and lists walked)."""
+def render_value(value: Any, context: dict[str, Any], session: RenderSession | None = None,
+                 shell: str | None = None) -> Any:
+    """Render every template string inside ``value`` (dicts and lists walked); ``shell``:
+    the strings are shell text (see ``make_environment``)."""
     if isinstance(value, str):
-        return render_string(value, context) if has_template(value) else value
+        return (render_string(value, context, session=session, shell=shell)
+                if has_template(value) else value)
     if isinstance(value, dict):
-        return {k: render_value(v, context) for k, v in value.items()}
+        return {k: render_value(v, context, session, shell) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_value(v, context) for v in value]
+        return [render_value(v, context, session, shell) for v in value]
     return value
+
+
+def render_config(config: dict[str, Any], context: dict[str, Any], session: RenderSession,
+                  shell_fields: dict[tuple, str]) -> dict[str, Any]:
+    """A step's config rendered; the fields in ``shell_fields`` (``("command",)``,
+    ``("command", 2)`` for an argv list's `sh -c` text) as shell text of that dialect."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, list) and any(p[0] == key and len(p) == 2 for p in shell_fields):
+            out[key] = [render_value(v, context, session, shell_fields.get((key, i)))
+                        for i, v in enumerate(value)]
+        else:
+            out[key] = render_value(value, context, session, shell_fields.get((key,)))
+    return out
 
 
 def _evaluate(what: str, source: str, evaluate: Callable[[], Any]) -> Any:
     """Run a template evaluation, turning every failure into one TemplateError."""
     try:
         return evaluate()
+    except TemplateError:
+        raise
     except UndefinedError as exc:
         raise TemplateError(f"undefined name in {what} {source!r}: {exc.message}") from exc
     except SecurityError as exc:
         raise TemplateError(f"{what} {source!r} refused by the sandbox: {exc}") from exc
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"syntax error in {what} {source!r}: {exc.message}") from exc
+        raise TemplateError(f"{what} {source!r}: {exc.message}") from exc
+    except (BoundExceeded, ShellQuoteError) as exc:
+        raise TemplateError(f"{what} {source!r} refused: {exc}") from exc
+    except MemoryError as exc:
+        raise TemplateError(f"{what} {source!r} refused: out of memory") from exc
     except Exception as exc:  # noqa: BLE001 - any evaluation error is the template's
         raise TemplateError(f"{what} {source!r} failed: {exc}") from exc
 
 
-def render_string(source: str, context: dict[str, Any]) -> str:
-    env = make_environment()
-    return _evaluate("template", source, lambda: env.from_string(source).render(context))
+def _guarded(what: str, source: str, session: RenderSession | None,
+             run: Callable[[], Any]) -> Any:
+    """Run ``run`` (a render) under the session's deadline and cancellation: a line trace
+    on the template's own frames stops it at the next line once either is reached."""
+    deadline = time.monotonic() + default_timeout()
+    if session is not None and session.deadline is not None:
+        deadline = min(deadline, session.deadline)
+    cancelled = session.cancelled if session is not None else None
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            if cancelled is not None and cancelled.is_set():
+                raise TemplateCancelled(f"the run was cancelled while rendering {what} "
+                                        f"{source[:80]!r}")
+            if time.monotonic() > deadline:
+                raise TemplateTimeout(f"rendering {what} {source[:80]!r} ran past its "
+                                      "deadline")
+        return local
+
+    def calls(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == "<template>" else None
+
+    previous = sys.gettrace()
+    sys.settrace(calls)
+    try:
+        return _evaluate(what, source, run)
+    finally:
+        sys.settrace(previous)
+
+
+def render_string(source: str, context: dict[str, Any], *, session: RenderSession | None = None,
+                  shell: str | None = None) -> str:
+    env = make_environment(shell)
+    env.ansflow_session = session
+
+    def run() -> str:
+        parts: list[str] = []
+        size = 0
+        for piece in env.from_string(source).generate(context):
+            size += len(piece)
+            if size > env.max_chars:
+                env._refuse("the rendered value")
+            parts.append(piece)
+        return "".join(parts)
+
+    return _guarded("template", source, session, run)
+
+
+def check_shell_template(source: str, shell: str) -> None:
+    """Parse ``source`` as shell text (the quoting context of each `{{ }}` is found).
+
+    Raises:
+        TemplateError: a value where it cannot be quoted, or `{% %}` across quotes.
+    """
+    if _check_simple_shell(source, shell):
+        return
+    env = make_environment(shell)
+    try:
+        env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}") from exc
+
+
+def _check_simple_shell(source: str, shell: str) -> bool:
+    """check_shell_template for a template made only of `{{ dotted.name }}` blocks (the common
+    case) without a Jinja parse (which doubled validation's time): the same lexer over the same
+    literal pieces as ShellQuoting.filter_stream. False when the template is anything more
+    (tags, comments, whitespace control, carriage returns Jinja would normalize).
+
+    Raises:
+        TemplateError: a value where it cannot be quoted.
+    """
+    if "{%" in source or "{#" in source or "\r" in source:
+        return False
+    blocks = list(_SIMPLE_BLOCK.finditer(source))
+    if source.count("{{") != len(blocks):
+        return False
+    lexer = ShellLexer(dialect=shell)
+    at = 0
+    for block in blocks:
+        lexer.feed(source[at:block.start()])
+        try:
+            lexer.context()
+        except ShellQuoteError as exc:
+            raise TemplateError(f"template syntax error: {exc}") from None
+        lexer.after_value()
+        at = block.end()
+    lexer.feed(source[at:])
+    return True
 
 
 def evaluate_condition(expression: str | bool | None, context: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from ansflow.engines.docker_streams import looks_like_registry
 from ansflow.errors import StepFailed
+from ansflow.masking import short_secret_error
 
 __all__ = ["DockerHost", "DockerRegistryCredentials", "RegistryAccess", "resolve_registry",
            "docker_base_url", "standalone_docker"]
@@ -60,20 +61,35 @@ def _load_credentials(name: str, what: str) -> DockerRegistryCredentials:
 
 
 def resolve_registry(registry: str | None, credentials: str | None,
-                     block: DockerRegistryCredentials | None = None) -> RegistryAccess:
+                     block: DockerRegistryCredentials | None = None,
+                     masker: Any = None) -> RegistryAccess:
     """Turn a step's ``registry`` / ``credentials`` values into a :class:`RegistryAccess`.
 
     Args:
         registry: A registry host, or the name of a saved credentials block, or None.
         credentials: The name of a saved credentials block, or a plain host (anonymous).
         block: A credentials block object (a task called with one); it wins over names.
+        masker: The run's ``Masker``; the password is added to it.
 
     Returns:
         The target host (None: keep the image's own) and the credentials, if any.
 
     Raises:
-        StepFailed: a name that is neither a host nor a saved block.
+        StepFailed: a name that is neither a host nor a saved block, or a password shorter
+            than 4 characters.
     """
+    access = _resolve(registry, credentials, block)
+    password = access.password.get_secret_value() if access.password is not None else None
+    refused = short_secret_error(f"the password of {access.source}", password)
+    if refused:
+        raise StepFailed(refused)
+    if masker is not None and password:
+        masker.add(password)
+    return access
+
+
+def _resolve(registry: str | None, credentials: str | None,
+             block: DockerRegistryCredentials | None) -> RegistryAccess:
     host: str | None = None
     access = RegistryAccess(host=None)
     if block is not None:

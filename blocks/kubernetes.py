@@ -178,6 +178,28 @@ class KubernetesCluster(Block):
             "current-context": "ansflow",
         }
 
+    def secret_values(self) -> list[tuple[str, str]]:
+        """(what, value) of every secret these credentials hold, for the run's masker: the
+        token and client key, and in a kubeconfig each user's token, password, client key
+        and auth-provider / exec secrets (never the whole kubeconfig: its ordinary lines are
+        no secret)."""
+        found: list[tuple[str, str]] = []
+        if self.token is not None:
+            found.append(("its token", self.token.get_secret_value()))
+        if self.client_key is not None:
+            found.append(("its client key", self.client_key.get_secret_value()))
+        if self.kubeconfig is not None:
+            try:
+                doc = yaml.safe_load(self.kubeconfig.get_secret_value())
+            except yaml.YAMLError:
+                doc = None
+            users = doc.get("users") if isinstance(doc, dict) else None
+            for entry in users if isinstance(users, list) else []:
+                user = entry.get("user") if isinstance(entry, dict) else None
+                if isinstance(user, dict):
+                    found += _user_secrets(str(entry.get("name")), user)
+        return found
+
     def to_prefect_kubernetes_credentials(self):
         """A prefect-kubernetes `KubernetesCredentials` for its job tasks and work pools.
 
@@ -197,6 +219,34 @@ class KubernetesCluster(Block):
         return KubernetesCredentials(
             cluster_config=KubernetesClusterConfig(config=doc, context_name=context)
         )
+
+
+_USER_SECRET_KEYS = ("token", "password", "client-key-data", "id-token", "refresh-token",
+                     "client-secret", "access-token")
+
+
+def _user_secrets(name: str, user: dict[str, Any]) -> list[tuple[str, str]]:
+    """The secret values of one kubeconfig user (nested auth-provider / exec config too)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif key in _USER_SECRET_KEYS and isinstance(value, str | int) and str(value):
+            what = f"the {key} of kubeconfig user {name!r}"
+            found.append((what, str(value)))
+            if key == "client-key-data":
+                try:
+                    found.append((what, base64.b64decode(str(value), validate=True).decode()))
+                except (ValueError, UnicodeDecodeError):
+                    pass
+
+    walk(user)
+    return found
 
 
 def _b64(text: str) -> str:

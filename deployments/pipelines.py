@@ -3,8 +3,10 @@
     python -m ansflow.deployments.pipelines --pool ansflow examples/demo/pipeline.yaml
 
 Each file becomes a deployment of the pipeline flow (`ansflow-pipeline/<pipeline name>`) with
-the file's absolute path and its variables' defaults as parameters, a module-path entrypoint
-(the package is installed on the workers) and the pipeline's schedule, active.
+the file's name and its variables' defaults as parameters, the file's folder as the pipelines
+root a run's `pipeline_file` must stay under (job variable env ANSFLOW_PIPELINES_ROOT), a
+module-path entrypoint (the package is installed on the workers) and the pipeline's
+schedule, active.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ def pipeline_deployments(files: list[str]) -> list:
             name=plan.name,
             description=plan.description or f"Pipeline {plan.name!r}",
             tags=["ansflow"],
-            parameters={"pipeline_file": str(Path(file).resolve()),
+            parameters={"pipeline_file": Path(file).resolve().name,
                         "variables": plan.variable_defaults()},
+            # The root a run's pipeline_file must stay under: the deployment's, not the
+            # run form's (ansflow.paths.confine_pipeline_file).
+            job_variables={"env": {"ANSFLOW_PIPELINES_ROOT": str(Path(file).resolve().parent)}},
             schedules=schedules,
             entrypoint_type=EntrypointType.MODULE_PATH,
         ))

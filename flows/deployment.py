@@ -22,7 +22,7 @@ from prefect.utilities.callables import ParameterSchema
 from pydantic import ConfigDict
 
 from ansflow.errors import AnsflowError
-from ansflow.flows.pipeline import pipeline_flow
+from ansflow.flows.pipeline import pipeline_flow, run_pipeline_file
 from ansflow.plan import Plan
 from ansflow.serving import form_variables, parameter_schema, served_entry
 
@@ -65,7 +65,8 @@ def run_served(name: str, values: dict[str, Any]) -> State:
         get_run_logger().error(str(exc))
         return Failed(message=str(exc))
     get_run_logger().info(f"pipeline file: {file}")
-    return pipeline_flow.fn(file, values)
+    # The file comes from this machine's signed served map, not from the run form.
+    return run_pipeline_file(file, values, confined=False)
 
 
 def pipeline_deployment_flow(name: str, variables: list[str]) -> VariablesFlow:
@@ -135,13 +136,35 @@ def build_deployment(plan: Plan, file: Path) -> RunnerDeployment:
 LOST_RUNS_AUTOMATION = "ansflow: crash pipeline runs that stopped sending heartbeats"
 
 
+def lost_run_window(heartbeat_seconds: int) -> int:
+    """Seconds without a heartbeat after which a served run counts as lost: three periods,
+    or ``ANSFLOW_LOST_RUN_AFTER`` (at least one period plus 5 s, so a beat on time never
+    trips it)."""
+    import os  # noqa: PLC0415
+
+    floor = heartbeat_seconds + 5
+    raw = os.environ.get("ANSFLOW_LOST_RUN_AFTER", "").strip()
+    if not raw:
+        return 3 * heartbeat_seconds
+    try:
+        wanted = int(raw)
+    except ValueError:
+        raise AnsflowError(f"ANSFLOW_LOST_RUN_AFTER={raw!r} is not a number of seconds"
+                           ) from None
+    if wanted < floor:
+        raise AnsflowError(f"ANSFLOW_LOST_RUN_AFTER={wanted} is shorter than one heartbeat "
+                           f"period plus 5 s ({floor} s): every run would be marked lost")
+    return wanted
+
+
 def lost_run_automation(heartbeat_seconds: int):
     """The Automation that ends a pipeline run Crashed once its process is gone.
 
     A flow-run process killed with its serve process (SIGKILL, a machine lost) cannot report
     its end; it stops emitting `prefect.flow-run.heartbeat`. Prefect's documented remedy:
     a proactive trigger per flow run that fires when no heartbeat or final state follows a
-    heartbeat within three heartbeat periods, and sets the run Crashed.
+    heartbeat within three heartbeat periods (:func:`lost_run_window`), and sets the run
+    Crashed.
     """
     from datetime import timedelta  # noqa: PLC0415
 
@@ -170,7 +193,7 @@ def lost_run_automation(heartbeat_seconds: int):
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
-            within=timedelta(seconds=3 * heartbeat_seconds),
+            within=timedelta(seconds=lost_run_window(heartbeat_seconds)),
         ),
         actions=[ChangeFlowRunState(
             state=StateType.CRASHED,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -18,13 +22,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ansflow.errors import AnsflowError
 from ansflow.flows.publish import publish_run
-from ansflow.flows.scheduler import RunInfo, Scheduler
+from ansflow.flows.rerun import RunStart, record_results, start_run, step_results
+from ansflow.flows.scheduler import RunInfo, Scheduler, max_parallel
+from ansflow.masking import short_secret_error
+from ansflow.paths import check_state_outside, confine_pipeline_file
 from ansflow.plan import Plan
 from ansflow.spec.validate import load_plan
 from ansflow.store import Store
 from ansflow.tasks.base import RunControl
 from ansflow.tasks.public import watch_cancellation
-from ansflow.templating import references
+from ansflow.templating import has_template, references
 from ansflow.variables import resolve_variables
 
 MAX_CONCURRENT_STEPS = 4096
@@ -82,18 +89,102 @@ def load_secrets(names: list[str]) -> dict[str, str]:
         except ValueError as exc:
             raise AnsflowError(f"secret {name!r} is not saved: create a Prefect Secret block "
                                f"named {name!r} (prefect block create secret)") from exc
-        values[name] = value if isinstance(value, str) else str(value)
+        value = value if isinstance(value, str) else str(value)
+        refused = short_secret_error(f"secret {name!r}", value)
+        if refused:
+            raise AnsflowError(refused)
+        values[name] = value
     return values
 
 
-def _cleanup_leftovers(flow, flow_run, state) -> None:  # noqa: ANN001 - Prefect hook signature
-    """on_cancellation / on_crashed: remove containers the run left behind (by label)."""
-    try:
-        from ansflow.engines.docker import remove_labelled_containers  # noqa: PLC0415
+def credential_secrets(plan: Plan) -> list[str]:
+    """The secret values of the credential blocks the plan's steps name literally (registry
+    passwords, cluster tokens / keys / passwords), so that the run masks them from its first
+    step on, not only from the step that uses them. A block that cannot be loaded is left to
+    the step using it to report. The block modules (the Docker and Kubernetes clients) are
+    imported only when a step names one: a plan without such steps does not load them (they
+    cost ~12 MB of peak RSS and, imported here for every run, seconds before the first step)."""
+    from ansflow.engines.docker_streams import looks_like_registry  # noqa: PLC0415
 
-        remove_labelled_containers(run_id=str(flow_run.id))
-    except Exception:  # noqa: BLE001 - no Docker engine, nothing to clean
+    registries: set[str] = set()
+    clusters: set[str] = set()
+    for step in plan.steps + plan.finally_steps:
+        config = step.config if isinstance(step.config, dict) else {}
+        keys = ("registry", "credentials") if step.type.startswith("docker_") else ()
+        for key in keys:
+            value = config.get(key)
+            if isinstance(value, str) and "{{" not in value and value.strip() \
+                    and not looks_like_registry(value.strip()):
+                registries.add(value.strip())
+        cluster = config.get("cluster") if step.type.startswith("k8s_") else None
+        if isinstance(cluster, str) and cluster and "{{" not in cluster:
+            clusters.add(cluster)
+    values: list[str] = []
+    if registries:
+        from ansflow.blocks.docker import DockerRegistryCredentials  # noqa: PLC0415 - heavy
+    if clusters:
+        from ansflow.blocks.kubernetes import KubernetesCluster  # noqa: PLC0415 - heavy
+    for name in sorted(registries):
+        try:
+            values.append(DockerRegistryCredentials.load(name, _sync=True)
+                          .password.get_secret_value())
+        except Exception:  # noqa: BLE001,S112 - the step using it says what is wrong
+            continue
+    for name in sorted(clusters):
+        try:
+            values += [v for _what, v in KubernetesCluster.load(name, _sync=True).secret_values()]
+        except Exception:  # noqa: BLE001,S112
+            continue
+    return values
+
+
+def run_engines(plan: Plan) -> list[str | None]:
+    """The Docker engines a plan's steps name (None: the default engine), as written: a URL
+    or a Docker Host block name. Templated hosts are known only at run time (ENGINES_USED)."""
+    engines: list[str | None] = [None]
+    for step in plan.steps + plan.finally_steps:
+        host = step.config.get("host")
+        if isinstance(host, str) and host and not has_template(host) and host not in engines:
+            engines.append(host)
+    return engines
+
+
+def _cleanup_leftovers(flow, flow_run, state) -> None:  # noqa: ANN001 - Prefect hook signature
+    """on_cancellation / on_crashed: remove containers the run left behind (by label), on
+    every engine the run used: the default one, `defaults.docker.host` and steps' `host:`."""
+    try:
+        from ansflow.blocks.docker import docker_base_url  # noqa: PLC0415
+        from ansflow.engines.docker import (  # noqa: PLC0415
+            ENGINES_USED,
+            remove_labelled_containers,
+        )
+    except Exception:  # noqa: BLE001 - no Docker SDK, nothing to clean
+        return
+    hosts: list[str | None] = [None]
+    try:
+        pipeline_file = (flow_run.parameters or {}).get("pipeline_file")
+        plan = _preloaded_plan(pipeline_file) if pipeline_file else None
+        if plan is None and pipeline_file:
+            if getattr(flow_run, "deployment_id", None) is not None:
+                pipeline_file = confine_pipeline_file(pipeline_file)  # a run-form value
+            plan = load_plan(pipeline_file)
+        if plan is not None:
+            hosts = run_engines(plan)
+    except Exception:  # noqa: BLE001 - an unreadable file: the default and the used engines
         pass
+    urls: list[str | None] = []
+    for host in [*hosts, *sorted(ENGINES_USED)]:
+        try:
+            url = docker_base_url(host)
+        except Exception:  # noqa: BLE001 - a block that cannot be loaded
+            continue
+        if url not in urls:
+            urls.append(url)
+    for url in urls:
+        try:
+            remove_labelled_containers(run_id=str(flow_run.id), base_url=url)
+        except Exception:  # noqa: BLE001 - that engine is unreachable: nothing to clean there
+            continue
 
 
 @flow(
@@ -109,16 +200,33 @@ def _cleanup_leftovers(flow, flow_run, state) -> None:  # noqa: ANN001 - Prefect
 def pipeline_flow(pipeline_file: str, variables: dict[str, Any] | None = None) -> State:
     """Run a hybrid pipeline file: stages of shell, Docker and Kubernetes steps.
 
+    Run from a deployment, ``pipeline_file`` (a run-form value) must name a file under the
+    pipelines root the deployment was made with (``ANSFLOW_PIPELINES_ROOT`` in the work pool's
+    job variables or the worker's environment, else the directory the deployment's pull step
+    moved into); anything else is refused before the file is read.
+
     Args:
         pipeline_file: Path of the pipeline YAML file.
         variables: Values for the pipeline's `variables` (override their defaults).
     """
+    run_ctx = FlowRunContext.get()
+    confined = getattr(run_ctx.flow_run, "deployment_id", None) is not None
+    return run_pipeline_file(pipeline_file, variables, confined=confined)
+
+
+def run_pipeline_file(pipeline_file: str, variables: dict[str, Any] | None, *,
+                      confined: bool) -> State:
+    """The body of the pipeline flow; ``confined``: ``pipeline_file`` came from a run form
+    and must lie under the pipelines root (ansflow serve's own map is trusted instead)."""
     logger = get_run_logger()
     _quiet_empty_tracebacks()
     run_ctx = FlowRunContext.get()
     flow_run_id = run_ctx.flow_run.id
     try:
+        if confined:
+            pipeline_file = confine_pipeline_file(pipeline_file)
         plan = _preloaded_plan(pipeline_file) or load_plan(pipeline_file)
+        check_state_outside(plan.workspace)
         values = resolve_variables(plan, variables)
         secrets = load_secrets(secret_names(plan))
     except AnsflowError as exc:
@@ -134,15 +242,81 @@ def _preloaded_plan(pipeline_file: str) -> Plan | None:
     return None
 
 
+# After SIGTERM the run cancels: steps killed, `finally` steps run, the flow returns
+# Cancelled. Whatever still holds the process this long after the signal (a step stuck where
+# no kill reaches, the task runner's thread pool waiting for it) is cut short: the process
+# exits with 143 (128 + SIGTERM), after the steps' processes were killed.
+SIGTERM_EXIT_AFTER = 20.0
+
+
+def _cancel_on_sigterm(scheduler: Scheduler, control: RunControl, logger) -> Callable[[], None]:  # noqa: ANN001
+    """SIGTERM (from `timeout`, systemd, Kubernetes, or a worker cancelling a served run)
+    cancels the run as Ctrl-C does. Only the main thread can install signal handlers; in
+    any other thread nothing changes. Returns the function restoring the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def exit_later() -> None:
+        time.sleep(SIGTERM_EXIT_AFTER)
+        control.cancel()  # once more: every process group and marked process
+        os.write(2, (f"ansflow: the run did not end within {SIGTERM_EXIT_AFTER:g} s of "
+                     "SIGTERM; exiting (its step processes were killed)\n").encode())
+        os._exit(143)
+
+    def on_sigterm(_signum, _frame) -> None:  # noqa: ANN001
+        if scheduler.cancelled:
+            return
+        logger.warning("SIGTERM received: cancelling the run (steps are killed, `finally` "
+                       "steps run)")
+        scheduler.cancelled = True
+        # Not in the handler itself: killing waits for the processes to go.
+        threading.Thread(target=control.cancel, daemon=True, name="ansflow-sigterm").start()
+        threading.Thread(target=exit_later, daemon=True, name="ansflow-sigterm-exit").start()
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, OSError, TypeError):
+            pass
+
+    return restore
+
+
+def finish_remote_run(run_id: str, warn: Callable[[str], None]) -> None:
+    """Remove the run's directories on the SSH hosts its remote steps used (when any ran:
+    the SSH engine is only imported by them)."""
+    if "ansflow.engines.ssh" not in sys.modules:
+        return
+    from ansflow.tasks.remote import finish_run  # noqa: PLC0415
+
+    finish_run(run_id, warn)
+
+
+def _allocate_build(plan: Plan, flow_run_id) -> RunStart:  # noqa: ANN001
+    """The run's build number, recorded as started; for a retry of this flow run, its own
+    build number and the steps it reuses (flows.rerun). Raises AnsflowError (StoreError)."""
+    max_parallel(plan)  # a bad ANSFLOW_MAX_PARALLEL fails the run before anything happens
+    return start_run(plan, str(flow_run_id))
+
+
 def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_run_id) -> State:
     """Run a validated plan inside the current flow run; returns the run's final state."""
     logger = get_run_logger()
-    store = Store()
     try:
-        build_number = store.next_build_number(plan.name)
-        store.record_start(str(flow_run_id), plan.name, build_number)
-    finally:
-        store.close()
+        start = _allocate_build(plan, flow_run_id)
+    except AnsflowError as exc:  # the store or a worker setting: one clear failure, no steps ran
+        message = f"the run did not start: {exc}"
+        logger.error(message)
+        return Failed(message=message)
+    build_number = start.build_number
+    if start.note:
+        logger.warning(start.note)
     with get_client(sync_client=True) as client:
         client.update_flow_run(flow_run_id, name=f"{plan.name} #{build_number}")
     logger.info(f"pipeline {plan.name!r} build #{build_number}: {len(plan.steps)} steps, "
@@ -150,29 +324,45 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
 
     control = RunControl()
     info = RunInfo(plan.name, str(flow_run_id), build_number, values, secrets)
-    scheduler = Scheduler(plan, info, control)
+    scheduler = Scheduler(plan, info, control, reused=start.reused)
+    for value in credential_secrets(plan):
+        scheduler.masker.add(value)
     stop = threading.Event()
     watcher = threading.Thread(target=watch_cancellation, args=(flow_run_id, control, stop),
                                daemon=True, name="ansflow-cancel-watch")
     watcher.start()
     deadline = time.monotonic() + plan.timeout if plan.timeout else None
+    restore = _cancel_on_sigterm(scheduler, control, logger)
     try:
         scheduler.run(deadline)
     finally:
         stop.set()
+        restore()
+        finish_remote_run(str(flow_run_id), logger.warning)
     state, message = scheduler.outcome()
     summary = {
         "pipeline": plan.name, "run_id": str(flow_run_id), "build_number": build_number,
         "state": state, "message": message,
         "steps": [scheduler.records[s.id].as_dict() for s in plan.steps + plan.finally_steps],
     }
-    store = Store()
+    if plan.matrices:
+        summary["matrix"] = scheduler.matrix_summary()
+    if start.retry:
+        summary["reused"] = list(start.reused)
     try:
-        store.record_end(str(flow_run_id), state, summary)
-    finally:
-        store.close()
+        record_results(str(flow_run_id), step_results(plan, scheduler.records,
+                                                      scheduler.attempts.outputs,
+                                                      scheduler.masker))
+        store = Store()
+        try:
+            store.record_end(str(flow_run_id), state, summary)
+        finally:
+            store.close()
+    except AnsflowError as exc:  # the run happened: its artifacts and event still go out
+        logger.warning(f"could not record the run's end: {exc}; the run's artifacts and event "
+                       "are published anyway")
     (logger.info if state == "completed" else logger.error)(message)
-    publish_run(summary, secrets)
+    publish_run(summary, scheduler.masker)
     if state == "completed":
         return Completed(message=message, data=summary)
     if state == "cancelled":

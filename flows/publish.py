@@ -16,6 +16,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.settings import PREFECT_UI_URL
 
+from ansflow.masking import Masker, as_masker
+
 EVENT_PREFIX = "ansflow.pipeline"
 _FAILED_STATES = {"failed", "timedout"}
 _SHOWN_OUTPUTS = ("image", "digest", "image_id", "revision")
@@ -28,19 +30,18 @@ def artifact_key(pipeline: str) -> str:
     return f"ansflow-{slug}"[:100]
 
 
-def mask(text: str, secrets: dict[str, str]) -> str:
-    for value in sorted((v for v in secrets.values() if v), key=len, reverse=True):
-        text = text.replace(value, "***")
-    return text
+def mask(text: str, secrets: Masker | dict[str, str]) -> str:
+    """``text`` with every secret (and its encodings, and its lines) masked."""
+    return as_masker(secrets)(text)
 
 
-def _cell(value: Any, secrets: dict[str, str]) -> str:
+def _cell(value: Any, secrets: Masker | dict[str, str]) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     text = mask(text, secrets)
     return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
 
 
-def summary_rows(summary: dict[str, Any], secrets: dict[str, str]) -> list[dict[str, str]]:
+def summary_rows(summary: dict[str, Any], secrets: Masker | dict[str, str]) -> list[dict[str, str]]:
     """One table row per step: what ran, how it ended, how long it took, what it produced."""
     rows = []
     for step in summary.get("steps", []):
@@ -65,7 +66,7 @@ def failed_steps(summary: dict[str, Any]) -> list[dict[str, Any]]:
             for s in summary.get("steps", []) if s.get("state") in _FAILED_STATES]
 
 
-def summary_markdown(summary: dict[str, Any], secrets: dict[str, str]) -> str:
+def summary_markdown(summary: dict[str, Any], secrets: Masker | dict[str, str]) -> str:
     """The run as markdown: headline, what it built / pushed / deployed, failed steps."""
     run_id = summary.get("run_id")
     title = f"{summary.get('pipeline')} #{summary.get('build_number')}"
@@ -82,12 +83,34 @@ def summary_markdown(summary: dict[str, Any], secrets: dict[str, str]) -> str:
             produced.append(f"- **{step.get('name')}** ({step.get('type')}): {parts}")
     if produced:
         lines += ["## Built, pushed, deployed", "", *produced, ""]
+    approvals = approval_lines(summary, secrets)
+    if approvals:
+        lines += ["## Approvals", "", *approvals, ""]
     failed = failed_steps(summary)
     if failed:
         lines += ["## Failed steps", ""]
         lines += [f"- **{s['name']}** (`{s['id']}`): "
                   f"{mask(str(s['message'] or s['state']), secrets)}" for s in failed]
     return "\n".join(lines)
+
+
+def approval_lines(summary: dict[str, Any], secrets: Masker | dict[str, str]) -> list[str]:
+    """One line per approval step: the decision, its comment and the fields filled in."""
+    lines = []
+    for step in summary.get("steps", []):
+        if step.get("type") != "approval" or step.get("state") in ("pending", "not_run"):
+            continue
+        outputs = dict(step.get("outputs") or {})
+        if step.get("state") == "completed":
+            comment = outputs.pop("comment", "")
+            outputs.pop("approved", None)
+            said = f": {mask(str(comment), secrets)}" if comment else ""
+            fields = ", ".join(f"{k} `{_cell(v, secrets)}`" for k, v in outputs.items() if v)
+            decision = f"approved{said}" + (f" ({fields})" if fields else "")
+        else:
+            decision = mask(str(step.get("message") or step.get("state")), secrets)
+        lines.append(f"- **{_cell(step.get('name') or step.get('id'), secrets)}**: {decision}")
+    return lines
 
 
 def event_name(state: str) -> str:
@@ -98,7 +121,7 @@ def event_name(state: str) -> str:
     return f"{EVENT_PREFIX}.failed"
 
 
-def emit_run_event(summary: dict[str, Any], secrets: dict[str, str]) -> None:
+def emit_run_event(summary: dict[str, Any], secrets: Masker | dict[str, str]) -> None:
     """Emit the run's finishing event (matched by Automations)."""
     pipeline = str(summary.get("pipeline"))
     payload = {
@@ -120,9 +143,12 @@ def emit_run_event(summary: dict[str, Any], secrets: dict[str, str]) -> None:
     )
 
 
-def publish_run(summary: dict[str, Any], secrets: dict[str, str] | None = None) -> None:
-    """Publish ``summary`` as artifacts and an event; a failure here only logs a warning."""
-    secrets = secrets or {}
+def publish_run(summary: dict[str, Any], secrets: Masker | dict[str, str] | None = None) -> None:
+    """Publish ``summary`` as artifacts and an event; a failure here only logs a warning.
+
+    ``secrets``: the run's Masker (or a dict of secret values) applied to all that is shown.
+    """
+    secrets = as_masker(secrets)
     logger = get_run_logger()
     key = artifact_key(str(summary.get("pipeline")))
     title = f"{summary.get('pipeline')} #{summary.get('build_number')}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +21,11 @@ from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import quote
 
-from ansflow.errors import StepCancelled, StepTimedOut
+from ansflow.errors import AnsflowError, StepCancelled, StepTimedOut
 from ansflow.flows.step_task import Attempts, not_run, run_pipeline_step
 from ansflow.flows.tag_limits import limited_tags, mark_unlimited
 from ansflow.plan import Plan, PlannedStep
+from ansflow.stepenv import inherited_env
 from ansflow.steptypes import step_type
 from ansflow.tasks.base import Masker, RunControl, StepContext
 from ansflow.tasks.public import PIPELINE_STEP
@@ -33,6 +35,24 @@ progress_listener: contextvars.ContextVar[Callable[[PlannedStep, str], None] | N
     contextvars.ContextVar("ansflow_progress_listener", default=None)
 )
 _BLOCKING = {"failed", "timedout", "cancelled", "not_run"}
+DEFAULT_MAX_PARALLEL = 64
+# After a cancel, a step that has not reported back within this many seconds (stuck in a
+# template or a blocked call that no kill reaches) is given up on: recorded as cancelled,
+# and the `finally` steps go on without it.
+CANCEL_GRACE = 8.0
+MAX_PARALLEL_ENV = "ANSFLOW_MAX_PARALLEL"
+
+
+def max_parallel(plan: Plan) -> int:
+    """How many steps of one run may run at once: the pipeline's `max_parallel`, within the
+    worker's ceiling ($ANSFLOW_MAX_PARALLEL, default 64). Steps beyond it wait their turn."""
+    raw = os.environ.get(MAX_PARALLEL_ENV, "").strip()
+    ceiling = int(raw) if raw.isdigit() and raw.isascii() else -1 if raw else DEFAULT_MAX_PARALLEL
+    if not 1 <= ceiling <= 4096:
+        raise AnsflowError(f"{MAX_PARALLEL_ENV} must be a whole number from 1 to 4096, got "
+                           f"{raw[:40]!r}")
+    wanted = plan.max_parallel
+    return min(wanted, ceiling) if wanted else ceiling
 
 
 @dataclass
@@ -47,10 +67,13 @@ class StepRecord:
 
     def as_dict(self) -> dict[str, Any]:
         s = self.step
-        return {"id": s.id, "name": s.name, "stage": s.stage, "type": s.type,
-                "state": self.state, "exit_code": self.exit_code, "attempts": self.attempts,
-                "outputs": self.outputs, "duration_s": round(self.duration_s, 3),
-                "message": self.message}
+        out = {"id": s.id, "name": s.name, "stage": s.stage, "type": s.type,
+               "state": self.state, "exit_code": self.exit_code, "attempts": self.attempts,
+               "outputs": self.outputs, "duration_s": round(self.duration_s, 3),
+               "message": self.message}
+        if s.matrix_of:
+            out.update(matrix_of=s.matrix_of, matrix_key=s.matrix_key, matrix=s.matrix)
+        return out
 
 
 @dataclass
@@ -65,8 +88,10 @@ class RunInfo:
 class Scheduler:
     """One pipeline run's steps: submit when ready, record every outcome."""
 
-    def __init__(self, plan: Plan, info: RunInfo, control: RunControl) -> None:
+    def __init__(self, plan: Plan, info: RunInfo, control: RunControl,
+                 reused: dict[str, dict[str, Any]] | None = None) -> None:
         self.plan = plan
+        self.reused = reused or {}  # a retry: steps done in the earlier attempt (flows.rerun)
         self.info = info
         self.control = control
         self.masker = Masker(list(info.secrets.values()))
@@ -75,9 +100,21 @@ class Scheduler:
         self.attempts = Attempts()
         self.cancelled = False
         self.timed_out = False
+        self.abandoned: set[str] = set()
+        self._cancel_seen_at: float | None = None
         self._done: queue.Queue[str] = queue.Queue()
         self._listener = progress_listener.get()
         self._limited_tags = limited_tags()
+        self.max_parallel = max_parallel(plan)
+        # Matrix steps: a control per matrix (fail_fast cancels its combinations only; a
+        # cancel of the run reaches it), how many of its combinations run, who failed first.
+        self.matrix_controls: dict[str, RunControl] = {}
+        self.matrix_running: dict[str, int] = {}
+        self.failed_fast: dict[str, str] = {}
+        for sid in plan.matrices:
+            self.matrix_controls[sid] = RunControl()
+            self.matrix_running[sid] = 0
+            control.on_cancel(self.matrix_controls[sid].cancel)
 
     # -- the main loop -------------------------------------------------------------------
     def run(self, deadline: float | None) -> None:
@@ -87,8 +124,9 @@ class Scheduler:
         finally:
             final_control = RunControl()
             self._run_graph(self.plan.finally_steps, final_control, None, always=True)
-            for future in self.futures.values():
-                future.wait()  # NotRun records too: the flow must not end before them
+            for sid, future in self.futures.items():
+                if sid not in self.abandoned:
+                    future.wait()  # NotRun records too: the flow must not end before them
 
     def _run_graph(self, steps: list[PlannedStep], control: RunControl,
                    deadline: float | None, always: bool = False) -> None:
@@ -98,8 +136,12 @@ class Scheduler:
         while pending or running:
             try:
                 for sid, step in list(pending.items()):
+                    if len(running) >= self.max_parallel:
+                        break  # the others wait for a free slot
                     deps = step.needs if not always else ([previous] if previous else [])
                     if any(d in pending or d in running for d in deps):
+                        continue
+                    if step.matrix_of and self._matrix_full(step.matrix_of):
                         continue
                     del pending[sid]
                     previous = sid
@@ -112,9 +154,13 @@ class Scheduler:
                     sid = self._done.get(timeout=0.2)
                 except queue.Empty:
                     self._check_deadline(deadline, control)
+                    self._abandon_stuck(control, running)
+                    continue
+                if sid in self.abandoned:
                     continue
                 running.discard(sid)
                 self._collect(sid)
+                self._matrix_done(sid)
             except (KeyboardInterrupt, TerminationSignal):
                 # Ctrl-C on `ansflow run`, or the runner terminating a cancelled run:
                 # kill what runs, let it report back, record the rest as not run.
@@ -125,6 +171,24 @@ class Scheduler:
         self.cancelled = True
         control.cancel()
 
+    def _abandon_stuck(self, control: RunControl, running: set[str]) -> None:
+        if not control.cancelled.is_set() or not running:
+            return
+        now = time.monotonic()
+        if self._cancel_seen_at is None:
+            self._cancel_seen_at = now
+            return
+        if now - self._cancel_seen_at < CANCEL_GRACE:
+            return
+        for sid in list(running):
+            record = self.records[sid]
+            record.state = "cancelled"
+            record.message = (f"did not stop within {CANCEL_GRACE:g} s of the cancel; "
+                              "given up on")
+            self.abandoned.add(sid)
+            running.discard(sid)
+            self._notify(record)
+
     def _check_deadline(self, deadline: float | None, control: RunControl) -> None:
         if deadline is not None and time.monotonic() > deadline and not self.timed_out:
             self.timed_out = True
@@ -134,6 +198,9 @@ class Scheduler:
     def _start(self, step: PlannedStep, deps: list[str], control: RunControl,
                running: set[str], always: bool) -> None:
         record = self.records[step.id]
+        if not always and step.id in self.reused:
+            self._reuse(step, deps)
+            return
         blockers = [] if always else [
             d for d in deps if self.records[d].state in _BLOCKING
             and not (self.records[d].step.allow_failure
@@ -141,9 +208,12 @@ class Scheduler:
         ]
         # allow_failure: the edges show in the run graph without Prefect's NotReady rule.
         wait_for = [allow_failure(self.futures[d]) for d in deps if d in self.futures]
-        if (control.cancelled.is_set() and not always) or blockers:
+        fast = self.failed_fast.get(step.matrix_of or "")
+        if (control.cancelled.is_set() and not always) or blockers or fast:
+            shown = ", ".join(repr(b) for b in self._shown(blockers))
             reason = ("the run was cancelled" if control.cancelled.is_set() else
-                      f"needs {', '.join(repr(b) for b in blockers)}, which did not succeed")
+                      f"needs {shown}, which did not succeed" if blockers else
+                      f"fail_fast: combination {fast!r} failed")
             record.state, record.message = "not_run", reason
             # No wait_for here: Prefect turns a task waiting on a cancelled one into NotReady.
             self.futures[step.id] = self._submit(step, lambda _executor: not_run(reason), [])
@@ -153,9 +223,12 @@ class Scheduler:
             pipeline=self.plan.name, run_id=self.info.run_id,
             build_number=self.info.build_number, step_id=step.id, step_name=step.name,
             stage=step.stage, step_type=step.type, workspace=self.plan.workspace,
-            env={**self.plan.env, **step.env}, timeout=step.timeout, runs_on=step.runs_on,
-            masker=self.masker, control=control,
+            env={**self.plan.env, **step.env}, env_passthrough=list(self.plan.env_passthrough),
+            timeout=step.timeout, runs_on=step.runs_on,
+            masker=self.masker, control=self.matrix_controls.get(step.matrix_of or "", control),
         )
+        if step.matrix_of:
+            self.matrix_running[step.matrix_of] += 1
         record.state = "running"
         self._notify(record)
         template_context = self._template_context(step)
@@ -169,14 +242,34 @@ class Scheduler:
         running.add(step.id)
         future.add_done_callback(lambda _f, sid=step.id: self._done.put(sid))
 
-    def _submit(self, step: PlannedStep, body, wait_for: list) -> PrefectFuture:  # noqa: ANN001
+    def _reuse(self, step: PlannedStep, deps: list[str]) -> None:
+        """A step the earlier attempt of this run completed: its stored result, a task run
+        that says so (Completed, "Reused"), not executed again."""
+        from ansflow.flows.rerun import reused_state  # noqa: PLC0415
+
+        result = self.reused[step.id]
+        record = self.records[step.id]
+        outputs = {k: str(v) for k, v in (result.get("outputs") or {}).items()}
+        record.state, record.exit_code = result["state"], result.get("exit_code")
+        record.outputs = {k: self.masker(v) for k, v in outputs.items()}
+        record.message = "reused from an earlier attempt of this run"
+        with self.attempts.lock:
+            self.attempts.outputs[step.id] = outputs
+        wait_for = [allow_failure(self.futures[d]) for d in deps if d in self.futures]
+        build, state = self.info.build_number, record.state
+        self.futures[step.id] = self._submit(
+            step, lambda _executor: reused_state(build, state), wait_for, reused=True)
+        self._notify(record)
+
+    def _submit(self, step: PlannedStep, body, wait_for: list,  # noqa: ANN001
+                reused: bool = False) -> PrefectFuture:
         """Submit the step as a task run of its type's task, running ``body`` inside it.
 
         The task's own arguments are the step's raw config (its templates are rendered
         inside, just before the step runs); ``body`` reaches the task run through a context
         variable that Prefect copies into the task's thread.
         """
-        task = self._task(step_type(step.type).load_task(), step)
+        task = self._task(step_type(step.type).load_task(), step, reused)
         token = PIPELINE_STEP.set(body)
         try:
             return task.submit(**{k: quote(v) for k, v in step.config.items()},
@@ -184,12 +277,13 @@ class Scheduler:
         finally:
             PIPELINE_STEP.reset(token)
 
-    def _task(self, base, step: PlannedStep):
+    def _task(self, base, step: PlannedStep, reused: bool = False):  # noqa: ANN001
         # No per-step `id:` tag: Prefect acquires concurrency slots per distinct tag set, and a
         # tag unique to every step cost ~50 ms per step (measured, see README); stage and type
         # tags repeat, so they stay cheap, and a user's tag concurrency limit on them (say
         # `type:k8s_deploy`) is honoured. The id is in the task name and the step's first log.
-        tags = [f"stage:{step.stage}", f"type:{step.type}"]
+        tags = [f"stage:{step.stage}", f"type:{step.type}"] + (["ansflow:reused"] if reused
+                                                                 else [])
         mark_unlimited(tags, self._limited_tags)
         # A callable, not a string: Prefect would run a string through str.format, which
         # breaks on braces in a step's name and can read the task's parameters into it.
@@ -219,6 +313,47 @@ class Scheduler:
                             "cancelled" if isinstance(error, StepCancelled) else "failed")
         self._notify(record)
 
+    def _shown(self, ids: list[str]) -> list[str]:
+        """Step ids as written: a matrix step's combinations once, by the step's id."""
+        return list(dict.fromkeys(self.records[i].step.matrix_of or i for i in ids))
+
+    # -- matrix steps --------------------------------------------------------------------
+    def _matrix_full(self, matrix_id: str) -> bool:
+        limit = self.plan.matrices[matrix_id].get("max_parallel")
+        return bool(limit) and self.matrix_running[matrix_id] >= limit
+
+    def _matrix_done(self, sid: str) -> None:
+        """A combination ended: free its slot; with fail_fast, a failure cancels the rest."""
+        record = self.records[sid]
+        matrix_id = record.step.matrix_of
+        if not matrix_id:
+            return
+        self.matrix_running[matrix_id] -= 1
+        matrix = self.plan.matrices[matrix_id]
+        if (matrix.get("fail_fast", True) and record.state in ("failed", "timedout")
+                and not record.step.allow_failure and matrix_id not in self.failed_fast):
+            self.failed_fast[matrix_id] = record.step.matrix_key or sid
+            threading.Thread(target=self.matrix_controls[matrix_id].cancel, daemon=True,
+                             name="ansflow-fail-fast").start()
+
+    def matrix_state(self, matrix_id: str) -> str:
+        """A matrix step's own state: the worst of its combinations'."""
+        states = [self.records[c].state
+                  for c in self.plan.matrices[matrix_id]["combinations"].values()]
+        for state in ("failed", "timedout", "cancelled", "running", "pending"):
+            if state in states:
+                return state
+        if all(s == "not_run" for s in states):
+            return "not_run"
+        if "not_run" in states:
+            return "failed"
+        return "skipped" if all(s == "skipped" for s in states) else "completed"
+
+    def matrix_summary(self) -> dict[str, Any]:
+        return {mid: {"name": m["name"], "state": self.matrix_state(mid),
+                      "combinations": dict(m["combinations"])}
+                for mid, m in self.plan.matrices.items()}
+
     def _notify(self, record: StepRecord) -> None:
         if self._listener is not None:
             self._listener(record.step, record.state)
@@ -228,13 +363,33 @@ class Scheduler:
             "pipeline": {"name": self.plan.name, "build_number": self.info.build_number,
                          "run_id": self.info.run_id, "type": self.plan.type},
             "vars": dict(self.info.variables),
-            "env": {**os.environ, **self.plan.env, **step.env},
+            # What the step's process sees (ansflow.stepenv), never the worker's credentials.
+            "env": {**inherited_env(self.plan.env_passthrough), **self._ansflow_env(step),
+                    **self.plan.env, **step.env},
             "stage": {"name": step.stage, "id": step.stage},
             "step": {"name": step.name, "id": step.id},
-            "steps": {sid: {"outputs": dict(r.outputs), "status": r.state}
-                      for sid, r in self.records.items() if r.state != "pending"},
+            "steps": self._steps_context(),
             "secrets": dict(self.info.secrets),
+            "matrix": ({k: step.matrix.get(k, "")
+                        for k in self.plan.matrices[step.matrix_of]["keys"]}
+                       if step.matrix_of and step.matrix is not None else {}),
         }
+
+    def _steps_context(self) -> dict[str, Any]:
+        steps = {sid: {"outputs": dict(self.attempts.outputs.get(sid, r.outputs)),
+                       "status": r.state}
+                 for sid, r in self.records.items() if r.state != "pending"}
+        for mid, m in self.plan.matrices.items():
+            combos = {key: steps[cid] for key, cid in m["combinations"].items() if cid in steps}
+            if combos:
+                steps[mid] = {"outputs": {}, "status": self.matrix_state(mid), "matrix": combos}
+        return steps
+
+    def _ansflow_env(self, step: PlannedStep) -> dict[str, str]:
+        return {"ANSFLOW_PIPELINE": self.plan.name,
+                "ANSFLOW_BUILD_NUMBER": str(self.info.build_number),
+                "ANSFLOW_RUN_ID": self.info.run_id, "ANSFLOW_STEP_ID": step.id,
+                "ANSFLOW_WORKSPACE": self.plan.workspace, "CI": "true"}
 
     # -- the outcome ----------------------------------------------------------------------
     def outcome(self) -> tuple[str, str]:

@@ -17,12 +17,31 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
 
-from ansflow.errors import StepCancelled, StepFailed, StepTimedOut, StepTransient
+from ansflow.errors import (
+    StepCancelled,
+    StepFailed,
+    StepPermanent,
+    StepTimedOut,
+    StepTransient,
+)
 from ansflow.plan import PlannedStep
+from ansflow.shellquote import shell_fields
 from ansflow.steptypes import CONFIG_MODELS
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.public import Executor, validated_config
-from ansflow.templating import TemplateError, evaluate_condition, render_value
+from ansflow.templating import (
+    RenderSession,
+    TemplateCancelled,
+    TemplateError,
+    TemplateTimeout,
+    evaluate_condition,
+    render_config,
+    render_value,
+)
+
+# Step types whose shell text can read a secret from an environment variable (k8s_exec: its
+# prelude reads them from stdin, a pod exec has no environment to set).
+_SECRETS_VIA_ENV = ("command", "script", "docker_run", "k8s_exec")
 
 
 @dataclass
@@ -32,6 +51,8 @@ class Attempts:
     count: dict[str, int] = field(default_factory=dict)
     last_error: dict[str, BaseException] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
+    # Each completed step's real outputs, for later steps' templates (what is shown is masked).
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def begin(self, step_id: str) -> int:
@@ -95,6 +116,8 @@ def run_pipeline_step(executor: Executor, ctx: StepContext, config: dict[str, An
         if ctx.dropped_lines:
             ctx.logger.warning(f"[ansflow] {ctx.dropped_lines} output lines were not logged "
                                "(log size limit)")
+        with attempts.lock:
+            attempts.outputs[ctx.step_id] = {k: str(v) for k, v in result.outputs.items()}
         return {"exit_code": result.exit_code,
                 "outputs": {k: ctx.masker(str(v)) for k, v in result.outputs.items()}}
 
@@ -103,11 +126,27 @@ def _attempt(executor: Executor, ctx: StepContext, config: dict[str, Any],
              base_env: dict[str, str], template_context: dict[str, Any]) -> StepResult:
     if ctx.cancelled:
         raise StepCancelled("the run was cancelled before this step started")
+    budget = ctx.budget()
+    session = RenderSession(masker=ctx.masker, cancelled=ctx.control.cancelled,
+                            deadline=None if budget is None else time.monotonic() + budget,
+                            secrets_via_env=ctx.step_type in _SECRETS_VIA_ENV)
     try:
-        ctx.env = {k: str(render_value(v, template_context)) for k, v in base_env.items()}
-        rendered = render_value(config, template_context)
+        ctx.env = {k: str(render_value(v, template_context, session))
+                   for k, v in base_env.items()}
+        rendered = render_config(config, template_context, session,
+                                 shell_fields(ctx.step_type, config))
+    except TemplateTimeout as exc:
+        raise StepTimedOut(str(exc)) from exc
+    except TemplateCancelled as exc:
+        raise StepCancelled(str(exc)) from exc
     except TemplateError as exc:
         raise StepFailed(str(exc)) from exc
+    if session.secret_env:
+        # Secrets that shell text refers to ("${ANSFLOW_SECRET_1}") reach it by environment.
+        if ctx.step_type == "docker_run":
+            rendered["env"] = {**(rendered.get("env") or {}), **session.secret_env}
+        else:
+            ctx.env = {**ctx.env, **session.secret_env}
     model = validate_config_for(ctx.step_type, rendered)
     try:
         return executor(ctx, model)
@@ -132,9 +171,10 @@ def validate_config_for(step_type: str, rendered: dict[str, Any]):
 
 
 def should_retry(step: PlannedStep, error: StepFailed) -> bool:
-    """Never after a cancel; a transient failure (registry or API server unreachable) always;
-    with retry_on_exit_codes, otherwise only on one of those exit codes."""
-    if isinstance(error, StepCancelled):
+    """Never after a cancel or a permanent failure (a refused host key or credentials); a
+    transient failure (registry or API server unreachable) always; with
+    retry_on_exit_codes, otherwise only on one of those exit codes."""
+    if isinstance(error, StepCancelled | StepPermanent):
         return False
     if isinstance(error, StepTransient) or step.retry_on_exit_codes is None:
         return True

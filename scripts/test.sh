@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: set-up (packages, venv, binaries, services), then
-# pytest; then, for a full run (no arguments), the server tests again on PostgreSQL (the
-# Prefect server's database and ansflow's store), the set-up's private cluster.
+# pytest; then, for a full run (no arguments), the tests marked `postgres` again on PostgreSQL
+# (the Prefect server's database and ansflow's store), the set-up's private cluster.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
@@ -11,7 +11,11 @@ cd "$ROOT"
 if [ $# -gt 0 ] || [ -z "${ANSFLOW_POSTGRES_URL:-}" ]; then
   exec python -m pytest "$@"
 fi
-python -m pytest --durations=25
+# Two workers (pytest-xdist), whole files per worker (tests/conftest.py groups them; the
+# tests of the shared sshd on one worker): most tests wait on servers, clusters
+# and engines, so two in flight use the two cores better. Each worker has its own Prefect
+# server, homes and dev cluster (tests/conftest.py); they share the Docker engine.
+python -m pytest -n "${ANSFLOW_TEST_WORKERS:-2}" --dist loadgroup --durations=25
 echo "== second pass: server tests on PostgreSQL" >&2
 # Fresh databases for the pass, so its results do not depend on an earlier run.
 python - <<'EOF'
@@ -38,4 +42,6 @@ else
   trap 'rm -rf "$pg_pass_tmp"' EXIT
   export ANSFLOW_TEST_PREFECT_DATABASE_URL="sqlite+aiosqlite:///$pg_pass_tmp/prefect.db"
 fi
-python -m pytest -m "server and not docker and not k8s" -k "not sigkill and not run_form"
+# Only the tests marked `postgres`: the shared store's build numbers under concurrency, runs
+# across two serve processes, a served run's events and parameters on the server's database.
+python -m pytest -m postgres --durations=10

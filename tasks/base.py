@@ -20,11 +20,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ansflow.masking import MIN_SECRET_LEN, Masker
+
 MAX_LINE_CHARS = 8192
 # The one log cap: what a step logs beyond it is counted, not sent (the step runs on).
 MAX_LOG_ENV = "ANSFLOW_MAX_LOG_BYTES"
 DEFAULT_MAX_LOG_BYTES = 2 * 1024 * 1024
 LABEL_PREFIX = "ansflow.dev/"
+# A stdout line `::add-mask::VALUE` (as in GitHub Actions) is not logged; VALUE is masked
+# from then on, in this step and the later steps of the run.
+ADD_MASK = "::add-mask::"
 
 
 class StepResult(BaseModel):
@@ -69,23 +74,6 @@ class RunControl:
                 logging.getLogger("ansflow").exception("cleanup after cancel failed")
 
 
-class Masker:
-    """Replaces every secret value with *** in text about to be shown anywhere."""
-
-    def __init__(self, secrets: list[str] | None = None) -> None:
-        # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted({s for s in (secrets or []) if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
-
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
-
 @dataclass
 class StepContext:
     """Everything a step needs to know about the run it belongs to."""
@@ -99,6 +87,8 @@ class StepContext:
     step_type: str
     workspace: str
     env: dict[str, str] = field(default_factory=dict)
+    # Worker variables (names / globs) a local step inherits beyond ansflow.stepenv's base.
+    env_passthrough: list[str] = field(default_factory=list)
     timeout: float | None = None
     runs_on: str = "local"
     # Credentials given as block objects rather than block names (a task called directly).
@@ -141,22 +131,83 @@ class StepContext:
         return max(0.0, min(limits)) if limits else None
 
     def emit(self, line: str, *, stream: str = "stdout") -> None:
-        """Send one line of step output to the Prefect task log, masked and bounded."""
-        line = self.masker(line.rstrip("\r\n"))
+        """Send one line of step output to the Prefect task log, masked and bounded.
+
+        A stdout line ``::add-mask::VALUE`` is not logged: VALUE is added to the run's masker.
+        """
+        line = line.rstrip("\r\n")
+        if stream == "stdout" and line.lstrip().startswith(ADD_MASK):
+            self._add_mask(line.lstrip()[len(ADD_MASK):].strip())
+            return
+        line = self.masker(line)
         if len(line) > MAX_LINE_CHARS:
             line = line[:MAX_LINE_CHARS] + f"... [{len(line) - MAX_LINE_CHARS} chars cut]"
         log = self.logger or logging.getLogger("ansflow.step")
         self.logged_bytes += len(line) + 1
         if self.logged_bytes > self.max_log_bytes:
-            if self.dropped_lines == 0:
-                log.warning(f"[ansflow] output beyond {self.max_log_bytes} bytes is not logged "
-                            f"(the step keeps running; {MAX_LOG_ENV} sets the limit)")
-            self.dropped_lines += 1
+            self._note_dropped()
             return
         if stream == "stderr":
             log.warning(line)
         else:
             log.info(line)
+
+    def emit_lines(self, lines: list[str], *, stream: str = "stdout") -> list[str]:
+        """``emit`` for a burst of lines (a chunk read from a stream) as one log record:
+        one entry in the Prefect log instead of one per line, masked in one pass.
+        ``::add-mask::`` lines take effect for the lines after them, as with ``emit``.
+
+        Returns:
+            The lines as logged (masked, cut to MAX_LINE_CHARS), without the dropped ones.
+        """
+        logged: list[str] = []
+        batch: list[str] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            masked = self.masker("\n".join(batch)).split("\n")
+            batch.clear()
+            keep, dropped = [], 0
+            for line in masked:
+                if len(line) > MAX_LINE_CHARS:
+                    line = line[:MAX_LINE_CHARS] + f"... [{len(line) - MAX_LINE_CHARS} chars cut]"
+                self.logged_bytes += len(line) + 1
+                if self.logged_bytes > self.max_log_bytes:
+                    dropped += 1
+                    continue
+                keep.append(line)
+            if keep:
+                log = self.logger or logging.getLogger("ansflow.step")
+                (log.warning if stream == "stderr" else log.info)("\n".join(keep))
+                logged.extend(keep)
+            for _ in range(dropped):
+                self._note_dropped()
+
+        for raw in lines:
+            line = raw.rstrip("\r\n")
+            if stream == "stdout" and line.lstrip().startswith(ADD_MASK):
+                flush()
+                self._add_mask(line.lstrip()[len(ADD_MASK):].strip())
+                continue
+            batch.append(line)
+        flush()
+        return logged
+
+    def _note_dropped(self) -> None:
+        if self.dropped_lines == 0:
+            log = self.logger or logging.getLogger("ansflow.step")
+            log.warning(f"[ansflow] output beyond {self.max_log_bytes} bytes is not logged "
+                        f"(the step keeps running; {MAX_LOG_ENV} sets the limit)")
+        self.dropped_lines += 1
+
+    def _add_mask(self, value: str) -> None:
+        log = self.logger or logging.getLogger("ansflow.step")
+        if len(value) < MIN_SECRET_LEN:
+            log.warning(f"[ansflow] {ADD_MASK} ignored: the value has fewer than "
+                        f"{MIN_SECRET_LEN} characters (it would mask ordinary text)")
+            return
+        self.masker.add(value)
 
 
 def max_log_bytes() -> int:

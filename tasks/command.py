@@ -12,9 +12,12 @@ from typing import Literal
 from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import OutputFormatError, parse_outputs, read_outputs_file
+from ansflow.paths import confine
 from ansflow.spec.steps import CommandConfig, ScriptConfig
+from ansflow.stepenv import inherited_env
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
+from ansflow.tasks.remote import SCRIPT_PATH, execute_remote
 
 _SHELL_FLAGS = {"sh": ["-e", "-c"], "bash": ["--noprofile", "--norc", "-eo", "pipefail", "-c"]}
 _INTERPRETER_FLAGS = {"sh": ["-e"], "bash": ["--noprofile", "--norc", "-eo", "pipefail"]}
@@ -39,49 +42,84 @@ def script_argv(interpreter: str, path: str, args: list[str]) -> list[str]:
 def execute_command(ctx: StepContext, config: CommandConfig) -> StepResult:
     """Run a command line (through ``config.shell``) or an argv list."""
     argv = command_argv(config.command, config.shell)
+    if ctx.runs_on == "remote":
+        return execute_remote(ctx, config, argv)
     return _run(ctx, argv, config.working_dir, config.image, config.host)
 
 
 def execute_script(ctx: StepContext, config: ScriptConfig) -> StepResult:
     """Run an inline script or a script file with ``config.interpreter``."""
+    if ctx.runs_on == "remote":
+        return _script_on_remote(ctx, config)
     if config.file is not None:
-        path = Path(ctx.workspace, config.file)
+        path = Path(confine(config.file, ctx.workspace, "script file"))
         if not path.is_file():
             raise StepFailed(f"script file not found: {path}")
         return _run(ctx, script_argv(config.interpreter, str(path), config.args),
                     config.working_dir, config.image, config.host)
-    scratch = _scratch_dir(ctx, config.image)
+    scratch = _scratch_dir(ctx)
     try:
         path = Path(scratch, "script")
         path.write_text(config.script or "", encoding="utf-8")
-        return _run(ctx, script_argv(config.interpreter, str(path), config.args),
+        seen = f"{CONTAINER_SCRATCH}/script" if ctx.runs_on == "docker" else str(path)
+        return _run(ctx, script_argv(config.interpreter, seen, config.args),
                     config.working_dir, config.image, config.host, scratch=scratch)
     finally:
+        _remove_scratch(scratch)
+
+
+def _script_on_remote(ctx: StepContext, config: ScriptConfig) -> StepResult:
+    """A script on an SSH host: a script file's text travels like an inline script's."""
+    text = config.script or ""
+    if config.file is not None:
+        path = Path(confine(config.file, ctx.workspace, "script file"))
+        if not path.is_file():
+            raise StepFailed(f"script file not found: {path}")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    argv = script_argv(config.interpreter, SCRIPT_PATH, config.args)
+    return execute_remote(ctx, config, argv, inline=text)
+
+
+# In a container the step's scratch directory (its outputs file, an inline script) is
+# bind-mounted alone here: never inside the workspace or anything else the container mounts.
+CONTAINER_SCRATCH = "/run/ansflow-step"
+
+
+def _scratch_dir(ctx: StepContext) -> str:
+    # A private (0700) directory of the worker's, outside the workspace.
+    return tempfile.mkdtemp(prefix=f"ansflow-{ctx.step_id[:40]}-")
+
+
+def _remove_scratch(scratch: str) -> None:
+    """Remove a step's scratch directory: its usual files without rmtree's fd-safe walk
+    (~1-4 ms at every step's end), anything else the step left there with it."""
+    for name in ("outputs", "script"):
+        try:
+            os.unlink(os.path.join(scratch, name))
+        except FileNotFoundError:
+            pass
+        except OSError:  # a directory now, or not ours: rmtree below
+            break
+    try:
+        os.rmdir(scratch)
+    except OSError:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _scratch_dir(ctx: StepContext, image: str | None) -> str:
-    # Inside a container only the workspace is mounted, so scratch files live there.
-    if ctx.runs_on == "docker":
-        base = Path(ctx.workspace, ".ansflow", "tmp")
-        base.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f"{ctx.step_id}-", dir=base)
-    return tempfile.mkdtemp(prefix=f"ansflow-{ctx.step_id}-")
 
 
 def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str | None,
          host: str | None, scratch: str | None = None) -> StepResult:
-    cwd = str(Path(ctx.workspace, working_dir)) if working_dir else ctx.workspace
+    cwd = confine(working_dir, ctx.workspace, "working_dir") if working_dir else ctx.workspace
     if ctx.runs_on not in ("local", "docker"):
         raise StepFailed(f"runs_on: {ctx.runs_on} is not available in this version of ansflow "
                          "(use local or docker)")
     own_scratch = scratch is None
-    scratch = scratch or _scratch_dir(ctx, image)
+    scratch = scratch or _scratch_dir(ctx)
     output_file = Path(scratch, "outputs")
     output_file.touch()
+    in_docker = ctx.runs_on == "docker"
     env = {
         **ctx.env,
-        "ANSFLOW_OUTPUT": str(output_file),
+        "ANSFLOW_OUTPUT": f"{CONTAINER_SCRATCH}/outputs" if in_docker else str(output_file),
         "ANSFLOW_PIPELINE": ctx.pipeline,
         "ANSFLOW_BUILD_NUMBER": str(ctx.build_number),
         "ANSFLOW_RUN_ID": ctx.run_id,
@@ -91,13 +129,13 @@ def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str 
     }
     try:
         if ctx.runs_on == "docker":
-            exit_code = _run_in_docker(ctx, argv, cwd, env, image, host)
+            exit_code = _run_in_docker(ctx, argv, cwd, env, image, host, scratch)
         else:
             exit_code = _run_local(ctx, argv, cwd, env)
         outputs = _read_outputs(output_file)
     finally:
         if own_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+            _remove_scratch(scratch)
     if exit_code != 0:
         raise StepFailed(f"exited with code {exit_code}", exit_code=exit_code)
     return StepResult(exit_code=0, outputs=outputs)
@@ -106,12 +144,13 @@ def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str 
 def _run_local(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, str]) -> int:
     if not Path(cwd).is_dir():
         raise StepFailed(f"working directory does not exist: {cwd}")
-    full_env = {**os.environ, **env}
+    full_env = {**inherited_env(ctx.env_passthrough), **env}
     try:
         outcome = run_process(
             argv, cwd=cwd, env=full_env,
             emit=lambda line, stream: ctx.emit(line, stream=stream),
             timeout=ctx.budget(), cancelled=ctx.control.cancelled, on_start=ctx.on_cancel,
+            masker=ctx.masker,
         )
     except FileNotFoundError as exc:
         raise StepFailed(f"command not found: {argv[0]}", exit_code=127) from exc
@@ -126,7 +165,7 @@ def _run_local(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, str])
 
 
 def _run_in_docker(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, str],
-                   image: str | None, host: str | None) -> int:
+                   image: str | None, host: str | None, scratch: str) -> int:
     if not image:
         raise StepFailed("this step runs on docker but names no image: set the step's "
                          "config.image or the pipeline's defaults.docker.image")
@@ -134,7 +173,8 @@ def _run_in_docker(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, s
         from ansflow.tasks.docker_run import run_in_container  # noqa: PLC0415
     except ImportError as exc:
         raise StepFailed("runs_on: docker is not available in this version of ansflow") from exc
-    return run_in_container(ctx, image=image, argv=argv, working_dir=cwd, env=env, host=host)
+    return run_in_container(ctx, image=image, argv=argv, working_dir=cwd, env=env, host=host,
+                            extra_binds=[f"{scratch}:{CONTAINER_SCRATCH}"])
 
 
 def _read_outputs(path: Path) -> dict[str, str]:
@@ -152,8 +192,11 @@ def command(
     shell: str = "sh",
     image: str | None = None,
     host: str | None = None,
-    runs_on: Literal["local", "docker"] = "local",
+    runs_on: Literal["local", "docker", "remote"] = "local",
+    upload_workspace: bool = False,
+    download: list[str] | None = None,
     env: dict[str, str] | None = None,
+    env_passthrough: list[str] | None = None,
     workspace: str | None = None,
     timeout: float | None = None,
 ) -> StepOutput:
@@ -165,10 +208,16 @@ def command(
         shell: Shell for string commands: ``sh``, ``bash`` (with pipefail), or a path.
         image: Container image when ``runs_on`` is ``docker``.
         host: The Docker engine when ``runs_on`` is ``docker``: an address or a DockerHost
-            block name (default: ``DOCKER_HOST``).
-        runs_on: ``local`` (a process here) or ``docker`` (a container of ``image`` with the
-            workspace mounted at the same path).
+            block name (default: ``DOCKER_HOST``); the SshHost block name on ``remote``.
+        runs_on: ``local`` (a process here), ``docker`` (a container of ``image`` with the
+            workspace mounted at the same path) or ``remote`` (on the SshHost block ``host``,
+            in the run's directory there; the remote process group ends with the step).
+        upload_workspace: On remote, upload the workspace to the host first.
+        download: On remote, paths (relative to the workspace) copied back after success.
         env: Extra environment variables of the command.
+        env_passthrough: Variables of this process (names or globs) the command inherits
+            beyond the clean base (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME, SHELL,
+            TERM); nothing else of this process's environment reaches it.
         workspace: The directory the command works in (default: the current directory).
         timeout: Seconds before the whole process group (or the container) is killed.
 
@@ -192,7 +241,8 @@ def command(
         ```
     """
     return run_standalone("command", execute_command, config_of(CommandConfig, locals()),
-                          timeout=timeout, workspace=workspace, env=env, runs_on=runs_on)
+                          timeout=timeout, workspace=workspace, env=env, runs_on=runs_on,
+                          env_passthrough=env_passthrough)
 
 
 @step_task("script", execute_script)
@@ -205,8 +255,11 @@ def script(
     working_dir: str | None = None,
     image: str | None = None,
     host: str | None = None,
-    runs_on: Literal["local", "docker"] = "local",
+    runs_on: Literal["local", "docker", "remote"] = "local",
+    upload_workspace: bool = False,
+    download: list[str] | None = None,
     env: dict[str, str] | None = None,
+    env_passthrough: list[str] | None = None,
     workspace: str | None = None,
     timeout: float | None = None,
 ) -> StepOutput:
@@ -220,9 +273,13 @@ def script(
         working_dir: Directory to run in, relative to ``workspace``.
         image: Container image when ``runs_on`` is ``docker``.
         host: The Docker engine when ``runs_on`` is ``docker``: an address or a DockerHost
-            block name (default: ``DOCKER_HOST``).
-        runs_on: ``local`` or ``docker``.
+            block name (default: ``DOCKER_HOST``); the SshHost block name on ``remote``.
+        runs_on: ``local``, ``docker`` or ``remote`` (on the SshHost block ``host``).
+        upload_workspace: On remote, upload the workspace to the host first.
+        download: On remote, paths (relative to the workspace) copied back after success.
         env: Extra environment variables of the script.
+        env_passthrough: Variables of this process (names or globs) the script inherits
+            beyond the clean base, as for ``command``.
         workspace: The directory the script works in (default: the current directory).
         timeout: Seconds before the whole process group (or the container) is killed.
 
@@ -241,4 +298,5 @@ def script(
         ```
     """
     return run_standalone("script", execute_script, config_of(ScriptConfig, locals()),
-                          timeout=timeout, workspace=workspace, env=env, runs_on=runs_on)
+                          timeout=timeout, workspace=workspace, env=env, runs_on=runs_on,
+                          env_passthrough=env_passthrough)

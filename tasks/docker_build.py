@@ -12,6 +12,7 @@ from ansflow.engines.docker import docker_client, engine_error, json_param, stre
 from ansflow.engines.docker_context import ContextFiles, ContextStream, scan_context
 from ansflow.engines.docker_streams import StreamEvent
 from ansflow.errors import StepFailed
+from ansflow.paths import confine
 from ansflow.spec.steps import DockerBuildConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
@@ -37,11 +38,11 @@ def plan_build(config: DockerBuildConfig, workspace: str) -> BuildPlan:
     Raises:
         StepFailed: missing context or Dockerfile, or an invalid image name or tag.
     """
-    context = os.path.normpath(os.path.join(workspace, config.context))
+    context = confine(config.context, workspace, "build context")
     # Like `docker build`: without `dockerfile:` it is the Dockerfile at the context's root.
     dockerfile_path = config.dockerfile or os.path.normpath(
         os.path.join(config.context, "Dockerfile"))
-    dockerfile = os.path.normpath(os.path.join(workspace, dockerfile_path))
+    dockerfile = confine(dockerfile_path, workspace, "Dockerfile")
     if not os.path.isdir(context):
         what = "is not a directory" if os.path.exists(context) else "does not exist"
         raise StepFailed(f"build context {config.context!r} ({context}) {what}")
@@ -119,7 +120,8 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
     """
     plan = plan_build(config, ctx.workspace)
     files = check_context(plan)
-    client = docker_client(docker_base_url(config.host))
+    base_url = docker_base_url(config.host)
+    client = docker_client(base_url)
     context = ContextStream(files)
     image_id = None
 
@@ -146,8 +148,36 @@ def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepRes
         context.close()
         client.close()
     ctx.emit(f"built {image_id} as {', '.join(plan.tags)}")
+    record_build(ctx, base_url, image_id)
     return StepResult(outputs={"image": plan.tags[0], "image_id": image_id,
                                "tags": ",".join(plan.tags)})
+
+
+def engine_key(base_url: str | None) -> str:
+    """The name an engine's built images are recorded under: its address, with this
+    machine's name for a local socket (machines sharing one store have their own)."""
+    address = base_url or os.environ.get("DOCKER_HOST") or "default"
+    if address == "default" or address.startswith(("unix:", "npipe:")):
+        import socket  # noqa: PLC0415
+
+        return f"{socket.gethostname()}:{address}"[:255]
+    return address[:255]
+
+
+def record_build(ctx: StepContext, base_url: str | None, image_id: str) -> None:
+    """Record the image in ansflow's store for `ansflow cleanup --docker` (which keeps each
+    pipeline's newest builds); a store that cannot be written only costs a warning."""
+    from ansflow.store import Store, StoreError  # noqa: PLC0415
+
+    try:
+        store = Store()
+        try:
+            store.record_image(engine_key(base_url), image_id, ctx.pipeline, ctx.build_number,
+                               ctx.run_id)
+        finally:
+            store.close()
+    except StoreError as exc:
+        ctx.emit(f"[ansflow] the image was not recorded for cleanup: {exc}", stream="stderr")
 
 
 def _image_id(client, reference: str) -> str:  # noqa: ANN001

@@ -34,7 +34,8 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
         EngineUnavailable: no Docker engine answers.
     """
     repo, tag = image_ref(config.image, config.tag)
-    access = resolve_registry(config.registry, config.credentials, ctx.blocks.get("credentials"))
+    access = resolve_registry(config.registry, config.credentials, ctx.blocks.get("credentials"),
+                              masker=ctx.masker)
     if access.host and registry_of(repo) != access.host:
         repo = retarget(repo, access.host)
     reference = f"{repo}:{tag}"

@@ -46,7 +46,7 @@ class PushPlan:
         return f"{self.repository}:{self.tag}"
 
 
-def plan_push(config: DockerPushConfig, block: Any = None) -> PushPlan:
+def plan_push(config: DockerPushConfig, block: Any = None, masker: Any = None) -> PushPlan:
     """Validate names and resolve the registry / credentials before talking to the engine.
 
     Raises:
@@ -54,7 +54,7 @@ def plan_push(config: DockerPushConfig, block: Any = None) -> PushPlan:
             a host nor a saved block.
     """
     repo, tag = image_ref(config.image, config.tag)
-    access = resolve_registry(config.registry, config.credentials, block)
+    access = resolve_registry(config.registry, config.credentials, block, masker=masker)
     target_repo = retarget(repo, access.host) if access.host else repo
     return PushPlan(source=f"{repo}:{tag}", repository=target_repo, tag=tag, access=access)
 
@@ -92,7 +92,7 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
         EngineUnavailable: no Docker engine answers.
     """
-    plan = plan_push(config, ctx.blocks.get("credentials"))
+    plan = plan_push(config, ctx.blocks.get("credentials"), masker=ctx.masker)
     client = docker_client(docker_base_url(config.host))
     digest = None
 

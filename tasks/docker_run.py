@@ -38,6 +38,7 @@ def _run(ctx: StepContext, spec: ContainerSpec, own_timeout: float | None,
         stopped=lambda: ctx.cancelled,
         on_stop=ctx.on_cancel,
         base_url=docker_base_url(host),
+        masker=ctx.masker,
     )
     short = outcome.container_id[:12]
     if outcome.stopped and not short:
@@ -105,7 +106,7 @@ def execute_docker_run(ctx: StepContext, config: DockerRunConfig) -> StepResult:
 
 def run_in_container(
     ctx: StepContext, *, image: str, argv: list[str], working_dir: str, env: dict[str, str],
-    host: str | None = None,
+    host: str | None = None, extra_binds: list[str] | None = None,
 ) -> int:
     """Run ``argv`` in a container of ``image`` with the workspace mounted at the same path.
 
@@ -118,6 +119,7 @@ def run_in_container(
         working_dir: Directory inside the container (absolute; usually under the workspace).
         env: Environment of the process.
         host: The engine: an address or a DockerHost block name (None: DOCKER_HOST).
+        extra_binds: More ``host:container`` binds (the step's private scratch directory).
 
     Returns:
         The container's exit code.
@@ -135,7 +137,7 @@ def run_in_container(
         command=list(argv),
         entrypoint=[],
         env=dict(env),
-        binds=[f"{ctx.workspace}:{ctx.workspace}"],
+        binds=[f"{ctx.workspace}:{ctx.workspace}", *(extra_binds or [])],
         working_dir=working_dir,
         labels=ctx.labels,
         name_hint=ctx.labels["ansflow.dev/step"][:40],

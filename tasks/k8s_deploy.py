@@ -9,17 +9,22 @@ from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_objects import (
+    CLUSTER_SCOPED_KINDS,
+    KubeError,
+    KubeNotFound,
     Resource,
     apply_object,
     get_object,
     list_objects,
     request,
     resolve_kind,
+    served_scopes,
 )
 from ansflow.errors import StepCancelled, StepFailed
 from ansflow.spec.steps import DeploymentSpec, HelmSpec, K8sDeployConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_manifests import (
+    add_expiry,
     add_labels,
     diff_objects,
     load_documents,
@@ -33,7 +38,7 @@ from ansflow.tasks.k8s_rollout import (
     WaitCondition,
     selector_string,
 )
-from ansflow.tasks.k8s_session import api_errors, cluster_session, load_cluster
+from ansflow.tasks.k8s_session import api_errors, cluster_session
 from ansflow.tasks.k8s_wait import step_deadline, wait_for
 from ansflow.tasks.public import (
     StepOutput,
@@ -89,6 +94,68 @@ def _rollback(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str, na
             query=[("fieldManager", "ansflow")], content_type="application/json-patch+json")
     ctx.emit(f"rolled deployment/{name} back to the template of revision {revision}")
     return f"rolled back to revision {revision}"
+
+
+def _batch_crd_scope(objects: list[dict], api_version: str, kind: str) -> bool | None:
+    """Whether a CRD among `objects` defines (api_version, kind) as namespaced (None: none)."""
+    group, _, version = api_version.rpartition("/")
+    for crd in objects:
+        if crd.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        versions = [v.get("name") for v in spec.get("versions") or [] if isinstance(v, dict)]
+        if spec.get("group") == group and names.get("kind") == kind and version in versions:
+            return spec.get("scope", "Namespaced") == "Namespaced"
+    return None
+
+
+def _scopes(api: k8s.ApiClient, cluster: str, objects: list[dict],
+            kinds: dict[tuple[str, str], Resource]) -> list[bool]:
+    """Whether each object is namespaced: from discovery (resolved kinds cached in `kinds`),
+    else a CRD applied in the same step, else the list of well-known cluster-scoped kinds."""
+    scopes = []
+    for obj in objects:
+        key = (str(obj["apiVersion"]), str(obj["kind"]))
+        if key not in kinds:
+            with api_errors(cluster, f"look up kind {key[1]} ({key[0]})"):
+                try:
+                    kinds[key] = resolve_kind(api, *key)
+                except KubeNotFound:
+                    if _batch_crd_scope(objects, *key) is None:
+                        raise
+                except KubeError:
+                    pass  # discovery refused or failing: decided by the list below
+        if key in kinds:
+            scopes.append(kinds[key].namespaced)
+        else:
+            batch = _batch_crd_scope(objects, *key)
+            scopes.append(batch if batch is not None else key[1] not in CLUSTER_SCOPED_KINDS)
+    return scopes
+
+
+def _check_scopes(config: K8sDeployConfig, objects: list[dict], scopes: list[bool],
+                  namespace: str) -> None:
+    """Refuse, before anything is applied, objects in another namespace than the step's and
+    cluster-scoped objects the step did not allow; every offending object is named."""
+    source = (f"manifest_path {config.manifest_path}" if config.manifest_path is not None
+              else "deployment_spec" if config.deployment_spec is not None else "manifest")
+    problems = []
+    for index, (obj, namespaced) in enumerate(zip(objects, scopes, strict=True), 1):
+        meta = obj["metadata"]
+        what = f"{source}: object {index} ({object_ref(obj)})"
+        own = meta.get("namespace")
+        if namespaced and own is not None and str(own) != namespace:
+            problems.append(f"{what} is in namespace {str(own)!r}, but the step deploys to "
+                            f"namespace {namespace!r} (drop metadata.namespace, or deploy it "
+                            "with a step of that namespace)")
+        elif not namespaced and not config.allow_cluster_scoped:
+            problems.append(f"{what} is cluster-scoped (kind {obj['kind']}); set "
+                            "allow_cluster_scoped: true to apply cluster-scoped objects")
+    if problems:
+        shown = problems[:10] + ([f"... and {len(problems) - 10} more"]
+                                 if len(problems) > 10 else [])
+        raise StepFailed("nothing applied: " + "; ".join(shown))
 
 
 def _await_rollouts(api: k8s.ApiClient, ctx: StepContext, config: K8sDeployConfig,
@@ -156,9 +223,18 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
     if config.helm is not None:
         from ansflow.tasks.k8s_helm import deploy_with_helm
 
-        block = load_cluster(config.cluster, ctx)
-        return deploy_with_helm(ctx, config, block, config.namespace or block.namespace)
+        known = None
+        with cluster_session(ctx, config.cluster, config.namespace) as session:
+            try:
+                known = served_scopes(session.api)
+            except KubeError:
+                pass  # the post-renderer falls back to the well-known cluster-scoped kinds
+        return deploy_with_helm(ctx, config, session.block, session.namespace, known)
     objects = [add_labels(obj, ctx.labels) for obj in load_documents(config, ctx.workspace)]
+    if config.expire_after is not None:
+        expires = add_expiry(objects, config.expire_after)
+        ctx.emit(f"these objects expire at {expires} unless deployed again (expire_after "
+                 f"{config.expire_after})")
     applied: list[tuple[Resource, dict]] = []
     previous: dict[str, str | None] = {}
     with cluster_session(ctx, config.cluster, config.namespace) as session:
@@ -170,6 +246,7 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
             with api_errors(cluster, f"create namespace {namespace}"):
                 _ensure_namespace(api, ctx, namespace, config.dry_run)
         kinds: dict[tuple[str, str], Resource] = {}
+        _check_scopes(config, objects, _scopes(api, cluster, objects, kinds), namespace)
         for obj in objects:
             key = (obj["apiVersion"], obj["kind"])
             with api_errors(cluster, f"look up kind {obj['kind']} ({obj['apiVersion']})"):
@@ -184,7 +261,8 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
                 live = get_object(api, res, meta["name"], meta.get("namespace"))
                 if res.kind == "Deployment":
                     previous[object_ref(obj)] = _revision(live)
-                result = apply_object(api, res, obj, dry_run=config.dry_run)
+                result = apply_object(api, res, obj, dry_run=config.dry_run,
+                                      force=config.force_conflicts)
             if config.dry_run:
                 changes = diff_objects(live, result)
                 verb = "would create" if live is None else (
@@ -235,6 +313,9 @@ def k8s_deploy(
     rollback_on_failure: bool = True,
     dry_run: bool = False,
     create_namespace: bool = False,
+    allow_cluster_scoped: bool = False,
+    force_conflicts: bool = False,
+    expire_after: str | int | None = None,
     workspace: str | None = None,
 ) -> StepOutput:
     """Apply a Deployment, manifests or a Helm chart (server-side apply), then wait for the
@@ -254,6 +335,12 @@ def k8s_deploy(
         rollback_on_failure: Undo a failed rollout to the revision recorded before.
         dry_run: A server-side dry run: shows the diff, changes nothing.
         create_namespace: Create the namespace when it is missing.
+        allow_cluster_scoped: Allow cluster-scoped objects (ClusterRole, CRD, Namespace...);
+            without it they are refused before anything is applied.
+        force_conflicts: Take over fields other field managers own; without it such a
+            conflict fails the step, naming each field and its manager.
+        expire_after: Remove what is applied once this long has passed since this deploy,
+            e.g. ``"2d"`` or ``"12h"`` (review apps; `ansflow cleanup` removes it).
         workspace: The directory relative paths start from (default: the current directory).
 
     Returns:

@@ -25,6 +25,7 @@ from ansflow.tasks.public import (
     step_task,
 )
 
+SECRET_PREFIX = "ANSFLOW_SECRET_"
 PODS = Resource("v1", "Pod", "pods", True)
 POD_GRACE = 30.0  # seconds to wait for a Running+Ready pod to match a selector
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
@@ -35,6 +36,21 @@ def exec_argv(command: str | list[str]) -> list[str]:
     argv as is."""
     return command_argv([str(part) for part in command] if isinstance(command, list)
                         else command, "sh")
+
+
+def secrets_prelude(argv: list[str], secrets: dict[str, str]) -> tuple[list[str], bytes]:
+    """``argv`` run so that it finds ``secrets`` in its environment although a pod exec has
+    none to set: a small sh prelude reads them from stdin (one line each, every byte as a
+    printf octal escape), exports them, closes stdin and execs ``argv``. Returns the new argv
+    and the stdin bytes."""
+    lines, reads = [], []
+    for name in secrets:
+        reads.append(f'IFS= read -r {name} && {name}=$(printf "%b" "${name}"; echo .) && '
+                     f'{name}="${{{name}%.}}" && export {name}')
+    for value in secrets.values():
+        lines.append("".join(f"\\0{b:03o}" for b in value.encode()) + "\n")
+    prelude = " && ".join(reads) + ' && exec "$@" </dev/null'
+    return ["sh", "-c", prelude, "sh", *argv], "".join(lines).encode()
 
 
 def pick_pod(pods: list[dict]) -> dict | None:
@@ -69,7 +85,7 @@ class LineEmitter:
 
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
-        self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        self.splitters = {name: LineSplitter(masker=ctx.masker) for name in ("stdout", "stderr")}
         self.tail: collections.deque[str] = collections.deque(maxlen=20)
 
     def __call__(self, stream: str, data: bytes) -> None:
@@ -140,6 +156,12 @@ def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
     argv = exec_argv(config.command)
     if not argv:
         raise StepFailed("k8s_exec: the command is empty")
+    shown = " ".join(argv)
+    stdin_data = None
+    # Secrets that the command's shell text refers to (set by the pipeline's templating).
+    secrets = {k: v for k, v in ctx.env.items() if k.startswith(SECRET_PREFIX)}
+    if secrets:
+        argv, stdin_data = secrets_prelude(argv, secrets)
     budget = ctx.budget(config.timeout)
     deadline = time.monotonic() + (budget if budget is not None else 86400.0)
     emitter = LineEmitter(ctx)
@@ -158,11 +180,12 @@ def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
             pod = _find_pod(api, ctx, config, namespace, deadline)
         name = pod["metadata"]["name"]
         container, why = pick_container(pod, config.container)
-        ctx.emit(f"exec in pod {name}, container {container} ({why}): {' '.join(argv)}")
+        ctx.emit(f"exec in pod {name}, container {container} ({why}): {shown}")
         with api_errors(config.cluster, f"exec in pod {name} in namespace {namespace}"):
             try:
                 code = exec_streaming(api, namespace=namespace, pod=name, command=argv,
-                                      container=container, on_output=emitter, check=check)
+                                      container=container, on_output=emitter, check=check,
+                                      stdin_data=stdin_data)
             finally:
                 emitter.flush()
     outputs = {"pod": name, "container": container,

@@ -13,24 +13,64 @@ import yaml
 
 from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.paths import confine
 from ansflow.spec.steps import K8sDeployConfig
 from ansflow.tasks.base import StepContext, StepResult
 
 HELM_QUERY_SECONDS = 60.0  # `helm status` / `helm get manifest` after the install
 HELM_OUTPUT_LINE_BYTES = 16 * 1024 * 1024  # status JSON is one line: never cut it
 
-# helm's post-renderer: add the run's labels to every rendered object's metadata (not to pod
-# templates: a new run id there would start a rollout on every run).
+# helm's post-renderer: refuse (exit 1, nothing installed) objects in another namespace than
+# the release's and cluster-scoped objects unless allowed -- k8s_deploy's apply rules; then add
+# the run's labels to every rendered object's metadata (not to pod templates: a new run id
+# there would start a rollout on every run). argv: labels JSON, rules JSON (see _rules).
 _LABELLER = """
 import json, sys, yaml
-labels = json.loads(sys.argv[1])
+labels, rules = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 docs = [d for d in yaml.safe_load_all(sys.stdin) if isinstance(d, dict)]
+known = dict(rules["known"])
+for d in docs:
+    spec = d.get("spec") if d.get("kind") == "CustomResourceDefinition" else None
+    if isinstance(spec, dict) and isinstance(spec.get("names"), dict):
+        for v in spec.get("versions") or []:
+            if isinstance(v, dict):
+                key = f"{spec.get('group')}/{v.get('name')} {spec['names'].get('kind')}"
+                known.setdefault(key, spec.get("scope", "Namespaced") == "Namespaced")
+problems = []
+for i, d in enumerate(docs, 1):
+    meta = d.get("metadata") if isinstance(d.get("metadata"), dict) else {}
+    kind = str(d.get("kind", ""))
+    namespaced = known.get(f"{d.get('apiVersion')} {kind}", kind not in rules["cluster_kinds"])
+    what = f"rendered object {i} ({kind.lower()}/{meta.get('name')})"
+    ns = meta.get("namespace")
+    if namespaced and ns is not None and str(ns) != rules["namespace"]:
+        problems.append(f"{what} is in namespace {str(ns)!r}, but the step deploys to "
+                        f"namespace {rules['namespace']!r}")
+    elif not namespaced and not rules["allow"]:
+        problems.append(f"{what} is cluster-scoped (kind {kind}); set allow_cluster_scoped: "
+                        "true to install cluster-scoped objects")
+if problems:
+    more = [f"... and {len(problems) - 10} more"] if len(problems) > 10 else []
+    print("ansflow: nothing installed: " + "; ".join(problems[:10] + more), file=sys.stderr)
+    sys.exit(1)
 for d in docs:
     meta = d.setdefault("metadata", {}) or {}
     d["metadata"] = meta
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
 sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
 """
+
+
+def render_rules(config: K8sDeployConfig, namespace: str,
+                 known: dict[tuple[str, str], bool] | None) -> str:
+    """The post-renderer's rules: the release namespace, whether cluster-scoped objects are
+    allowed, the scope of each kind the cluster serves (`known`, from discovery; None when
+    discovery failed: the list of well-known cluster-scoped kinds decides)."""
+    from ansflow.engines.kube_objects import CLUSTER_SCOPED_KINDS
+
+    return json.dumps({"namespace": namespace, "allow": config.allow_cluster_scoped,
+                       "known": {f"{gv} {kind}": v for (gv, kind), v in (known or {}).items()},
+                       "cluster_kinds": sorted(CLUSTER_SCOPED_KINDS)})
 
 
 def helm_binary() -> str:
@@ -51,11 +91,14 @@ def helm_binary() -> str:
 
 def helm_argv(helm: str, config: K8sDeployConfig, namespace: str, kubeconfig: str,
               values_path: str | None, labels: dict[str, str], workspace: str,
-              context: str | None = None) -> list[str]:
+              context: str | None = None, rules: str | None = None) -> list[str]:
     """The `helm upgrade --install` command line of a k8s_deploy `helm:` config."""
     spec = config.helm
     assert spec is not None
-    argv = [helm, "upgrade", "--install", spec.release, spec.chart, "--namespace", namespace,
+    chart = spec.chart
+    if chart.startswith((".", "/")):  # a local chart directory or archive, not a repo name
+        chart = confine(chart, workspace, "helm chart")
+    argv = [helm, "upgrade", "--install", spec.release, chart, "--namespace", namespace,
             "--kubeconfig", kubeconfig]
     if context:
         argv += ["--kube-context", context]
@@ -66,12 +109,12 @@ def helm_argv(helm: str, config: K8sDeployConfig, namespace: str, kubeconfig: st
     if spec.version:
         argv += ["--version", spec.version]
     if spec.values_file:
-        path = Path(spec.values_file)
-        argv += ["-f", str(path if path.is_absolute() else Path(workspace) / path)]
+        argv += ["-f", confine(spec.values_file, workspace, "helm values_file")]
     if values_path:
         argv += ["-f", values_path]
     argv += ["--post-renderer", sys.executable, "--post-renderer-args", "-c",
-             "--post-renderer-args", _LABELLER, "--post-renderer-args", json.dumps(labels)]
+             "--post-renderer-args", _LABELLER, "--post-renderer-args", json.dumps(labels),
+             "--post-renderer-args", rules or render_rules(config, namespace, None)]
     if config.dry_run:
         argv += ["--dry-run=server", "--hide-secret"]  # dry runs print the manifests
     elif config.wait:
@@ -91,8 +134,11 @@ def manifest_objects(manifest: str) -> list[str]:
 
 
 def deploy_with_helm(ctx: StepContext, config: K8sDeployConfig, block,
-                     namespace: str) -> StepResult:
-    """Install or upgrade the release; outputs revision (the release's) and objects."""
+                     namespace: str, known: dict[tuple[str, str], bool] | None = None
+                     ) -> StepResult:
+    """Install or upgrade the release; outputs revision (the release's) and objects.
+
+    `known` is the scope of each served kind (discovery), for the post-renderer's check."""
     spec = config.helm
     assert spec is not None
     helm = helm_binary()
@@ -109,7 +155,8 @@ def deploy_with_helm(ctx: StepContext, config: K8sDeployConfig, block,
             values_path = str(Path(scratch, "values.yaml"))
             Path(values_path).write_text(yaml.safe_dump(spec.values))
         argv = helm_argv(helm, config, namespace, str(kubeconfig), values_path, ctx.labels,
-                         ctx.workspace, context=block.context)
+                         ctx.workspace, context=block.context,
+                         rules=render_rules(config, namespace, known))
         errors: list[str] = []
 
         def emit(line: str, stream: str) -> None:
@@ -122,13 +169,14 @@ def deploy_with_helm(ctx: StepContext, config: K8sDeployConfig, block,
         outcome = run_process(argv, cwd=ctx.workspace, env=dict(os.environ), emit=emit,
                               timeout=max(1.0, ctx.budget(config.timeout + 60) or 1.0),
                               cancelled=ctx.control.cancelled,
-                              on_start=ctx.on_cancel)
+                              on_start=ctx.on_cancel, masker=ctx.masker)
         if outcome.cancelled:
             raise StepCancelled(f"helm release {spec.release!r}: the run was cancelled")
         if outcome.timed_out:
             raise StepTimedOut(f"helm release {spec.release!r} ({where}) ran past the deadline")
         if outcome.exit_code != 0:
-            why = errors[-1] if errors else f"exit code {outcome.exit_code}"
+            ours = [e.removeprefix("ansflow: ") for e in errors if e.startswith("ansflow: ")]
+            why = (ours or errors or [f"exit code {outcome.exit_code}"])[-1]
             raise StepFailed(f"helm release {spec.release!r} ({where}) failed: {why}",
                              exit_code=outcome.exit_code)
         if config.dry_run:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ansflow.errors import StepFailed
-from ansflow.spec.steps import DeploymentSpec, K8sDeployConfig
+from ansflow.paths import confine
+from ansflow.spec.steps import DeploymentSpec, K8sDeployConfig, expiry_seconds
 from ansflow.tasks.base import LABEL_PREFIX
 from ansflow.tasks.k8s_rollout import REVISION_ANNOTATION
 
@@ -26,7 +29,9 @@ ROLLBACK_SKIPPED_ANNOTATIONS = frozenset({
 _SERVER_FIELDS = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
                   "selfLink")
 
-_RUN_LABELS = f"metadata.labels.{LABEL_PREFIX}"
+_RUN_LABELS = (f"metadata.labels.{LABEL_PREFIX}", f"metadata.annotations.{LABEL_PREFIX}")
+EXPIRES_LABEL = f"{LABEL_PREFIX}expires"  # seconds since the epoch: cleanup selects by it
+EXPIRES_ANNOTATION = f"{LABEL_PREFIX}expires-at"  # the same time in RFC 3339, for people
 
 
 def deployment_manifest(spec: DeploymentSpec) -> dict:
@@ -70,9 +75,7 @@ def load_documents(config: K8sDeployConfig, workspace: str) -> list[dict]:
     if config.deployment_spec is not None:
         return [deployment_manifest(config.deployment_spec)]
     if config.manifest_path is not None:
-        path = Path(config.manifest_path)
-        if not path.is_absolute():
-            path = Path(workspace) / path
+        path = Path(confine(config.manifest_path, workspace, "manifest_path"))
         where = str(config.manifest_path)
         try:
             raw: Any = path.read_text(encoding="utf-8")
@@ -84,7 +87,11 @@ def load_documents(config: K8sDeployConfig, workspace: str) -> list[dict]:
         try:
             docs = [d for d in yaml.safe_load_all(raw) if d is not None]
         except yaml.YAMLError as exc:
-            raise StepFailed(f"{where} is not valid YAML: {exc}") from None
+            # Only the position and the problem: the exception's text quotes the file's lines.
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "a syntax error"
+            raise StepFailed(f"{where} is not valid YAML{at}: {problem}") from None
     else:
         docs = copy.deepcopy(raw if isinstance(raw, list) else [raw])
     objects: list[dict] = []
@@ -114,6 +121,27 @@ def add_labels(obj: dict, labels: dict[str, str]) -> dict:
     meta = obj.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
     return obj
+
+
+def add_expiry(objects: list[dict], expire_after: str, now: float | None = None) -> str:
+    """Mark ``objects`` as expiring ``expire_after`` from ``now`` (default: now): the label
+    ``ansflow.dev/expires`` (epoch seconds) and the annotation ``ansflow.dev/expires-at``
+    (RFC 3339); returns that time as text. Each deploy sets them again (the time restarts).
+
+    Raises:
+        StepFailed: ``expire_after`` (rendered) is not a duration.
+    """
+    try:
+        seconds = expiry_seconds(expire_after)
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from None
+    at = int(now if now is not None else time.time()) + seconds
+    when = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for obj in objects:
+        meta = obj.setdefault("metadata", {})
+        meta["labels"] = {**(meta.get("labels") or {}), EXPIRES_LABEL: str(at)}
+        meta["annotations"] = {**(meta.get("annotations") or {}), EXPIRES_ANNOTATION: when}
+    return when
 
 
 def object_ref(obj: dict) -> str:

@@ -22,6 +22,8 @@ REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Right after an undo the controller keeps the failed rollout's ProgressDeadlineExceeded
 # until the old ReplicaSet has scaled down: waiting on a rollback must not fail on it.
 AFTER_ROLLBACK = "after-rollback"
+# The wait of k8s_scale: the object's new count of replicas, all ready.
+SCALED = "scaled"
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,24 @@ def rollout_status(obj: dict, *, after_rollback: bool = False) -> Verdict:
     raise ValueError(f"rollout status is for Deployment, StatefulSet and DaemonSet, not {kind}")
 
 
+def scale_status(obj: dict) -> Verdict:
+    """Done when the new replica count is observed, all its pods are ready, none beyond it
+    are left (Deployment, StatefulSet, ReplicaSet)."""
+    kind = str(obj.get("kind", "")).lower()
+    name = _get(obj, "metadata", "name", default="?")
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if _get(obj, "metadata", "generation", default=0) > status.get("observedGeneration", 0):
+        return Verdict(progress=f"waiting for {kind} {name!r} spec update to be observed")
+    want = spec.get("replicas", 1)
+    total, ready = status.get("replicas") or 0, status.get("readyReplicas") or 0
+    if ready < want:
+        return Verdict(progress=f"{kind} {name!r}: {ready} of {want} replicas are ready")
+    if total > want:
+        return Verdict(progress=f"{kind} {name!r}: {total - want} replicas beyond {want} are "
+                                "still running")
+    return Verdict(done=True, progress=f"{kind} {name!r}: {want} of {want} replicas are ready")
+
+
 def condition_status(obj: dict, ctype: str, want: str) -> Verdict:
     """kubectl wait --for=condition=T=V: case-insensitive; stale conditions don't count."""
     generation = _get(obj, "metadata", "generation")
@@ -209,6 +229,8 @@ def evaluate(obj: dict, cond: WaitCondition) -> Verdict:
         if kind in WORKLOAD_KINDS:
             return rollout_status(obj, after_rollback=cond.name == AFTER_ROLLBACK)
         return condition_status(obj, "Ready" if kind == "Pod" else "Available", "true")
+    if cond.mode == SCALED:
+        return scale_status(obj)
     if cond.mode == "ready":
         if kind in WORKLOAD_KINDS:
             return rollout_status(obj)

@@ -13,8 +13,9 @@ import urllib3
 from kubernetes import client as k8s
 
 from ansflow.engines.kube import api_client_for, translate_error
-from ansflow.engines.kube_objects import KubeError
+from ansflow.engines.kube_objects import KubeApplyConflict, KubeError
 from ansflow.errors import StepFailed
+from ansflow.masking import short_secret_error
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,31 @@ def load_cluster(name: str | None, ctx: Any = None):
 
     given = getattr(ctx, "blocks", {}).get("cluster") if ctx is not None else None
     if given is not None:
-        return given
+        return _masked(given, name or "given", ctx)
     if not name:
         raise StepFailed("no cluster given (set `cluster:` or `defaults.k8s.cluster`)")
     try:
-        return KubernetesCluster.load(name)
+        block = KubernetesCluster.load(name)
     except ValueError as exc:
         raise StepFailed(
             f"no saved Kubernetes cluster block named {name!r}",
             hint=f"save one: ansflow cluster add {name} --kubeconfig FILE",
         ) from exc
+    return _masked(block, name, ctx)
+
+
+def _masked(block: Any, name: str, ctx: Any):
+    """``block``, its secrets added to the run's masker (short ones refused)."""
+    values = block.secret_values() if hasattr(block, "secret_values") else []
+    for what, value in values:
+        refused = short_secret_error(f"cluster {name!r}: {what}", value)
+        if refused:
+            raise StepFailed(refused)
+    masker = getattr(ctx, "masker", None)
+    if masker is not None:
+        for _what, value in values:
+            masker.add(value)
+    return block
 
 
 @contextmanager
@@ -72,6 +88,10 @@ def api_errors(cluster: str, action: str) -> Iterator[None]:
                         hint=exc.hint) from exc
     except KubeError as exc:
         cause = exc.__cause__
+        if isinstance(exc, KubeApplyConflict):
+            raise StepFailed(f"cluster {cluster!r}: {action}: {exc}",
+                             hint="set force_conflicts: true to take these fields over, or "
+                                  "leave them out of what is applied") from exc
         if cause is None:  # the adapter's own finding (an unknown kind...)
             raise StepFailed(f"cluster {cluster!r}: {exc}") from exc
         raise translate_error(cause, cluster=cluster, action=action) from exc

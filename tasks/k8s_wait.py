@@ -93,7 +93,7 @@ def rollout_pods(api: k8s.ApiClient, obj: dict) -> list[dict]:
     meta = obj.get("metadata") or {}
     if kind == "Pod":
         return [obj]
-    if kind not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+    if kind not in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
         return []
     selector = selector_string((obj.get("spec") or {}).get("selector"))
     if not selector:
@@ -128,8 +128,12 @@ def resolve_kind_cached(api: k8s.ApiClient, api_version: str, kind: str) -> Reso
 
 def wait_for(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str,
              namespace: str | None, cond: WaitCondition, *, deadline: float,
-             fail_fast: bool = True, what: str | None = None) -> dict | None:
+             fail_fast: bool = True, what: str | None = None,
+             uid: str | None = None) -> dict | None:
     """Watch `name` until `cond` holds; returns the object (None once deleted).
+
+    With ``uid`` (deleted mode), an object of the same name but another uid counts as gone:
+    its controller made a new one (a StatefulSet's pod), as ``kubectl delete --wait`` sees it.
 
     Raises:
         StepFailed: the object is missing or deleted, or will never get there (failed
@@ -141,13 +145,24 @@ def wait_for(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str,
     what = what or cond.mode
     watcher = _Watcher(api, ctx, res, name, namespace, cond, fail_fast)
     unregister = ctx.on_cancel(watcher.abort_watch)
+    def replaced(current: dict | None) -> bool:
+        return cond.mode == "deleted" and current is not None and bool(uid) and \
+            (current.get("metadata") or {}).get("uid") != uid
+
+    def gone(how: str = "") -> None:
+        ctx.emit(f"{ref} is gone{how}")
+
+    renewed = " (a new object of the same name replaced it)"
     try:
         obj = get_object(api, res, name, namespace)
         if obj is None:
             if cond.mode == "deleted":
-                ctx.emit(f"{ref} is gone")
+                gone()
                 return None
             raise StepFailed(f"{ref} not found")
+        if replaced(obj):
+            gone(renewed)
+            return None
         if watcher.check(obj, force_pods=True):
             return obj
         version = obj["metadata"]["resourceVersion"]
@@ -160,7 +175,11 @@ def wait_for(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str,
                     kind, body = event.get("type"), event.get("object") or {}
                     if kind == "ERROR":
                         if body.get("code") == 410:  # too old: re-list, then watch again
-                            obj = get_object(api, res, name, namespace) or obj
+                            again = get_object(api, res, name, namespace)
+                            if cond.mode == "deleted" and (again is None or replaced(again)):
+                                gone("" if again is None else renewed)
+                                return None
+                            obj = again or obj
                             version = obj["metadata"]["resourceVersion"]
                             break
                         raise StepFailed(f"watching {ref} failed: {body.get('message')}")
@@ -169,9 +188,12 @@ def wait_for(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str,
                         continue
                     if kind == "DELETED":
                         if cond.mode == "deleted":
-                            ctx.emit(f"{ref} is gone")
+                            gone()
                             return None
                         raise StepFailed(f"{ref} was deleted while waiting for {what}")
+                    if replaced(body):
+                        gone(renewed)
+                        return None
                     obj = body
                     obj.setdefault("kind", res.kind)
                     if watcher.check(obj):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypedDict
 
@@ -93,6 +94,7 @@ def config_of(model: type[StrictModel], arguments: dict[str, Any]) -> Any:
 def run_standalone(step_type: str, executor: Executor, config: Any, *,
                    timeout: float | None = None, workspace: str | None = None,
                    env: dict[str, str] | None = None, runs_on: str = "local",
+                   env_passthrough: list[str] | None = None,
                    blocks: dict[str, Any] | None = None) -> StepOutput:
     """Run ``executor`` as a task of a user's flow (no pipeline around it).
 
@@ -100,39 +102,59 @@ def run_standalone(step_type: str, executor: Executor, config: Any, *,
     id (so `ansflow cleanup --run-id` finds what it left). A cancel of the flow run, or the
     runner terminating the process, stops the executor and runs its cleanups.
     """
+    ctx = standalone_context(step_type, timeout=timeout, workspace=workspace, env=env,
+                             runs_on=runs_on, env_passthrough=env_passthrough, blocks=blocks)
+    with cancellation_watch(ctx):
+        result = executor(ctx, config)
+    if ctx.dropped_lines:
+        ctx.logger.warning(f"[ansflow] {ctx.dropped_lines} output lines were not logged "
+                           "(log size limit)")
+    return StepOutput(exit_code=result.exit_code, outputs=dict(result.outputs))
+
+
+def standalone_context(step_type: str, *, timeout: float | None = None,
+                       workspace: str | None = None, env: dict[str, str] | None = None,
+                       runs_on: str = "local", env_passthrough: list[str] | None = None,
+                       blocks: dict[str, Any] | None = None) -> StepContext:
+    """The StepContext of work run in the current task or flow run, outside a pipeline: the
+    run's name and id label what it creates, its logger gets the output."""
     task_ctx = TaskRunContext.get()
     flow_ctx = FlowRunContext.get()
     flow_run = flow_ctx.flow_run if flow_ctx is not None else None
     run_id = str(flow_run.id) if flow_run is not None else (
         str(task_ctx.task_run.id) if task_ctx is not None else "standalone")
     name = task_ctx.task_run.name if task_ctx is not None else step_type
-    control = RunControl()
-    ctx = StepContext(
+    return StepContext(
         pipeline=flow_run.name if flow_run is not None else step_type, run_id=run_id,
         build_number=0, step_id=name, step_name=name, stage="", step_type=step_type,
         workspace=os.path.abspath(workspace or os.getcwd()), env=dict(env or {}),
+        env_passthrough=list(env_passthrough or []),
         timeout=timeout, runs_on=runs_on, blocks=blocks or {},
-        control=control, logger=get_run_logger(),
+        control=RunControl(), logger=get_run_logger(),
     )
+
+
+@contextmanager
+def cancellation_watch(ctx: StepContext) -> Iterator[None]:
+    """While inside: a cancel of the current flow run cancels ``ctx`` (its cleanups run);
+    an exception that is not a StepFailed becomes one ("unexpected error: ...")."""
+    flow_ctx = FlowRunContext.get()
+    flow_run = flow_ctx.flow_run if flow_ctx is not None else None
     stop = threading.Event()
     if flow_run is not None:
-        threading.Thread(target=watch_cancellation, args=(flow_run.id, control, stop),
+        threading.Thread(target=watch_cancellation, args=(flow_run.id, ctx.control, stop),
                          daemon=True, name="ansflow-cancel-watch").start()
     try:
-        result = executor(ctx, config)
+        yield
     except StepFailed:
         raise
     except Exception as exc:  # noqa: BLE001 - an executor bug: a clear step error
         raise StepFailed(f"unexpected error: {type(exc).__name__}: {exc}") from exc
     except BaseException:  # the runner terminating a cancelled flow run, Ctrl-C
-        control.cancel()
+        ctx.control.cancel()
         raise
     finally:
         stop.set()
-    if ctx.dropped_lines:
-        ctx.logger.warning(f"[ansflow] {ctx.dropped_lines} output lines were not logged "
-                           "(log size limit)")
-    return StepOutput(exit_code=result.exit_code, outputs=dict(result.outputs))
 
 
 def watch_cancellation(flow_run_id: Any, control: RunControl, stop: threading.Event) -> None:

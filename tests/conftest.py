@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-pytest_plugins = ["fixtures_docker", "fixtures_k8s", "fixtures_pipeline"]
+pytest_plugins = ["fixtures_docker", "fixtures_k8s", "fixtures_pipeline", "fixtures_ssh"]
 
 _TMP = Path(tempfile.mkdtemp(prefix="ansflow-tests-"))
 
@@ -51,8 +51,28 @@ if os.environ.get("ANSFLOW_TEST_DATABASE_URL"):
     os.environ["ANSFLOW_DATABASE_URL"] = os.environ["ANSFLOW_TEST_DATABASE_URL"]
 
 _SERVER_LOG = _TMP / "prefect-server.log"
+
+
+def _xdist_controller() -> bool:
+    """True in pytest-xdist's controller process (`-n N`): it runs no test, so it needs no
+    server; each worker imports this module too and starts its own."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return False
+    args = sys.argv[1:]
+    workers = None  # the value of the last -n / --numprocesses option
+    for i, a in enumerate(args):
+        if a in ("-n", "--numprocesses"):
+            workers = args[i + 1] if i + 1 < len(args) else None
+        elif a.startswith("--numprocesses="):
+            workers = a.split("=", 1)[1]
+        elif a.startswith("-n") and len(a) > 2 and a[2:].isalnum():
+            workers = a[2:]
+    return workers is not None and workers != "0"
+
+
 _server = subprocess.Popen(
-    [sys.executable, "-m", "prefect", "server", "start", "--no-services"]
+    [sys.executable, "-c", "pass"] if _xdist_controller()
+    else [sys.executable, "-m", "prefect", "server", "start", "--no-services"]
     if os.environ.get("ANSFLOW_TEST_SERVER_NO_SERVICES")
     else [sys.executable, "-m", "prefect", "server", "start"],
     stdout=_SERVER_LOG.open("wb"),
@@ -81,7 +101,7 @@ def _wait_healthy(url: str, timeout: float) -> None:
 @pytest.fixture(scope="session")
 def prefect_server() -> str:
     """The API URL of the suite's real Prefect server (already in PREFECT_API_URL)."""
-    _wait_healthy(_ENV["PREFECT_API_URL"], 120)
+    _wait_healthy(_ENV["PREFECT_API_URL"], 300)  # a busy 2-core machine
     return _ENV["PREFECT_API_URL"]
 
 
@@ -105,3 +125,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             _server.wait(10)
         except subprocess.TimeoutExpired:
             _server.kill()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work units for pytest-xdist's `--dist loadgroup` (scripts/test.sh): a whole file per
+    worker (its module fixtures are set up once), and every test that uses the shared private
+    sshd on one worker, since some cut that server's sessions on purpose."""
+    for item in items:
+        group = "sshd" if "sshd" in getattr(item, "fixturenames", ()) else \
+            item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -17,7 +17,7 @@ def test_every_entry_is_complete():
     for name, entry in REGISTRY.items():
         assert entry.name == name
         assert issubclass(entry.config, StrictModel) and entry.config.__doc__, name
-        assert entry.target in ("runs_on", "docker", "kubernetes", "remote"), name
+        assert entry.target in ("runs_on", "docker", "kubernetes", "remote", "prefect"), name
         assert entry.summary, name
         if entry.implemented:
             assert re.fullmatch(r"ansflow\.tasks\.\w+:\w+", entry.task), name

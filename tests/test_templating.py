@@ -2,7 +2,13 @@
 
 import pytest
 
-from ansflow.templating import TemplateError, evaluate_condition, references, render_string, render_value
+from ansflow.templating import (
+    TemplateError,
+    evaluate_condition,
+    references,
+    render_string,
+    render_value,
+)
 
 
 def test_references_find_dotted_names_and_item_access():

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from ansflow.cli import approve as approve_cli
 from ansflow.cli import cleanup as cleanup_cli
 from ansflow.cli import cluster as cluster_cli
 from ansflow.cli import dev_cluster as dev_cluster_cli
+from ansflow.cli import host as host_cli
 from ansflow.cli import pipeline as pipeline_cli
+from ansflow.cli import retry as retry_cli
 from ansflow.cli import serve as serve_cli
+from ansflow.cli import upkeep as upkeep_cli
 
 app = typer.Typer(
     name="ansflow",
@@ -18,7 +22,11 @@ app = typer.Typer(
     add_completion=False,
 )
 pipeline_cli.register(app)
+retry_cli.register(app)
+approve_cli.register(app)
 app.command("serve")(serve_cli.serve)
 app.command("cleanup")(cleanup_cli.cleanup)
+upkeep_cli.register(app)
 app.add_typer(dev_cluster_cli.app, name="dev-cluster")
 app.add_typer(cluster_cli.app, name="cluster")
+app.add_typer(host_cli.app, name="host")

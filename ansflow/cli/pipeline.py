@@ -74,6 +74,10 @@ def run(
         None, "--dev-cluster", metavar="NAME",
         help="Save the running dev cluster NAME as the cluster block NAME on this run's "
              "Prefect server before the run (one server for both, e.g. the ephemeral one)."),
+    dev_host: Optional[list[str]] = typer.Option(
+        None, "--dev-host", metavar="NAME",
+        help="Save the private sshd of scripts/sshd.sh (its ANSFLOW_SSHD_* variables) as the "
+             "SSH host block NAME on this run's Prefect server before the run."),
 ) -> None:
     """Run a pipeline as a Prefect flow (ephemeral Prefect unless PREFECT_API_URL is set)."""
     plan = _load(file, invalid_code=2)
@@ -86,7 +90,8 @@ def run(
 
     try:
         summary = run_pipeline(file, values, live=not as_json and sys.stdout.isatty(),
-                               dev_clusters=dev_cluster or [], plan=plan)
+                               dev_clusters=dev_cluster or [], dev_hosts=dev_host or [],
+                               plan=plan)
     except AnsflowError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None

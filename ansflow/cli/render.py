@@ -39,6 +39,8 @@ def plan_text(plan: Plan) -> Table:
             options.append(f"timeout: {step.timeout:g}s")
         if step.allow_failure:
             options.append("allow_failure")
+        if step.matrix_of:
+            options.append(_matrix_option(plan, step))
         table.add_row(*(Text(cell) for cell in (
             step.stage, step.name, step.id, step.type, _where(step), ", ".join(step.needs),
             "; ".join(options))))
@@ -49,9 +51,21 @@ def plan_mermaid(plan: Plan) -> str:
     lines = ["flowchart TD"]
     for stage in plan.stages:
         lines.append(f'  subgraph {_mid(stage.name)}["{_label(stage.name)}"]')
+        open_matrix = None
         for sid in stage.steps:
             step = plan.step(sid)
-            lines.append(f'    {_mid(sid)}["{_label(step.name)}<br/>{step.type}"]')
+            if step.matrix_of != open_matrix:
+                if open_matrix:
+                    lines.append("    end")
+                open_matrix = step.matrix_of
+                if open_matrix:
+                    m = plan.matrices[open_matrix]
+                    lines.append(f'    subgraph m{_mid(open_matrix)}["{_label(m["name"])}: '
+                                 f'matrix of {len(m["combinations"])}"]')
+            indent = "      " if open_matrix else "    "
+            lines.append(f'{indent}{_mid(sid)}["{_label(step.name)}<br/>{step.type}"]')
+        if open_matrix:
+            lines.append("    end")
         lines.append("  end")
     if plan.finally_steps:
         lines.append('  subgraph finally_["finally"]')
@@ -62,6 +76,14 @@ def plan_mermaid(plan: Plan) -> str:
         for dep in step.needs:
             lines.append(f"  {_mid(dep)} --> {_mid(step.id)}")
     return "\n".join(lines)
+
+
+def _matrix_option(plan: Plan, step) -> str:  # noqa: ANN001
+    matrix = plan.matrices[step.matrix_of]
+    limits = [f"max_parallel {matrix['max_parallel']}"] if matrix.get("max_parallel") else []
+    limits.append("fail_fast" if matrix.get("fail_fast", True) else "no fail_fast")
+    return (f"matrix {step.matrix_of}['{step.matrix_key}'] "
+            f"({len(matrix['combinations'])} combinations; {', '.join(limits)})")
 
 
 def _mid(name: str) -> str:

@@ -85,11 +85,13 @@ def _check_health(url: str) -> None:
 
 
 def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
-                 dev_clusters: list[str] = (), plan: Plan | None = None) -> dict[str, Any]:
+                 dev_clusters: list[str] = (), dev_hosts: list[str] = (),
+                 plan: Plan | None = None) -> dict[str, Any]:
     """Run ``file`` with ``values`` as one Prefect flow run; returns the JSON summary.
 
     ``dev_clusters`` are running dev clusters whose blocks are saved first, on the same
-    Prefect server as the run (with the ephemeral server: one server for both). ``plan``
+    Prefect server as the run (with the ephemeral server: one server for both); so are the
+    SshHost blocks ``dev_hosts`` of the private sshd (scripts/sshd.sh). ``plan``
     is the file's plan when the caller has loaded it already (the file is not parsed again).
     """
     from ansflow.cli.dev_cluster import (  # noqa: PLC0415
@@ -98,9 +100,21 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
     )
 
     kubeconfigs = {name: running_cluster_kubeconfig(name) for name in dev_clusters}
+    hosts = {}
+    if dev_hosts:
+        from ansflow.cli.host import dev_host_block  # noqa: PLC0415
+
+        block = dev_host_block()
+        hosts = {name: block for name in dev_hosts}
     ensure_server()
     for name, kubeconfig in kubeconfigs.items():
         save_running_cluster_block(name, kubeconfig)
+    for name, block in hosts.items():
+        try:
+            block.save(name, overwrite=True)
+        except Exception as exc:  # noqa: BLE001 - a bad name or an unreachable server
+            raise AnsflowError(f"cannot save the host block {name!r}: "
+                               f"{type(exc).__name__}: {str(exc)[:200]}") from None
     from ansflow.flows.pipeline import PRELOADED_PLAN, pipeline_flow  # noqa: PLC0415
     from ansflow.flows.scheduler import progress_listener  # noqa: PLC0415
 
@@ -116,6 +130,10 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
         state = pipeline_flow(str(file.resolve()), values, return_state=True)
     except KeyboardInterrupt:
         raise AnsflowError("interrupted") from None
+    except BaseException as exc:  # Prefect's TerminationSignal: SIGTERM outside the steps
+        if type(exc).__name__ != "TerminationSignal":
+            raise
+        raise AnsflowError("terminated (SIGTERM)") from None
     finally:
         PRELOADED_PLAN.reset(preload)
         if token is not None:
@@ -142,11 +160,14 @@ def _summary_of(state) -> dict[str, Any] | None:  # noqa: ANN001
         return summary
     from ansflow.store import Store  # noqa: PLC0415
 
-    store = Store()
     try:
-        return store.summary(str(state.state_details.flow_run_id))
-    finally:
-        store.close()
+        store = Store()
+        try:
+            return store.summary(str(state.state_details.flow_run_id))
+        finally:
+            store.close()
+    except AnsflowError:  # the store is unusable: the run's own state message says why
+        return None
 
 
 def default_environment() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import typer
@@ -21,8 +22,27 @@ def serve(
         help="Keep the server's Automation that marks a pipeline run Crashed when its "
              "process is gone (no heartbeat for 3 periods of PREFECT_FLOWS_HEARTBEAT_FREQUENCY,"
              " 30 s by default here)."),
+    manage: bool = typer.Option(
+        False, "--manage",
+        help="Also serve the cluster management deployments ansflow-k8s/<operation> "
+             "(alone when no path is given)."),
+    upkeep: bool = typer.Option(
+        False, "--upkeep",
+        help="Also serve the scheduled upkeep deployments ansflow-sync, ansflow-health and "
+             "ansflow-cleanup (alone when no path is given; docs/cleanup.md)."),
+    sync_cron: str = typer.Option(
+        None, "--sync-cron", envvar="ANSFLOW_SYNC_CRON", show_default="*/5 * * * *",
+        help="--upkeep: the cron schedule (UTC) of ansflow-sync."),
+    health_cron: str = typer.Option(
+        None, "--health-cron", envvar="ANSFLOW_HEALTH_CRON", show_default="* * * * *",
+        help="--upkeep: the cron schedule (UTC) of ansflow-health."),
+    cleanup_cron: str = typer.Option(
+        None, "--cleanup-cron", envvar="ANSFLOW_CLEANUP_CRON", show_default="0 * * * *",
+        help="--upkeep: the cron schedule (UTC) of ansflow-cleanup."),
 ) -> None:
-    """Serve pipeline files as Prefect deployments named `ansflow-pipeline/<pipeline name>`.
+    """Serve pipeline files as Prefect deployments named `ansflow-pipeline/<pipeline name>`,
+    and with --manage the cluster operations as `ansflow-k8s/<operation>` (docs/manage.md),
+    with --upkeep the cron-scheduled sync, health and cleanup flows (docs/cleanup.md).
 
     Each deployment's parameters are the pipeline's variables (the Prefect UI's run form),
     a pipeline's `schedule:` becomes the deployment's cron schedule, and the process picks
@@ -30,12 +50,22 @@ def serve(
     it is stopped (schedules stay active). Invalid files are reported and skipped.
     """
     from ansflow.cli.runner import default_environment, ensure_server  # noqa: PLC0415
-    from ansflow.serving import discover, form_variables, record_served  # noqa: PLC0415
+    from ansflow.serving import (  # noqa: PLC0415
+        Discovery,
+        discover,
+        form_variables,
+        record_served,
+    )
 
-    found = discover(paths or ["."])
+    alone = manage or upkeep
+    found = discover(paths or ["."]) if paths or not alone else Discovery()
     for problem in found.problems:
         typer.echo(f"error: {problem}", err=True)
-    if not found.plans:
+    crons: dict[str, str] = {}
+    if upkeep:
+        crons = _upkeep_schedules({"ansflow-sync": sync_cron, "ansflow-health": health_cron,
+                                   "ansflow-cleanup": cleanup_cron})
+    if not found.plans and not alone:
         typer.echo("error: no valid pipeline to serve", err=True)
         raise typer.Exit(1)
     for name, (file, plan) in found.plans.items():
@@ -49,12 +79,20 @@ def serve(
             if plan.schedule else ""
         typer.echo(f"serving ansflow-pipeline/{name} from {_shown(file)} ({fields}{cron})",
                    err=True)
+    if manage:
+        _list_operations()
+    if upkeep:
+        _list_upkeep(crons)
     if check:
         raise typer.Exit(1 if found.problems else 0)
     default_environment()
     # Flow-run processes inherit it: heartbeats let the server notice a vanished run.
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     try:
+        from ansflow.flows.deployment import lost_run_window  # noqa: PLC0415
+
+        if crash_lost_runs:
+            lost_run_window(_heartbeat_seconds())  # a bad ANSFLOW_LOST_RUN_AFTER: say so now
         ensure_server()
         from prefect import serve as prefect_serve  # noqa: PLC0415
 
@@ -70,17 +108,33 @@ def serve(
             except (ValueError, TypeError) as exc:  # e.g. a cron or timezone Prefect refuses
                 typer.echo(f"error: {_shown(file)}: cannot serve {name!r}: {exc}", err=True)
                 del found.plans[name]
-        if not deployments:
+        if not deployments and not alone:
             raise AnsflowError("no valid pipeline to serve")
-        record_served(found.plans)
+        if found.plans:
+            record_served(found.plans)
+        if manage:
+            clusters = _saved_clusters()
+            deployments.extend(_manage_deployments(clusters))
+        if upkeep:
+            deployments.extend(_upkeep_deployments(crons))
     except AnsflowError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    if crash_lost_runs:
+    if crash_lost_runs and found.plans:
         try:
             ensure_lost_run_automation(_heartbeat_seconds())
         except Exception as exc:  # noqa: BLE001 - serving still works without it
             typer.echo(f"warning: could not set up the lost-run Automation: {exc}", err=True)
+    stop = threading.Event()
+    if manage:
+        from ansflow.flows.manage import (  # noqa: PLC0415
+            cluster_refresh_seconds,
+            refresh_cluster_choices,
+        )
+
+        threading.Thread(target=refresh_cluster_choices, daemon=True,
+                         args=(stop, cluster_refresh_seconds(), clusters),
+                         name="ansflow-cluster-choices").start()
     try:
         prefect_serve(*deployments, pause_on_shutdown=False, limit=limit,
                       print_starting_message=False)
@@ -89,6 +143,91 @@ def serve(
     except Exception as exc:  # noqa: BLE001 - a server gone mid-serve: say so, no traceback
         typer.echo(f"error: serving stopped: {exc}", err=True)
         raise typer.Exit(1) from None
+    finally:
+        stop.set()
+
+
+def _list_operations() -> None:
+    from ansflow.flows.manage import FLOW_NAME, form_fields  # noqa: PLC0415
+    from ansflow.manage import load_operations  # noqa: PLC0415
+
+    for name, op in sorted(load_operations().items()):
+        note = "; destructive: runs with confirm = the object's name, or an approval" \
+            if op.destructive else ""
+        typer.echo(f"serving {FLOW_NAME}/{name} ({', '.join(form_fields(op))}{note})",
+                   err=True)
+
+
+def _upkeep_schedules(overrides: dict[str, str | None]) -> dict[str, str]:
+    from ansflow.errors import UsageError  # noqa: PLC0415
+    from ansflow.flows.upkeep import schedules  # noqa: PLC0415
+
+    try:
+        return schedules(overrides)
+    except UsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _list_upkeep(crons: dict[str, str]) -> None:
+    """Say which upkeep deployments are served, on which schedule; a job whose flow this
+    version does not have is named as skipped."""
+    import logging  # noqa: PLC0415
+
+    from ansflow.flows.upkeep import UPKEEP, load_flow  # noqa: PLC0415
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            typer.echo(f"warning: {record.getMessage()}", err=True)
+
+    logger = logging.getLogger("ansflow.upkeep")
+    handler, propagate = Echo(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False  # said once, here
+    try:
+        for name, job in UPKEEP.items():
+            if load_flow(job) is not None:
+                typer.echo(f"serving {name} on schedule {crons[name]} (UTC; a new run is "
+                           "cancelled while the previous one is still going)", err=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _upkeep_deployments(crons: dict[str, str]) -> list:
+    """The upkeep deployments whose flow this version has (the others were named above)."""
+    from ansflow.flows.upkeep import upkeep_deployments  # noqa: PLC0415
+
+    logging_off = __import__("logging").getLogger("ansflow.upkeep")
+    before = logging_off.disabled
+    logging_off.disabled = True  # already said by _list_upkeep
+    try:
+        return upkeep_deployments(crons)
+    finally:
+        logging_off.disabled = before
+
+
+def _saved_clusters() -> list[str]:
+    from ansflow.flows.manage import saved_clusters  # noqa: PLC0415
+
+    try:
+        return saved_clusters()
+    except Exception as exc:  # noqa: BLE001 - a server refusal: serve with a free-text field
+        typer.echo(f"warning: could not list the saved Kubernetes clusters: {exc}", err=True)
+        return []
+
+
+def _manage_deployments(clusters: list[str]) -> list:
+    """The management deployments, the cluster field a choice of the saved blocks."""
+    from ansflow.flows.manage import manage_deployments  # noqa: PLC0415
+
+    if clusters:
+        typer.echo(f"cluster choices: {', '.join(clusters)} (kept in step with the saved "
+                   "blocks while serving)", err=True)
+    else:
+        typer.echo("warning: no Kubernetes cluster block is saved, so the cluster field is free "
+                   "text (save one: ansflow cluster add NAME --kubeconfig FILE)", err=True)
+    return manage_deployments(clusters)
 
 
 def _heartbeat_seconds() -> int:

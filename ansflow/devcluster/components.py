@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
 
 from ansflow.devcluster.binaries import Binaries
@@ -27,12 +28,20 @@ STAGE_FILES = (
 SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
 HEALTH_PATHS = "/healthz,/readyz,/livez,/metrics"
+# What a cluster's components were started with, recorded in its state. 0: the first release
+# (etcd without TLS, anonymous API requests); 1: etcd client and peer TLS with client
+# certificates, no anonymous API requests, kwok's serving cert verified. `up` restarts a
+# running cluster recorded with less.
+SECURITY = 1
 
 
-def etcd_argv(bins: Binaries, paths: ClusterPaths, ports: dict[str, int]) -> list[str]:
-    """etcd: one member, plain HTTP on loopback, no fsync (a throw-away test store)."""
-    client = f"http://127.0.0.1:{ports['etcd']}"
-    peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+def etcd_argv(
+    bins: Binaries, paths: ClusterPaths, ports: dict[str, int], pki: Pki
+) -> list[str]:
+    """etcd: one member on loopback, HTTPS with client certificates required (clients and
+    peer), no fsync (a throw-away test store)."""
+    client = f"https://127.0.0.1:{ports['etcd']}"
+    peer = f"https://127.0.0.1:{ports['etcd-peer']}"
     return [
         bins.path("etcd"),
         "--name=node0",
@@ -42,6 +51,14 @@ def etcd_argv(bins: Binaries, paths: ClusterPaths, ports: dict[str, int]) -> lis
         f"--listen-peer-urls={peer}",
         f"--initial-advertise-peer-urls={peer}",
         f"--initial-cluster=node0={peer}",
+        f"--cert-file={pki.admin_crt}",
+        f"--key-file={pki.admin_key}",
+        "--client-cert-auth=true",
+        f"--trusted-ca-file={pki.ca_crt}",
+        f"--peer-cert-file={pki.admin_crt}",
+        f"--peer-key-file={pki.admin_key}",
+        "--peer-client-cert-auth=true",
+        f"--peer-trusted-ca-file={pki.ca_crt}",
         "--unsafe-no-fsync=true",
         "--quota-backend-bytes=2147483648",
         "--log-level=warn",
@@ -51,10 +68,15 @@ def etcd_argv(bins: Binaries, paths: ClusterPaths, ports: dict[str, int]) -> lis
 def apiserver_argv(
     bins: Binaries, paths: ClusterPaths, ports: dict[str, int], pki: Pki
 ) -> list[str]:
-    """kube-apiserver: RBAC, admin cert as serving and kubelet-client cert, SA tokens."""
+    """kube-apiserver: RBAC, no anonymous requests, admin cert as serving, etcd-client and
+    kubelet-client cert (kwok's serving cert checked against the CA), SA tokens."""
     return [
         bins.path("kube-apiserver"),
-        f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+        f"--etcd-servers=https://127.0.0.1:{ports['etcd']}",
+        f"--etcd-cafile={pki.ca_crt}",
+        f"--etcd-certfile={pki.admin_crt}",
+        f"--etcd-keyfile={pki.admin_key}",
+        "--anonymous-auth=false",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
         f"--secure-port={ports['kube-apiserver']}",
@@ -63,6 +85,7 @@ def apiserver_argv(
         f"--client-ca-file={pki.ca_crt}",
         f"--kubelet-client-certificate={pki.admin_crt}",
         f"--kubelet-client-key={pki.admin_key}",
+        f"--kubelet-certificate-authority={pki.ca_crt}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki.sa_key}",
         f"--service-account-signing-key-file={pki.sa_key}",
@@ -109,8 +132,16 @@ def scheduler_argv(bins: Binaries, paths: ClusterPaths, ports: dict[str, int]) -
     ]
 
 
-def kwok_argv(bins: Binaries, paths: ClusterPaths, ports: dict[str, int], pki: Pki) -> list[str]:
-    """kwok: plays every node; serves exec and logs (the kubelet API) on its own port."""
+def kwok_argv(bins: Binaries, paths: ClusterPaths, ports: dict[str, int], pki: Pki,
+              isolate: bool = False) -> list[str]:
+    """kwok: plays every node; serves exec and logs (the kubelet API) on its own port.
+
+    With `isolate`, kwok runs under ``ansflow.devcluster.kwok_guard``: in a network namespace
+    of its own, its port on the host requiring a client certificate of the cluster's CA."""
+    if isolate:
+        return [sys.executable, "-m", "ansflow.devcluster.kwok_guard", str(pki.ca_crt),
+                str(pki.admin_crt), str(pki.admin_key), str(ports["kwok"]),
+                str(ports["kube-apiserver"]), "--", *kwok_argv(bins, paths, ports, pki)]
     return [
         bins.path("kwok"),
         f"--kubeconfig={paths.kubeconfig}",

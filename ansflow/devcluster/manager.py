@@ -17,6 +17,7 @@ from ansflow.devcluster import components as comp
 from ansflow.devcluster import processes as proc
 from ansflow.devcluster.binaries import Binaries, find_binaries
 from ansflow.devcluster.errors import ComponentFailed, DevClusterError
+from ansflow.devcluster.kwok_guard import isolation_available
 from ansflow.devcluster.pki import Pki, admin_kubeconfig, create_pki, write_private_text
 from ansflow.devcluster.state import (
     COMPONENTS,
@@ -45,6 +46,8 @@ class UpResult:
     paths: ClusterPaths
     already_running: bool = False
     recovered: list[str] = field(default_factory=list)
+    # It ran with the weaker settings of an older ansflow and was restarted with today's.
+    upgraded: bool = False
 
 
 @contextlib.contextmanager
@@ -65,6 +68,12 @@ def _apiserver_ready(paths: ClusterPaths, state: ClusterState) -> bool:
     pki = Pki(paths.pki)
     ctx = proc.tls_context(pki.ca_crt, pki.admin_crt, pki.admin_key)
     return proc.http_ok(f"{state.server}/readyz", ctx)
+
+
+def _etcd_healthy(paths: ClusterPaths, state: ClusterState) -> bool:
+    pki = Pki(paths.pki)
+    ctx = proc.tls_context(pki.ca_crt, pki.admin_crt, pki.admin_key)
+    return proc.http_ok(f"https://127.0.0.1:{state.ports['etcd']}/health", ctx)
 
 
 def is_running(paths: ClusterPaths, state: ClusterState | None) -> bool:
@@ -177,7 +186,13 @@ def up(name: str = "local", nodes: int = 1, timeout: float = START_TIMEOUT) -> U
 def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) -> UpResult:
     name = paths.name
     old = load_state(paths)
-    if old and is_running(paths, old):
+    upgraded = False
+    if old and is_running(paths, old) and old.security < comp.SECURITY:
+        # Started by an older ansflow (etcd open to any local user, anonymous requests):
+        # restarted below with today's flags, on its data and certificates.
+        _stop_all(old)
+        upgraded = True
+    elif old and is_running(paths, old):
         if old.nodes < nodes:
             with _admin_api(paths) as api:
                 _ensure_nodes(api, nodes)
@@ -196,6 +211,7 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) 
             binaries=str(bins.directory),
             nodes=nodes,
             started_at=time.time(),
+            security=comp.SECURITY,
         )
         _prepare_files(paths, state, pki)
         save_state(paths, state)
@@ -214,16 +230,16 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) 
             raise
     state.ready_seconds = round(time.monotonic() - started, 2)
     save_state(paths, state)
-    return UpResult(state, paths, recovered=recovered)
+    return UpResult(state, paths, recovered=recovered, upgraded=upgraded)
 
 
 def _start_components(
     paths: ClusterPaths, state: ClusterState, bins: Binaries, pki: Pki, timeout: float
 ) -> None:
     ports = state.ports
-    rec = _start(state, "etcd", comp.etcd_argv(bins, paths, ports), paths)
+    rec = _start(state, "etcd", comp.etcd_argv(bins, paths, ports, pki), paths)
     proc.wait_until(
-        lambda: proc.http_ok(f"http://127.0.0.1:{ports['etcd']}/health"),
+        lambda: _etcd_healthy(paths, state),
         what="/health",
         component="etcd",
         record=rec,
@@ -244,7 +260,8 @@ def _start_components(
         paths,
     )
     sched = _start(state, "kube-scheduler", comp.scheduler_argv(bins, paths, ports), paths)
-    kwok = _start(state, "kwok", comp.kwok_argv(bins, paths, ports, pki), paths)
+    kwok = _start(state, "kwok", comp.kwok_argv(bins, paths, ports, pki,
+                                                isolate=isolation_available()), paths)
     insecure = proc.tls_context(None)
     for name, record in (("kube-controller-manager", cm), ("kube-scheduler", sched)):
         proc.wait_until(
@@ -323,13 +340,15 @@ def status(name: str = "local") -> tuple[ClusterState | None, list[ComponentStat
     pki = Pki(paths.pki)
     insecure = proc.tls_context(None)
     probes = {
-        "etcd": lambda: proc.http_ok(f"http://127.0.0.1:{state.ports['etcd']}/health"),
+        "etcd": lambda: _etcd_healthy(paths, state),
         "kube-apiserver": lambda: _apiserver_ready(paths, state),
         "kube-controller-manager": lambda: _probe(
             insecure, state.ports["kube-controller-manager"]
         ),
         "kube-scheduler": lambda: _probe(insecure, state.ports["kube-scheduler"]),
-        "kwok": lambda: _probe(insecure, state.ports["kwok"]),
+        "kwok": lambda: _probe(
+            proc.tls_context(None, pki.admin_crt, pki.admin_key), state.ports["kwok"]
+        ),
     }
     rows = []
     for c in COMPONENTS:

@@ -93,6 +93,7 @@ class ClusterState:
     nodes: int = 1
     started_at: float = 0.0
     ready_seconds: float | None = None
+    security: int = 0  # components.SECURITY the components were started with
 
     @property
     def server(self) -> str:
@@ -113,6 +114,7 @@ class ClusterState:
             "nodes": self.nodes,
             "started_at": self.started_at,
             "ready_seconds": self.ready_seconds,
+            "security": self.security,
         }
         return json.dumps(data, indent=2, sort_keys=True)
 
@@ -128,6 +130,7 @@ class ClusterState:
             nodes=int(data.get("nodes", 1)),
             started_at=float(data.get("started_at", 0.0)),
             ready_seconds=data.get("ready_seconds"),
+            security=int(data.get("security", 0)),
         )
 
 

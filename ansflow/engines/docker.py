@@ -37,6 +37,10 @@ ENGINE_HINT = (
 )
 
 
+# Engine addresses this process has connected to (a flow-run process runs one pipeline run).
+ENGINES_USED: set[str] = set()
+
+
 def docker_client(base_url: str | None = None, *, timeout: float = 60) -> docker.DockerClient:
     """A fresh client for the engine at ``base_url`` (default: DOCKER_HOST / CLI context).
 
@@ -51,6 +55,8 @@ def docker_client(base_url: str | None = None, *, timeout: float = 60) -> docker
         EngineUnavailable: no engine answers; the message says how to start one.
     """
     where = base_url or os.environ.get("DOCKER_HOST") or "the default socket / docker context"
+    if base_url:
+        ENGINES_USED.add(base_url)  # the crash hook cleans up on every engine a run used
     try:
         if base_url:
             client = docker.DockerClient(base_url=base_url, version="auto", timeout=timeout)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import docker
 import docker.errors
@@ -68,10 +69,11 @@ class ContainerOutcome:
 class _OutputPump(threading.Thread):
     """Reads the attach stream and hands out lines (the caller's emit applies the log cap)."""
 
-    def __init__(self, stream, emit: Callable[[str, str], None]) -> None:
+    def __init__(self, stream, emit: Callable[[str, str], None], masker: Any = None) -> None:
         super().__init__(daemon=True, name="ansflow-docker-output")
         self._stream = stream
         self._emit = emit
+        self._masker = masker
         self.last: collections.deque[str] = collections.deque(maxlen=5)
         self.error: Exception | None = None
 
@@ -80,7 +82,7 @@ class _OutputPump(threading.Thread):
         self.last.append(line)
 
     def run(self) -> None:
-        splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        splitters = {name: LineSplitter(masker=self._masker) for name in ("stdout", "stderr")}
         try:
             for out, err in self._stream:
                 for data, name in ((out, "stdout"), (err, "stderr")):
@@ -151,21 +153,28 @@ def _remove_quietly(container_id: str, base_url: str | None) -> None:
 
 
 def _remove_and_confirm(client: docker.DockerClient, container_id: str) -> None:
-    """Remove a container and wait until it is gone (a cancel cleanup may be removing it)."""
-    deadline = time.monotonic() + 15
+    """Remove a container and wait until it is gone (a cancel cleanup may be removing it).
+
+    A busy engine can answer "removal already in progress" or time out while another
+    thread's removal runs; both mean: ask again until the engine says it is gone (60 s)."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             client.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:
             return
+        except requests.ConnectionError:
+            return  # the engine is gone: nothing more to do here (cleanup --docker later)
         except (docker.errors.APIError, requests.RequestException):
             pass  # "removal already in progress": poll until it is done
         try:
             client.api.inspect_container(container_id)
         except docker.errors.NotFound:
             return
-        except (docker.errors.APIError, requests.RequestException):
+        except requests.ConnectionError:
             return
+        except (docker.errors.APIError, requests.RequestException):
+            pass
         time.sleep(0.1)
 
 
@@ -177,6 +186,7 @@ def run_container(
     stopped: Callable[[], bool],
     on_stop: Callable[[Callable[[], None]], Callable[[], None]],
     base_url: str | None = None,
+    masker: Any = None,
 ) -> ContainerOutcome:
     """Run ``spec`` to completion under a deadline, streaming its output.
 
@@ -187,6 +197,7 @@ def run_container(
         stopped: True once the caller wants everything stopped (run cancelled).
         on_stop: Registers a cleanup run when the caller stops; returns an unregister function.
         base_url: Engine address (default: DOCKER_HOST / the CLI's context).
+        masker: The run's ``Masker``: a long output line is never cut inside a secret.
 
     Returns:
         The exit code (None when killed), the container id, why it was stopped if it was,
@@ -210,6 +221,8 @@ def run_container(
         host_config = client.api.create_host_config(
             binds=spec.binds or None, port_bindings=spec.ports or None,
             network_mode=spec.network,
+            # A setuid binary in the image cannot gain privileges the container lacks.
+            security_opt=["no-new-privileges"],
         )
         created = client.api.create_container(
             spec.image, command=spec.command, entrypoint=spec.entrypoint,
@@ -220,7 +233,7 @@ def run_container(
         container_id = created["Id"]
         unregister = on_stop(lambda: _remove_quietly(container_id, base_url))
         stream = client.api.attach(container_id, stream=True, logs=True, demux=True)
-        pump = _OutputPump(stream, emit)
+        pump = _OutputPump(stream, emit, masker)
         pump.start()
         client.api.start(container_id)
         exit_code, outcome_stop = _wait(client, container_id, deadline, stopped)

@@ -5,13 +5,13 @@ Nothing here touches a socket; every function is a plain computation with unit t
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from dataclasses import dataclass
 
 from ansflow.engines.lines import LineSplitter, clean_line
 from ansflow.errors import StepFailed
+from ansflow.paths import confine
 
 __all__ = ["LineSplitter", "clean_line"]  # also used from here by the container code
 
@@ -124,7 +124,8 @@ def volume_binds(volumes: list[str] | dict[str, str], workspace: str) -> list[st
     """Docker bind strings; relative host paths (./x, ../x, a/b) resolve against the workspace.
 
     A host part without a slash and not starting with a dot is a named volume, as with
-    ``docker run -v``.
+    ``docker run -v``. A host path must lie inside the workspace (symlinks followed) or
+    under a root of the worker's ANSFLOW_ALLOWED_HOST_PATHS (``ansflow.paths``).
     """
     items = (
         [f"{host}:{target}" for host, target in volumes.items()]
@@ -142,7 +143,7 @@ def volume_binds(volumes: list[str] | dict[str, str], workspace: str) -> list[st
         if len(parts) == 3 and not set(parts[2].split(",")) <= {"ro", "rw", "z", "Z"}:
             raise StepFailed(f"volume {item!r}: mode must be ro or rw")
         if host.startswith(".") or "/" in host:
-            host = os.path.normpath(os.path.join(workspace, host))
+            host = confine(host, workspace, f"volume {item!r}: host path")
         binds.append(":".join([host, target, *parts[2:]]))
     return binds
 

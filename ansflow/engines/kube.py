@@ -319,8 +319,10 @@ def exec_streaming(
     on_output: Any,
     check: Any = None,
     container: str | None = None,
+    stdin_data: bytes | None = None,
 ) -> int:
     """Run a command in a pod, handing its output over as it comes; returns the exit code.
+    ``stdin_data`` is written to the command's stdin once at start (secrets, say).
 
     `on_output(stream_name, data)` gets each chunk ("stdout"/"stderr", bytes). `check()` is
     called about every 0.5 s while the command runs and may raise to stop it (deadline,
@@ -331,7 +333,7 @@ def exec_streaming(
     """
     core = k8s.CoreV1Api(api)
     kwargs: dict[str, Any] = dict(
-        command=command, stdin=False, stdout=True, stderr=True, tty=False,
+        command=command, stdin=stdin_data is not None, stdout=True, stderr=True, tty=False,
         _preload_content=False, binary=True,
     )
     if container:
@@ -339,6 +341,8 @@ def exec_streaming(
     ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
     channels = ((STDOUT_CHANNEL, "stdout"), (STDERR_CHANNEL, "stderr"))
     try:
+        if stdin_data is not None:
+            ws.write_stdin(stdin_data)
         while ws.is_open():
             if check is not None:
                 check()

@@ -12,6 +12,7 @@ about pipelines or steps.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,10 @@ from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
 
 FIELD_MANAGER = "ansflow"
+# A list answered with each object's metadata only (PartialObjectMetadataList).
+METADATA_LIST_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+                        "application/json")
+METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 
 # Names users write for common kinds -> (apiVersion, kind); everything else goes to discovery.
@@ -58,6 +63,17 @@ class KubeNotFound(KubeError):
 
 class KubeConflict(KubeError):
     """409: the object changed or exists already."""
+
+
+class KubeApplyConflict(KubeConflict):
+    """409 on a server-side apply: fields of the object are owned by other field managers.
+
+    ``conflicts`` holds (field, manager) pairs, as the API's Status causes name them.
+    """
+
+    def __init__(self, message: str, conflicts: list[tuple[str, str]]) -> None:
+        self.conflicts = conflicts
+        super().__init__(message, status=409)
 
 
 class KubeForbidden(KubeError):
@@ -110,14 +126,17 @@ class Resource:
 
 def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = None,
             body: Any = None, content_type: str | None = None, timeout: Any = None,
-            stream: bool = False) -> Any:
+            stream: bool = False, accept: str = "application/json") -> Any:
     """One REST call; the JSON answer as a dict (or the raw urllib3 response when streaming).
+
+    ``accept`` asks for another representation, e.g. metadata only
+    (:data:`METADATA_LIST_ACCEPT`).
 
     Raises:
         KubeError: a non-2xx answer or no answer (the subclass says which; the client's
             ApiException, with the server's Status body, is chained).
     """
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": accept}
     if content_type:
         headers["Content-Type"] = content_type
     serialized = api.param_serialize(method, path, query_params=list(query or []),
@@ -148,6 +167,23 @@ def resolve_kind(api: k8s.ApiClient, api_version: str, kind: str) -> Resource:
         if res.get("kind") == kind and "/" not in res.get("name", ""):
             return Resource(api_version, kind, res["name"], bool(res.get("namespaced")))
     raise KubeNotFound(f"the cluster has no kind {kind!r} in apiVersion {api_version!r}")
+
+
+def served_scopes(api: k8s.ApiClient) -> dict[tuple[str, str], bool]:
+    """(apiVersion, kind) -> namespaced, for every kind in every version the cluster serves.
+
+    Raises:
+        KubeError: discovery failed.
+    """
+    scopes: dict[tuple[str, str], bool] = {}
+    versions = ["v1"] + [v["groupVersion"] for g in request(api, "GET", "/apis").get("groups", [])
+                         for v in g.get("versions", [])]
+    for gv in versions:
+        doc = request(api, "GET", "/api/v1" if gv == "v1" else f"/apis/{gv}")
+        for res in doc.get("resources", []):
+            if "/" not in res.get("name", "") and res.get("kind"):
+                scopes[(gv, res["kind"])] = bool(res.get("namespaced"))
+    return scopes
 
 
 def resolve_type(api: k8s.ApiClient, resource_type: str) -> Resource:
@@ -189,14 +225,85 @@ def list_objects(api: k8s.ApiClient, res: Resource, namespace: str | None, *,
     return request(api, "GET", res.path(namespace), query=query)
 
 
-def apply_object(api: k8s.ApiClient, res: Resource, obj: dict, *, dry_run: bool = False) -> dict:
-    """Server-side apply under the field manager `ansflow`, forcing conflicts (we own it)."""
+# Kinds outside any namespace, for when discovery cannot tell (a kind the cluster does not
+# serve yet, discovery refused or failing). Discovery decides whenever it answers.
+CLUSTER_SCOPED_KINDS = frozenset({
+    "Namespace", "Node", "PersistentVolume", "StorageClass", "PriorityClass", "ClusterRole",
+    "ClusterRoleBinding", "CustomResourceDefinition", "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding", "APIService", "CSIDriver", "CSINode",
+    "VolumeAttachment", "VolumeAttributesClass", "RuntimeClass", "IngressClass",
+    "CertificateSigningRequest", "FlowSchema", "PriorityLevelConfiguration", "IPAddress",
+    "ServiceCIDR", "DeviceClass", "ResourceSlice", "ComponentStatus",
+})
+_CONFLICT_MANAGER_RE = re.compile(r'conflict with "([^"]{0,200})"')
+_MAX_CONFLICTS = 20
+
+
+def _clean(text: Any, limit: int = 200) -> str:
+    # Cluster-supplied text goes into messages: printable, one line, bounded.
+    return "".join(c if c.isprintable() else "?" for c in str(text))[:limit]
+
+
+def apply_conflicts(exc: BaseException) -> list[tuple[str, str]]:
+    """(field, manager) of each FieldManagerConflict cause of a 409 apply answer ([] when
+    the answer is some other conflict)."""
+    if not isinstance(exc, k8s.ApiException) or exc.status != 409:
+        return []
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return []
+    causes = ((body if isinstance(body, dict) else {}).get("details") or {}).get("causes")
+    found = []
+    for cause in causes if isinstance(causes, list) else []:
+        if not isinstance(cause, dict) or cause.get("reason") != "FieldManagerConflict":
+            continue
+        match = _CONFLICT_MANAGER_RE.search(str(cause.get("message", "")))
+        found.append((_clean(cause.get("field") or "?"),
+                      _clean(match.group(1) if match else cause.get("message") or "?")))
+    return found
+
+
+def describe_conflicts(conflicts: list[tuple[str, str]]) -> str:
+    """`field (owned by "manager"), ...` for a message (at most 20 named)."""
+    parts = [f'{field} (owned by "{manager}")' for field, manager in conflicts[:_MAX_CONFLICTS]]
+    if len(conflicts) > _MAX_CONFLICTS:
+        parts.append(f"... and {len(conflicts) - _MAX_CONFLICTS} more")
+    return ", ".join(parts)
+
+
+def apply_object(api: k8s.ApiClient, res: Resource, obj: dict, *, dry_run: bool = False,
+                 force: bool = False) -> dict:
+    """Server-side apply under the field manager `ansflow`.
+
+    Args:
+        force: take over fields other field managers own (the apply's ``force=true``);
+            without it, such fields fail the apply.
+
+    Raises:
+        KubeApplyConflict: without `force`, fields are owned by other managers (each field
+            and its manager named).
+        KubeError: any other refusal.
+    """
     meta = obj["metadata"]
-    query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    query = [("fieldManager", FIELD_MANAGER)]
+    if force:
+        query.append(("force", "true"))
     if dry_run:
         query.append(("dryRun", "All"))
-    return request(api, "PATCH", res.path(meta.get("namespace"), meta["name"]), query=query,
-                   body=obj, content_type=APPLY_CONTENT_TYPE)
+    try:
+        return request(api, "PATCH", res.path(meta.get("namespace"), meta["name"]),
+                       query=query, body=obj, content_type=APPLY_CONTENT_TYPE)
+    except KubeConflict as exc:
+        conflicts = apply_conflicts(exc.__cause__) if exc.__cause__ else []
+        if not conflicts:
+            raise
+        raise KubeApplyConflict(
+            f"{res.ref(meta['name'], meta.get('namespace'))}: {len(conflicts)} field(s) "
+            f"owned by other field managers: {describe_conflicts(conflicts)}",
+            conflicts) from exc
 
 
 def watch_events(api: k8s.ApiClient, res: Resource, namespace: str | None, name: str,

@@ -1,5 +1,14 @@
 """The one subprocess runner: live line streaming, deadline and cancellation that kill the
-whole process group, bounded memory whatever the process prints."""
+whole process group, bounded memory whatever the process prints.
+
+Nothing a step starts outlives it: every process of the step carries a token in its
+environment (ANSFLOW_PROCESS_TOKEN, inherited by all descendants, also those that left the
+process group with `setsid` or a double fork), and at the step's end, timeout or cancel every
+process carrying it is ended (TERM, a grace period, KILL). When the ansflow process itself
+dies (even by SIGKILL), the worker's reaper (ansflow.engines.reaper) kills the step's process
+group and everything carrying a token of this process; spawning stays on CPython's vfork path
+(no preexec function).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +20,107 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from ansflow.engines import pidrange, reaper
 from ansflow.engines.lines import MAX_LINE_BYTES, LineSplitter
 
 READ_CHUNK = 65536
 KILL_GRACE = 2.0
+TOKEN_ENV = reaper.TOKEN_ENV
+
+
+def _marked_processes(token: str, since: pidrange.PidCursor | None = None) -> list[int]:
+    """Pids of live processes whose environment carries ``token`` (Linux /proc); with
+    ``since`` (the pid cursor before the step started) only those created after it, when
+    that set is known for sure (ansflow.engines.pidrange)."""
+    needle = f"{TOKEN_ENV}={token}".encode() + b"\0"
+    found: list[int] = []
+    me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    span = pidrange.created_range(since, pidrange.cursor(), pidrange.pid_max()) if since \
+        else None
+    low, high = span if span is not None else (0, float("inf"))
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me or not low < int(entry) <= high:
+            continue
+        environ = _read_environ(entry)
+        if (environ.startswith(needle) or b"\0" + needle in environ) and not _zombie(entry):
+            found.append(int(entry))
+    return found
+
+
+def _read_environ(pid: str, limit: int = 1 << 20) -> bytes:
+    """The start of a process's environment block, b"" when it is gone or not ours to read.
+
+    Read in 64 KiB pieces: ``read(1 << 20)`` on a file object allocates (and maps) the whole
+    MiB for every process, which made one scan of /proc ~4x slower (it runs at every step's end).
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, READ_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _zombie(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def kill_marked(token: str, leader: int | None = None, grace: float = KILL_GRACE,
+                since: pidrange.PidCursor | None = None) -> int:
+    """End every process carrying ``token``: TERM, up to ``grace`` seconds, then KILL.
+    ``leader`` (the step's own child, reaped by its Popen) is never reaped here; ``since``:
+    the pid cursor from before the step started (narrows the scan). Returns how many
+    processes there were."""
+    pids = _marked_processes(token, since)
+    count = len(pids)
+    if not count:
+        return 0  # the usual case: one scan of /proc
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + wait
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.02)
+            _reap([p for p in pids if p != leader])
+            pids = [p for p in pids if not _zombie(str(p))]
+    _reap([p for p in _marked_processes(token, since) if p != leader])
+    return count
+
+
+def _reap(pids: list[int]) -> None:
+    """Collect the exit status of those that are our own children (re-parented orphans)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            pass
 
 
 @dataclass
@@ -58,6 +163,7 @@ def run_process(
     cancelled: threading.Event | None = None,
     on_start: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
     line_bytes: int = MAX_LINE_BYTES,
+    masker: Any = None,
 ) -> ProcessOutcome:
     """Run ``argv`` in its own process group; stream stdout/stderr lines to ``emit``.
 
@@ -73,6 +179,7 @@ def run_process(
         cancelled: When set, the process group is killed.
         on_start: Registers a kill function (for run-wide cancellation); returns its remover.
         line_bytes: Longer lines are handed out in pieces of this size (memory bound).
+        masker: The run's ``Masker``: a long line is never cut inside a secret.
 
     Returns:
         The exit code (negative signal number when killed) and why it ended.
@@ -80,14 +187,25 @@ def run_process(
     Raises:
         FileNotFoundError / PermissionError: the program cannot be started.
     """
+    token = reaper.new_token()
+    since = pidrange.cursor()  # before the spawn: the step's processes all come after it
+    # No preexec function when the reaper runs: CPython then spawns with vfork (start_new_session
+    # and close_fds keep that path; a preexec_fn, user, group or groups would not).
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True,
+        argv, cwd=cwd, env={**env, TOKEN_ENV: token}, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=reaper.guard(),  # noqa: PLW1509 (None, or the fallback without a reaper)
     )
-    unregister = on_start(lambda: kill_group(proc)) if on_start else None
+    reaper.track(proc.pid)
+
+    def kill_all() -> None:
+        kill_group(proc)
+        kill_marked(token, proc.pid, since=since)
+
+    unregister = on_start(kill_all) if on_start else None
     deadline = None if timeout is None else time.monotonic() + timeout
     outcome = ProcessOutcome(exit_code=None)
-    streams = _LineStreams(proc, emit, line_bytes)
+    streams = _LineStreams(proc, emit, line_bytes, masker)
     leader_gone_at: float | None = None
     try:
         while streams.open:
@@ -121,9 +239,14 @@ def run_process(
         if unregister:
             unregister()
         streams.drain_and_close()
+        # Whatever the step started and left behind, in or out of its process group.
+        kill_marked(token, proc.pid, since=since)
+        if proc.poll() is not None:  # reaped: its pid may be reused from now on
+            reaper.untrack(proc.pid)
     if cancelled is not None and cancelled.is_set() and not outcome.timed_out:
         outcome.cancelled = True  # killed by the run's cancel, possibly via on_start's hook
     outcome.exit_code = proc.wait()
+    reaper.untrack(proc.pid)
     return outcome
 
 
@@ -138,7 +261,7 @@ class _LineStreams:
     """stdout and stderr of a process, read without blocking and cut into lines."""
 
     def __init__(self, proc: subprocess.Popen, emit: Callable[[str, str], None],
-                 line_bytes: int) -> None:
+                 line_bytes: int, masker: Any = None) -> None:
         self.emit = emit
         self.selector = selectors.DefaultSelector()
         self.splitters: dict[int, LineSplitter] = {}
@@ -147,7 +270,7 @@ class _LineStreams:
             fd = stream.fileno()
             os.set_blocking(fd, False)
             self.selector.register(fd, selectors.EVENT_READ)
-            self.splitters[fd] = LineSplitter(line_bytes)
+            self.splitters[fd] = LineSplitter(line_bytes, masker)
             self.names[fd] = name
         self.streams = [proc.stdout, proc.stderr]
 

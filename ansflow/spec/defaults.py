@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from ansflow.plan import Plan, PlannedStep, ancestors, topological
+from ansflow.plan import Plan, PlannedStep, topological
 from ansflow.spec.yaml_loader import Located, Path, Problem
 from ansflow.steptypes import acts_on_kubernetes, step_type
 
@@ -28,34 +28,55 @@ def apply_step_defaults(plan: Plan, located: Located, file: str, path_of: dict[s
     main = [s.id for s in plan.steps]
     # The order the steps run in (dependencies first), then `finally`, which runs after all.
     order = topological(deps, main) + [s.id for s in plan.finally_steps]
-    rank = {sid: i for i, sid in enumerate(order)}
-    before = ancestors(deps)
     by_id = {s.id: s for s in plan.steps + plan.finally_steps}
-    for index, sid in enumerate(order):
+    # The nearest k8s step before each step that gives a key, found in one pass in run
+    # order (linear: a step's nearest is the best of its dependencies' own and nearest, so
+    # no ancestor set is ever built). `finally` steps look at every step before them.
+    rank = {sid: i for i, sid in enumerate(order)}
+    nearest: dict[str, dict[str, str | None]] = {"cluster": {}, "namespace": {}}
+    last_in_order: dict[str, str | None] = {"cluster": None, "namespace": None}
+    builds: list[PlannedStep] = []
+    for sid in order:
         step = by_id[sid]
-        if not acts_on_kubernetes(step.type):
-            continue
-        runs_before = order[:index] if step.is_finally else before.get(sid, set())
-        earlier_k8s = sorted((by_id[a] for a in runs_before if acts_on_kubernetes(by_id[a].type)),
-                             key=lambda s: rank[s.id], reverse=True)
+        if acts_on_kubernetes(step.type):
+            for key in ("cluster", "namespace"):
+                if step.config.get(key):
+                    continue
+                source = (last_in_order[key] if step.is_finally
+                          else _nearest(key, deps.get(sid, ()), by_id, nearest, rank))
+                value = k8s_defaults.get(key) or (by_id[source].config[key] if source else None)
+                if value:
+                    step.config[key] = value
+                else:
+                    problems.append(Problem(
+                        file, located.value_pos(path_of[step.id]),
+                        f"step {step.name!r} ({step.type}) names no {key}, and neither "
+                        f"`defaults.k8s.{key}` nor a k8s step that runs before it gives one"))
+            if step.type == "k8s_deploy" and not any(step.config.get(k) for k in _SOURCES):
+                problem = _implicit_deployment(step, builds, located, file, path_of)
+                if problem:
+                    problems.append(problem)
         for key in ("cluster", "namespace"):
-            if step.config.get(key):
-                continue
-            value = k8s_defaults.get(key) or next(
-                (s.config[key] for s in earlier_k8s if s.config.get(key)), None)
-            if value:
-                step.config[key] = value
-            else:
-                problems.append(Problem(
-                    file, located.value_pos(path_of[step.id]),
-                    f"step {step.name!r} ({step.type}) names no {key}, and neither "
-                    f"`defaults.k8s.{key}` nor a k8s step that runs before it gives one"))
-        if step.type == "k8s_deploy" and not any(step.config.get(k) for k in _SOURCES):
-            earlier = [by_id[a] for a in order[:index]]
-            problem = _implicit_deployment(step, earlier, located, file, path_of)
-            if problem:
-                problems.append(problem)
+            if not step.is_finally:
+                nearest[key][sid] = _nearest(key, deps.get(sid, ()), by_id, nearest, rank)
+            if acts_on_kubernetes(step.type) and step.config.get(key):
+                last_in_order[key] = sid
+        if step.type == "docker_build":
+            builds.append(step)
     return problems
+
+
+def _nearest(key: str, needs, by_id: dict[str, PlannedStep],  # noqa: ANN001
+             nearest: dict[str, dict[str, str | None]], rank: dict[str, int]) -> str | None:
+    """The latest (in run order) k8s step among ``needs`` and their ancestors giving ``key``."""
+    best: str | None = None
+    for dep in needs:
+        step = by_id[dep]
+        for candidate in ((dep if acts_on_kubernetes(step.type) and step.config.get(key)
+                           else None), nearest[key].get(dep)):
+            if candidate is not None and (best is None or rank[candidate] > rank[best]):
+                best = candidate
+    return best
 
 
 def _implicit_deployment(step: PlannedStep, earlier: list[PlannedStep], located: Located,
@@ -96,3 +117,12 @@ def apply_docker_defaults(plan: Plan) -> None:
             for key in ("registry", "credentials"):
                 if docker.get(key):
                     step.config[key] = docker[key]
+
+
+def apply_remote_defaults(plan: Plan) -> None:
+    """A command or script step that runs on remote takes `defaults.remote.host`."""
+    host = (plan.defaults.get("remote") or {}).get("host")
+    for step in plan.steps + plan.finally_steps:
+        if (host and step_type(step.type).target == "runs_on" and step.runs_on == "remote"
+                and not step.config.get("host")):
+            step.config["host"] = host

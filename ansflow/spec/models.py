@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from ansflow.spec.common import Duration, EnvMap, StrictModel
+from ansflow.spec.matrix import Matrix
+from ansflow.stepenv import check_pattern
 from ansflow.steptypes import CONFIG_MODELS
 
 PipelineType = Literal["local", "remote", "docker", "kubernetes", "hybrid"]
@@ -37,6 +46,10 @@ class StepCommon(StrictModel):
     allow_failure: bool = Field(False, description="A failure does not fail the pipeline.")
     env: EnvMap = Field(default_factory=dict)
     runs_on: RunsOn | None = Field(None, description="Where a command/script runs.")
+    matrix: Matrix | None = Field(
+        None, description="Run the step once per combination: axes such as "
+                          "{python: ['3.11', '3.12']}, include, exclude, max_parallel, "
+                          "fail_fast (docs/matrix.md).")
 
     _needs_list = field_validator("needs", mode="before")(_as_list)
 
@@ -71,6 +84,34 @@ class Variable(StrictModel):
     default: Any = None
     description: str | None = None
     type: Literal["string", "integer", "number", "boolean"] | None = None
+    # Constraints of the run form (JSON Schema's names), checked again at run start.
+    pattern: str | None = Field(None, description="A regular expression a string value must "
+                                                  "contain a match of (anchor it with ^...$).")
+    enum: list[str | int | float | bool] | None = Field(
+        None, min_length=1, description="The only values allowed.")
+    minLength: int | None = Field(None, ge=0)  # noqa: N815 - JSON Schema's name
+    maxLength: int | None = Field(None, ge=0)  # noqa: N815 - JSON Schema's name
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @model_validator(mode="after")
+    def _constraints(self) -> Variable:
+        from ansflow.variables import check_declaration  # noqa: PLC0415 - no import cycle
+
+        check_declaration(self.model_dump())
+        return self
+
+
+def _variable_kind(value: Any) -> str:
+    return "declared" if isinstance(value, (dict, Variable)) else "default"
+
+
+# `name: {default, ...}` or just `name: default` (one error, not one per union member).
+VariableOrDefault = Annotated[
+    Union[Annotated[Variable, Tag("declared")],
+          Annotated[Union[str, int, float, bool, None], Tag("default")]],
+    Discriminator(_variable_kind),
+]
 
 
 class Schedule(StrictModel):
@@ -92,6 +133,10 @@ class DockerDefaults(StrictModel):
     )
 
 
+class RemoteDefaults(StrictModel):
+    host: str | None = Field(None, description="SshHost block of steps that run on remote.")
+
+
 class StepDefaults(StrictModel):
     retries: int | None = Field(None, ge=0)
     retry_delay: Duration | None = None
@@ -101,6 +146,7 @@ class StepDefaults(StrictModel):
 class Defaults(StrictModel):
     k8s: K8sDefaults = Field(default_factory=K8sDefaults)
     docker: DockerDefaults = Field(default_factory=DockerDefaults)
+    remote: RemoteDefaults = Field(default_factory=RemoteDefaults)
     step: StepDefaults = Field(default_factory=StepDefaults)
 
 
@@ -110,15 +156,33 @@ class Pipeline(StrictModel):
     name: str = Field(min_length=1)
     type: PipelineType = "local"
     description: str | None = None
-    variables: dict[str, Variable | str | int | float | bool | None] = Field(default_factory=dict)
+    variables: dict[str, VariableOrDefault] = Field(default_factory=dict)
     schedule: Schedule | str | None = None
     env: EnvMap = Field(default_factory=dict)
+    env_passthrough: list[str] = Field(
+        default_factory=list,
+        description="Worker environment variables (names or globs like LC_*) that steps "
+                    "inherit beyond the clean base (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, "
+                    "LOGNAME, SHELL, TERM).")
     defaults: Defaults = Field(default_factory=Defaults)
     timeout: Duration | None = None
+    max_parallel: int | None = Field(
+        None, ge=1, le=4096,
+        description="At most this many steps run at once (within the worker's "
+                    "ANSFLOW_MAX_PARALLEL, default 64); more ready steps wait their turn.")
     workspace: str | None = Field(None, description="Working directory (default: the file's).")
     stages: list[Stage] | None = None
     steps: list[Step] | None = None
     finally_: list[Step] = Field(default_factory=list, alias="finally")
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _passthrough_names(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            problem = check_pattern(pattern)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _stages_or_steps(self) -> Pipeline:

@@ -7,13 +7,14 @@ alias bomb is refused in milliseconds.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-MAX_NODES = 200_000
+MAX_NODES = 1_000_000  # the 5 MiB file cap bounds the parse; this bounds alias expansion
 MAX_ALIAS_USES = 1_000
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:str",
@@ -29,10 +30,11 @@ _PLAIN_TAGS = {
 Path = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Position:
-    line: int  # 1-based
-    col: int  # 1-based
+class Position(NamedTuple):
+    """A 1-based line and column (a tuple: a big file has hundreds of thousands)."""
+
+    line: int
+    col: int
 
 
 @dataclass
@@ -80,8 +82,9 @@ def _pos(node: Node) -> Position:
 
 
 class _Builder:
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, what: str = "pipeline files") -> None:
         self.loader = loader
+        self.what = what
         self.count = 0
         self.seen: set[int] = set()
         self.alias_uses = 0
@@ -100,7 +103,7 @@ class _Builder:
         if not isinstance(node, ScalarNode):
             self.seen.add(id(node))
         if node.tag not in _PLAIN_TAGS:
-            raise YamlError(_pos(node), f"YAML tag {node.tag!r} is not allowed: pipeline files "
+            raise YamlError(_pos(node), f"YAML tag {node.tag!r} is not allowed: {self.what} "
                                         "hold plain data only")
         self.out.values[path] = _pos(node)
         if isinstance(node, MappingNode):
@@ -120,6 +123,8 @@ class _Builder:
             return result
         if isinstance(node, SequenceNode):
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        if node.tag == _STR_TAG:
+            return node.value  # the common case, without PyYAML's constructor dispatch
         value = self.loader.construct_object(node, deep=True)
         if node.tag == "tag:yaml.org,2002:timestamp":
             return node.value  # a date in a pipeline is text, not a datetime
@@ -134,14 +139,42 @@ def decode_text(raw: bytes) -> str:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         col = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise YamlError(Position(line, col), f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from exc
+        raise YamlError(Position(line, col),
+                        f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from exc
     return text.removeprefix("\ufeff")
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+@functools.cache
+def _loader_class() -> type:
+    """libyaml's parser when PyYAML has it (6x faster on big files; same nodes and marks),
+    with tag resolution memoized: the composer resolves every scalar through Python regexes,
+    and pipeline files repeat the same keys and values thousands of times."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class _Loader(base):  # type: ignore[misc,valid-type]
+        _resolved: dict[tuple[Any, str, Any], str] = {}
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            if kind is not ScalarNode or not isinstance(value, str) or len(value) > 64:
+                return super().resolve(kind, value, implicit)
+            key = (kind, value, implicit)
+            tag = self._resolved.get(key)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(self._resolved) < 100_000:
+                    self._resolved[key] = tag
+            return tag
+
+    return _Loader
 
 
 def load_located(text: str) -> Located:
     """Parse one YAML document into plain data with positions. Raises YamlError."""
     # libyaml's parser when PyYAML has it (6x faster on big files), same nodes and marks.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    loader = _loader_class()(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -164,3 +197,33 @@ def load_located(text: str) -> Located:
         pos = Position(mark.line + 1, mark.column + 1) if mark else None
         raise YamlError(pos, f"bad value: {exc.problem}") from exc
     return builder.out
+
+
+def load_plain_all(text: str, what: str = "manifests") -> list[Any]:
+    """Every document of a YAML stream (``---`` separated) as plain data, empty ones left
+    out, with the same refusals as :func:`load_located` (tags, duplicate keys, merge keys,
+    alias bombs, deep nesting); ``what`` names the text in the tag refusal.
+
+    Raises:
+        YamlError: the first problem, with its position.
+    """
+    loader = _loader_class()(text)
+    documents: list[Any] = []
+    builder = _Builder(loader, what)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            documents.append(builder.build(node, (len(documents),)))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = Position(mark.line + 1, mark.column + 1) if mark else None
+        raise YamlError(pos, f"YAML syntax error: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise YamlError(None, "YAML error") from exc
+    except RecursionError as exc:
+        raise YamlError(None, "document nested too deeply; refused") from exc
+    finally:
+        loader.dispose()
+    return [doc for doc in documents if doc is not None]

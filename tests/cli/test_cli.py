@@ -198,6 +198,19 @@ def test_run_dev_cluster_that_is_not_running_fails_before_any_server_starts(tmp_
     assert not (tmp_path / "ran").exists()
 
 
+def test_run_dev_host_without_the_private_sshd_fails_before_any_server_starts(tmp_path):
+    (tmp_path / "p.yaml").write_text("steps:\n  - {id: a, type: command, config: "
+                                     "{command: 'touch ran'}}\n")
+    env = {k: v for k, v in _without_prefect_server(tmp_path).items()
+           if not k.startswith("ANSFLOW_SSHD_")}
+    out = ansflow("run", str(tmp_path / "p.yaml"), "--dev-host", "h", cwd=tmp_path, env=env,
+                  timeout=600)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "the private sshd is not known here (ANSFLOW_SSHD_PORT" in out.stderr
+    assert "temporary server" not in out.stderr
+    assert not (tmp_path / "ran").exists()
+
+
 def test_names_with_rich_markup_are_shown_as_written(prefect_server, tmp_path):
     (tmp_path / "p.yaml").write_text("""
 pipeline:

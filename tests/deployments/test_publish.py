@@ -79,6 +79,7 @@ def test_failed_run_publishes_masked_artifacts_and_an_event_that_fires_an_automa
     assert f"{fails} #1" in markdown.data and "hunter2" not in markdown.data
 
 
+@pytest.mark.postgres
 def test_completed_run_emits_the_completed_event_with_pipeline_and_build_number(
         serve, deploy, tmp_path, unique):
     from prefect.client.orchestration import get_client

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.server
 RUNS = 20
 
 
+@pytest.mark.postgres
 def test_twenty_runs_started_at_once_complete_across_two_serve_processes(
         serve, deploy, tmp_path, tmp_home, unique):
     from prefect.client.orchestration import get_client
@@ -28,9 +29,11 @@ def test_twenty_runs_started_at_once_complete_across_two_serve_processes(
         home = tmp_path / name
         (home / "pipelines").mkdir(parents=True)
         (home / "pipelines" / "p.yaml").write_text(deploy.pipeline_text(
-            unique, command="sleep 1; echo ran on $ANSFLOW_HOME build {{ pipeline.build_number }}"))
+            unique, command="sleep 1; echo ran on $MACHINE_HOME build {{ pipeline.build_number }}"))
         machines.append(serve(str(home / "pipelines"), "--limit", "10", env={
-            "ANSFLOW_HOME": str(home / "home"), "ANSFLOW_DATABASE_URL": shared_store}))
+            "ANSFLOW_HOME": str(home / "home"), "ANSFLOW_DATABASE_URL": shared_store,
+            # Steps inherit no worker variable unless its operator passes it through.
+            "MACHINE_HOME": str(home / "home"), "ANSFLOW_ENV_PASSTHROUGH": "MACHINE_HOME"}))
     dep = deploy.wait_for_deployment(unique, proc=machines[0])
     for proc in machines:
         deploy.wait_for_runner(proc)

@@ -39,6 +39,21 @@ def test_prefect_yaml_and_python_deploy_to_a_process_pool_and_a_worker_runs_them
 
     with get_client(sync_client=True) as client:
         by_file = client.read_deployment_by_name("ansflow-pipeline/ansflow-pipeline-file")
+        from ansflow.manage import load_operations
+
+        assert len(load_operations()) == 12
+        for op in load_operations():  # every served operation is on the work pool too
+            managing = client.read_deployment_by_name(f"ansflow-k8s/{op}")
+            assert managing.entrypoint == f"ansflow.flows.manage.manage_{op}"
+            assert managing.work_pool_name == "ansflow" and "ansflow-k8s" in managing.tags
+            assert "cluster" in managing.parameter_openapi_schema["required"]
+        from ansflow.flows.upkeep import UPKEEP
+
+        for job in UPKEEP.values():  # the upkeep flows on cron, as serve --upkeep has them
+            upkeep = client.read_deployment_by_name(f"{job.name}/{job.name}")
+            assert upkeep.entrypoint == job.flow.replace(":", ".")
+            assert [s.schedule.cron for s in upkeep.schedules] == [job.cron]
+            assert upkeep.work_pool_name == "ansflow"
         assert by_file.entrypoint == "ansflow.flows.pipeline.pipeline_flow"
         assert by_file.work_pool_name == "ansflow" and not by_file.paused
         from_py = client.read_deployment_by_name(f"ansflow-pipeline/{unique}-py")

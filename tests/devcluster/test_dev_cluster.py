@@ -192,3 +192,165 @@ def test_helm_installs_a_chart_into_the_dev_cluster(dev_cluster, tmp_path):
     with dev_cluster.client() as api:
         cm = k8s.CoreV1Api(api).read_namespaced_config_map("demo-cfg", ns)
     assert cm.data == {"greeting": "hi"}
+
+
+# ---- authentication: only holders of a certificate of the cluster's CA get in -------------
+
+
+def _https_status(url: str, context) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=context) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_api_server_refuses_anonymous_requests(dev_cluster):
+    from ansflow.devcluster.pki import Pki
+    from ansflow.devcluster.processes import tls_context
+
+    pki = Pki(dev_cluster.paths.pki)
+    server = load_state(dev_cluster.paths).server
+    anonymous = tls_context(pki.ca_crt)
+    for path in ("/api/v1/namespaces/default/pods", "/version", "/livez", "/readyz"):
+        assert _https_status(server + path, anonymous) == 401, path
+    admin = tls_context(pki.ca_crt, pki.admin_crt, pki.admin_key)
+    assert _https_status(server + "/readyz", admin) == 200
+
+
+def test_etcd_refuses_clients_and_peers_without_a_certificate_of_the_cluster(dev_cluster,
+                                                                              tmp_path):
+    import ssl
+
+    from ansflow.devcluster.pki import Pki, create_pki
+    from ansflow.devcluster.processes import tls_context
+
+    pki = Pki(dev_cluster.paths.pki)
+    ports = load_state(dev_cluster.paths).ports
+    stranger = create_pki(tmp_path / "other", "stranger")  # a valid cert of another CA
+    for port in (ports["etcd"], ports["etcd-peer"]):
+        # Plain HTTP is not spoken at all.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b'"health"' not in sock.recv(4096)
+        for context in (tls_context(pki.ca_crt),
+                        tls_context(pki.ca_crt, stranger.admin_crt, stranger.admin_key)):
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+                        tls.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                        tls.recv(4096)  # TLS 1.3: the refusal arrives as an alert here
+    admin = tls_context(pki.ca_crt, pki.admin_crt, pki.admin_key)
+    assert _https_status(f"https://127.0.0.1:{ports['etcd']}/health", admin) == 200
+
+
+def test_a_running_cluster_of_the_previous_release_is_restarted_with_authentication():
+    import json
+
+    name = "oldrel"
+    paths = ClusterPaths.for_name(name)
+    first = manager.up(name).state
+    try:
+        with build_api_client(kubeconfig=paths.kubeconfig.read_text()) as api:
+            k8s.CoreV1Api(api).create_namespaced_config_map(
+                "default", {"metadata": {"name": "survivor"}, "data": {"k": "v"}})
+        # The state file as the previous release wrote it: no `security` entry.
+        data = json.loads(paths.state.read_text())
+        data.pop("security", None)
+        paths.state.write_text(json.dumps(data))
+        result = _cli("dev-cluster", "up", "--name", name, "--no-block")
+        assert result.exit_code == 0, result.output
+        assert "started by an older ansflow without client authentication" in result.output
+        assert "already running" not in result.output
+        again = load_state(paths)
+        assert again.security >= 1
+        assert all(again.alive().values())
+        assert not any(is_alive(first.processes[c]) for c in COMPONENTS)
+        with build_api_client(kubeconfig=paths.kubeconfig.read_text()) as api:
+            cm = k8s.CoreV1Api(api).read_namespaced_config_map("survivor", "default")
+        assert cm.data == {"k": "v"}  # data and certificates kept
+        assert manager.up(name).already_running
+    finally:
+        manager.down(name, wipe=True)
+
+
+def _running_pod(dev_cluster, ns: str) -> str:
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        core.create_namespaced_pod(ns, {"metadata": {"name": "p"}, "spec": {
+            "nodeName": "kwok-node-0", "containers": [{"name": "c", "image": "i"}]}})
+        deadline = time.monotonic() + 60
+        while core.read_namespaced_pod("p", ns).status.phase != "Running":
+            assert time.monotonic() < deadline, "pod never Running"
+            time.sleep(0.2)
+    return "p"
+
+
+def test_kwoks_kubelet_api_refuses_exec_without_a_client_certificate(dev_cluster, tmp_path):
+    import ssl
+    import urllib.parse
+
+    import websocket
+
+    from ansflow.devcluster.kwok_guard import isolation_available
+    from ansflow.devcluster.pki import Pki, create_pki
+
+    if not isolation_available():
+        pytest.skip("kwok is isolated only where a network namespace can be made (root)")
+    pki = Pki(dev_cluster.paths.pki)
+    port = load_state(dev_cluster.paths).ports["kwok"]
+    ns = dev_cluster.namespace("kwok-auth")
+    pod = _running_pod(dev_cluster, ns)
+    marker = tmp_path / "ran"
+    query = "&".join(["command=touch", f"command={urllib.parse.quote(str(marker))}",
+                      "output=1", "error=1"])
+    path = f"/exec/{ns}/{pod}/c?{query}"
+    stranger = create_pki(tmp_path / "other", "stranger")  # a valid cert of another CA
+    attempts = [(f"ws://127.0.0.1:{port}{path}", {}),  # what a web page can open
+                (f"wss://127.0.0.1:{port}{path}", {"cert_reqs": ssl.CERT_NONE}),
+                (f"wss://127.0.0.1:{port}{path}", {
+                    "cert_reqs": ssl.CERT_NONE, "certfile": str(stranger.admin_crt),
+                    "keyfile": str(stranger.admin_key)})]
+    for url, sslopt in attempts:
+        try:
+            ws = websocket.create_connection(url, sslopt=sslopt, timeout=10,
+                                             subprotocols=["v4.channel.k8s.io"])
+        except (websocket.WebSocketException, OSError, ssl.SSLError):
+            continue
+        try:  # TLS 1.3 may report a refused client certificate only on the first read
+            ws.recv()
+        except (websocket.WebSocketException, OSError, ssl.SSLError):
+            pass
+        finally:
+            ws.close()
+    time.sleep(1)
+    assert not marker.exists(), "kwok ran a command for a client without the cluster's cert"
+    # The same request with the cluster's certificate (what the API server presents) runs.
+    ws = websocket.create_connection(
+        f"wss://127.0.0.1:{port}{path}", timeout=10, subprotocols=["v4.channel.k8s.io"],
+        sslopt={"cert_reqs": ssl.CERT_NONE, "certfile": str(pki.admin_crt),
+                "keyfile": str(pki.admin_key)})
+    try:
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            try:
+                ws.recv()
+            except websocket.WebSocketException:
+                time.sleep(0.2)
+    finally:
+        ws.close()
+    assert marker.exists()
+    marker.unlink()
+    # Through the API server (which presents its kubelet client certificate) exec works.
+    from ansflow.engines.kube import exec_in_pod
+
+    with dev_cluster.client() as api:
+        result = exec_in_pod(api, namespace=ns, pod=pod, command=["touch", str(marker)],
+                             timeout=30)
+    assert result.exit_code == 0 and marker.exists()
+    with dev_cluster.client() as api:
+        log = k8s.CoreV1Api(api).read_namespaced_pod_log(pod, ns, container="c")
+    assert "simulated container log" in log

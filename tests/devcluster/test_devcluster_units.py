@@ -70,7 +70,7 @@ def test_component_command_lines_bind_loopback_and_use_the_recorded_ports(tmp_pa
     ports = dict(zip(comp.PORT_NAMES, range(20001, 20007), strict=True))
     pki = create_pki(paths.pki, "c1")
     argvs = [
-        comp.etcd_argv(bins, paths, ports),
+        comp.etcd_argv(bins, paths, ports, pki),
         comp.apiserver_argv(bins, paths, ports, pki),
         comp.controller_manager_argv(bins, paths, ports, pki),
         comp.scheduler_argv(bins, paths, ports),
@@ -83,6 +83,17 @@ def test_component_command_lines_bind_loopback_and_use_the_recorded_ports(tmp_pa
         assert str(port) in joined
     assert "--secure-port=20003" in argvs[1]
     assert "--authorization-mode=RBAC" in argvs[1]
+    # Nobody without a certificate of the cluster's CA: etcd (clients and peer), the API server.
+    assert "http://" not in joined
+    assert {"--client-cert-auth=true", f"--trusted-ca-file={pki.ca_crt}",
+            "--peer-client-cert-auth=true"} <= set(argvs[0])
+    assert {"--anonymous-auth=false", f"--etcd-cafile={pki.ca_crt}",
+            f"--etcd-certfile={pki.admin_crt}", f"--kubelet-certificate-authority={pki.ca_crt}",
+            "--etcd-servers=https://127.0.0.1:20001"} <= set(argvs[1])
+    guarded = comp.kwok_argv(bins, paths, ports, pki, isolate=True)
+    assert guarded[1:9] == ["-m", "ansflow.devcluster.kwok_guard", str(pki.ca_crt),
+                            str(pki.admin_crt), str(pki.admin_key), "20006", "20003", "--"]
+    assert guarded[9:] == argvs[4]
 
 
 def test_pki_gives_a_system_masters_identity_valid_for_loopback_and_private_keys(tmp_path):

@@ -78,14 +78,18 @@ def test_command_argv_splits_like_a_shell_without_one():
         command_argv("echo 'unbalanced")
 
 
-def test_volume_binds_resolve_relative_paths_against_the_workspace():
+def test_volume_binds_resolve_relative_paths_against_the_workspace(monkeypatch):
     ws = "/ws"
+    monkeypatch.setenv("ANSFLOW_ALLOWED_HOST_PATHS", "/abs")  # absolute: only when allowed
     assert volume_binds(["./data:/data", "/abs:/abs:ro", "named:/v"], ws) == [
         "/ws/data:/data", "/abs:/abs:ro", "named:/v"]
     assert volume_binds({"src/app": "/app"}, ws) == ["/ws/src/app:/app"]
     for bad in ("nocolon", "/a:relative", "/a:/b:xx"):
         with pytest.raises(StepFailed):
             volume_binds([bad], ws)
+    monkeypatch.delenv("ANSFLOW_ALLOWED_HOST_PATHS")
+    with pytest.raises(StepFailed, match="outside the workspace"):
+        volume_binds(["/abs:/abs:ro"], ws)
 
 
 def test_port_bindings():

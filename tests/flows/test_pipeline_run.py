@@ -16,9 +16,9 @@ def demo_variables(dev_cluster, **more) -> dict:
 
 
 def test_demo_pipeline_completes_with_outputs_templating_and_states(run_pipeline, tmp_path,
-                                                                    dev_cluster):
+                                                                    dev_cluster, ssh_host):
     state, summary = run_pipeline(DEMO.read_text(encoding="utf-8"),
-                                  variables=demo_variables(dev_cluster))
+                                  variables=demo_variables(dev_cluster, host=ssh_host))
     steps = by_id(summary)
     assert state.is_completed(), summary["message"]
     assert summary["state"] == "completed"
@@ -41,6 +41,8 @@ def test_demo_pipeline_completes_with_outputs_templating_and_states(run_pipeline
     assert steps["deploy"]["outputs"]["revision"] == "1"
     assert steps["integration"]["outputs"]["stdout_tail"].strip() == (
         "integration test of revision 1 passed")
+    # The SSH part: the package unpacked and run on the host (the private sshd).
+    assert steps["install"]["outputs"] == {"said": f"hello from hello-app build {n}"}
 
 
 def test_prefect_sees_every_step_as_a_named_tagged_task_run(run_pipeline, tmp_path, dev_cluster):
@@ -209,14 +211,15 @@ def test_missing_secret_fails_before_any_step(run_pipeline, tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
-def test_step_type_not_implemented_is_refused_before_anything_runs(run_pipeline, tmp_path):
+def test_what_is_not_implemented_is_refused_before_anything_runs(run_pipeline, tmp_path):
+    # Every step type is implemented now; runs_on: kubernetes lands with a real node.
     state, summary = run_pipeline("""
         steps:
           - {id: first, type: command, config: {command: "touch ran"}}
-          - {id: play, type: ansible, config: {playbook: site.yml}}
+          - {id: pod, type: command, runs_on: kubernetes, config: {command: x}}
     """)
     assert state.is_failed() and summary is None
-    assert "pipeline.yaml:4:22: step 'play': step type 'ansible' is not implemented" in (
+    assert "pipeline.yaml:4:39: step 'pod': runs_on: kubernetes is not implemented" in (
         state.message)
     assert not (tmp_path / "ran").exists()
 

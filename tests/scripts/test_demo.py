@@ -17,8 +17,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.k8s]
 
 
 def test_demo_script_runs_the_hybrid_demo_on_one_ephemeral_server(tmp_path, dev_cluster,
-                                                                   docker_env):
+                                                                   docker_env, sshd):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(ANSFLOW_SSHD_PORT=str(sshd.port), ANSFLOW_SSHD_USER=sshd.user,
+               ANSFLOW_SSHD_KEY=str(sshd.key), ANSFLOW_SSHD_HOST_KEY_PUB=str(sshd.host_key_pub))
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), ANSFLOW_DEMO_CLUSTER=dev_cluster.name)
     namespace = dev_cluster.namespace("demo-sh")
     out = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh"), "--json",
@@ -34,3 +36,6 @@ def test_demo_script_runs_the_hybrid_demo_on_one_ephemeral_server(tmp_path, dev_
     assert steps["push"]["state"] == "completed"  # the set-up's registry was passed
     assert steps["deploy"]["outputs"]["revision"] == "1"
     assert steps["integration"]["state"] == "completed"
+    # --dev-host saved the private sshd as the block of the SSH step, on the same server.
+    assert steps["install"]["state"] == "completed", steps["install"]
+    assert steps["install"]["outputs"]["said"].startswith("hello from hello-app build ")

@@ -198,17 +198,46 @@ def test_published_schema_file_is_up_to_date():
 def test_types_and_runs_on_not_implemented_are_refused_with_positions(tmp_path):
     out = problems(tmp_path, """\
 steps:
-  - {id: play, type: ansible, config: {playbook: site.yml}}
-  - {id: scale, type: k8s_scale, config: {cluster: c, namespace: n, resource_name: a, replicas: 1}}
+  - {id: play, type: ansible, config: {playbook: site.yml, hosts: [a], groups: {g: [b]}}}
   - {id: pod, type: command, runs_on: kubernetes, config: {command: x}}
 """)
+    assert len(out) == 2 and out[0].startswith("p.yaml:2:")
+    assert "groups name hosts not in 'hosts': b" in out[0]
+    assert out[1] == (
+        "p.yaml:3:39: step 'pod': runs_on: kubernetes is not implemented in this version of "
+        "ansflow (implemented: local, docker, remote)")
+
+
+def test_k8s_scale_restart_rollback_validate_with_positions(tmp_path):
+    out = problems(tmp_path, """\
+pipeline:
+  name: manage
+  defaults: {k8s: {cluster: c, namespace: n}}
+  variables: {kind: sts, rev: 2}
+  steps:
+    - {id: s1, type: k8s_scale, config: {resource_name: a, replicas: -1}}
+    - {id: s2, type: k8s_scale, config: {resource_name: a, replicas: 2, resource_type: daemonset}}
+    - {id: s3, type: k8s_scale, config: {resource_name: a}}
+    - {id: r1, type: k8s_restart, config: {resource_name: a, resource_type: job}}
+    - {id: b1, type: k8s_rollback, config: {resource_name: a, revision: 0}}
+    - {id: b2, type: k8s_rollback, config: {resource_name: a, resource_type: replicaset}}
+    - {id: b3, type: k8s_rollback, config: {resource_name: a, revison: 2}}
+    - {id: ok1, type: k8s_scale, config: {resource_name: a, replicas: 0, resource_type: sts}}
+    - {id: ok2, type: k8s_restart, config: {resource_name: a, resource_type: "{{ vars.kind }}"}}
+    - {id: ok3, type: k8s_rollback, config: {resource_name: a, revision: 3, resource_type: ds}}
+    - {id: ok4, type: k8s_rollback, config: {resource_name: a, revision: "{{ vars.rev }}"}}
+""")
     assert out == [
-        "p.yaml:2:22: step 'play': step type 'ansible' is not implemented in this version of "
-        "ansflow (it lands with the Ansible and SSH work)",
-        "p.yaml:3:23: step 'scale': step type 'k8s_scale' is not implemented in this version "
-        "of ansflow (it lands with the Kubernetes management work)",
-        "p.yaml:4:39: step 'pod': runs_on: kubernetes is not implemented in this version of "
-        "ansflow (implemented: local, docker)",
+        "p.yaml:6:70: 'replicas': Input should be greater than or equal to 0",
+        "p.yaml:7:88: 'resource_type': resource_type 'daemonset' is not one of deployment, "
+        "replicaset, statefulset",
+        "p.yaml:8:41: missing required key 'replicas'",
+        "p.yaml:9:77: 'resource_type': resource_type 'job' is not one of daemonset, "
+        "deployment, statefulset",
+        "p.yaml:10:73: 'revision': Input should be greater than or equal to 1",
+        "p.yaml:11:78: 'resource_type': resource_type 'replicaset' is not one of daemonset, "
+        "deployment, statefulset",
+        "p.yaml:12:63: unknown key 'revison'; did you mean 'revision'?",
     ]
 
 
@@ -271,3 +300,66 @@ steps:
   - {id: a, type: command, config: {command: !!binary aGVsbG8=}}
 """)
     assert len(out) == 1 and "YAML tag 'tag:yaml.org,2002:binary' is not allowed" in out[0], out
+
+
+def test_k8s_delete_and_k8s_logs_are_validated_with_positions(tmp_path):
+    out = problems(tmp_path, """\
+pipeline:
+  name: m
+  defaults: {k8s: {cluster: c, namespace: n}}
+  steps:
+    - {id: both, type: k8s_delete, config: {resource_type: cm, resource_name: a, label_selector: x=y}}
+    - {id: prop, type: k8s_delete, config: {resource_type: cm, resource_name: a, propagation: later}}
+    - {id: nopod, type: k8s_logs, config: {tail_lines: 5}}
+    - {id: since, type: k8s_logs, config: {pod: p, since_seconds: soon}}
+    - {id: ok1, type: k8s_delete, config: {resource_type: ns, resource_name: x, allow_cluster_scoped: true}}
+    - {id: ok2, type: k8s_logs, config: {pod_selector: app=web, follow: true, timeout: 1m, since_seconds: 10m}}
+""")
+    assert len(out) == 4, out
+    assert out[0].startswith("p.yaml:5:44: ") and "exactly one of 'resource_name' or " \
+        "'label_selector'" in out[0]
+    assert out[1].startswith("p.yaml:6:95: ") and "'background', 'foreground' or 'orphan'" \
+        in out[1]
+    assert out[2].startswith("p.yaml:7:43: ") and "exactly one of 'pod' or 'pod_selector'" \
+        in out[2]
+    assert out[3].startswith("p.yaml:8:67: ") and "'soon' is not a duration" in out[3]
+    plan = load_plan_text(tmp_path, """\
+pipeline:
+  name: m
+  defaults: {k8s: {cluster: c, namespace: n}}
+  steps:
+    - {id: logs, type: k8s_logs, config: {pod_selector: app=web, follow: true, since_seconds: 10m}}
+""")
+    logs = plan.step("logs")
+    assert (logs.config["cluster"], logs.config["namespace"]) == ("c", "n")
+
+
+def load_plan_text(tmp_path, text: str):
+    path = tmp_path / "ok.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_plan(path)
+
+
+def test_k8s_delete_ignore_missing_and_k8s_logs_since_are_aliases_one_at_a_time(tmp_path):
+    out = problems(tmp_path, """\
+pipeline:
+  name: m
+  defaults: {k8s: {cluster: c, namespace: n}}
+  steps:
+    - {id: d1, type: k8s_delete, config: {resource_type: cm, resource_name: a, ignore_missing: true}}
+    - {id: d2, type: k8s_delete, config: {resource_type: cm, resource_name: a, ignore_missing: true, ignore_not_found: false}}
+    - {id: l1, type: k8s_logs, config: {pod: p, since: 1h}}
+    - {id: l2, type: k8s_logs, config: {pod: p, since: 1h, since_seconds: 30}}
+    - {id: l3, type: k8s_logs, config: {pod: p, since: later}}
+""")
+    assert len(out) == 3, out
+    assert out[0].startswith("p.yaml:6:42: ") and "only one of 'ignore_not_found' or " \
+        "'ignore_missing'" in out[0]
+    assert out[1].startswith("p.yaml:8:40: ") and "only one of 'since_seconds' or 'since'" \
+        in out[1]
+    assert out[2].startswith("p.yaml:9:") and "'later' is not a duration" in out[2]
+    from ansflow.spec.steps import K8sDeleteConfig, K8sLogsConfig
+
+    assert K8sDeleteConfig(resource_type="cm", resource_name="a",
+                           ignore_missing=True).ignore_not_found is True
+    assert K8sLogsConfig(pod="p", since="1h").since_seconds == 3600.0

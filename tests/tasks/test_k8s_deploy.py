@@ -3,6 +3,7 @@ dev cluster, and a deploy -> wait -> exec pipeline run end to end."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,53 @@ def test_api_refusals_and_helm_are_clean_step_failures(dev_cluster, make_ctx):
         deploy(make_ctx, dev_cluster, ns, helm={"chart": "./no-such-chart", "release": "r"})
 
 
+def _post_render(config: K8sDeployConfig, manifest: str, known=None):
+    """Run the helm post-renderer of `config` as helm does (a real process, stdin/stdout)."""
+    import subprocess
+
+    from ansflow.tasks.k8s_helm import helm_argv, render_rules
+
+    argv = helm_argv("helm", config, "n", "/k", None, {"run": "1"}, "/ws",
+                     rules=render_rules(config, "n", known))
+    at = argv.index("--post-renderer")
+    command = [argv[at + 1]] + [argv[i + 1] for i, a in enumerate(argv)
+                                if a == "--post-renderer-args"]
+    return subprocess.run(command, input=manifest, capture_output=True, text=True, timeout=60)
+
+
+def test_helm_post_renderer_applies_the_namespace_and_scope_rules():
+    cfg = K8sDeployConfig(cluster="c", namespace="n", helm={"chart": "./c", "release": "r"})
+    rendered = yaml.safe_dump_all([
+        _configmap("ok"), _configmap("same", namespace="n"),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "cr"}},
+        _configmap("elsewhere", namespace="kube-system"),
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+        {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+         "metadata": {"name": "widgets.example.com"},
+         "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget"},
+                  "versions": [{"name": "v1"}]}}])
+    done = _post_render(cfg, rendered)
+    assert done.returncode == 1 and not done.stdout
+    assert done.stderr.strip() == (
+        "ansflow: nothing installed: rendered object 3 (clusterrole/cr) is cluster-scoped "
+        "(kind ClusterRole); set allow_cluster_scoped: true to install cluster-scoped objects; "
+        "rendered object 4 (configmap/elsewhere) is in namespace 'kube-system', but the step "
+        "deploys to namespace 'n'; rendered object 5 (widget/w) is cluster-scoped (kind "
+        "Widget); set allow_cluster_scoped: true to install cluster-scoped objects; rendered "
+        "object 6 (customresourcedefinition/widgets.example.com) is cluster-scoped (kind "
+        "CustomResourceDefinition); set allow_cluster_scoped: true to install cluster-scoped "
+        "objects")
+    # Discovery decides over the built-in list; allowed, everything goes through labelled.
+    known = {("rbac.authorization.k8s.io/v1", "ClusterRole"): True}
+    allowed = cfg.model_copy(update={"allow_cluster_scoped": True})
+    done = _post_render(allowed, yaml.safe_dump_all([_configmap("ok"), _configmap(
+        "cr", namespace="n")]), known)
+    assert done.returncode == 0, done.stderr
+    assert [d["metadata"]["labels"] for d in yaml.safe_load_all(done.stdout)] == [
+        {"run": "1"}, {"run": "1"}]
+
+
 CHART = {
     "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
     "values.yaml": "image: demo:1\nreplicas: 1\nnodeSelector: {}\n",
@@ -324,3 +372,199 @@ def test_statefulset_and_daemonset_rollouts_are_awaited(dev_cluster, make_ctx, c
         ds = k8s.AppsV1Api(api).read_namespaced_daemon_set("agent", ns)
     assert sts.status.ready_replicas == 2
     assert ds.status.number_available == ds.status.desired_number_scheduled >= 1
+
+
+# ---- apply rules: the step's namespace, cluster-scoped kinds, field-manager conflicts -------
+
+
+def test_apply_conflicts_are_read_from_the_status_causes():
+    from ansflow.engines.kube_objects import apply_conflicts, describe_conflicts
+
+    body = {"kind": "Status", "code": 409, "reason": "Conflict", "details": {"causes": [
+        {"reason": "FieldManagerConflict", "message": 'conflict with "kubectl" using apps/v1',
+         "field": ".spec.replicas"},
+        {"reason": "FieldManagerConflict", "message": 'conflict with "hpa\x1b[31m" using v1',
+         "field": ".spec.template.spec.containers[name=\"app\"].image"},
+        {"reason": "Other", "message": "x", "field": ".ignored"}]}}
+    exc = k8s.ApiException(status=409, reason="Conflict")
+    exc.body = __import__("json").dumps(body)
+    found = apply_conflicts(exc)
+    assert found == [(".spec.replicas", "kubectl"),
+                     ('.spec.template.spec.containers[name="app"].image', "hpa?[31m")]
+    assert describe_conflicts(found[:1]) == '.spec.replicas (owned by "kubectl")'
+    exc.body = "not json"
+    assert apply_conflicts(exc) == []
+
+
+def test_scopes_without_discovery_come_from_a_crd_in_the_batch_then_the_known_list():
+    import socket
+
+    from ansflow.engines.kube import build_api_client
+    from ansflow.tasks.k8s_deploy import _check_scopes, _scopes
+
+    with socket.socket() as sock:  # a port nobody listens on: discovery fails
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    objects = [_configmap("cfg"),
+               {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "cr"}},
+               {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+               {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}},
+               {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "widgets.example.com"},
+                "spec": {"group": "example.com", "scope": "Cluster",
+                         "names": {"kind": "Widget"}, "versions": [{"name": "v1"}]}}]
+    with build_api_client(server=f"https://127.0.0.1:{port}", token="t",
+                          verify_ssl=False) as api:
+        scopes = _scopes(api, "c", objects, {})
+    assert scopes == [True, False, False, True, False]
+    cfg = K8sDeployConfig(cluster="c", namespace="n", manifest=objects)
+    with pytest.raises(StepFailed) as err:
+        _check_scopes(cfg, objects, scopes, "n")
+    refused = str(err.value)
+    assert "object 2 (clusterrole/cr)" in refused and "object 3 (widget/w)" in refused
+    assert "object 5 (customresourcedefinition/widgets.example.com)" in refused
+    assert "gadget" not in refused and "configmap" not in refused
+    allowed = cfg.model_copy(update={"allow_cluster_scoped": True})
+    _check_scopes(allowed, objects, scopes, "n")  # nothing refused
+
+
+def _configmap(name: str, **meta) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **meta},
+            "data": {"a": "b"}}
+
+
+@pytest.mark.k8s
+def test_a_manifest_in_another_namespace_is_refused_before_anything_is_applied(
+        dev_cluster, make_ctx, tmp_path):
+    ns, other = dev_cluster.namespace("dep-ns"), dev_cluster.namespace("dep-other")
+    docs = [_configmap("first"), _configmap("same", namespace=ns),
+            _configmap("elsewhere", namespace=other)]
+    with pytest.raises(StepFailed) as err:
+        deploy(make_ctx, dev_cluster, ns, manifest=docs)
+    message = str(err.value)
+    assert "nothing applied" in message
+    assert (f"manifest: object 3 (configmap/elsewhere) is in namespace '{other}', but the "
+            f"step deploys to namespace '{ns}'") in message
+    assert "configmap/same" not in message
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump_all(docs))
+    with pytest.raises(StepFailed, match=r"manifest_path m.yaml: object 3 "
+                                         r"\(configmap/elsewhere\)"):
+        deploy(make_ctx, dev_cluster, ns, manifest_path="m.yaml")
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        names = {c.metadata.name for c in core.list_namespaced_config_map(ns).items}
+        names |= {c.metadata.name for c in core.list_namespaced_config_map(other).items}
+        assert not names & {"first", "same", "elsewhere"}
+    # Objects without a namespace, or with the step's own, are applied there.
+    _, result = deploy(make_ctx, dev_cluster, ns, manifest=docs[:2])
+    assert result.outputs["objects"] == "configmap/first,configmap/same"
+
+
+@pytest.mark.k8s
+def test_cluster_scoped_objects_need_allow_cluster_scoped(dev_cluster, make_ctx):
+    ns = dev_cluster.namespace("dep-cs")
+    name = f"ansflow-{ns}"
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
+    rbac = k8s.RbacAuthorizationV1Api
+    try:
+        with pytest.raises(StepFailed) as err:
+            deploy(make_ctx, dev_cluster, ns, manifest=[_configmap("cfg"), role])
+        message = str(err.value)
+        assert f"object 2 (clusterrole/{name}) is cluster-scoped (kind ClusterRole)" in message
+        assert "allow_cluster_scoped: true" in message
+        with dev_cluster.client() as api:
+            with pytest.raises(k8s.ApiException) as missing:
+                rbac(api).read_cluster_role(name)
+            assert missing.value.status == 404
+            assert not k8s.CoreV1Api(api).list_namespaced_config_map(
+                ns, field_selector="metadata.name=cfg").items
+        _, result = deploy(make_ctx, dev_cluster, ns, manifest=[_configmap("cfg"), role],
+                           allow_cluster_scoped=True)
+        assert result.outputs["objects"] == f"configmap/cfg,clusterrole/{name}"
+        with dev_cluster.client() as api:
+            assert rbac(api).read_cluster_role(name).rules[0].verbs == ["get"]
+    finally:
+        with dev_cluster.client() as api:
+            try:
+                rbac(api).delete_cluster_role(name)
+            except k8s.ApiException as exc:
+                assert exc.status == 404
+
+
+@pytest.mark.k8s
+def test_fields_owned_by_another_manager_fail_the_apply_unless_forced(dev_cluster, make_ctx):
+    from ansflow.engines.kube_objects import Resource, apply_object
+
+    ns = dev_cluster.namespace("dep-fc")
+    spec = {"name": "web", "image": "web:1", "replicas": 1}
+    deploy(make_ctx, dev_cluster, ns, deployment_spec=spec, wait=False)
+    # Someone scales it with `kubectl apply --server-side --force-conflicts`: kubectl now
+    # owns spec.replicas.
+    deployments = Resource("apps/v1", "Deployment", "deployments", True)
+    scaled = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "web", "namespace": ns}, "spec": {"replicas": 3}}
+    with dev_cluster.client() as api:
+        from ansflow.engines import kube_objects
+
+        kube_objects.request(api, "PATCH", deployments.path(ns, "web"), body=scaled,
+                             query=[("fieldManager", "kubectl"), ("force", "true")],
+                             content_type=kube_objects.APPLY_CONTENT_TYPE)
+    with pytest.raises(StepFailed) as err:
+        deploy(make_ctx, dev_cluster, ns, deployment_spec=spec, wait=False)
+    message = str(err.value)
+    assert f"deployment/web in namespace {ns}" in message
+    assert '.spec.replicas (owned by "kubectl")' in message
+    assert "force_conflicts: true" in message
+    with dev_cluster.client() as api:
+        assert k8s.AppsV1Api(api).read_namespaced_deployment("web", ns).spec.replicas == 3
+        # The adapter's apply is the same for every caller: no force, no take-over.
+        with pytest.raises(kube_objects.KubeApplyConflict) as conflict:
+            apply_object(api, deployments, {**scaled, "spec": {"replicas": 2}})
+        assert conflict.value.conflicts == [(".spec.replicas", "kubectl")]
+    _, result = deploy(make_ctx, dev_cluster, ns, deployment_spec=spec, force_conflicts=True)
+    assert result.outputs["objects"] == "deployment/web"
+    with dev_cluster.client() as api:
+        d = k8s.AppsV1Api(api).read_namespaced_deployment("web", ns)
+    assert d.spec.replicas == 1
+    owners = {m.manager for m in d.metadata.managed_fields if "f:replicas" in
+              str((m.fields_v1 or {}).get("f:spec", {}))}
+    assert owners == {"ansflow"}
+
+
+@pytest.mark.k8s
+def test_a_helm_chart_with_a_cluster_role_needs_allow_cluster_scoped(dev_cluster, make_ctx,
+                                                                      tmp_path):
+    ns = dev_cluster.namespace("helm-cs")
+    name = f"ansflow-{ns}"
+    chart = dict(CHART)
+    chart["templates/clusterrole.yaml"] = (
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n"
+        f"  name: {name}\nrules: []\n")
+    for file, text in chart.items():
+        (tmp_path / "chart" / file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "chart" / file).write_text(text)
+    helm = {"chart": "./chart", "release": "cs"}
+    rbac = k8s.RbacAuthorizationV1Api
+    try:
+        with pytest.raises(StepFailed) as err:
+            deploy(make_ctx, dev_cluster, ns, helm=helm)
+        assert re.search(rf"failed: nothing installed: rendered object \d \(clusterrole/{name}\) "
+                         r"is cluster-scoped \(kind ClusterRole\); set allow_cluster_scoped: "
+                         "true", str(err.value)), err.value
+        with dev_cluster.client() as api:
+            assert not k8s.AppsV1Api(api).list_namespaced_deployment(ns).items
+            with pytest.raises(k8s.ApiException):
+                rbac(api).read_cluster_role(name)
+        _, result = deploy(make_ctx, dev_cluster, ns, helm=helm, allow_cluster_scoped=True)
+        assert f"clusterrole/{name}" in result.outputs["objects"].split(",")
+        with dev_cluster.client() as api:
+            assert rbac(api).read_cluster_role(name).metadata.name == name
+    finally:
+        with dev_cluster.client() as api:
+            try:
+                rbac(api).delete_cluster_role(name)
+            except k8s.ApiException as exc:
+                assert exc.status == 404

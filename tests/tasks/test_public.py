@@ -13,12 +13,12 @@ from pathlib import Path
 
 import prefect
 import pytest
+from fixtures_pipeline import logs
 from kubernetes import client as k8s
 from prefect import flow
 
 import ansflow.tasks as tasks
 from ansflow.steptypes import REGISTRY
-from fixtures_pipeline import logs
 
 pytestmark = pytest.mark.server
 
@@ -72,6 +72,7 @@ def test_every_implemented_type_has_a_documented_public_task_with_its_config_fie
         assert task.description == inspect.cleandoc(doc)  # the help Prefect shows
 
 
+@pytest.mark.postgres
 def test_command_streams_live_returns_outputs_and_fails_clearly(tmp_path):
     def user_flow():
         out = tasks.command(command='echo "hello from $WHO"; echo "v=1.2" >> "$ANSFLOW_OUTPUT"',

@@ -56,7 +56,8 @@ def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
             page.get_by_role("button", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Custom run").click()
             for name, value in typed.items():  # the form labels each field "NAME (Optional)"
-                page.get_by_label(f"{name} (Optional)", exact=True).fill(value)
+                # The form can take long to render on a busy machine (many deployments).
+                page.get_by_label(f"{name} (Optional)", exact=True).fill(value, timeout=90_000)
             page.screenshot(path=str(shots / "ui-run-form.png"), full_page=True)
             page.get_by_role("button", name="Submit").click()
             try:  # the toast's link; on a busy machine the toast can be gone before we look

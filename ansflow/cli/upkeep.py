@@ -1,0 +1,143 @@
+"""`ansflow sync`, `ansflow health`, `ansflow inventory`: the cluster inventory commands."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from ansflow.errors import AnsflowError
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _names(clusters: list[str] | None) -> list[str]:
+    from ansflow.cli.runner import ensure_server  # noqa: PLC0415
+    from ansflow.flows.clusters import ClusterNotFound, choose_clusters  # noqa: PLC0415
+
+    try:
+        ensure_server()
+        names = choose_clusters(clusters or None)
+    except ClusterNotFound as exc:
+        _fail(str(exc), 2)
+    except AnsflowError as exc:
+        _fail(str(exc))
+    if not names:
+        typer.echo("no saved clusters (add one with `ansflow cluster add`)")
+        raise typer.Exit(0)
+    return names
+
+
+def sync(
+    clusters: list[str] = typer.Argument(None, help="Saved cluster blocks (default: all)."),
+    max_parallel: int = typer.Option(4, "--max-parallel", min=1, max=64,
+                                     help="Clusters synced at once."),
+) -> None:
+    """Sync saved clusters' objects into the inventory (a Prefect flow run `ansflow-sync`)."""
+    names = _names(clusters)
+    from ansflow.flows.sync import sync as sync_flow  # noqa: PLC0415
+
+    state = sync_flow(clusters=names, max_parallel=max_parallel, return_state=True)
+    results = state.result(raise_on_failure=False) if state.is_completed() else None
+    if not isinstance(results, dict):
+        _fail(f"sync failed: {state.message or state.name}"[:2000])
+    typer.echo(f"{'CLUSTER':<24}{'OUTCOME':<12}{'OBJECTS':>8}{'ADDED':>8}{'CHANGED':>8}"
+               f"{'REMOVED':>8}{'DRIFTED':>8}")
+    for name, r in results.items():
+        t = r["totals"]
+        typer.echo(f"{name:<24}{r['outcome']:<12}{t['total']:>8}{t['added']:>8}"
+                   f"{t['changed']:>8}{t['removed']:>8}{len(r['drift']):>8}")
+        for kind, reason in r["skipped"].items():
+            typer.echo(f"  {kind} skipped: {reason}", err=True)
+
+
+def health(
+    clusters: list[str] = typer.Argument(None, help="Saved cluster blocks (default: all)."),
+    interval: float = typer.Option(60.0, "--interval", min=1, max=604800,
+                                   help="Seconds of Warning events to count."),
+) -> None:
+    """Check saved clusters' health (a Prefect flow run `ansflow-health`); exit 1 when a
+    cluster is not ok."""
+    names = _names(clusters)
+    from ansflow.flows.health import health as health_flow  # noqa: PLC0415
+
+    state = health_flow(clusters=names, interval=interval, return_state=True)
+    results = state.result(raise_on_failure=False) if state.is_completed() else None
+    if not isinstance(results, dict):
+        _fail(f"health check failed: {state.message or state.name}"[:2000])
+    for name, r in results.items():
+        typer.echo(f"{name}: {r['status']}: {r['message']}")
+        for problem in r["failed_checks"] + r["node_problems"] + r["stuck_pods"]:
+            typer.echo(f"  {problem}")
+    raise typer.Exit(0 if all(r["status"] == "ok" for r in results.values()) else 1)
+
+
+def _summary(kind: str, fields: dict[str, Any]) -> str:
+    if kind == "pods":
+        return (f"{fields.get('phase')} node={fields.get('node')} ip={fields.get('pod_ip')} "
+                f"restarts={fields.get('restarts')}")
+    if kind == "deployments":
+        return (f"{fields.get('ready')}/{fields.get('replicas')} ready "
+                f"images={','.join(i or '' for i in fields.get('images') or [])}")
+    if kind == "services":
+        ports = ",".join(str(p.get("port")) for p in fields.get("ports") or [])
+        return f"{fields.get('type')} {fields.get('cluster_ip')} ports={ports}"
+    if kind in ("configmaps", "secrets"):
+        prefix = f"{fields.get('type')} " if kind == "secrets" else ""
+        return f"{prefix}keys={','.join(fields.get('keys') or [])}"[:200]
+    return str(fields.get("status"))
+
+
+def _jsonable(item: dict) -> dict:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in item.items()}
+
+
+def inventory(
+    cluster: str = typer.Argument(..., help="The cluster (its block's name)."),
+    kind: str = typer.Option(None, "--kind", help="Only this kind (pods, deploy, svc, cm...)."),
+    namespace: str = typer.Option(None, "--namespace", "-n", help="Only this namespace."),
+    removed: bool = typer.Option(False, "--removed", help="Include objects found removed."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """What the inventory holds of CLUSTER (as of its last sync)."""
+    from ansflow.upkeep.fields import kind_named  # noqa: PLC0415
+    from ansflow.upkeep.inventory import Inventory  # noqa: PLC0415
+
+    try:
+        wanted = kind_named(kind) if kind else None
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    try:
+        with Inventory() as inv:
+            record = inv.cluster_record(cluster)
+            if record is None or record.get("last_sync") is None:
+                _fail(f"cluster {cluster!r} has no inventory yet (run `ansflow sync "
+                      f"{cluster}`)")
+            items = inv.objects(cluster, kind=wanted, namespace=namespace, removed=removed)
+            if as_json:
+                typer.echo(json.dumps({"cluster": _jsonable(record),
+                                       "objects": [_jsonable(i) for i in items]}))
+                return
+            typer.echo(f"cluster {cluster}: {record['status'] or 'not checked'}, last sync "
+                       f"{record['last_sync']:%Y-%m-%d %H:%M:%S}Z")
+            typer.echo(f"{'KIND':<12}{'NAMESPACE':<24}{'NAME':<40}DETAILS")
+            count = 0
+            for item in items:
+                count += 1
+                mark = " [removed]" if item["removed"] else (
+                    " [drifted]" if item["drift"] else "")
+                typer.echo(f"{item['kind']:<12}{item['namespace'] or '-':<24}"
+                           f"{item['name']:<40}{_summary(item['kind'], item['fields'])}{mark}")
+            typer.echo(f"{count} object(s)")
+    except AnsflowError as exc:
+        _fail(str(exc))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sync")(sync)
+    app.command("health")(health)
+    app.command("inventory")(inventory)

@@ -1,0 +1,96 @@
+"""The SSH host a remote or Ansible step names: its SshHost block (and jump hosts) loaded,
+its secrets added to the run's masker, as an engine `Target`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ansflow.engines.ssh import Target
+from ansflow.errors import StepFailed
+from ansflow.masking import short_secret_error
+
+MAX_JUMPS = 5
+CACHE_SECONDS = 30.0  # a run's steps re-use a block loaded this recently
+_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def load_host_block(name: str, run_id: str | None = None) -> Any:
+    """The saved SshHost block ``name``, or a StepFailed saying how to save one. Within a
+    run (``run_id``) a block loaded in the last CACHE_SECONDS is re-used (each remote step
+    would otherwise pay a round trip to the Prefect API)."""
+    from ansflow.blocks.ssh import SshHost  # noqa: PLC0415
+
+    now = time.monotonic()
+    if run_id is not None:
+        with _cache_lock:
+            for key, (at, _) in list(_cache.items()):
+                if now - at > CACHE_SECONDS:
+                    del _cache[key]
+            hit = _cache.get((run_id, name))
+        if hit is not None:
+            return hit[1]
+    block = _load(SshHost, name)
+    if run_id is not None:
+        with _cache_lock:
+            _cache[(run_id, name)] = (now, block)
+    return block
+
+
+def _load(model: Any, name: str) -> Any:
+    try:
+        return model.load(name)
+    except ValueError as exc:
+        if "unable to find" in str(exc).lower() or "not found" in str(exc).lower():
+            raise StepFailed(f"no saved SSH host block named {name!r}",
+                             hint=f"save one: ansflow host add {name} --hostname ... "
+                                  "--user ... --key-file ... --known-host-key ...") from None
+        raise StepFailed(f"host {name!r}: cannot load its block: {str(exc)[:300]}") from None
+
+
+def host_target(name: str | None, ctx: Any = None, block: Any = None) -> Target:
+    """The connection target of host block ``name`` (a given ``block`` object wins), its
+    jump hosts resolved; every secret it holds is added to ``ctx.masker``.
+
+    Raises:
+        StepFailed: no name, no such block, a jump-host cycle, or a secret too short to mask.
+    """
+    if block is None and not name:
+        raise StepFailed("no host given: set the step's `host:` (an SshHost block name) or "
+                         "`defaults.remote.host`")
+    seen: list[str] = []
+    chain: list[tuple[str, Any]] = []
+    current_name, current = name or "given", block
+    while True:
+        if current_name in seen:
+            raise StepFailed(f"host {name!r}: its jump hosts form a cycle: "
+                             f"{' -> '.join([*seen, current_name])}")
+        if len(seen) > MAX_JUMPS:
+            raise StepFailed(f"host {name!r}: more than {MAX_JUMPS} jump hosts")
+        seen.append(current_name)
+        current = current if current is not None else load_host_block(
+            current_name, getattr(ctx, "run_id", None))
+        _mask(current, current_name, ctx)
+        chain.append((current_name, current))
+        if not current.jump_host:
+            break
+        current_name, current = current.jump_host, None
+    target: Target | None = None
+    for host_name, host_block in reversed(chain):
+        target = Target.from_block(host_name, host_block, jump=target)
+    assert target is not None
+    return target
+
+
+def _mask(block: Any, name: str, ctx: Any) -> None:
+    values = block.secret_values()
+    for what, value in values:
+        refused = short_secret_error(f"host {name!r}: {what}", value)
+        if refused:
+            raise StepFailed(refused)
+    masker = getattr(ctx, "masker", None)
+    if masker is not None:
+        for _what, value in values:
+            masker.add(value)

@@ -1,0 +1,516 @@
+"""Cleanup (ansflow.upkeep.cleanup, flows/cleanup.py, `ansflow cleanup`): pure rules first,
+then against the dev cluster, the real Docker engine, the store and the suite's Prefect server.
+
+Everything a test creates carries a pipeline label of its own and every cleanup here is
+limited to that pipeline, so other tests' objects, containers and images are never touched.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from kubernetes import client as k8s
+
+from ansflow.spec.steps import K8sDeployConfig, expiry_seconds
+from ansflow.tasks.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL, add_expiry
+from ansflow.upkeep.cleanup import (
+    BUILD_LABEL,
+    KEEP_ANNOTATION,
+    PIPELINE_LABEL,
+    RUN_LABEL,
+    CleanupOptions,
+    RunState,
+    RunStates,
+    cleanup,
+    execute,
+    plan,
+)
+from ansflow.upkeep.cleanup_docker import plan_images
+from ansflow.upkeep.cleanup_kube import judge_expired, judge_run_object
+
+ANSFLOW = [sys.executable, "-m", "ansflow.cli"]
+NOW = datetime(2026, 1, 10, tzinfo=timezone.utc)
+
+
+def _states(**given: RunState) -> RunStates:
+    states = RunStates()
+    states.cache.update(given)
+    return states
+
+
+# ---- pure ----------------------------------------------------------------------------------
+
+
+def test_expire_after_accepts_days_hours_and_refuses_nonsense_clearly():
+    assert expiry_seconds("2d") == 172800 and expiry_seconds("1d12h") == 129600
+    assert expiry_seconds("30m") == 1800 and expiry_seconds(90) == 90
+    assert K8sDeployConfig(cluster="c", manifest="x", expire_after=3600).expire_after == "3600s"
+    assert K8sDeployConfig(cluster="c", manifest="x",
+                           expire_after="{{ vars.ttl }}").expire_after == "{{ vars.ttl }}"
+    for bad, message in (("2w", "is not a duration"), ("0h", "longer than 0"),
+                         ("9999d", "at most 3650d")):
+        with pytest.raises(ValueError, match=message):
+            K8sDeployConfig(cluster="c", manifest="x", expire_after=bad)
+    with pytest.raises(ValueError, match="not to helm"):
+        K8sDeployConfig(cluster="c", helm={"chart": "c", "release": "r"}, expire_after="2d")
+
+
+def test_a_bad_expire_after_fails_validation_with_one_line(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "pipeline:\n  name: review\n  steps:\n    - id: up\n      type: k8s_deploy\n"
+        "      config: {cluster: c, manifest: 'x', expire_after: 2 weeks}\n")
+    proc = subprocess.run([*ANSFLOW, "validate", str(tmp_path / "p.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # an invalid file, as elsewhere
+    assert "p.yaml:6:" in proc.stdout + proc.stderr
+    assert "expire_after '2 weeks' is not a duration" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_add_expiry_labels_and_annotates_every_object():
+    objects = [{"kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "1"}}},
+               {"kind": "Service", "metadata": {"name": "b"}}]
+    when = add_expiry(objects, "2d", now=1_700_000_000)
+    assert when == "2023-11-16T22:13:20Z"
+    for obj in objects:
+        assert obj["metadata"]["labels"][EXPIRES_LABEL] == str(1_700_000_000 + 172800)
+        assert obj["metadata"]["annotations"][EXPIRES_ANNOTATION] == when
+    assert objects[0]["metadata"]["labels"]["x"] == "1"
+
+
+def test_run_objects_go_only_when_their_run_is_over_and_nothing_protects_them():
+    states = _states(done=RunState(True, "Completed"), live=RunState(False, "Running"),
+                     lost=RunState(None, "not known"))
+    opts = CleanupOptions()
+
+    def meta(run, ns="ci", **extra):
+        return {"name": "p", "namespace": ns, "labels": {RUN_LABEL: run}, **extra}
+
+    assert judge_run_object(meta("done"), "Pod", states, opts) is None
+    assert "still running (Running)" in judge_run_object(meta("live"), "Pod", states, opts)
+    assert "not known" in judge_run_object(meta("lost"), "Pod", states, opts)
+    for ns in ("kube-system", "kube-public", "kube-node-lease"):
+        assert "system namespace" in judge_run_object(meta("done", ns), "Pod", states, opts)
+    kept = meta("done", annotations={KEEP_ANNOTATION: "true"})
+    assert KEEP_ANNOTATION in judge_run_object(kept, "Pod", states, opts)
+    owned = meta("done", ownerReferences=[{"kind": "Job", "name": "j", "controller": True}])
+    assert "controlled by Job/j" in judge_run_object(owned, "Pod", states, opts)
+    expiring = meta("done")
+    expiring["labels"][EXPIRES_LABEL] = "1"
+    assert "expire_after" in judge_run_object(expiring, "Pod", states, opts)
+
+
+def test_expired_objects_go_unexpired_and_kept_ones_stay():
+    past, future = str(int((NOW - timedelta(hours=1)).timestamp())), \
+        str(int((NOW + timedelta(hours=1)).timestamp()))
+    assert judge_expired({"namespace": "a", "labels": {EXPIRES_LABEL: past}}, NOW) is None
+    assert "expires at" in judge_expired({"namespace": "a", "labels": {EXPIRES_LABEL: future}},
+                                         NOW)
+    assert "unreadable" in judge_expired({"namespace": "a", "labels": {EXPIRES_LABEL: "x"}},
+                                         NOW)
+    assert KEEP_ANNOTATION in judge_expired({"namespace": "a", "labels": {EXPIRES_LABEL: past},
+                                             "annotations": {KEEP_ANNOTATION: "true"}}, NOW)
+    assert "system namespace" in judge_expired(
+        {"namespace": "kube-system", "labels": {EXPIRES_LABEL: past}}, NOW)
+    assert "system namespace" in judge_expired(  # the Namespace object itself
+        {"name": "kube-public", "labels": {EXPIRES_LABEL: past}}, NOW)
+
+
+def test_images_beyond_the_newest_builds_go_unless_used_or_kept():
+    def image(n, pipeline="p", **labels):
+        return {"Id": f"sha256:{pipeline}{n}", "Created": 1000 + n,
+                "Labels": {PIPELINE_LABEL: pipeline, BUILD_LABEL: str(n), **labels}}
+
+    images = [image(n) for n in range(1, 9)] + [image(1, "other"), dict(image(8), Id="sha256:p8b")]
+    images[2]["Labels"][KEEP_ANNOTATION] = "true"
+    remove, keep = plan_images(images, {"sha256:p2"}, 3)
+    assert sorted(i["Id"] for i, _ in remove) == ["sha256:p1", "sha256:p4", "sha256:p5"]
+    reasons = {i["Id"]: why for i, why in keep}
+    assert reasons["sha256:p2"] == "used by a container"
+    assert KEEP_ANNOTATION in reasons["sha256:p3"]
+    assert "among the newest 3" in reasons["sha256:p8b"]  # two images of one build: one build
+    assert "among the newest 3" in reasons["sha256:p6"] and "sha256:p7" in reasons
+    assert "among the newest 3" in reasons["sha256:other1"]
+    remove, _ = plan_images(images, set(), 3, pipelines={"other"})
+    assert remove == []
+
+
+# ---- the dev cluster -----------------------------------------------------------------------
+
+
+def _runs(n_done: int = 1):
+    """Flow runs on the suite's server: `n_done` Completed ones and one Running."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Running
+
+    @flow(name="ansflow-cleanup-test")
+    def probe() -> None:
+        pass
+
+    with get_client(sync_client=True) as client:
+        done = [str(client.create_flow_run(probe, state=Completed()).id) for _ in range(n_done)]
+        running = str(client.create_flow_run(probe, state=Running()).id)
+    return done, running
+
+
+def _labels(pipeline: str, run: str, **more: str) -> dict[str, str]:
+    return {RUN_LABEL: run, PIPELINE_LABEL: pipeline, **more}
+
+
+def _pod(api, ns, name, labels, annotations=None):
+    body = {"metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    k8s.CoreV1Api(api).create_namespaced_pod(ns, body)
+
+
+def _configmap(api, ns, name, labels, annotations=None):
+    k8s.CoreV1Api(api).create_namespaced_config_map(ns, {"metadata": {
+        "name": name, "labels": labels, "annotations": annotations or {}}})
+
+
+def _job(api, ns, name, labels):
+    k8s.BatchV1Api(api).create_namespaced_job(ns, {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "busybox"}]}}}})
+
+
+def _gone(read, timeout: float = 30) -> bool:
+    """True once ``read()`` 404s or shows a deletion in progress (kwok finishes it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            obj = read()
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        if obj.metadata.deletion_timestamp is not None:
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _exists(read) -> bool:
+    try:
+        obj = read()
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return obj.metadata.deletion_timestamp is None
+
+
+@pytest.mark.k8s
+@pytest.mark.server
+def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, prefect_server):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from ansflow.flows.cleanup import ARTIFACT_KEY, cleanup_flow
+
+    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
+    (done,), running = _runs()
+    ns = dev_cluster.namespace("cleanup")
+    past = str(int(time.time()) - 60)
+    future = str(int(time.time()) + 3600)
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        _pod(api, ns, "finished", _labels(pipeline, done))
+        _job(api, ns, "finished-job", _labels(pipeline, done))
+        _pod(api, ns, "running", _labels(pipeline, running))
+        _pod(api, ns, "unknown", _labels(pipeline, str(uuid.uuid4())))
+        _pod(api, ns, "pinned", _labels(pipeline, done), {KEEP_ANNOTATION: "true"})
+        _pod(api, "kube-system", f"{pipeline}-sys", _labels(pipeline, done))
+        _configmap(api, ns, "expired", _labels(pipeline, running, **{EXPIRES_LABEL: past}))
+        _configmap(api, ns, "fresh", _labels(pipeline, done, **{EXPIRES_LABEL: future}))
+        _configmap(api, ns, "expired-pinned", _labels(pipeline, done, **{EXPIRES_LABEL: past}),
+                   {KEEP_ANNOTATION: "true"})
+        _configmap(api, "kube-system", f"{pipeline}-sys",
+                   _labels(pipeline, done, **{EXPIRES_LABEL: past}))
+        _configmap(api, ns, "unlabelled", {PIPELINE_LABEL: pipeline})
+
+        counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
+                              pipelines=[pipeline], run_retention_days=None, dry_run=True)
+        assert counts["planned"] == 3 and counts["removed"] == 0, counts
+        everything = [lambda n=n: core.read_namespaced_pod(n, ns)
+                      for n in ("finished", "running", "unknown", "pinned")]
+        everything += [lambda n=n: core.read_namespaced_config_map(n, ns)
+                       for n in ("expired", "fresh", "expired-pinned", "unlabelled")]
+        assert all(_exists(read) for read in everything), "a dry run deleted something"
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
+        rows = next(a.data for a in sorted(artifacts, key=lambda a: a.created, reverse=True)
+                    if pipeline in str(a.data) or ns in str(a.data))
+        planned = {(r["kind"], r["name"]) for r in (rows if isinstance(rows, list) else
+                                                    __import__("json").loads(rows))
+                   if r["action"] == "remove"}
+        assert planned == {("Pod", "finished"), ("Job", "finished-job"),
+                           ("ConfigMap", "expired")}
+
+        counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
+                              pipelines=[pipeline], run_retention_days=None)
+        assert counts["removed"] == 3 and counts["failed"] == 0, counts
+        assert _gone(lambda: core.read_namespaced_pod("finished", ns))
+        assert _gone(lambda: k8s.BatchV1Api(api).read_namespaced_job("finished-job", ns))
+        assert _gone(lambda: core.read_namespaced_config_map("expired", ns))
+        for name in ("running", "unknown", "pinned"):
+            assert _exists(lambda n=name: core.read_namespaced_pod(n, ns)), name
+        for name in ("fresh", "expired-pinned", "unlabelled"):
+            assert _exists(lambda n=name: core.read_namespaced_config_map(n, ns)), name
+        assert _exists(lambda: core.read_namespaced_pod(f"{pipeline}-sys", "kube-system"))
+        assert _exists(lambda: core.read_namespaced_config_map(f"{pipeline}-sys",
+                                                               "kube-system"))
+        core.delete_namespaced_pod(f"{pipeline}-sys", "kube-system")
+        core.delete_namespaced_config_map(f"{pipeline}-sys", "kube-system")
+
+
+@pytest.mark.k8s
+@pytest.mark.server
+def test_an_object_changed_between_plan_and_delete_is_kept(dev_cluster, prefect_server):
+    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
+    done, running = _runs(n_done=2)
+    ns = dev_cluster.namespace("cleanup")
+    past = str(int(time.time()) - 60)
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        _pod(api, ns, "relabelled", _labels(pipeline, done[0]))
+        _pod(api, ns, "pinned-late", _labels(pipeline, done[1]))
+        _configmap(api, ns, "renewed", _labels(pipeline, done[0], **{EXPIRES_LABEL: past}))
+        options = CleanupOptions(clusters=[dev_cluster.block_name], pipelines=[pipeline],
+                                 run_retention_days=None)
+        report = plan(options)
+        assert {i.name for i in report.remove} == {"relabelled", "pinned-late", "renewed"}
+        # Just before the delete: the pod now belongs to a run still going, another pod is
+        # pinned, the configmap was deployed again (its expiry moved on).
+        core.patch_namespaced_pod("relabelled", ns, {"metadata": {"labels": {
+            RUN_LABEL: running}}})
+        core.patch_namespaced_pod("pinned-late", ns, {"metadata": {"annotations": {
+            KEEP_ANNOTATION: "true"}}})
+        core.patch_namespaced_config_map("renewed", ns, {"metadata": {"labels": {
+            EXPIRES_LABEL: str(int(time.time()) + 3600)}}})
+        execute(report, options)
+        assert report.removed == [] and report.failed == []
+        reasons = {i.name: i.reason for i in report.kept if i.name in
+                   ("relabelled", "pinned-late", "renewed")}
+        assert "still running" in reasons["relabelled"]
+        assert KEEP_ANNOTATION in reasons["pinned-late"]
+        assert "expires at" in reasons["renewed"]
+        for name in ("relabelled", "pinned-late"):
+            assert _exists(lambda n=name: core.read_namespaced_pod(n, ns))
+        assert _exists(lambda: core.read_namespaced_config_map("renewed", ns))
+
+
+@pytest.mark.k8s
+def test_k8s_deploy_expire_after_marks_objects_and_cleanup_removes_them_once_expired(
+        dev_cluster, make_ctx, prefect_server):
+    from ansflow.tasks.k8s_deploy import execute_k8s_deploy
+
+    ns = dev_cluster.namespace("review")
+    ctx = make_ctx("k8s_deploy", pipeline=f"rv-{uuid.uuid4().hex[:8]}")
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "review-app"},
+                "data": {"a": "1"}}
+    cfg = K8sDeployConfig(cluster=dev_cluster.block_name, namespace=ns, manifest=manifest,
+                          expire_after="2h", timeout=60)
+    before = int(time.time())
+    execute_k8s_deploy(ctx, cfg)
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        live = core.read_namespaced_config_map("review-app", ns).metadata
+        expires = int(live.labels[EXPIRES_LABEL])
+        assert before + 7200 <= expires <= int(time.time()) + 7200
+        assert live.annotations[EXPIRES_ANNOTATION].endswith("Z")
+        base = dict(clusters=[dev_cluster.block_name], pipelines=[ctx.pipeline],
+                    run_retention_days=None)
+        report = cleanup(CleanupOptions(**base))
+        assert not report.removed and any(i.name == "review-app" and "expires at" in i.reason
+                                          for i in report.kept)
+        later = datetime.now(timezone.utc) + timedelta(hours=3)
+        report = plan(CleanupOptions(**base, now=later))
+        assert [(i.kind, i.name) for i in report.remove] == [("ConfigMap", "review-app")]
+
+
+# ---- Docker, the store and the CLI --------------------------------------------------------
+
+
+def _container(docker_api, image, labels, command=("sleep", "60")):
+    cid = docker_api.create_container(image, command=list(command), labels=labels)["Id"]
+    return cid
+
+
+def _container_exists(docker_api, cid) -> bool:
+    return cid in {c["Id"] for c in docker_api.containers(all=True)}
+
+
+def _image(docker_api, base_image, pipeline, build) -> str:
+    dockerfile = f"FROM {base_image}\nLABEL ansflow.test.build={build}\n".encode()
+    image_id = None
+    for event in docker_api.build(fileobj=io.BytesIO(dockerfile), rm=True, decode=True,
+                                  tag=f"ansflow-test/{pipeline}:{build}",
+                                  labels={PIPELINE_LABEL: pipeline, BUILD_LABEL: str(build)}):
+        assert "error" not in event, event
+        image_id = (event.get("aux") or {}).get("ID") or image_id
+    return docker_api.inspect_image(f"ansflow-test/{pipeline}:{build}")["Id"]
+
+
+@pytest.mark.docker
+@pytest.mark.server
+def test_docker_cleanup_cli_containers_of_finished_runs_and_old_builds(
+        docker_env, docker_api, base_image, prefect_server):
+    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
+    (done,), running = _runs()
+    images = {b: _image(docker_api, base_image, pipeline, b) for b in range(1, 9)}
+    drop = _container(docker_api, base_image, _labels(pipeline, done))
+    keep = _container(docker_api, base_image, _labels(pipeline, running))
+    pinned = _container(docker_api, base_image, _labels(pipeline, done, **{
+        KEEP_ANNOTATION: "true"}))
+    user = _container(docker_api, images[1], {})  # build 1 is in use: kept
+    try:
+        args = [*ANSFLOW, "cleanup", "--docker", "--pipeline", pipeline, "--keep-builds", "5"]
+        dry = subprocess.run([*args, "--dry-run"], capture_output=True, text=True, timeout=300)
+        assert dry.returncode == 0, dry.stderr[-2000:]
+        assert "would remove 1 container(s), 2 image(s)" in dry.stdout, dry.stdout
+        assert drop[:12] in dry.stdout and all(_container_exists(docker_api, c)
+                                               for c in (drop, keep, pinned))
+        out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert not _container_exists(docker_api, drop)
+        assert _container_exists(docker_api, keep) and _container_exists(docker_api, pinned)
+        assert f"run {running} is still running (Running)" in out.stderr
+        left = {i["Id"] for i in docker_api.images(filters={"label": [
+            f"{PIPELINE_LABEL}={pipeline}"]})}
+        assert left == {images[b] for b in (1, 4, 5, 6, 7, 8)}, out.stdout
+    finally:
+        for cid in (drop, keep, pinned, user):
+            if _container_exists(docker_api, cid):
+                docker_api.remove_container(cid, force=True)
+        for image_id in images.values():
+            try:
+                docker_api.remove_image(image_id, force=True)
+            except Exception:  # noqa: BLE001 - removed by the test already
+                pass
+
+
+@pytest.mark.docker
+@pytest.mark.server
+def test_docker_build_records_its_images_and_cleanup_keeps_the_newest_builds(
+        docker_env, docker_api, base_image, make_ctx, tmp_path, prefect_server):
+    from ansflow.spec.steps import DockerBuildConfig
+    from ansflow.store import Store
+    from ansflow.tasks.docker_build import engine_key, execute_docker_build
+
+    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
+    built = {}
+    for build in (1, 2, 3):
+        (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nENV BUILD={build}\n")
+        ctx = make_ctx("docker_build", build_number=build, pipeline=pipeline)
+        result = execute_docker_build(ctx, DockerBuildConfig(
+            image_name=f"ansflow-test/{pipeline}", tag=str(build)))
+        built[build] = result.outputs["image_id"]
+    try:
+        store = Store()
+        try:
+            records = {r["image_id"]: r for r in store.built_images(engine_key(None))
+                       if r["pipeline"] == pipeline}
+        finally:
+            store.close()
+        assert {i: r["build_number"] for i, r in records.items()} == {
+            built[b]: b for b in (1, 2, 3)}
+        options = CleanupOptions(docker=True, keep_builds=2, pipelines=[pipeline],
+                                 run_retention_days=None)
+        report = cleanup(options)
+        assert [(i.kind, i.name) for i in report.removed] == [
+            ("Image", f"ansflow-test/{pipeline}:1")], report
+        present = {i["Id"] for i in docker_api.images()}
+        assert built[1] not in present and {built[2], built[3]} <= present
+        store = Store()
+        try:
+            assert built[1] not in {r["image_id"] for r in store.built_images(engine_key(None))}
+        finally:
+            store.close()
+    finally:
+        for build in (1, 2, 3):
+            try:
+                docker_api.remove_image(f"ansflow-test/{pipeline}:{build}", force=True)
+            except Exception:  # noqa: BLE001 - removed by the cleanup already
+                pass
+
+
+def test_run_records_older_than_the_retention_go(prefect_server):
+    from sqlalchemy import update
+
+    from ansflow.store import Store, runs
+
+    ids = {k: f"rec-{k}-{uuid.uuid4().hex[:8]}" for k in ("old", "new", "going")}
+    store = Store()
+    try:
+        for rid in ids.values():
+            store.record_start(rid, "records", 1)
+        store.record_end(ids["old"], "completed")
+        store.record_end(ids["new"], "completed")
+        with store.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id.in_([ids["old"], ids["going"]]))
+                         .values(started=datetime.now(timezone.utc) - timedelta(days=90)))
+            conn.execute(update(runs).where(runs.c.run_id == ids["old"])
+                         .values(finished=datetime.now(timezone.utc) - timedelta(days=40)))
+        # The inventory's records of objects removed from a cluster go with the same rule.
+        from ansflow.upkeep.inventory import Changes, Inventory, now
+
+        cluster = f"rec-cluster-{uuid.uuid4().hex[:8]}"
+        inventory = Inventory()
+        try:
+            for gen, (uid, age) in enumerate((("gone-long-ago", 40), ("gone-lately", 1))):
+                row = {"cluster": cluster, "uid": uid, "kind": "pods", "namespace": "a",
+                       "name": uid, "resource_version": "1", "first_seen": now(),
+                       "last_seen": now(), "changed": now(), "removed": None, "fields": "{}",
+                       "applied_time": None, "applied_fields": None, "drift": None}
+                assert inventory.commit(cluster, 2 * gen, Changes(added=[row]))
+                assert inventory.commit(cluster, 2 * gen + 1, Changes(removed=[uid]),
+                                        when=now() - timedelta(days=age))
+        finally:
+            inventory.close()
+        proc = subprocess.run([*ANSFLOW, "cleanup", "--records", "--retention-days", "30",
+                               "--dry-run"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert {r for r, *_ in store.run_states(list(ids.values()))} == set(ids.values())
+        proc = subprocess.run([*ANSFLOW, "cleanup", "--records", "--retention-days", "30"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "runrecords" in proc.stdout.lower()
+        assert {r for r, *_ in store.run_states(list(ids.values()))} == {ids["new"],
+                                                                        ids["going"]}
+        inventory = Inventory()
+        try:
+            assert [o["uid"] for o in inventory.objects(cluster, removed=True)] == [
+                "gone-lately"]
+        finally:
+            inventory.close()
+    finally:
+        store.close()
+
+
+def test_cleanup_cli_exit_codes(prefect_server, tmp_path):
+    nothing = subprocess.run([*ANSFLOW, "cleanup"], capture_output=True, text=True, timeout=60)
+    assert nothing.returncode == 2 and "say what to clean up" in nothing.stderr
+    unknown = subprocess.run([*ANSFLOW, "cleanup", "--cluster", "no-such-cluster"],
+                             capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2, unknown.stderr
+    assert "no saved Kubernetes cluster block named 'no-such-cluster'" in unknown.stderr
+    bad = subprocess.run([*ANSFLOW, "cleanup", "--docker", "--keep-builds", "-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    away = subprocess.run([*ANSFLOW, "cleanup", "--docker"], capture_output=True, text=True,
+                          timeout=120,
+                          env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert away.returncode == 1 and "unreachable" in away.stderr
+    for proc in (nothing, unknown, bad, away):
+        assert "Traceback" not in proc.stderr
