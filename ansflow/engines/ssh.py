@@ -197,7 +197,7 @@ class Pool:
         """Forget (and close) the connection, e.g. after it was lost."""
         entry = self._conns.pop((run_id, target), None)
         if entry is not None:
-            entry[0].close()
+            _close_on_loop(entry[0])
 
     def _close_idle(self) -> None:
         now = time.monotonic()
@@ -244,6 +244,20 @@ class Pool:
             self._conns.pop(key)[0].close()
             self._leases.pop(key, None)
         return failures
+
+
+def _close_on_loop(conn: Any) -> None:
+    """Close a connection on the SSH loop's thread (asyncssh is not thread-safe: a close
+    from a step's thread races the loop's reads and writes of every connection)."""
+    owner = loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is owner:
+        conn.close()
+    else:
+        owner.call_soon_threadsafe(conn.close)
 
 
 def _closed(conn: Any) -> bool:

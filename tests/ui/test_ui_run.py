@@ -55,9 +55,9 @@ def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
             page.goto(f"{ui}/v2/deployments/deployment/{dep.id}")
             page.get_by_role("button", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Custom run").click()
+            _wait_for_form(page, f"{ui}/v2/deployments/deployment/{dep.id}/run")
             for name, value in typed.items():  # the form labels each field "NAME (Optional)"
-                # The form can take long to render on a busy machine (many deployments).
-                page.get_by_label(f"{name} (Optional)", exact=True).fill(value, timeout=90_000)
+                page.get_by_label(f"{name} (Optional)", exact=True).fill(value, timeout=30_000)
             page.screenshot(path=str(shots / "ui-run-form.png"), full_page=True)
             page.get_by_role("button", name="Submit").click()
             try:  # the toast's link; on a busy machine the toast can be gone before we look
@@ -86,6 +86,22 @@ def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
     if os.environ.get("ANSFLOW_UPDATE_DOCS_IMAGES"):
         for name in ("ui-run-form.png", "ui-run.png"):
             shutil.copy(shots / name, ROOT / "docs" / "images" / name)
+
+
+def _wait_for_form(page, url: str) -> None:
+    """Wait for the custom-run form's fields; a form whose schema request failed on a busy
+    server stays empty, so it is loaded again (twice at most) from its own address."""
+    field = page.get_by_label("greeting (Optional)", exact=True)
+    for attempt in range(3):
+        try:
+            field.wait_for(timeout=60_000)
+            return
+        except Exception:
+            if attempt == 2:
+                text = page.locator("body").inner_text()[:1500]
+                raise AssertionError(f"the run form has no 'greeting' field at {page.url}; "
+                                     f"the page shows: {text!r}") from None
+            page.goto(url)
 
 
 def _graph_after_final_states(page, url: str, run_id: str) -> int:
