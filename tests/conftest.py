@@ -114,9 +114,9 @@ def tmp_home() -> Path:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "prefect" in sys.modules:  # send buffered run logs while the server still listens
         try:
-            from prefect.logging.handlers import APILogHandler
+            from prefect.logging.handlers import APILogWorker
 
-            APILogHandler.flush()
+            APILogWorker.drain_all(timeout=10)
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
     if _server.poll() is None:

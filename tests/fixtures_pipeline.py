@@ -48,8 +48,10 @@ def logs(flow_run_id, *expected: str) -> list[str]:
     """The run's log lines, once every ``expected`` line has arrived (logs are batched)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
 
-    deadline = time.monotonic() + 60  # logs queue behind earlier runs on a busy machine
+    APILogWorker.drain_all(timeout=30)  # this process's queued logs go out now
+    deadline = time.monotonic() + 120  # logs queue behind earlier runs on a busy machine
     while True:
         with get_client(sync_client=True) as client:
             lines = [log.message for log in client.read_logs(
@@ -57,3 +59,44 @@ def logs(flow_run_id, *expected: str) -> list[str]:
         if all(e in lines for e in expected) or time.monotonic() > deadline:
             return lines
         time.sleep(0.5)
+
+
+FIVE_STEPS = """\
+pipeline:
+  name: {name}
+  steps:
+    - id: s1
+      type: command
+      config:
+        command: echo 1 >> count-1 && echo "v=one-$ANSFLOW_BUILD_NUMBER" >> "$ANSFLOW_OUTPUT"
+    - id: s2
+      type: command
+      config: {{command: "echo 1 >> count-2"}}
+    - id: s3
+      type: command
+      config: {{command: "echo 1 >> count-3 && test -f fixed"}}
+    - id: s4
+      type: command
+      config: {{command: "echo 1 >> count-4 && echo '{{{{ steps.s1.outputs.v }}}}' > s4-saw"}}
+    - id: s5
+      type: command
+      config: {{command: "echo 1 >> count-5"}}
+"""
+FINALLY_STEP = """\
+  finally:
+    - id: f
+      type: command
+      config: {command: "echo 1 >> count-f"}
+"""
+
+
+def five_steps(name: str, with_finally: bool = False) -> str:
+    """The re-run tests' pipeline: five steps, each counting its runs in count-N; the third
+    fails until a file `fixed` exists; with a `finally` step counting in count-f."""
+    return FIVE_STEPS.format(name=name) + (FINALLY_STEP if with_finally else "")
+
+
+def step_counts(workspace: Path, names) -> list[int]:
+    """How often each step named in ``names`` ran (the lines of its count-NAME file)."""
+    return [len((workspace / f"count-{n}").read_text().split())
+            if (workspace / f"count-{n}").exists() else 0 for n in names]

@@ -41,16 +41,29 @@ class Sshd:
     def master_pid(self) -> int:
         return int((self.state / "sshd.pid").read_text().strip())
 
-    def kill_sessions(self) -> int:
-        """SIGKILL every per-connection sshd process (a dropped connection); how many."""
-        out = subprocess.run(["pgrep", "-P", str(self.master_pid())], capture_output=True,
-                             text=True).stdout.split()
-        for pid in out:
+    def kill_sessions(self, marker: str) -> int:
+        """SIGKILL the per-connection sshd processes serving a command whose command line
+        holds ``marker`` (a dropped connection); how many. Only those: the sshd is shared
+        by every test worker, and another worker's sessions must live on."""
+        master = self.master_pid()
+        found = subprocess.run(["pgrep", "-f", marker], capture_output=True,
+                               text=True).stdout.split()
+        sessions = set()
+        for pid in map(int, found):
+            while pid > 1:
+                parent = _parent(pid)
+                if parent == master:
+                    sessions.add(pid)
+                    break
+                if parent is None:
+                    break
+                pid = parent
+        for pid in sessions:
             try:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        return len(out)
+        return len(sessions)
 
     def block(self, **overrides):
         """An SshHost block for this server (not saved)."""
@@ -63,6 +76,15 @@ class Sshd:
                       known_host_keys=[self.host_key])
         values.update(overrides)
         return SshHost(**values)
+
+
+def _parent(pid: int) -> int | None:
+    """The parent of ``pid`` (None once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def _start() -> dict[str, str]:

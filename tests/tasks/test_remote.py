@@ -157,13 +157,14 @@ def test_changed_host_key_and_wrong_key_are_refused_without_retry(run_pipeline, 
 
 def test_dropped_connection_is_transient_and_the_retry_succeeds(run_pipeline, sshd, ssh_host):
     marker = f"/tmp/ansflow-drop-{uuid.uuid4().hex[:8]}"
+    killed: list[int] = []
 
     def cut() -> None:
         deadline = time.monotonic() + 60
         while not os.path.exists(marker) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
-        sshd.kill_sessions()
+        killed.append(sshd.kill_sessions(marker))
 
     killer = threading.Thread(target=cut, daemon=True)
     killer.start()
@@ -184,6 +185,7 @@ def test_dropped_connection_is_transient_and_the_retry_succeeds(run_pipeline, ss
         """)
     finally:
         killer.join(5)
+    assert killed and killed[0] >= 1, "no SSH session ran the marked command"
     step = by_id(summary)["flaky"]
     assert (step["state"], step["attempts"]) == ("completed", 2), step
     assert not remote_processes(f"touch {marker}; sleep 60")

@@ -53,11 +53,11 @@ def _runs_of(deployment_id, namespace: str) -> list:
 
 
 def test_scale_from_the_run_form_changes_the_replica_count_in_the_cluster(
-        serve, deploy, dev_cluster):
+        serve, deploy, dev_cluster, submit_run_form):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from ansflow.blocks.kubernetes import KubernetesCluster
 
@@ -102,8 +102,11 @@ def test_scale_from_the_run_form_changes_the_replica_count_in_the_cluster(
                 page.get_by_label("resource_name", exact=True).fill("shop")
                 page.get_by_label("replicas", exact=True).fill("3")
                 page.screenshot(path=str(shots / "ui-manage-scale-form.png"), full_page=True)
-                page.get_by_role("button", name="Submit").click()
-                runs = _until(lambda: _runs_of(dep.id, ns), 60, "the run the form created")
+                for label, value in (("namespace (Optional)", ns), ("resource_name", "shop"),
+                                     ("replicas", "3")):
+                    expect(page.get_by_label(label, exact=True)).to_have_value(value)
+                runs = submit_run_form(page, lambda: _runs_of(dep.id, ns),
+                                       "the run the form created")
             except Exception:
                 page.screenshot(path=str(shots / "ui-manage-scale-failed.png"), full_page=True)
                 (shots / "ui-manage-scale-failed.html").write_text(page.content())

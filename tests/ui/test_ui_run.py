@@ -32,7 +32,7 @@ def artifacts_dir() -> Path:
 
 
 def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
-        serve, deploy, tmp_path, dev_cluster, docker_env):
+        serve, deploy, tmp_path, dev_cluster, docker_env, submit_run_form):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
@@ -59,13 +59,9 @@ def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
             for name, value in typed.items():  # the form labels each field "NAME (Optional)"
                 page.get_by_label(f"{name} (Optional)", exact=True).fill(value, timeout=30_000)
             page.screenshot(path=str(shots / "ui-run-form.png"), full_page=True)
-            page.get_by_role("button", name="Submit").click()
-            try:  # the toast's link; on a busy machine the toast can be gone before we look
-                page.get_by_role("button", name="View run").click(timeout=15_000)
-                page.wait_for_url("**/runs/flow-run/**")
-            except Exception:
-                page.goto(f"{ui}/v2/runs/flow-run/{_run_of(dep.id)}")
-            run_id = page.url.split("/runs/flow-run/")[1].split("?")[0]
+            [run] = submit_run_form(page, lambda: _runs_of(dep.id), "the run the form created")
+            page.goto(f"{ui}/v2/runs/flow-run/{run.id}")
+            run_id = str(run.id)
             run = deploy.wait_final(run_id, timeout=600)
             assert run.state.is_completed(), run.state
             assert {k: run.parameters[k] for k in typed} == typed
@@ -185,17 +181,11 @@ def _decode_png(data: bytes) -> tuple[int, int, list[bytes]]:
     return width, height, rows
 
 
-def _run_of(deployment_id) -> str:
-    """The id of the one flow run the form created for ``deployment_id`` (via the API)."""
+def _runs_of(deployment_id) -> list:
+    """The flow runs of ``deployment_id`` (the form's)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-    deadline = time.monotonic() + 30
-    while True:
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-                id=DeploymentFilterId(any_=[deployment_id])))
-        if runs or time.monotonic() > deadline:
-            assert len(runs) == 1, f"expected the form to create one run, found {len(runs)}"
-            return str(runs[0].id)
-        time.sleep(0.5)
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(
+            id=DeploymentFilterId(any_=[deployment_id])))
