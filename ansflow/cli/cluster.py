@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ansflow.cli.common import fail as _fail
+from ansflow.cli.common import list_blocks
 from ansflow.errors import AnsflowError
 
 app = typer.Typer(
@@ -13,11 +15,6 @@ app = typer.Typer(
 )
 
 BLOCK_SLUG = "ansflow-kubernetes-cluster"
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _load(name: str):
@@ -85,26 +82,11 @@ def add(
 @app.command("list")
 def list_() -> None:
     """The saved cluster blocks: name, how they authenticate, server, namespace."""
-    from prefect.client.orchestration import get_client
-
-    try:
-        with get_client(sync_client=True) as client:
-            docs = client.read_block_documents_by_type(BLOCK_SLUG)
-    except Exception as exc:
-        _fail(f"cannot list cluster blocks: the Prefect API failed ({type(exc).__name__})")
-    if not docs:
-        typer.echo("no cluster blocks (add one with `ansflow cluster add`)")
-        return
-    typer.echo(f"{'NAME':<24}{'AUTH':<20}{'NAMESPACE':<16}SERVER")
     from ansflow.blocks.kubernetes import KubernetesCluster
 
-    for doc in sorted(docs, key=lambda d: d.name or ""):
-        try:
-            block = KubernetesCluster.load(doc.name)
-            auth, ns, server = block.auth_method, block.namespace, _server_of(block)
-        except Exception:
-            auth, ns, server = "unreadable", "-", "-"
-        typer.echo(f"{doc.name:<24}{auth:<20}{ns:<16}{server}")
+    list_blocks(BLOCK_SLUG, "cluster", "ansflow cluster add", KubernetesCluster.load,
+                [("AUTH", 20), ("NAMESPACE", 16), ("SERVER", 0)],
+                lambda b: (b.auth_method, b.namespace, _server_of(b)))
 
 
 @app.command()

@@ -6,6 +6,7 @@ import time
 
 import typer
 
+from ansflow.cli.common import fail as _fail
 from ansflow.errors import AnsflowError
 
 app = typer.Typer(
@@ -15,11 +16,6 @@ app = typer.Typer(
 )
 
 NAME_OPTION = typer.Option("local", "--name", "-n", help="The cluster's name (also its block's).")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def save_cluster_block(name: str, kubeconfig: str) -> str | None:

@@ -12,17 +12,14 @@ from pathlib import Path
 
 import typer
 
+from ansflow.cli.common import fail as _fail
+from ansflow.cli.common import list_blocks
 from ansflow.errors import AnsflowError
 
 app = typer.Typer(help="Manage saved SSH hosts (Prefect blocks) for remote and Ansible steps.",
                   no_args_is_help=True)
 
 BLOCK_SLUG = "ansflow-ssh-host"
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _secret_from(env_name: str | None, ask: bool, what: str) -> str | None:
@@ -147,26 +144,11 @@ def dev_host_block():  # noqa: ANN201 - SshHost, imported late (Prefect)
 @app.command("list")
 def list_() -> None:
     """The saved host blocks: name, address, how they log in, jump host."""
-    from prefect.client.orchestration import get_client
-
     from ansflow.blocks.ssh import SshHost
 
-    try:
-        with get_client(sync_client=True) as client:
-            docs = client.read_block_documents_by_type(BLOCK_SLUG)
-    except Exception as exc:
-        _fail(f"cannot list host blocks: the Prefect API failed ({type(exc).__name__})")
-    if not docs:
-        typer.echo("no host blocks (add one with `ansflow host add`)")
-        return
-    typer.echo(f"{'NAME':<24}{'AUTH':<16}{'JUMP':<16}ADDRESS")
-    for doc in sorted(docs, key=lambda d: d.name or ""):
-        try:
-            block = SshHost.load(doc.name)
-            auth, jump, address = block.auth_method, block.jump_host or "-", block.address
-        except Exception:
-            auth, jump, address = "unreadable", "-", "-"
-        typer.echo(f"{doc.name:<24}{auth:<16}{jump:<16}{address}")
+    list_blocks(BLOCK_SLUG, "host", "ansflow host add", SshHost.load,
+                [("AUTH", 16), ("JUMP", 16), ("ADDRESS", 0)],
+                lambda b: (b.auth_method, b.jump_host or "-", b.address))
 
 
 @app.command()

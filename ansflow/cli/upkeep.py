@@ -7,12 +7,8 @@ from typing import Any
 
 import typer
 
+from ansflow.cli.common import fail as _fail
 from ansflow.errors import AnsflowError
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _names(clusters: list[str] | None) -> list[str]:

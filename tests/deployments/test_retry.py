@@ -7,39 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
+from fixtures_pipeline import five_steps, step_counts
 
 pytestmark = pytest.mark.server
 
-FIVE_STEPS = """\
-pipeline:
-  name: {name}
-  steps:
-    - id: s1
-      type: command
-      config:
-        command: echo 1 >> count-1 && echo "v=one-$ANSFLOW_BUILD_NUMBER" >> "$ANSFLOW_OUTPUT"
-    - id: s2
-      type: command
-      config: {{command: "echo 1 >> count-2"}}
-    - id: s3
-      type: command
-      config: {{command: "echo 1 >> count-3 && test -f fixed"}}
-    - id: s4
-      type: command
-      config: {{command: "echo 1 >> count-4 && echo '{{{{ steps.s1.outputs.v }}}}' > s4-saw"}}
-    - id: s5
-      type: command
-      config: {{command: "echo 1 >> count-5"}}
-"""
-
-
 def counts(workspace) -> list[int]:
-    return [len((workspace / f"count-{n}").read_text().split())
-            if (workspace / f"count-{n}").exists() else 0 for n in range(1, 6)]
+    return step_counts(workspace, "12345")
 
 
 def test_retry_of_a_served_run_reruns_only_what_did_not_complete(serve, deploy, tmp_path,
@@ -47,7 +23,7 @@ def test_retry_of_a_served_run_reruns_only_what_did_not_complete(serve, deploy, 
     from prefect.client.orchestration import get_client
     from prefect.states import Scheduled
 
-    (tmp_path / "p.yaml").write_text(textwrap.dedent(FIVE_STEPS.format(name=unique)))
+    (tmp_path / "p.yaml").write_text(five_steps(unique))
     proc = serve(str(tmp_path / "p.yaml"))
     deploy.wait_for_deployment(unique, proc=proc)
     deploy.wait_for_runner(proc)

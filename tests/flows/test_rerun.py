@@ -6,45 +6,17 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
-from fixtures_pipeline import by_id, task_runs
-
-FIVE_STEPS = """\
-pipeline:
-  name: {name}
-  steps:
-    - id: s1
-      type: command
-      config:
-        command: echo 1 >> count-1 && echo "v=one-$ANSFLOW_BUILD_NUMBER" >> "$ANSFLOW_OUTPUT"
-    - id: s2
-      type: command
-      config: {{command: "echo 1 >> count-2"}}
-    - id: s3
-      type: command
-      config: {{command: "echo 1 >> count-3 && test -f fixed"}}
-    - id: s4
-      type: command
-      config: {{command: "echo 1 >> count-4 && echo '{{{{ steps.s1.outputs.v }}}}' > s4-saw"}}
-    - id: s5
-      type: command
-      config: {{command: "echo 1 >> count-5"}}
-  finally:
-    - id: f
-      type: command
-      config: {{command: "echo 1 >> count-f"}}
-"""
+from fixtures_pipeline import by_id, five_steps, step_counts, task_runs
 
 
 def pipeline(name: str) -> str:
-    return textwrap.dedent(FIVE_STEPS.format(name=name))
+    return five_steps(name, with_finally=True)
 
 
 def counts(workspace) -> dict[str, int]:
-    return {n: len((workspace / f"count-{n}").read_text().split())
-            if (workspace / f"count-{n}").exists() else 0
-            for n in ("1", "2", "3", "4", "5", "f")}
+    names = ("1", "2", "3", "4", "5", "f")
+    return dict(zip(names, step_counts(workspace, names)))
 
 
 def ansflow(*args, timeout=300):

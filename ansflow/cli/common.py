@@ -1,0 +1,52 @@
+"""What the `ansflow` sub-commands share: the one-line error exit and the table of saved
+blocks of one type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import typer
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: MESSAGE`` on stderr and exit with ``code`` (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def list_blocks(slug: str, what: str, add_command: str, load: Callable[[str], Any],
+                columns: list[tuple[str, int]], row: Callable[[Any], tuple[str, ...]]) -> None:
+    """Print the saved blocks of type ``slug``, one row each, by name.
+
+    Args:
+        slug: The block type's slug.
+        what: What they are, for the messages ("cluster", "host").
+        add_command: The command that adds one (named when there is none).
+        load: Loads a block by name.
+        columns: (header, width) of the columns after NAME; the last one is not padded.
+        row: The column values of a loaded block; a block that cannot be loaded is shown
+            as "unreadable".
+    """
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            docs = client.read_block_documents_by_type(slug)
+    except Exception as exc:
+        fail(f"cannot list {what} blocks: the Prefect API failed ({type(exc).__name__})")
+    if not docs:
+        typer.echo(f"no {what} blocks (add one with `{add_command}`)")
+        return
+
+    def line(name: str, values: tuple[str, ...]) -> str:
+        cells = [f"{v:<{w}}" for v, (_, w) in zip(values[:-1], columns[:-1])]
+        return f"{name:<24}" + "".join(cells) + values[-1]
+
+    typer.echo(line("NAME", tuple(h for h, _ in columns)))
+    for doc in sorted(docs, key=lambda d: d.name or ""):
+        try:
+            values = row(load(doc.name))
+        except Exception:  # noqa: BLE001 - one broken block must not hide the others
+            values = ("unreadable",) + ("-",) * (len(columns) - 1)
+        typer.echo(line(doc.name, values))
