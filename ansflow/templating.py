@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import (
     StrictUndefined,
     TemplateSyntaxError,
-    nodes,
     pass_environment,
 )
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
-from jinja2.sandbox import SandboxedEnvironment
 
 from ansflow.shellquote import (
     Context,
@@ -42,6 +39,7 @@ from ansflow.template_bounds import (
     bounded_filter,
     bounded_replace,
 )
+from ansflow.template_refs import SIMPLE_BLOCK, Reference, references  # noqa: F401
 
 ROOT_NAMES = ("pipeline", "vars", "env", "stage", "step", "steps", "secrets", "matrix")
 PIPELINE_KEYS = ("name", "build_number", "run_id", "type")
@@ -94,19 +92,6 @@ class RenderSession:
         name = f"ANSFLOW_SECRET_{len(self.secret_env) + 1}"
         self.secret_env[name] = value
         return name
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A dotted name used by a template: ``("steps", "build", "outputs", "image")``."""
-
-    parts: tuple[str, ...]
-    lineno: int
-
-    @property
-    def dotted(self) -> str:
-        return ".".join(self.parts)
-
 
 
 def make_environment(shell: str | None = None) -> BoundedSandbox:
@@ -240,94 +225,6 @@ def has_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-def _chain(node: nodes.Node) -> tuple[list[str], bool] | None:
-    """The dotted parts of a Name/Getattr/Getitem chain, and whether it is complete."""
-    parts: list[str] = []
-    complete = True
-    while True:
-        if isinstance(node, nodes.Getattr):
-            parts.append(node.attr)
-            node = node.node
-        elif isinstance(node, nodes.Getitem):
-            if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                parts.append(node.arg.value)
-            else:
-                parts.clear()  # a computed key: only the part before it is known
-                complete = False
-            node = node.node
-        elif isinstance(node, nodes.Name):
-            parts.append(node.name)
-            return list(reversed(parts)), complete
-        else:
-            return None
-
-
-_SIMPLE_BLOCK = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*"
-                           r"|\[\s*'[^'\\]*'\s*\]|\[\s*\"[^\"\\]*\"\s*\])*)\s*\}\}")
-_PART = re.compile(r"[A-Za-z][A-Za-z0-9_]*|'([^']*)'|\"([^\"]*)\"")
-
-
-def _simple_references(source: str) -> list[Reference] | None:
-    """References of a template made only of `{{ dotted.name }}` blocks (the common case),
-    without a full parse; None when the template is anything more."""
-    if "{%" in source or "{#" in source:
-        return None
-    blocks = list(_SIMPLE_BLOCK.finditer(source))
-    if source.count("{{") != len(blocks):
-        return None
-    refs = []
-    for block in blocks:
-        parts = tuple(m.group(1) if m.group(1) is not None else
-                      m.group(2) if m.group(2) is not None else m.group(0)
-                      for m in _PART.finditer(block.group(1)))
-        refs.append(Reference(parts, source.count("\n", 0, block.start()) + 1))
-    return refs
-
-
-def references(source: str, *, expression: bool = False,
-               env: SandboxedEnvironment | None = None) -> list[Reference]:
-    """Every name a template (or a bare expression, for `when`) refers to; an access to a
-    private attribute or name comes back as ``("<private>", name)``.
-
-    Raises:
-        TemplateError: the template does not parse.
-    """
-    if not expression:
-        simple = _simple_references(source)
-        if simple is not None:
-            return simple
-    env = env or make_environment()
-    try:
-        tree = (env.parse("{{ " + source + " }}") if expression else env.parse(source))
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message}") from exc
-    refs: list[Reference] = []
-    local_names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    for node in tree.find_all((nodes.Getattr, nodes.Name)):
-        private = node.attr if isinstance(node, nodes.Getattr) else node.name
-        if private.startswith("_"):
-            refs.append(Reference(("<private>", private), node.lineno))
-    seen: set[int] = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
-        if id(node) in seen:
-            continue
-        chain = _chain(node)
-        if chain is None:
-            continue
-        for sub in _inner_chain_nodes(node):
-            seen.add(id(sub))
-        parts, _ = chain
-        if parts and parts[0] not in local_names:
-            refs.append(Reference(tuple(parts), node.lineno))
-    return refs
-
-
-def _inner_chain_nodes(node: nodes.Node) -> Iterator[nodes.Node]:
-    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
-        node = node.node
-        yield node
-
-
 def render_value(value: Any, context: dict[str, Any], session: RenderSession | None = None,
                  shell: str | None = None) -> Any:
     """Render every template string inside ``value`` (dicts and lists walked); ``shell``:
@@ -450,7 +347,7 @@ def _check_simple_shell(source: str, shell: str) -> bool:
     """
     if "{%" in source or "{#" in source or "\r" in source:
         return False
-    blocks = list(_SIMPLE_BLOCK.finditer(source))
+    blocks = list(SIMPLE_BLOCK.finditer(source))
     if source.count("{{") != len(blocks):
         return False
     lexer = ShellLexer(dialect=shell)

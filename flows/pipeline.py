@@ -23,7 +23,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ansflow.errors import AnsflowError
 from ansflow.flows.publish import publish_run
 from ansflow.flows.rerun import RunStart, record_results, start_run, step_results
-from ansflow.flows.scheduler import RunInfo, Scheduler, max_parallel
+from ansflow.flows.run_records import RunInfo, max_parallel
+from ansflow.flows.scheduler import Scheduler
 from ansflow.masking import short_secret_error
 from ansflow.paths import check_state_outside, confine_pipeline_file
 from ansflow.plan import Plan

@@ -100,3 +100,32 @@ def step_counts(workspace: Path, names) -> list[int]:
     """How often each step named in ``names`` ran (the lines of its count-NAME file)."""
     return [len((workspace / f"count-{n}").read_text().split())
             if (workspace / f"count-{n}").exists() else 0 for n in names]
+
+
+def server_events(name: str, resource_id: str, count: int = 1, timeout: float = 30) -> list:
+    """The events ``name`` about ``resource_id`` (primary or related) on the suite's server,
+    oldest first, once ``count`` have arrived (events reach the server late) or after
+    ``timeout`` seconds."""
+    from prefect.client.orchestration import get_client
+
+    body = {"filter": {"event": {"name": [name]}, "any_resource": {"id": [resource_id]},
+                       "occurred": {"since": "2000-01-01T00:00:00Z"},
+                       "order": "ASC"},
+            "limit": 50}
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            events = client.request("POST", "/events/filter", json=body).json()["events"]
+            if len(events) >= count or time.monotonic() > deadline:
+                return events
+            time.sleep(0.5)
+
+
+def run_artifacts(run_id) -> list:
+    """The artifacts a flow run published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))

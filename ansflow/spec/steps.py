@@ -9,6 +9,16 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ansflow.spec.common import Duration, EnvMap, StrictModel, StrOrArgv
 from ansflow.spec.conditions import parse_condition
+from ansflow.spec.steps_k8s import (  # noqa: F401 - the management steps' models live there
+    ROLLOUT_TYPES,
+    SCALABLE_TYPES,
+    K8sDeleteConfig,
+    K8sLogsConfig,
+    K8sRestartConfig,
+    K8sRollbackConfig,
+    K8sScaleConfig,
+    K8sTarget,
+)
 
 
 class CommandConfig(StrictModel):
@@ -164,13 +174,6 @@ class DockerPullConfig(StrictModel):
                           "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
 
 
-class K8sTarget(StrictModel):
-    """Where a Kubernetes step acts: a saved cluster block and a namespace."""
-
-    cluster: str | None = Field(None, description="Name of a saved KubernetesCluster block.")
-    namespace: str | None = None
-
-
 class DeploymentSpec(StrictModel):
     name: str
     image: str
@@ -301,138 +304,6 @@ class K8sExecConfig(K8sTarget):
         if (self.pod is None) == (self.pod_selector is None):
             raise ValueError("give exactly one of 'pod' or 'pod_selector'")
         return self
-
-
-class K8sScaleConfig(K8sTarget):
-    """Scale a Deployment, StatefulSet or ReplicaSet (its /scale subresource)."""
-
-    resource_name: str
-    replicas: int = Field(ge=0)
-    resource_type: str = Field("deployment", description="deployment, statefulset or "
-                                                          "replicaset (or deploy, sts, rs).")
-    wait: bool = Field(True, description="Wait until the new count of replicas is ready.")
-    timeout: Duration = 300.0
-    fail_fast: bool = Field(True, description="Fail early on CrashLoopBackOff/ImagePullBackOff.")
-
-    @field_validator("resource_type")
-    @classmethod
-    def _scalable(cls, value: str) -> str:
-        return _workload_type(value, SCALABLE_TYPES)
-
-
-class K8sRestartConfig(K8sTarget):
-    """Restart a workload's pods as `kubectl rollout restart` does, then await the rollout."""
-
-    resource_name: str
-    resource_type: str = Field("deployment", description="deployment, statefulset or "
-                                                          "daemonset (or deploy, sts, ds).")
-    wait: bool = Field(True, description="Wait for the rollout of the restarted pods.")
-    timeout: Duration = 300.0
-    fail_fast: bool = Field(True, description="Fail early on CrashLoopBackOff/ImagePullBackOff.")
-
-    @field_validator("resource_type")
-    @classmethod
-    def _restartable(cls, value: str) -> str:
-        return _workload_type(value, ROLLOUT_TYPES)
-
-
-class K8sDeleteConfig(K8sTarget):
-    """Delete objects by name or label selector, then wait until they are gone."""
-
-    resource_type: str = Field(description="deployment, service, pod, configmap, secret, "
-                                           "namespace, statefulset, job, ingress... or any "
-                                           "kind / short name the cluster serves.")
-    resource_name: str | None = None
-    label_selector: str | None = None
-    propagation: Literal["background", "foreground", "orphan"] = Field(
-        "background", description="What happens to dependents (the ReplicaSets and pods of a "
-                                  "Deployment): background, foreground or orphan.")
-    wait: bool = Field(True, description="Wait until every deleted object is gone.")
-    timeout: Duration = 120.0
-    ignore_not_found: bool = Field(
-        False, description="A missing object, or a selector matching nothing, is not an error.")
-    ignore_missing: bool | None = Field(
-        None, description="The same as ignore_not_found (give one of them).")
-    allow_cluster_scoped: bool = Field(
-        False, description="Allow deleting a Namespace (and all in it) or another "
-                           "cluster-scoped object.")
-
-    @model_validator(mode="after")
-    def _one_target(self) -> K8sDeleteConfig:
-        if (self.resource_name is None) == (self.label_selector is None):
-            raise ValueError("give exactly one of 'resource_name' or 'label_selector'")
-        if self.ignore_missing is not None:
-            if "ignore_not_found" in self.model_fields_set:
-                raise ValueError("give only one of 'ignore_not_found' or 'ignore_missing' "
-                                 "(the same setting)")
-            self.ignore_not_found = self.ignore_missing
-        return self
-
-
-class K8sLogsConfig(K8sTarget):
-    """Read the logs of a pod or of the pods a selector matches."""
-
-    pod: str | None = None
-    pod_selector: str | None = None
-    container: str | None = None
-    tail_lines: int | None = Field(None, ge=0, description="Only the last N lines of each pod.")
-    since_seconds: Duration | None = Field(
-        None, description="Only lines newer than this: seconds, or '10m', '1h'.")
-    since: Duration | None = Field(
-        None, description="The same as since_seconds (give one of them), e.g. '10m', '1h'.")
-    previous: bool = Field(False, description="The previous (crashed) container's log.")
-    follow: bool = Field(False, description="Keep streaming until the pods end or the timeout.")
-    timeout: Duration | None = Field(
-        None, description="How long to follow (default 300 s); the step succeeds when it ends.")
-
-    @model_validator(mode="after")
-    def _one_pod(self) -> K8sLogsConfig:
-        if (self.pod is None) == (self.pod_selector is None):
-            raise ValueError("give exactly one of 'pod' or 'pod_selector'")
-        if self.since is not None:
-            if self.since_seconds is not None:
-                raise ValueError("give only one of 'since_seconds' or 'since' (the same "
-                                 "setting)")
-            self.since_seconds = self.since
-        return self
-
-
-class K8sRollbackConfig(K8sTarget):
-    """Roll a workload back to the previous or a given revision (kubectl rollout undo)."""
-
-    resource_name: str
-    resource_type: str = Field("deployment", description="deployment, statefulset or "
-                                                          "daemonset (or deploy, sts, ds).")
-    revision: int | None = Field(None, ge=1,
-                                 description="Revision to go back to (default: previous).")
-    wait: bool = True
-    timeout: Duration = 300.0
-    fail_fast: bool = Field(True, description="Fail early on CrashLoopBackOff/ImagePullBackOff.")
-
-    @field_validator("resource_type")
-    @classmethod
-    def _rollbackable(cls, value: str) -> str:
-        return _workload_type(value, ROLLOUT_TYPES)
-
-
-# What k8s_scale / k8s_restart / k8s_rollback accept as resource_type -> the kind it means.
-SCALABLE_TYPES = {n: k for k, names in (
-    ("Deployment", ("deployment", "deployments", "deploy")),
-    ("StatefulSet", ("statefulset", "statefulsets", "sts")),
-    ("ReplicaSet", ("replicaset", "replicasets", "rs"))) for n in names}
-ROLLOUT_TYPES = {n: k for k, names in (
-    ("Deployment", ("deployment", "deployments", "deploy")),
-    ("StatefulSet", ("statefulset", "statefulsets", "sts")),
-    ("DaemonSet", ("daemonset", "daemonsets", "ds"))) for n in names}
-
-
-def _workload_type(value: str, accepted: dict[str, str]) -> str:
-    if "{{" in value or "{%" in value:  # templated: checked once rendered
-        return value
-    if value.strip().lower() not in accepted:
-        kinds = ", ".join(sorted({k.lower() for k in accepted.values()}))
-        raise ValueError(f"resource_type {value!r} is not one of {kinds}")
-    return value
 
 
 APPROVAL_RESERVED = ("approve", "approved", "comment")

@@ -9,7 +9,6 @@ import contextlib
 import copy
 import gc
 import hashlib
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path as FsPath
@@ -18,14 +17,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from ansflow.errors import SpecError, UsageError
-from ansflow.paths import ALLOWED_HOST_PATHS_ENV, allowed_host_paths, lexically_outside
 from ansflow.plan import Plan, PlannedStage, PlannedStep, find_cycle, stage_step_deps
 from ansflow.spec.matrix import expand_step
 from ansflow.spec.messages import problem_from_error, suggest
 from ansflow.spec.models import Pipeline
+from ansflow.spec.plan_checks import not_implemented, paths_outside, remote_without_host
 from ansflow.spec.references import check_templates
 from ansflow.spec.yaml_loader import Located, Path, Problem, YamlError, decode_text, load_located
-from ansflow.steptypes import REGISTRY, RUNS_ON_IMPLEMENTED, STEP_TYPES
+from ansflow.steptypes import STEP_TYPES
 from ansflow.templating import has_template
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -338,8 +337,8 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
             allow_failure=step.allow_failure, env={**senv, **step.env}, runs_on=runs_on,
             is_finally=sname == "finally",
         )
-        problems.extend(_not_implemented(planned, located, file, path))
-        problems.extend(_paths_outside(planned, located, file, path, plan.workspace))
+        problems.extend(not_implemented(planned, located, file, path))
+        problems.extend(paths_outside(planned, located, file, path, plan.workspace))
         if step.matrix is not None:
             combos, info, wrong = expand_step(planned, step.matrix, located, file, path)
             problems.extend(wrong)
@@ -365,7 +364,7 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
     problems.extend(apply_step_defaults(plan, located, file, path_of, deps))
     apply_docker_defaults(plan)
     apply_remote_defaults(plan)
-    problems.extend(_remote_without_host(plan, located, file, path_of))
+    problems.extend(remote_without_host(plan, located, file, path_of))
     problems.extend(check_templates(plan, located, file, path_of, deps))
     return plan, problems
 
@@ -375,78 +374,6 @@ def _expand_ids(ids: list[str], matrices: dict[str, dict]) -> list[str]:
     for sid in ids:
         out.extend(matrices[sid]["combinations"].values() if sid in matrices else [sid])
     return out
-
-
-def _not_implemented(step: PlannedStep, located: Located, file: str,
-                     path: Path) -> list[Problem]:
-    """A step type (or a runs_on) this version cannot run is refused here, not at run time."""
-    entry = REGISTRY[step.type]
-    if not entry.implemented:
-        return [Problem(file, located.value_pos(path + ("type",)),
-                        f"step {step.id!r}: step type {step.type!r} is not implemented in this "
-                        f"version of ansflow (it lands with {entry.lands_with})")]
-    if entry.target == "runs_on" and step.runs_on not in RUNS_ON_IMPLEMENTED:
-        where = path + ("runs_on",) if path + ("runs_on",) in located.values else path + ("type",)
-        return [Problem(file, located.value_pos(where),
-                        f"step {step.id!r}: runs_on: {step.runs_on} is not implemented in "
-                        f"this version of ansflow (implemented: "
-                        f"{', '.join(RUNS_ON_IMPLEMENTED)})")]
-    return []
-
-
-def _remote_without_host(plan: Plan, located: Located, file: str,
-                         path_of: dict[str, Path]) -> list[Problem]:
-    """A command or script step on remote must name its SshHost block (or the defaults)."""
-    return [Problem(file, located.value_pos(path_of[s.id]),
-                    f"step {s.id!r} runs on remote but names no host: set its config.host "
-                    "(an SshHost block, see `ansflow host add`) or `defaults.remote.host`")
-            for s in plan.steps + plan.finally_steps
-            if REGISTRY[s.type].target == "runs_on" and s.runs_on == "remote"
-            and not (isinstance(s.config, dict) and s.config.get("host"))]
-
-
-_PATH_FIELDS = {
-    "command": ("working_dir",), "script": ("working_dir", "file"),
-    "docker_build": ("context", "dockerfile"), "k8s_deploy": ("manifest_path",),
-}
-
-
-def _paths_outside(step: PlannedStep, located: Located, file: str,
-                   path: Path, workspace: str) -> list[Problem]:
-    """Static file paths that leave the workspace (absolute, or `..` out of it) are refused
-    here; templated ones are checked at run time, after rendering (ansflow.paths)."""
-    config = step.config if isinstance(step.config, dict) else {}
-    found: list[tuple[Path, str, str]] = [
-        (("config", key), key, config[key]) for key in _PATH_FIELDS.get(step.type, ())
-        if isinstance(config.get(key), str)]
-    helm = config.get("helm")
-    if step.type == "k8s_deploy" and isinstance(helm, dict):
-        found += [(("config", "helm", k), f"helm.{k}", helm[k]) for k in ("values_file", "chart")
-                  if isinstance(helm.get(k), str) and (k != "chart" or helm[k][:1] in "./")]
-    volumes = config.get("volumes")
-    if step.type == "docker_run" and isinstance(volumes, (list, dict)):
-        items = (list(volumes.items()) if isinstance(volumes, dict)
-                 else [(v, v) for v in volumes if isinstance(v, str)])
-        for i, (key, item) in enumerate(items):
-            host = str(key).split(":")[0] if isinstance(volumes, list) else str(key)
-            at = ("config", "volumes", key if isinstance(volumes, dict) else i)
-            if host.startswith(".") or "/" in host:
-                found.append((at, "volume host path", host))
-    problems = []
-    allowed = allowed_host_paths()
-    for at, what, value in found:
-        if has_template(value) or not lexically_outside(value, workspace):
-            continue
-        resolved = os.path.normpath(value)
-        if os.path.isabs(resolved) and any(
-                resolved == a or resolved.startswith(a.rstrip("/") + "/") for a in allowed):
-            continue
-        where = path + at if path + at in located.values else path + ("config",)
-        problems.append(Problem(file, located.value_pos(where), (
-            f"step {step.id!r}: {what} {value!r} is outside the workspace; steps reach only "
-            f"files under the pipeline's workspace unless the worker's operator allows a "
-            f"host path in {ALLOWED_HOST_PATHS_ENV}")))
-    return problems
 
 
 def _runs_on_default(pipeline_type: str) -> str:

@@ -12,6 +12,8 @@ import time
 import uuid
 
 import pytest
+from fixtures_pipeline import run_artifacts as artifacts
+from fixtures_pipeline import server_events as events
 from kubernetes import client as k8s
 
 pytestmark = [pytest.mark.server, pytest.mark.k8s]
@@ -107,32 +109,6 @@ def wait_state(run_id, check, timeout: float = 120):
     with get_client(sync_client=True) as client:
         return until(lambda: (lambda r: r if r.state and check(r.state) else None)(
             client.read_flow_run(run_id)), timeout, "the run's state")
-
-
-def events(name: str, resource_id: str, timeout: float = 30, count: int = 1) -> list[dict]:
-    """The events ``name`` about ``resource_id`` on the server (polled: they arrive late)."""
-    import httpx
-
-    body = {"filter": {"event": {"name": [name]},
-                       "resource": {"id": [resource_id]}, "order": "DESC"}, "limit": 50}
-    url = os.environ["PREFECT_API_URL"].rstrip("/") + "/events/filter"
-
-    def found():
-        answer = httpx.post(url, json=body, timeout=10)
-        answer.raise_for_status()
-        got = answer.json()["events"]
-        return got if len(got) >= count else None
-
-    return until(found, timeout, f"event {name} about {resource_id}")
-
-
-def artifacts(run_id) -> list:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        return client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
 
 
 def run_logs(run_id) -> list[str]:

@@ -1,18 +1,17 @@
 """k8s_deploy: pure manifest helpers, then server-side apply, rollout and rollback on the
-dev cluster, and a deploy -> wait -> exec pipeline run end to end."""
+dev cluster, and a deploy -> wait -> exec pipeline run end to end (helm: test_k8s_helm.py)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import yaml
+from k8s_workloads import configmap_body, deploy
 from kubernetes import client as k8s
 
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import DeploymentSpec, K8sDeployConfig
-from ansflow.tasks.k8s_deploy import execute_k8s_deploy
 from ansflow.tasks.k8s_manifests import (
     deployment_manifest,
     diff_objects,
@@ -80,35 +79,7 @@ def test_rollback_patch_is_kubectls():
     assert rollback_patch(dep, rs) is None
 
 
-def test_helm_command_line_and_rendered_objects():
-    from ansflow.tasks.k8s_helm import helm_argv, manifest_objects
-
-    cfg = K8sDeployConfig(cluster="c", namespace="n", create_namespace=True, timeout=90,
-                          helm={"chart": "repo/app", "release": "r", "version": "1.2.3",
-                                "values_file": "vals.yaml"})
-    argv = helm_argv("helm", cfg, "n", "/k", "/v.yaml", {"l": "v"}, "/ws", context="ctx")
-    assert argv[:10] == ["helm", "upgrade", "--install", "r", "repo/app", "--namespace", "n",
-                         "--kubeconfig", "/k", "--kube-context"]
-    assert argv[-4:] == ["--wait", "--timeout", "90s", "--atomic"]
-    assert {"--create-namespace", "--post-renderer"} <= set(argv)
-    assert argv[argv.index("--version") + 1] == "1.2.3"
-    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-f"] == ["/ws/vals.yaml", "/v.yaml"]
-    dry = K8sDeployConfig(cluster="c", namespace="n", dry_run=True,
-                          helm={"chart": "./c", "release": "r"})
-    assert helm_argv("helm", dry, "n", "/k", None, {}, "/ws")[-2:] == ["--dry-run=server",
-                                                                      "--hide-secret"]
-    text = "---\n# Source: x\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n"
-    assert manifest_objects(text) == ["service/s"]
-
-
 # ---- against the dev cluster ----------------------------------------------------------------
-
-
-def deploy(make_ctx, dev_cluster, ns, **kw):
-    ctx = make_ctx("k8s_deploy")
-    kw.setdefault("timeout", 60)
-    cfg = K8sDeployConfig(cluster=dev_cluster.block_name, namespace=ns, **kw)
-    return ctx, execute_k8s_deploy(ctx, cfg)
 
 
 @pytest.mark.k8s
@@ -219,109 +190,6 @@ def test_api_refusals_and_helm_are_clean_step_failures(dev_cluster, make_ctx):
         deploy(make_ctx, dev_cluster, ns, helm={"chart": "./no-such-chart", "release": "r"})
 
 
-def _post_render(config: K8sDeployConfig, manifest: str, known=None):
-    """Run the helm post-renderer of `config` as helm does (a real process, stdin/stdout)."""
-    import subprocess
-
-    from ansflow.tasks.k8s_helm import helm_argv, render_rules
-
-    argv = helm_argv("helm", config, "n", "/k", None, {"run": "1"}, "/ws",
-                     rules=render_rules(config, "n", known))
-    at = argv.index("--post-renderer")
-    command = [argv[at + 1]] + [argv[i + 1] for i, a in enumerate(argv)
-                                if a == "--post-renderer-args"]
-    return subprocess.run(command, input=manifest, capture_output=True, text=True, timeout=60)
-
-
-def test_helm_post_renderer_applies_the_namespace_and_scope_rules():
-    cfg = K8sDeployConfig(cluster="c", namespace="n", helm={"chart": "./c", "release": "r"})
-    rendered = yaml.safe_dump_all([
-        _configmap("ok"), _configmap("same", namespace="n"),
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "cr"}},
-        _configmap("elsewhere", namespace="kube-system"),
-        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
-        {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-         "metadata": {"name": "widgets.example.com"},
-         "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget"},
-                  "versions": [{"name": "v1"}]}}])
-    done = _post_render(cfg, rendered)
-    assert done.returncode == 1 and not done.stdout
-    assert done.stderr.strip() == (
-        "ansflow: nothing installed: rendered object 3 (clusterrole/cr) is cluster-scoped "
-        "(kind ClusterRole); set allow_cluster_scoped: true to install cluster-scoped objects; "
-        "rendered object 4 (configmap/elsewhere) is in namespace 'kube-system', but the step "
-        "deploys to namespace 'n'; rendered object 5 (widget/w) is cluster-scoped (kind "
-        "Widget); set allow_cluster_scoped: true to install cluster-scoped objects; rendered "
-        "object 6 (customresourcedefinition/widgets.example.com) is cluster-scoped (kind "
-        "CustomResourceDefinition); set allow_cluster_scoped: true to install cluster-scoped "
-        "objects")
-    # Discovery decides over the built-in list; allowed, everything goes through labelled.
-    known = {("rbac.authorization.k8s.io/v1", "ClusterRole"): True}
-    allowed = cfg.model_copy(update={"allow_cluster_scoped": True})
-    done = _post_render(allowed, yaml.safe_dump_all([_configmap("ok"), _configmap(
-        "cr", namespace="n")]), known)
-    assert done.returncode == 0, done.stderr
-    assert [d["metadata"]["labels"] for d in yaml.safe_load_all(done.stdout)] == [
-        {"run": "1"}, {"run": "1"}]
-
-
-CHART = {
-    "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
-    "values.yaml": "image: demo:1\nreplicas: 1\nnodeSelector: {}\n",
-    "templates/deployment.yaml": """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ .Release.Name }}
-spec:
-  replicas: {{ .Values.replicas }}
-  selector:
-    matchLabels: {app: {{ .Release.Name }}}
-  template:
-    metadata:
-      labels: {app: {{ .Release.Name }}}
-    spec:
-      nodeSelector: {{ toJson .Values.nodeSelector }}
-      containers:
-        - name: app
-          image: {{ .Values.image }}
-""",
-    "templates/configmap.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
-                                "  name: {{ .Release.Name }}-cfg\ndata: {a: b}\n",
-}
-
-
-@pytest.mark.k8s
-def test_helm_chart_installs_upgrades_labels_and_rolls_back(dev_cluster, make_ctx, tmp_path):
-    for name, text in CHART.items():
-        (tmp_path / "chart" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "chart" / name).write_text(text)
-    ns = f"helm-{dev_cluster.namespace('x')[2:]}"
-    ctx, result = deploy(make_ctx, dev_cluster, ns, create_namespace=True,
-                         helm={"chart": "./chart", "release": "demo",
-                               "values": {"image": "demo:2", "replicas": 2}})
-    assert result.outputs == {"objects": "configmap/demo-cfg,deployment/demo", "revision": "1"}
-    with dev_cluster.client() as api:
-        d = k8s.AppsV1Api(api).read_namespaced_deployment("demo", ns)
-    assert d.spec.template.spec.containers[0].image == "demo:2"
-    assert d.status.available_replicas == 2
-    assert d.metadata.labels["ansflow.dev/run-id"] == ctx.run_id
-    assert "ansflow.dev/run-id" not in d.spec.template.metadata.labels
-    # An upgrade that cannot become ready is rolled back by helm (--atomic).
-    with pytest.raises(StepFailed, match="rolled back") as err:
-        deploy(make_ctx, dev_cluster, ns, timeout=5,
-               helm={"chart": "./chart", "release": "demo",
-                     "values": {"image": "demo:3", "nodeSelector": {"no-such-node": "x"}}})
-    assert "helm release 'demo'" in str(err.value)
-    # A dry run talks to the server and changes nothing.
-    _, result = deploy(make_ctx, dev_cluster, ns, dry_run=True,
-                       helm={"chart": "./chart", "release": "demo", "values": {"image": "x:9"}})
-    assert result.outputs == {"objects": "", "revision": ""}
-    with dev_cluster.client() as api:
-        d = k8s.AppsV1Api(api).read_namespaced_deployment("demo", ns)
-    assert d.spec.template.spec.containers[0].image == "demo:2"
-
-
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed" / "k8s-steps.yaml"
 
 
@@ -405,7 +273,7 @@ def test_scopes_without_discovery_come_from_a_crd_in_the_batch_then_the_known_li
     with socket.socket() as sock:  # a port nobody listens on: discovery fails
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    objects = [_configmap("cfg"),
+    objects = [configmap_body("cfg"),
                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                 "metadata": {"name": "cr"}},
                {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
@@ -429,17 +297,12 @@ def test_scopes_without_discovery_come_from_a_crd_in_the_batch_then_the_known_li
     _check_scopes(allowed, objects, scopes, "n")  # nothing refused
 
 
-def _configmap(name: str, **meta) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **meta},
-            "data": {"a": "b"}}
-
-
 @pytest.mark.k8s
 def test_a_manifest_in_another_namespace_is_refused_before_anything_is_applied(
         dev_cluster, make_ctx, tmp_path):
     ns, other = dev_cluster.namespace("dep-ns"), dev_cluster.namespace("dep-other")
-    docs = [_configmap("first"), _configmap("same", namespace=ns),
-            _configmap("elsewhere", namespace=other)]
+    docs = [configmap_body("first"), configmap_body("same", namespace=ns),
+            configmap_body("elsewhere", namespace=other)]
     with pytest.raises(StepFailed) as err:
         deploy(make_ctx, dev_cluster, ns, manifest=docs)
     message = str(err.value)
@@ -471,7 +334,7 @@ def test_cluster_scoped_objects_need_allow_cluster_scoped(dev_cluster, make_ctx)
     rbac = k8s.RbacAuthorizationV1Api
     try:
         with pytest.raises(StepFailed) as err:
-            deploy(make_ctx, dev_cluster, ns, manifest=[_configmap("cfg"), role])
+            deploy(make_ctx, dev_cluster, ns, manifest=[configmap_body("cfg"), role])
         message = str(err.value)
         assert f"object 2 (clusterrole/{name}) is cluster-scoped (kind ClusterRole)" in message
         assert "allow_cluster_scoped: true" in message
@@ -481,7 +344,7 @@ def test_cluster_scoped_objects_need_allow_cluster_scoped(dev_cluster, make_ctx)
             assert missing.value.status == 404
             assert not k8s.CoreV1Api(api).list_namespaced_config_map(
                 ns, field_selector="metadata.name=cfg").items
-        _, result = deploy(make_ctx, dev_cluster, ns, manifest=[_configmap("cfg"), role],
+        _, result = deploy(make_ctx, dev_cluster, ns, manifest=[configmap_body("cfg"), role],
                            allow_cluster_scoped=True)
         assert result.outputs["objects"] == f"configmap/cfg,clusterrole/{name}"
         with dev_cluster.client() as api:
@@ -532,39 +395,3 @@ def test_fields_owned_by_another_manager_fail_the_apply_unless_forced(dev_cluste
     owners = {m.manager for m in d.metadata.managed_fields if "f:replicas" in
               str((m.fields_v1 or {}).get("f:spec", {}))}
     assert owners == {"ansflow"}
-
-
-@pytest.mark.k8s
-def test_a_helm_chart_with_a_cluster_role_needs_allow_cluster_scoped(dev_cluster, make_ctx,
-                                                                      tmp_path):
-    ns = dev_cluster.namespace("helm-cs")
-    name = f"ansflow-{ns}"
-    chart = dict(CHART)
-    chart["templates/clusterrole.yaml"] = (
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n"
-        f"  name: {name}\nrules: []\n")
-    for file, text in chart.items():
-        (tmp_path / "chart" / file).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "chart" / file).write_text(text)
-    helm = {"chart": "./chart", "release": "cs"}
-    rbac = k8s.RbacAuthorizationV1Api
-    try:
-        with pytest.raises(StepFailed) as err:
-            deploy(make_ctx, dev_cluster, ns, helm=helm)
-        assert re.search(rf"failed: nothing installed: rendered object \d \(clusterrole/{name}\) "
-                         r"is cluster-scoped \(kind ClusterRole\); set allow_cluster_scoped: "
-                         "true", str(err.value)), err.value
-        with dev_cluster.client() as api:
-            assert not k8s.AppsV1Api(api).list_namespaced_deployment(ns).items
-            with pytest.raises(k8s.ApiException):
-                rbac(api).read_cluster_role(name)
-        _, result = deploy(make_ctx, dev_cluster, ns, helm=helm, allow_cluster_scoped=True)
-        assert f"clusterrole/{name}" in result.outputs["objects"].split(",")
-        with dev_cluster.client() as api:
-            assert rbac(api).read_cluster_role(name).metadata.name == name
-    finally:
-        with dev_cluster.client() as api:
-            try:
-                rbac(api).delete_cluster_role(name)
-            except k8s.ApiException as exc:
-                assert exc.status == 404

@@ -4,10 +4,10 @@ shared store), cluster blocks saved under fresh names, Prefect events read back.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 
 import pytest
+from fixtures_pipeline import server_events
 
 _PG = os.environ.get("ANSFLOW_TEST_DATABASE_URL")
 
@@ -44,20 +44,4 @@ def alias(dev_cluster):
 def events(prefect_server):
     """``events(name, resource_id, count=1)``: those events on the suite's server, oldest
     first (waits up to 30 s for ``count`` of them)."""
-    return _wait_events
-
-
-def _wait_events(name: str, resource_id: str, count: int = 1, timeout: float = 30) -> list:
-    from prefect.client.orchestration import get_client
-
-    body = {"filter": {"event": {"name": [name]}, "any_resource": {"id": [resource_id]},
-                       "occurred": {"since": "2000-01-01T00:00:00Z"},
-                       "order": "ASC"},
-            "limit": 50}
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            events = client.request("POST", "/events/filter", json=body).json()["events"]
-            if len(events) >= count or time.monotonic() > deadline:
-                return events
-            time.sleep(0.5)
+    return server_events

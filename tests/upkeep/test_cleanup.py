@@ -1,5 +1,6 @@
 """Cleanup (ansflow.upkeep.cleanup, flows/cleanup.py, `ansflow cleanup`): pure rules first,
-then against the dev cluster, the real Docker engine, the store and the suite's Prefect server.
+then against the dev cluster, the store and the suite's Prefect server (the Docker engine:
+test_cleanup_docker.py).
 
 Everything a test creates carries a pipeline label of its own and every cleanup here is
 limited to that pipeline, so other tests' objects, containers and images are never touched.
@@ -7,7 +8,6 @@ limited to that pipeline, so other tests' objects, containers and images are nev
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from cleanup_runs import finished_and_running_runs, run_labels
 from kubernetes import client as k8s
 
 from ansflow.spec.steps import K8sDeployConfig, expiry_seconds
@@ -145,26 +146,6 @@ def test_images_beyond_the_newest_builds_go_unless_used_or_kept():
 # ---- the dev cluster -----------------------------------------------------------------------
 
 
-def _runs(n_done: int = 1):
-    """Flow runs on the suite's server: `n_done` Completed ones and one Running."""
-    from prefect import flow
-    from prefect.client.orchestration import get_client
-    from prefect.states import Completed, Running
-
-    @flow(name="ansflow-cleanup-test")
-    def probe() -> None:
-        pass
-
-    with get_client(sync_client=True) as client:
-        done = [str(client.create_flow_run(probe, state=Completed()).id) for _ in range(n_done)]
-        running = str(client.create_flow_run(probe, state=Running()).id)
-    return done, running
-
-
-def _labels(pipeline: str, run: str, **more: str) -> dict[str, str]:
-    return {RUN_LABEL: run, PIPELINE_LABEL: pipeline, **more}
-
-
 def _pod(api, ns, name, labels, annotations=None):
     body = {"metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
@@ -218,24 +199,24 @@ def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, pre
     from ansflow.flows.cleanup import ARTIFACT_KEY, cleanup_flow
 
     pipeline = f"cl-{uuid.uuid4().hex[:8]}"
-    (done,), running = _runs()
+    (done,), running = finished_and_running_runs()
     ns = dev_cluster.namespace("cleanup")
     past = str(int(time.time()) - 60)
     future = str(int(time.time()) + 3600)
     with dev_cluster.client() as api:
         core = k8s.CoreV1Api(api)
-        _pod(api, ns, "finished", _labels(pipeline, done))
-        _job(api, ns, "finished-job", _labels(pipeline, done))
-        _pod(api, ns, "running", _labels(pipeline, running))
-        _pod(api, ns, "unknown", _labels(pipeline, str(uuid.uuid4())))
-        _pod(api, ns, "pinned", _labels(pipeline, done), {KEEP_ANNOTATION: "true"})
-        _pod(api, "kube-system", f"{pipeline}-sys", _labels(pipeline, done))
-        _configmap(api, ns, "expired", _labels(pipeline, running, **{EXPIRES_LABEL: past}))
-        _configmap(api, ns, "fresh", _labels(pipeline, done, **{EXPIRES_LABEL: future}))
-        _configmap(api, ns, "expired-pinned", _labels(pipeline, done, **{EXPIRES_LABEL: past}),
+        _pod(api, ns, "finished", run_labels(pipeline, done))
+        _job(api, ns, "finished-job", run_labels(pipeline, done))
+        _pod(api, ns, "running", run_labels(pipeline, running))
+        _pod(api, ns, "unknown", run_labels(pipeline, str(uuid.uuid4())))
+        _pod(api, ns, "pinned", run_labels(pipeline, done), {KEEP_ANNOTATION: "true"})
+        _pod(api, "kube-system", f"{pipeline}-sys", run_labels(pipeline, done))
+        _configmap(api, ns, "expired", run_labels(pipeline, running, **{EXPIRES_LABEL: past}))
+        _configmap(api, ns, "fresh", run_labels(pipeline, done, **{EXPIRES_LABEL: future}))
+        _configmap(api, ns, "expired-pinned", run_labels(pipeline, done, **{EXPIRES_LABEL: past}),
                    {KEEP_ANNOTATION: "true"})
         _configmap(api, "kube-system", f"{pipeline}-sys",
-                   _labels(pipeline, done, **{EXPIRES_LABEL: past}))
+                   run_labels(pipeline, done, **{EXPIRES_LABEL: past}))
         _configmap(api, ns, "unlabelled", {PIPELINE_LABEL: pipeline})
 
         counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
@@ -278,14 +259,14 @@ def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, pre
 @pytest.mark.server
 def test_an_object_changed_between_plan_and_delete_is_kept(dev_cluster, prefect_server):
     pipeline = f"cl-{uuid.uuid4().hex[:8]}"
-    done, running = _runs(n_done=2)
+    done, running = finished_and_running_runs(n_done=2)
     ns = dev_cluster.namespace("cleanup")
     past = str(int(time.time()) - 60)
     with dev_cluster.client() as api:
         core = k8s.CoreV1Api(api)
-        _pod(api, ns, "relabelled", _labels(pipeline, done[0]))
-        _pod(api, ns, "pinned-late", _labels(pipeline, done[1]))
-        _configmap(api, ns, "renewed", _labels(pipeline, done[0], **{EXPIRES_LABEL: past}))
+        _pod(api, ns, "relabelled", run_labels(pipeline, done[0]))
+        _pod(api, ns, "pinned-late", run_labels(pipeline, done[1]))
+        _configmap(api, ns, "renewed", run_labels(pipeline, done[0], **{EXPIRES_LABEL: past}))
         options = CleanupOptions(clusters=[dev_cluster.block_name], pipelines=[pipeline],
                                  run_retention_days=None)
         report = plan(options)
@@ -339,110 +320,7 @@ def test_k8s_deploy_expire_after_marks_objects_and_cleanup_removes_them_once_exp
         assert [(i.kind, i.name) for i in report.remove] == [("ConfigMap", "review-app")]
 
 
-# ---- Docker, the store and the CLI --------------------------------------------------------
-
-
-def _container(docker_api, image, labels, command=("sleep", "60")):
-    cid = docker_api.create_container(image, command=list(command), labels=labels)["Id"]
-    return cid
-
-
-def _container_exists(docker_api, cid) -> bool:
-    return cid in {c["Id"] for c in docker_api.containers(all=True)}
-
-
-def _image(docker_api, base_image, pipeline, build) -> str:
-    dockerfile = f"FROM {base_image}\nLABEL ansflow.test.build={build}\n".encode()
-    image_id = None
-    for event in docker_api.build(fileobj=io.BytesIO(dockerfile), rm=True, decode=True,
-                                  tag=f"ansflow-test/{pipeline}:{build}",
-                                  labels={PIPELINE_LABEL: pipeline, BUILD_LABEL: str(build)}):
-        assert "error" not in event, event
-        image_id = (event.get("aux") or {}).get("ID") or image_id
-    return docker_api.inspect_image(f"ansflow-test/{pipeline}:{build}")["Id"]
-
-
-@pytest.mark.docker
-@pytest.mark.server
-def test_docker_cleanup_cli_containers_of_finished_runs_and_old_builds(
-        docker_env, docker_api, base_image, prefect_server):
-    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
-    (done,), running = _runs()
-    images = {b: _image(docker_api, base_image, pipeline, b) for b in range(1, 9)}
-    drop = _container(docker_api, base_image, _labels(pipeline, done))
-    keep = _container(docker_api, base_image, _labels(pipeline, running))
-    pinned = _container(docker_api, base_image, _labels(pipeline, done, **{
-        KEEP_ANNOTATION: "true"}))
-    user = _container(docker_api, images[1], {})  # build 1 is in use: kept
-    try:
-        args = [*ANSFLOW, "cleanup", "--docker", "--pipeline", pipeline, "--keep-builds", "5"]
-        dry = subprocess.run([*args, "--dry-run"], capture_output=True, text=True, timeout=300)
-        assert dry.returncode == 0, dry.stderr[-2000:]
-        assert "would remove 1 container(s), 2 image(s)" in dry.stdout, dry.stdout
-        assert drop[:12] in dry.stdout and all(_container_exists(docker_api, c)
-                                               for c in (drop, keep, pinned))
-        out = subprocess.run(args, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert not _container_exists(docker_api, drop)
-        assert _container_exists(docker_api, keep) and _container_exists(docker_api, pinned)
-        assert f"run {running} is still running (Running)" in out.stderr
-        left = {i["Id"] for i in docker_api.images(filters={"label": [
-            f"{PIPELINE_LABEL}={pipeline}"]})}
-        assert left == {images[b] for b in (1, 4, 5, 6, 7, 8)}, out.stdout
-    finally:
-        for cid in (drop, keep, pinned, user):
-            if _container_exists(docker_api, cid):
-                docker_api.remove_container(cid, force=True)
-        for image_id in images.values():
-            try:
-                docker_api.remove_image(image_id, force=True)
-            except Exception:  # noqa: BLE001 - removed by the test already
-                pass
-
-
-@pytest.mark.docker
-@pytest.mark.server
-def test_docker_build_records_its_images_and_cleanup_keeps_the_newest_builds(
-        docker_env, docker_api, base_image, make_ctx, tmp_path, prefect_server):
-    from ansflow.spec.steps import DockerBuildConfig
-    from ansflow.store import Store
-    from ansflow.tasks.docker_build import engine_key, execute_docker_build
-
-    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
-    built = {}
-    for build in (1, 2, 3):
-        (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nENV BUILD={build}\n")
-        ctx = make_ctx("docker_build", build_number=build, pipeline=pipeline)
-        result = execute_docker_build(ctx, DockerBuildConfig(
-            image_name=f"ansflow-test/{pipeline}", tag=str(build)))
-        built[build] = result.outputs["image_id"]
-    try:
-        store = Store()
-        try:
-            records = {r["image_id"]: r for r in store.built_images(engine_key(None))
-                       if r["pipeline"] == pipeline}
-        finally:
-            store.close()
-        assert {i: r["build_number"] for i, r in records.items()} == {
-            built[b]: b for b in (1, 2, 3)}
-        options = CleanupOptions(docker=True, keep_builds=2, pipelines=[pipeline],
-                                 run_retention_days=None)
-        report = cleanup(options)
-        assert [(i.kind, i.name) for i in report.removed] == [
-            ("Image", f"ansflow-test/{pipeline}:1")], report
-        present = {i["Id"] for i in docker_api.images()}
-        assert built[1] not in present and {built[2], built[3]} <= present
-        store = Store()
-        try:
-            assert built[1] not in {r["image_id"] for r in store.built_images(engine_key(None))}
-        finally:
-            store.close()
-    finally:
-        for build in (1, 2, 3):
-            try:
-                docker_api.remove_image(f"ansflow-test/{pipeline}:{build}", force=True)
-            except Exception:  # noqa: BLE001 - removed by the cleanup already
-                pass
+# ---- the store and the CLI ---------------------------------------------------------------
 
 
 def test_run_records_older_than_the_retention_go(prefect_server):
