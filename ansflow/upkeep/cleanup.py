@@ -148,6 +148,19 @@ class RunStates:
     def get(self, run_id: str) -> RunState:
         return self.lookup([run_id])[run_id]
 
+    def why_kept(self, run_id: str, options: CleanupOptions) -> str | None:
+        """None when what run ``run_id`` left behind may go (its run is over, or it is the
+        run ``options.run_id`` names), else why it stays."""
+        if options.run_id:
+            return None if run_id == options.run_id else f"not of run {options.run_id}"
+        state = self.get(run_id)
+        if state.final is None:
+            return f"run {clean_text(run_id, 64)} is {state.state}"
+        if not state.final:
+            return (f"run {clean_text(run_id, 64)} is still running "
+                    f"({clean_text(state.state, 40)})")
+        return None
+
     def _from_prefect(self, run_ids: list[str]) -> dict[str, RunState]:
         ids = []
         for rid in run_ids:
@@ -191,6 +204,12 @@ def _from_store(run_ids: list[str]) -> dict[str, RunState]:
                 for rid, state, finished in store.run_states(run_ids)}
     finally:
         store.close()
+
+
+def clean_text(text: object, limit: int = 200) -> str:
+    """``text`` (from a cluster or an engine: untrusted) with control characters as ``?``,
+    cut at ``limit`` characters, for a report line."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))[:limit]
 
 
 def label_value(value: str) -> str:

@@ -25,13 +25,10 @@ from ansflow.upkeep.cleanup import (
     RunStates,
     label_value,
 )
+from ansflow.upkeep.cleanup import clean_text as _clean
 
 WHERE = "docker"
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
-
-
-def _clean(text: object, limit: int = 200) -> str:
-    return "".join(c if c.isprintable() else "?" for c in str(text))[:limit]
 
 
 def _kept_by_label(labels: dict) -> bool:
@@ -46,14 +43,7 @@ def judge_container(labels: dict, states: RunStates, options: CleanupOptions) ->
     if options.pipelines and labels.get(PIPELINE_LABEL) not in \
             {label_value(p) for p in options.pipelines}:
         return "another pipeline's"
-    if options.run_id:
-        return None if rid == options.run_id else f"not of run {options.run_id}"
-    state = states.get(rid)
-    if state.final is None:
-        return f"run {_clean(rid, 64)} is {state.state}"
-    if not state.final:
-        return f"run {_clean(rid, 64)} is still running ({_clean(state.state, 40)})"
-    return None
+    return states.why_kept(rid, options)
 
 
 def _build_key(image: dict) -> tuple[int, int]:

@@ -36,16 +36,13 @@ from ansflow.upkeep.cleanup import (
     RunStates,
     label_value,
 )
+from ansflow.upkeep.cleanup import clean_text as _clean
 
 RUN_KINDS = (Resource("v1", "Pod", "pods", True), Resource("batch/v1", "Job", "jobs", True))
 PAGE_SIZE = 500
 # Kinds an expiry never applies to: records of other things, not things deployed.
 _NEVER = frozenset({"Event", "Lease", "EndpointSlice", "Endpoints", "ControllerRevision",
                     "ReplicaSet", "Node", "ComponentStatus"})
-
-
-def _clean(text: object, limit: int = 200) -> str:
-    return "".join(c if c.isprintable() else "?" for c in str(text))[:limit]
 
 
 def list_metadata(api: k8s.ApiClient, res: Resource, selector: str,
@@ -127,15 +124,7 @@ def judge_run_object(meta: dict, kind: str, states: RunStates,
     owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
     if owner is not None:
         return f"controlled by {_clean(owner.get('kind'))}/{_clean(owner.get('name'))}"
-    rid = str(labels.get(RUN_LABEL, ""))
-    if options.run_id:
-        return None if rid == options.run_id else f"not of run {options.run_id}"
-    state = states.get(rid)
-    if state.final is None:
-        return f"run {_clean(rid, 64)} is {state.state}"
-    if not state.final:
-        return f"run {_clean(rid, 64)} is still running ({_clean(state.state, 40)})"
-    return None
+    return states.why_kept(str(labels.get(RUN_LABEL, "")), options)
 
 
 def judge_expired(meta: dict, now: datetime) -> str | None:
