@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from kubernetes import client as k8s
+from polling import until
 
 from ansflow.spec.steps import K8sDeployConfig
 from ansflow.tasks.k8s_deploy import execute_k8s_deploy
@@ -32,16 +31,6 @@ def statefulset_body(name: str, replicas: int = 2, image: str = "example.invalid
                  "template": {"metadata": {"labels": labels}, "spec": {
                      "containers": [{"name": "main", "image": image}]}}},
     }
-
-
-def until(predicate, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def ready_deployment(dev_cluster, ns: str, body: dict):

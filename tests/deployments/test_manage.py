@@ -15,6 +15,7 @@ import pytest
 from fixtures_pipeline import run_artifacts as artifacts
 from fixtures_pipeline import server_events as events
 from kubernetes import client as k8s
+from polling import until
 
 pytestmark = [pytest.mark.server, pytest.mark.k8s]
 
@@ -24,16 +25,6 @@ APPROVAL_TIMEOUT = 25  # the served runs' approval timeout (ANSFLOW_APPROVAL_TIM
 def _prefect_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "prefect", *args], capture_output=True,
                           text=True, timeout=timeout)
-
-
-def until(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client as k8s
+from polling import until as _wait
 
 from ansflow.engines.kube import (
     build_api_client,
@@ -126,16 +127,6 @@ def _deployment(name: str, replicas: int = 2) -> dict:
             },
         },
     }
-
-
-def _wait(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _running_pod(api, ns: str, app: str) -> str:

@@ -11,9 +11,9 @@ from k8s_workloads import (
     ready_deployment,
     set_image,
     statefulset_body,
-    until,
 )
 from kubernetes import client as k8s
+from polling import until
 
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import K8sRestartConfig, K8sRollbackConfig

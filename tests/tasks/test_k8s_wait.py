@@ -9,6 +9,7 @@ import time
 import pydantic
 import pytest
 from kubernetes import client as k8s
+from polling import until
 
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import K8sWaitConfig
@@ -38,16 +39,6 @@ def messages(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records]
 
 
-def until(predicate, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out")
-
-
 def test_deployment_rollout_is_awaited_with_progress_lines(dev_cluster, make_ctx, caplog):
     ns = dev_cluster.namespace("wait")
     with dev_cluster.client() as api:
@@ -72,7 +63,7 @@ def test_image_pull_backoff_fails_fast_naming_pod_container_and_reason(dev_clust
     with dev_cluster.client() as api:
         core = k8s.CoreV1Api(api)
         k8s.AppsV1Api(api).create_namespaced_deployment(ns, body)
-        pod = until(lambda: core.list_namespaced_pod(ns).items)[0].metadata.name
+        pod = until(lambda: core.list_namespaced_pod(ns).items, 30)[0].metadata.name
         core.patch_namespaced_pod_status(pod, ns, {"status": {"containerStatuses": [{
             "name": "main", "image": "example.invalid/app:1", "imageID": "", "ready": False,
             "restartCount": 0, "state": {"waiting": {
