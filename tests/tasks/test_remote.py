@@ -130,6 +130,34 @@ def test_connections_are_reused_within_a_run(sshd, tmp_path):
     assert POOL.opened - before == 1
 
 
+def test_steps_share_a_resident_shell_and_a_stopped_one_is_not_reused(sshd, tmp_path):
+    """Steps one after another run on one resident shell (one SSH session); each still
+    gets its own exit code, env and outputs; a step cancelled mid-run closes its shell, and
+    the next step opens a fresh one that works."""
+    from ansflow.engines import ssh_exec
+
+    ctx = _ctx(tmp_path, blocks={"host": sshd.block()})
+    before = ssh_exec.opened_shells
+    for code in (0, 3, 0):
+        step = _ctx(tmp_path, run_id=ctx.run_id, blocks=ctx.blocks, env={"N": str(code)})
+        command = f'echo "got=$N" >> "$ANSFLOW_OUTPUT"; exit {code}'
+        if code:
+            with pytest.raises(StepFailed, match="exited with code 3") as failed:
+                execute_command(step, CommandConfig(command=command))
+            assert failed.value.exit_code == 3
+        else:
+            result = execute_command(step, CommandConfig(command=command))
+            assert (result.exit_code, result.outputs) == (0, {"got": "0"})
+    assert ssh_exec.opened_shells - before == 1
+    threading.Timer(1.0, ctx.control.cancel).start()
+    with pytest.raises(StepCancelled):
+        execute_command(ctx, CommandConfig(command="sleep 30"))
+    again = _ctx(tmp_path, run_id=ctx.run_id, blocks=ctx.blocks)
+    result = execute_command(again, CommandConfig(command='echo "x=1" > "$ANSFLOW_OUTPUT"'))
+    assert result.outputs == {"x": "1"}
+    assert ssh_exec.opened_shells - before == 2
+
+
 def test_changed_host_key_and_wrong_key_are_refused_without_retry(run_pipeline, sshd,
                                                                    prefect_server, tmp_path):
     wrong_host = other_key(tmp_path)
@@ -277,21 +305,42 @@ def test_unknown_host_block(tmp_path, prefect_server):
 
 @pytest.mark.parametrize("size", [1, 3, 10000])
 @pytest.mark.parametrize("user", [b"a\nb\n", b"a\nb", b"", b"\n\n", b"x\n\n",
-                                  b"ANSFLOW-END\n", b"ANSFLOW-END-", b"\n"])
-def test_outputs_trailer_is_split_off_whatever_the_chunks(user, size):
-    """The wrapper's `\\n<nonce>\\n<outputs>` trailer: the command's lines come out as
-    they were (one empty line of ours dropped), the outputs after it, in any chunking."""
+                                  b"ANSFLOW-END\n", b"ANSFLOW-END-", b"\n",
+                                  b"ANSFLOW-END-abc 1\n", b"ANSFLOW-END-abc x 2\n"])
+def test_reply_is_split_off_whatever_the_chunks(user, size):
+    """A resident shell's `\\n<nonce> <code> <length>\\n<outputs>` reply on stdout and
+    `\\n<nonce>\\n` on stderr: the command's lines come out as they were (one empty line
+    of ours dropped), the exit code and outputs after it, in any chunking; what follows the
+    reply is dropped."""
     from ansflow.engines.ssh_exec import _Trailer
 
     nonce = "ANSFLOW-END-abc"
-    data = user + b"\n" + nonce.encode() + b"\nk=v\n"
-    trailer = _Trailer(nonce)
-    out = b"".join(trailer.feed(data[i:i + size]) for i in range(0, len(data), size))
-    out += trailer.rest()
 
     def lines(b: bytes) -> list[bytes]:
         return b[:-1].split(b"\n") if b.endswith(b"\n") else (b.split(b"\n") if b else [])
 
-    assert lines(out) == lines(user)
-    assert bytes(trailer.trailer) == b"k=v\n"
+    def split(parser: _Trailer, data: bytes) -> bytes:
+        out = b"".join(parser.feed(data[i:i + size]) for i in range(0, len(data), size))
+        return out + parser.rest()
+
+    stdout = _Trailer(nonce)
+    data = user + b"\n" + nonce.encode() + b" 3 4\nk=v\nstray"
+    assert lines(split(stdout, data)) == lines(user)
+    assert (stdout.done, stdout.code, bytes(stdout.trailer)) == (True, 3, b"k=v\n")
+
+    stderr = _Trailer(nonce, payload=False)
+    assert lines(split(stderr, user + b"\n" + nonce.encode() + b"\nstray")) == lines(user)
+    assert stderr.done
+
+    unfinished = _Trailer(nonce)
+    assert lines(split(unfinished, user)) == lines(user) and not unfinished.done
     assert _Trailer(nonce).feed(b"start\n") == b"start\n"  # a complete line is not held
+
+
+def test_a_request_cannot_carry_a_line_break_in_a_path():
+    from ansflow.engines.ssh_exec import request_bytes
+
+    with pytest.raises(ValueError, match="line break"):
+        request_bytes("a\nb/step.sh", "", "", "n", b"true\n")
+    assert request_bytes("d/step.sh", "d/out", "d", "N", b"true\n") == \
+        b"run\nd/step.sh\nd/out\nd\nN\n5\ntrue\nN\n"
