@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the dev-cluster binaries (kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, etcd, kwok, helm) from the pinned tools modules in tools/*/ with the machine's Go,
+# kubectl, kubelet, etcd, kwok, helm) from the pinned tools modules in tools/*/ with the machine's Go,
 # into $ANSFLOW_CACHE_DIR/k8s-bin/<version-key>/. Skips the work when that directory is
 # complete. Prints per-component timings and peak memory to stderr, the directory to stdout.
 #
@@ -34,7 +34,7 @@ GO_VERSION=$(go env GOVERSION)
 PINS_SUM=$(cat "$TOOLS"/{k8s,etcd,kwok,helm}/go.{mod,sum} | sha256sum | cut -c1-10)
 KEY="k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION-$GO_VERSION-$PINS_SUM"
 DEST="$CACHE/k8s-bin/$KEY"
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok helm)
 
 if [ "${1:-}" = "--dir" ]; then echo "$DEST"; exit 0; fi
 
@@ -80,7 +80,7 @@ K8S_LDFLAGS+=" $C.gitVersion=$K8S_VERSION $C.gitMajor=$kmaj $C.gitMinor=$kmin"
 K8S_LDFLAGS+=" $C.gitTreeState=clean $C.buildDate=$now"
 step kubernetes k8s "$WORK/" "$K8S_LDFLAGS" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
 step etcd etcd "$WORK/etcd" "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
   go.etcd.io/etcd/server/v3
 step kwok kwok "$WORK/kwok" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" sigs.k8s.io/kwok/cmd/kwok

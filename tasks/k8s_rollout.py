@@ -255,6 +255,12 @@ def evaluate(obj: dict, cond: WaitCondition) -> Verdict:
 
 def stuck_pod(pods: list[dict]) -> str | None:
     """Why the first pod that cannot come up is stuck: 'pod P, container C: Reason: msg'."""
+    found = stuck_container(pods)
+    return found[0] if found else None
+
+
+def stuck_container(pods: list[dict]) -> tuple[str, dict, dict] | None:
+    """The first stuck container: (why, as stuck_pod says it; its pod; its status)."""
     for pod in pods:
         if _get(pod, "metadata", "deletionTimestamp"):
             continue
@@ -266,7 +272,7 @@ def stuck_pod(pods: list[dict]) -> str | None:
             if reason in BAD_WAITING_REASONS:
                 message = str(waiting.get("message") or "")[:300]
                 return (f"pod {_get(pod, 'metadata', 'name')!r}, container {cs.get('name')!r}: "
-                        f"{reason}" + (f": {message}" if message else ""))
+                        f"{reason}" + (f": {message}" if message else ""), pod, cs)
     return None
 
 

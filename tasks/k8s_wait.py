@@ -26,7 +26,7 @@ from ansflow.tasks.k8s_rollout import (
     Verdict,
     evaluate,
     selector_string,
-    stuck_pod,
+    stuck_container,
 )
 from ansflow.tasks.k8s_session import api_errors, cluster_session
 from ansflow.tasks.public import (
@@ -36,6 +36,7 @@ from ansflow.tasks.public import (
     run_standalone,
     step_task,
 )
+from ansflow.upkeep.cleanup import clean_text
 
 POD_CHECK_EVERY = 2.0  # seconds between looks at the rollout's pods (fail fast)
 WATCH_WINDOW = 5  # seconds per watch request; a closed window resumes from resourceVersion
@@ -72,10 +73,10 @@ class _Watcher:
         now = time.monotonic()
         if self.fail_fast and (force_pods or now - self.last_pod_check >= POD_CHECK_EVERY):
             self.last_pod_check = now
-            stuck = stuck_pod(rollout_pods(self.api, obj))
+            stuck = stuck_container(rollout_pods(self.api, obj))
             if stuck:
                 raise StepFailed(f"{self.res.ref(self.name, self.namespace)} will not become "
-                                 f"ready: {stuck}",
+                                 f"ready: {stuck[0]}{crash_report(self.api, *stuck[1:])}",
                                  hint="set fail_fast: false to keep waiting anyway")
         return False
 
@@ -85,6 +86,32 @@ class _Watcher:
                 response.shutdown()
             except Exception:  # noqa: BLE001 - best effort: the read then fails and we stop
                 pass
+
+
+CRASH_LINES = 10
+
+
+def crash_report(api: k8s.ApiClient, pod: dict, status: dict) -> str:
+    """For a container that ran and died (CrashLoopBackOff): its last exit code and the
+    last lines it wrote (the previous container's log), as text to append to the failure.
+    The lines come from the cluster: control characters are dropped, lengths bounded."""
+    last = ((status.get("lastState") or {}).get("terminated")) or {}
+    if not last:
+        return ""
+    meta = pod.get("metadata") or {}
+    report = f"; it exited with code {last.get('exitCode')}"
+    if last.get("reason"):
+        report += f" ({clean_text(str(last['reason']), 60)})"
+    try:
+        text = k8s.CoreV1Api(api).read_namespaced_pod_log(
+            meta.get("name"), meta.get("namespace"), container=status.get("name"),
+            previous=True, tail_lines=CRASH_LINES, limit_bytes=8192, _request_timeout=10)
+    except Exception:  # noqa: BLE001 - the log is a courtesy: the failure stands without it
+        return report
+    lines = [clean_text(line, 300) for line in str(text or "").splitlines()[-CRASH_LINES:]]
+    if lines:
+        report += "; its last lines:\n" + "\n".join(f"  {line}" for line in lines)
+    return report
 
 
 def rollout_pods(api: k8s.ApiClient, obj: dict) -> list[dict]:

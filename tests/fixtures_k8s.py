@@ -11,7 +11,7 @@ Usage in a test:
 `dev_cluster` brings up the cluster named `test` under the suite's temp ANSFLOW_HOME, saves
 the block `test` on the suite's Prefect server, and tears everything down (processes and
 data) at the end of the session. `second_dev_cluster` (`test-b`) is only started when a test
-asks for it.
+asks for it, as is `real_node_cluster` (`test-rn`: with one real node, ansflow.devcluster.realnode).
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ class DevClusterHandle:
         return name
 
 
-def _start(name: str, prefect_server: str) -> DevClusterHandle:
+def _start(name: str, prefect_server: str, **up_options) -> DevClusterHandle:
     try:
-        result = manager.up(name, nodes=1)
+        result = manager.up(name, nodes=1, **up_options)
     except DevClusterError as exc:
         pytest.fail(f"dev cluster {name!r} could not start: {exc}", pytrace=False)
     from ansflow.blocks.kubernetes import KubernetesCluster
@@ -99,6 +99,28 @@ def dev_cluster(prefect_server: str) -> Iterator[DevClusterHandle]:
 def second_dev_cluster(prefect_server: str) -> Iterator[DevClusterHandle]:
     """A second, independent dev cluster `test-b`, for tests that need two at once."""
     handle = _start("test-b", prefect_server)
+    try:
+        yield handle
+    finally:
+        manager.down(handle.name, wipe=True)
+
+
+# What a pod needs to land on the real node (and its image, imported by `up --real-node`).
+REAL_NODE_POD_SPEC = {
+    "nodeSelector": {"ansflow.dev/real-node": "true"},
+    "tolerations": [{"key": "ansflow.dev/real-node", "operator": "Exists",
+                     "effect": "NoSchedule"}],
+}
+BUSYBOX_IMAGE = "localhost/ansflow/busybox:1"
+
+
+@pytest.fixture(scope="session")
+def real_node_cluster(prefect_server: str, docker_env) -> Iterator[DevClusterHandle]:
+    """A dev cluster `test-rn` with one real node (kubelet + containerd: real containers)
+    that pulls from the set-up's anonymous registry; its block `test-rn` saved on the
+    Prefect server."""
+    handle = _start("test-rn", prefect_server, real_node=True,
+                    registries=[docker_env.registry])
     try:
         yield handle
     finally:

@@ -73,13 +73,30 @@ def up(
         True, "--block/--no-block", help="Save a KubernetesCluster block named NAME."
     ),
     timeout: float = typer.Option(90.0, help="Seconds each component may take to get healthy."),
+    real_node: bool = typer.Option(
+        False, "--real-node", help="Also run one real node (kubelet, containerd, runc, CNI: "
+        "real containers), tainted ansflow.dev/real-node=true:NoSchedule. Needs root."),
+    registry: list[str] = typer.Option(
+        [], "--registry", metavar="127.0.0.1:PORT",
+        help="A plain-HTTP registry on loopback the real node may pull from (repeatable; "
+        "default: $ANSFLOW_TEST_REGISTRY, the set-up's registry, when set)."),
 ) -> None:
     """Start the cluster (a no-op when it already runs) and wait until its nodes are Ready."""
+    import os
+
     from ansflow.devcluster import manager
 
+    registries = list(registry)
+    if not registries and os.environ.get("ANSFLOW_TEST_REGISTRY"):
+        registries = [os.environ["ANSFLOW_TEST_REGISTRY"]]
+    for reg in registries:
+        host, _, port = reg.rpartition(":")
+        if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+            _fail(f"--registry {reg!r}: give a loopback registry as 127.0.0.1:PORT")
     started = time.monotonic()
     try:
-        result = manager.up(name, nodes=nodes, timeout=timeout)
+        result = manager.up(name, nodes=nodes, timeout=timeout, real_node=real_node,
+                            registries=registries)
     except AnsflowError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -95,6 +112,10 @@ def up(
                    "certificates kept)")
     if result.already_running:
         typer.echo(f"dev cluster {name!r} is already running at {state.server}")
+    if state.real_node:
+        typer.echo("real node 127.0.0.1 Ready (kubelet + containerd; tolerate the taint "
+                   "ansflow.dev/real-node=true:NoSchedule and select the label "
+                   "ansflow.dev/real-node=true to run pods on it)")
     else:
         typer.echo(
             f"dev cluster {name!r} is up at {state.server} "

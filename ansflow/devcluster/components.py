@@ -146,7 +146,8 @@ def kwok_argv(bins: Binaries, paths: ClusterPaths, ports: dict[str, int], pki: P
         bins.path("kwok"),
         f"--kubeconfig={paths.kubeconfig}",
         f"--config={paths.kwok_config}",
-        "--manage-all-nodes=true",
+        # Only the kwok nodes (node_manifest's annotation): a real kubelet node is left alone.
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--node-ip=127.0.0.1",
         f"--node-port={ports['kwok']}",
         f"--server-address=127.0.0.1:{ports['kwok']}",

@@ -15,6 +15,7 @@ from kubernetes import client as k8s
 
 from ansflow.devcluster import components as comp
 from ansflow.devcluster import processes as proc
+from ansflow.devcluster import realnode
 from ansflow.devcluster.binaries import Binaries, find_binaries
 from ansflow.devcluster.errors import ComponentFailed, DevClusterError
 from ansflow.devcluster.kwok_guard import isolation_available
@@ -82,9 +83,10 @@ def is_running(paths: ClusterPaths, state: ClusterState | None) -> bool:
 
 
 def _stop_all(state: ClusterState) -> list[str]:
-    # Clients first, then the API server, then etcd: stopped together, the API server's
+    # The real node first (its kubelet, then containerd and what its pods left), then the
+    # clients, then the API server, then etcd: stopped together, the API server's
     # graceful shutdown hangs on a vanished etcd and etcd waits for its clients to drain.
-    stopped = []
+    stopped = realnode.stop(ClusterPaths.for_name(state.name), state)
     for group, timeout in STOP_GROUPS:
         running = [
             name for name in group
@@ -159,13 +161,18 @@ def _pick_ports(old: ClusterState | None) -> dict[str, int]:
     return dict(zip(comp.PORT_NAMES, proc.free_ports(len(comp.PORT_NAMES)), strict=True))
 
 
-def up(name: str = "local", nodes: int = 1, timeout: float = START_TIMEOUT) -> UpResult:
+def up(name: str = "local", nodes: int = 1, timeout: float = START_TIMEOUT,
+       real_node: bool = False, registries: list[str] | None = None) -> UpResult:
     """Start (or find running) the named dev cluster and wait until its nodes are Ready.
 
     Args:
         name: the cluster's name (directory under $ANSFLOW_HOME/clusters, block name).
         nodes: how many kwok nodes to create.
         timeout: seconds each component may take to become healthy.
+        real_node: also run one real node (kubelet + containerd, ansflow.devcluster.realnode);
+            a cluster that had one gets it back when it starts again.
+        registries: loopback plain-HTTP registries (``127.0.0.1:PORT``) the real node's
+            containerd may pull from.
 
     Returns:
         The recorded state and what was done.
@@ -179,13 +186,39 @@ def up(name: str = "local", nodes: int = 1, timeout: float = START_TIMEOUT) -> U
         raise DevClusterError("--nodes must be at least 1")
     paths = ClusterPaths.for_name(name)
     bins = find_binaries()
+    if real_node:
+        reason = realnode.missing_parts(bins)
+        if reason:
+            raise DevClusterError(reason)
     with _locked(paths):
-        return _up_locked(paths, bins, nodes, timeout)
+        return _up_locked(paths, bins, nodes, timeout, real_node, list(registries or []))
 
 
-def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) -> UpResult:
+def _add_real_node(paths: ClusterPaths, state: ClusterState, bins: Binaries,
+                   registries: list[str], timeout: float) -> None:
+    """Start the real node of a running cluster (kwok restarted first when it was started
+    managing every node, as before real nodes)."""
+    pki = Pki(paths.pki)
+    if not state.kwok_selective:
+        proc.stop_process(state.processes["kwok"], 5.0)
+        _start(state, "kwok", comp.kwok_argv(bins, paths, state.ports, pki,
+                                             isolate=isolation_available()), paths)
+        state.kwok_selective = True
+        save_state(paths, state)
+    try:
+        with _admin_api(paths) as api:
+            realnode.start(paths, state, bins, pki, api, registries, timeout)
+    except BaseException:
+        realnode.stop(paths, state)
+        raise
+    save_state(paths, state)
+
+
+def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float,
+               real_node: bool = False, registries: list[str] | None = None) -> UpResult:
     name = paths.name
     old = load_state(paths)
+    registries = registries or []
     upgraded = False
     if old and is_running(paths, old) and old.security < comp.SECURITY:
         # Started by an older ansflow (etcd open to any local user, anonymous requests):
@@ -198,8 +231,14 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) 
                 _ensure_nodes(api, nodes)
             old.nodes = nodes
             save_state(paths, old)
+        if (real_node or old.real_node) and not realnode.running(old):
+            _add_real_node(paths, old, bins, registries or (
+                old.real_node or {}).get("registries", []), timeout)
         return UpResult(old, paths, already_running=True)
     recovered = _stop_all(old) if old else []
+    real_node = real_node or bool(old and old.real_node)
+    if not registries and old and old.real_node:
+        registries = list(old.real_node.get("registries", []))
     started = time.monotonic()
     pki = create_pki(paths.pki, name)
     ports = _pick_ports(old)
@@ -212,11 +251,16 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float) 
             nodes=nodes,
             started_at=time.time(),
             security=comp.SECURITY,
+            kwok_selective=True,
+            real_node=old.real_node if old else None,
         )
         _prepare_files(paths, state, pki)
         save_state(paths, state)
         try:
             _start_components(paths, state, bins, pki, timeout)
+            if real_node:
+                with _admin_api(paths) as api:
+                    realnode.start(paths, state, bins, pki, api, registries, timeout)
             break
         except ComponentFailed as exc:
             _stop_all(state)
@@ -362,6 +406,18 @@ def status(name: str = "local") -> tuple[ClusterState | None, list[ComponentStat
                 healthy=alive[c] and pki.exists() and probes[c](),
             )
         )
+    if state.real_node:
+        node = realnode.NodeSettings.from_dict(state.real_node)
+        checks = {
+            "containerd": (None, lambda: realnode.containerd_answers(node.key)),
+            "kubelet": (node.port, lambda: proc.http_ok(
+                f"http://127.0.0.1:{node.healthz}/healthz")),
+        }
+        for c, (port, probe) in checks.items():
+            record = state.processes.get(c)
+            running = bool(record and proc.is_alive(record))
+            rows.append(ComponentStatus(name=c, pid=record.pid if record else None, port=port,
+                                        running=running, healthy=running and probe()))
     return state, rows
 
 

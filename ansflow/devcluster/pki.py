@@ -195,3 +195,33 @@ def admin_kubeconfig(pki: Pki, server: str, cluster: str, namespace: str = "defa
 def write_private_text(path: Path, text: str) -> None:
     """Write a file readable only by its owner (kubeconfigs, keys)."""
     _write_private(path, text.encode())
+
+
+def issue_leaf(pki: Pki, crt: Path, key: Path, cn: str, org: str | None, *,
+               server: bool = False, ips: tuple[str, ...] = ()) -> None:
+    """A key and a certificate signed by the cluster's CA: a client certificate, or with
+    ``server`` a serving one for ``ips`` (the real node's kubelet: the API server checks it
+    against the CA, ``--kubelet-certificate-authority``)."""
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_crt.read_bytes())
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn, org))
+        .issuer_name(ca_cert.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost")]
+            + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    _write_private(key, _key_pem(leaf_key))
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

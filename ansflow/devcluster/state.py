@@ -94,6 +94,9 @@ class ClusterState:
     started_at: float = 0.0
     ready_seconds: float | None = None
     security: int = 0  # components.SECURITY the components were started with
+    # kwok manages only the nodes annotated kwok.x-k8s.io/node=fake (a real node can join).
+    kwok_selective: bool = False
+    real_node: dict | None = None  # realnode.NodeSettings of the real node, when it has one
 
     @property
     def server(self) -> str:
@@ -115,6 +118,8 @@ class ClusterState:
             "started_at": self.started_at,
             "ready_seconds": self.ready_seconds,
             "security": self.security,
+            "kwok_selective": self.kwok_selective,
+            "real_node": self.real_node,
         }
         return json.dumps(data, indent=2, sort_keys=True)
 
@@ -131,6 +136,8 @@ class ClusterState:
             started_at=float(data.get("started_at", 0.0)),
             ready_seconds=data.get("ready_seconds"),
             security=int(data.get("security", 0)),
+            kwok_selective=bool(data.get("kwok_selective", False)),
+            real_node=data.get("real_node") or None,
         )
 
 
