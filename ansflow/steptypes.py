@@ -91,7 +91,7 @@ REGISTRY: dict[str, StepType] = {t.name: t for t in (
 
 STEP_TYPES: tuple[str, ...] = tuple(REGISTRY)
 # Where command and script steps can run in this version (`runs_on`).
-RUNS_ON_IMPLEMENTED: tuple[str, ...] = ("local", "docker", "remote")
+RUNS_ON_IMPLEMENTED: tuple[str, ...] = ("local", "docker", "remote", "kubernetes")
 IMPLEMENTED: tuple[str, ...] = tuple(n for n, t in REGISTRY.items() if t.implemented)
 CONFIG_MODELS: dict[str, type[StrictModel]] = {n: t.config for n, t in REGISTRY.items()}
 

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
@@ -16,7 +16,13 @@ from ansflow.paths import confine
 from ansflow.spec.steps import CommandConfig, ScriptConfig
 from ansflow.stepenv import inherited_env
 from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
+from ansflow.tasks.public import (
+    StepOutput,
+    cluster_argument,
+    config_of,
+    run_standalone,
+    step_task,
+)
 from ansflow.tasks.remote import SCRIPT_PATH, execute_remote
 
 _SHELL_FLAGS = {"sh": ["-e", "-c"], "bash": ["--noprofile", "--norc", "-eo", "pipefail", "-c"]}
@@ -44,13 +50,17 @@ def execute_command(ctx: StepContext, config: CommandConfig) -> StepResult:
     argv = command_argv(config.command, config.shell)
     if ctx.runs_on == "remote":
         return execute_remote(ctx, config, argv)
+    if ctx.runs_on == "kubernetes":
+        from ansflow.tasks.pod_step import execute_in_pod  # noqa: PLC0415 - kubernetes client
+
+        return execute_in_pod(ctx, config, argv)
     return _run(ctx, argv, config.working_dir, config.image, config.host)
 
 
 def execute_script(ctx: StepContext, config: ScriptConfig) -> StepResult:
     """Run an inline script or a script file with ``config.interpreter``."""
-    if ctx.runs_on == "remote":
-        return _script_on_remote(ctx, config)
+    if ctx.runs_on in ("remote", "kubernetes"):
+        return _script_elsewhere(ctx, config)
     if config.file is not None:
         path = Path(confine(config.file, ctx.workspace, "script file"))
         if not path.is_file():
@@ -68,8 +78,9 @@ def execute_script(ctx: StepContext, config: ScriptConfig) -> StepResult:
         _remove_scratch(scratch)
 
 
-def _script_on_remote(ctx: StepContext, config: ScriptConfig) -> StepResult:
-    """A script on an SSH host: a script file's text travels like an inline script's."""
+def _script_elsewhere(ctx: StepContext, config: ScriptConfig) -> StepResult:
+    """A script on an SSH host or in a pod: a script file's text travels like an inline
+    script's."""
     text = config.script or ""
     if config.file is not None:
         path = Path(confine(config.file, ctx.workspace, "script file"))
@@ -77,6 +88,10 @@ def _script_on_remote(ctx: StepContext, config: ScriptConfig) -> StepResult:
             raise StepFailed(f"script file not found: {path}")
         text = path.read_text(encoding="utf-8", errors="replace")
     argv = script_argv(config.interpreter, SCRIPT_PATH, config.args)
+    if ctx.runs_on == "kubernetes":
+        from ansflow.tasks.pod_step import execute_in_pod  # noqa: PLC0415 - kubernetes client
+
+        return execute_in_pod(ctx, config, argv, inline=text)
     return execute_remote(ctx, config, argv, inline=text)
 
 
@@ -192,9 +207,15 @@ def command(
     shell: str = "sh",
     image: str | None = None,
     host: str | None = None,
-    runs_on: Literal["local", "docker", "remote"] = "local",
-    upload_workspace: bool = False,
+    runs_on: Literal["local", "docker", "remote", "kubernetes"] = "local",
+    upload_workspace: bool | None = None,
     download: list[str] | None = None,
+    cluster: Any = None,
+    namespace: str | None = None,
+    service_account: str | None = None,
+    node_selector: dict[str, str] | None = None,
+    tolerations: list[dict] | None = None,
+    resources: dict[str, dict[str, str]] | None = None,
     env: dict[str, str] | None = None,
     env_passthrough: list[str] | None = None,
     workspace: str | None = None,
@@ -206,14 +227,26 @@ def command(
         command: A shell command line, or an argv list run without a shell.
         working_dir: Directory to run in, relative to ``workspace``.
         shell: Shell for string commands: ``sh``, ``bash`` (with pipefail), or a path.
-        image: Container image when ``runs_on`` is ``docker``.
+        image: Container image when ``runs_on`` is ``docker`` or ``kubernetes``.
         host: The Docker engine when ``runs_on`` is ``docker``: an address or a DockerHost
             block name (default: ``DOCKER_HOST``); the SshHost block name on ``remote``.
         runs_on: ``local`` (a process here), ``docker`` (a container of ``image`` with the
-            workspace mounted at the same path) or ``remote`` (on the SshHost block ``host``,
-            in the run's directory there; the remote process group ends with the step).
-        upload_workspace: On remote, upload the workspace to the host first.
-        download: On remote, paths (relative to the workspace) copied back after success.
+            workspace mounted at the same path), ``remote`` (on the SshHost block ``host``,
+            in the run's directory there; the remote process group ends with the step) or
+            ``kubernetes`` (a pod of ``image`` in ``cluster``, the workspace copied into its
+            ``/workspace``; the pod is deleted at the end, on timeout and on cancel).
+        upload_workspace: Copy the workspace in first: to the host on remote (default no),
+            into the pod's ``/workspace`` on kubernetes (default yes).
+        download: On remote or kubernetes, paths (relative to the workspace) copied back
+            after success.
+        cluster: On kubernetes, a KubernetesCluster block, or the name of a saved one, to
+            run the pod in.
+        namespace: On kubernetes, the pod's namespace (default: the block's).
+        service_account: On kubernetes, the pod's service account (its token is mounted
+            only then).
+        node_selector: On kubernetes, the pod's nodeSelector.
+        tolerations: On kubernetes, the pod's tolerations (Kubernetes' own form).
+        resources: On kubernetes, ``{"requests": {...}, "limits": {...}}``.
         env: Extra environment variables of the command.
         env_passthrough: Variables of this process (names or globs) the command inherits
             beyond the clean base (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME, SHELL,
@@ -240,9 +273,10 @@ def command(
             print(out["outputs"]["version"])
         ```
     """
+    cluster, blocks = cluster_argument(cluster)
     return run_standalone("command", execute_command, config_of(CommandConfig, locals()),
                           timeout=timeout, workspace=workspace, env=env, runs_on=runs_on,
-                          env_passthrough=env_passthrough)
+                          env_passthrough=env_passthrough, blocks=blocks)
 
 
 @step_task("script", execute_script)
@@ -255,9 +289,15 @@ def script(
     working_dir: str | None = None,
     image: str | None = None,
     host: str | None = None,
-    runs_on: Literal["local", "docker", "remote"] = "local",
-    upload_workspace: bool = False,
+    runs_on: Literal["local", "docker", "remote", "kubernetes"] = "local",
+    upload_workspace: bool | None = None,
     download: list[str] | None = None,
+    cluster: Any = None,
+    namespace: str | None = None,
+    service_account: str | None = None,
+    node_selector: dict[str, str] | None = None,
+    tolerations: list[dict] | None = None,
+    resources: dict[str, dict[str, str]] | None = None,
     env: dict[str, str] | None = None,
     env_passthrough: list[str] | None = None,
     workspace: str | None = None,
@@ -271,12 +311,23 @@ def script(
         interpreter: ``sh`` (with -e), ``bash`` (with pipefail), ``python3``, ``node``, ...
         args: Arguments passed to the script.
         working_dir: Directory to run in, relative to ``workspace``.
-        image: Container image when ``runs_on`` is ``docker``.
+        image: Container image when ``runs_on`` is ``docker`` or ``kubernetes``.
         host: The Docker engine when ``runs_on`` is ``docker``: an address or a DockerHost
             block name (default: ``DOCKER_HOST``); the SshHost block name on ``remote``.
-        runs_on: ``local``, ``docker`` or ``remote`` (on the SshHost block ``host``).
-        upload_workspace: On remote, upload the workspace to the host first.
-        download: On remote, paths (relative to the workspace) copied back after success.
+        runs_on: ``local``, ``docker``, ``remote`` (on the SshHost block ``host``) or
+            ``kubernetes`` (a pod of ``image`` in ``cluster``).
+        upload_workspace: Copy the workspace in first: to the host on remote (default no),
+            into the pod's ``/workspace`` on kubernetes (default yes).
+        download: On remote or kubernetes, paths (relative to the workspace) copied back
+            after success.
+        cluster: On kubernetes, a KubernetesCluster block, or the name of a saved one, to
+            run the pod in.
+        namespace: On kubernetes, the pod's namespace (default: the block's).
+        service_account: On kubernetes, the pod's service account (its token is mounted
+            only then).
+        node_selector: On kubernetes, the pod's nodeSelector.
+        tolerations: On kubernetes, the pod's tolerations (Kubernetes' own form).
+        resources: On kubernetes, ``{"requests": {...}, "limits": {...}}``.
         env: Extra environment variables of the script.
         env_passthrough: Variables of this process (names or globs) the script inherits
             beyond the clean base, as for ``command``.
@@ -297,6 +348,7 @@ def script(
         script(interpreter="python3", script="print('hello from python')")
         ```
     """
+    cluster, blocks = cluster_argument(cluster)
     return run_standalone("script", execute_script, config_of(ScriptConfig, locals()),
                           timeout=timeout, workspace=workspace, env=env, runs_on=runs_on,
-                          env_passthrough=env_passthrough)
+                          env_passthrough=env_passthrough, blocks=blocks)

@@ -126,3 +126,27 @@ def apply_remote_defaults(plan: Plan) -> None:
         if (host and step_type(step.type).target == "runs_on" and step.runs_on == "remote"
                 and not step.config.get("host")):
             step.config["host"] = host
+
+
+_POD_KEYS = ("service_account", "node_selector", "tolerations", "resources")
+
+
+def apply_kubernetes_defaults(plan: Plan) -> None:
+    """A command or script step that runs on kubernetes (in a pod) takes its image, cluster,
+    namespace and pod settings from `defaults.kubernetes`; image, cluster and namespace fall
+    back to `defaults.docker.image` and `defaults.k8s`."""
+    kube = plan.defaults.get("kubernetes") or {}
+    k8s = plan.defaults.get("k8s") or {}
+    docker = plan.defaults.get("docker") or {}
+    fallback = {"image": kube.get("image") or docker.get("image"),
+                "cluster": kube.get("cluster") or k8s.get("cluster"),
+                "namespace": kube.get("namespace") or k8s.get("namespace")}
+    fallback.update({key: kube.get(key) for key in _POD_KEYS})
+    for step in plan.steps + plan.finally_steps:
+        if not (step_type(step.type).target == "runs_on" and step.runs_on == "kubernetes"
+                and isinstance(step.config, dict)):
+            continue
+        for key, value in fallback.items():
+            if value and not step.config.get(key):
+                step.config[key] = value
+

@@ -137,6 +137,20 @@ class RemoteDefaults(StrictModel):
     host: str | None = Field(None, description="SshHost block of steps that run on remote.")
 
 
+class KubernetesDefaults(StrictModel):
+    """What command and script steps that run on kubernetes (in pods) take by default."""
+
+    image: str | None = Field(None, description="Image of the step's pod (else "
+                                                "defaults.docker.image).")
+    cluster: str | None = Field(None, description="KubernetesCluster block (else "
+                                                  "defaults.k8s.cluster).")
+    namespace: str | None = Field(None, description="Namespace (else defaults.k8s.namespace).")
+    service_account: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    resources: dict[str, dict[str, str | int | float]] = Field(default_factory=dict)
+
+
 class StepDefaults(StrictModel):
     retries: int | None = Field(None, ge=0)
     retry_delay: Duration | None = None
@@ -147,6 +161,7 @@ class Defaults(StrictModel):
     k8s: K8sDefaults = Field(default_factory=K8sDefaults)
     docker: DockerDefaults = Field(default_factory=DockerDefaults)
     remote: RemoteDefaults = Field(default_factory=RemoteDefaults)
+    kubernetes: KubernetesDefaults = Field(default_factory=KubernetesDefaults)
     step: StepDefaults = Field(default_factory=StepDefaults)
 
 

@@ -41,6 +41,28 @@ def remote_without_host(plan: Plan, located: Located, file: str,
             and not (isinstance(s.config, dict) and s.config.get("host"))]
 
 
+def pod_without_image_or_cluster(plan: Plan, located: Located, file: str,
+                                path_of: dict[str, Path]) -> list[Problem]:
+    """A command or script step on kubernetes must have an image and a cluster."""
+    problems = []
+    for s in plan.steps + plan.finally_steps:
+        if not (REGISTRY[s.type].target == "runs_on" and s.runs_on == "kubernetes"):
+            continue
+        config = s.config if isinstance(s.config, dict) else {}
+        if not config.get("image"):
+            problems.append(Problem(
+                file, located.value_pos(path_of[s.id]),
+                f"step {s.id!r} runs on kubernetes but names no image: set its config.image "
+                "or `defaults.kubernetes.image`"))
+        if not config.get("cluster"):
+            problems.append(Problem(
+                file, located.value_pos(path_of[s.id]),
+                f"step {s.id!r} runs on kubernetes but names no cluster: set its "
+                "config.cluster (a KubernetesCluster block, see `ansflow cluster add`) or "
+                "`defaults.kubernetes.cluster`"))
+    return problems
+
+
 PATH_FIELDS = {
     "command": ("working_dir",), "script": ("working_dir", "file"),
     "docker_build": ("context", "dockerfile"), "k8s_deploy": ("manifest_path",),

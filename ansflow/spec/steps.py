@@ -21,27 +21,62 @@ from ansflow.spec.steps_k8s import (  # noqa: F401 - the management steps' model
 )
 
 
-class CommandConfig(StrictModel):
+class PodSettings(StrictModel):
+    """Where and how a command or script step runs when it runs on kubernetes (in a pod)."""
+
+    cluster: str | None = Field(
+        None, description="runs_on kubernetes: the KubernetesCluster block to run the pod in "
+                          "(default: defaults.kubernetes.cluster, else defaults.k8s.cluster).")
+    namespace: str | None = Field(
+        None, description="runs_on kubernetes: the pod's namespace (default: "
+                          "defaults.kubernetes.namespace, else defaults.k8s.namespace, else "
+                          "the cluster block's).")
+    service_account: str | None = Field(
+        None, description="runs_on kubernetes: the pod's service account (its token is "
+                          "mounted only when one is named).")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="runs_on kubernetes: the pod's nodeSelector.")
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="runs_on kubernetes: the pod's tolerations "
+                                          "(Kubernetes' own form).")
+    resources: dict[str, dict[str, str | int | float]] = Field(
+        default_factory=dict, description="runs_on kubernetes: the container's "
+                                          "{requests: {...}, limits: {...}}.")
+
+    @field_validator("resources")
+    @classmethod
+    def _resource_sections(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - {"requests", "limits"})
+        if unknown:
+            raise ValueError(f"resources takes 'requests' and 'limits', not {', '.join(unknown)}")
+        return value
+
+
+class CommandConfig(PodSettings):
     """Run a command: a string through the shell, or an argv list without one."""
 
     command: StrOrArgv = Field(description="Shell command line, or an argv list (no shell).")
     working_dir: str | None = Field(None, description="Directory to run in (default: workspace).")
     shell: str = Field("sh", description="Shell for string commands: sh, bash, or a path.")
     image: str | None = Field(None, description="Container image when the step runs on docker "
-                                                "(default: defaults.docker.image).")
+                                                "(default: defaults.docker.image) or on "
+                                                "kubernetes (default: "
+                                                "defaults.kubernetes.image, else "
+                                                "defaults.docker.image).")
     host: str | None = Field(
         None, description="Docker engine when the step runs on docker (default: "
                           "defaults.docker.host, else DOCKER_HOST); on remote, the SshHost "
                           "block to run on (default: defaults.remote.host).")
-    upload_workspace: bool = Field(
-        False, description="runs_on remote: upload the workspace to the run's directory on "
-                           "the host first.")
+    upload_workspace: bool | None = Field(
+        None, description="Copy the workspace in first: on remote to the run's directory on "
+                          "the host (default: false); on kubernetes into the pod's /workspace "
+                          "(default: true).")
     download: list[str] = Field(
-        default_factory=list, description="runs_on remote: paths (relative to the workspace) "
-                                          "copied back from the host after success.")
+        default_factory=list, description="runs_on remote or kubernetes: paths (relative to "
+                                          "the workspace) copied back after success.")
 
 
-class ScriptConfig(StrictModel):
+class ScriptConfig(PodSettings):
     """Run an inline script or a script file with an interpreter."""
 
     script: str | None = Field(None, description="Inline script text.")
@@ -50,17 +85,21 @@ class ScriptConfig(StrictModel):
     args: list[str] = Field(default_factory=list, description="Arguments passed to the script.")
     working_dir: str | None = None
     image: str | None = Field(None, description="Container image when the step runs on docker "
-                                                "(default: defaults.docker.image).")
+                                                "(default: defaults.docker.image) or on "
+                                                "kubernetes (default: "
+                                                "defaults.kubernetes.image, else "
+                                                "defaults.docker.image).")
     host: str | None = Field(
         None, description="Docker engine when the step runs on docker (default: "
                           "defaults.docker.host, else DOCKER_HOST); on remote, the SshHost "
                           "block to run on (default: defaults.remote.host).")
-    upload_workspace: bool = Field(
-        False, description="runs_on remote: upload the workspace to the run's directory on "
-                           "the host first.")
+    upload_workspace: bool | None = Field(
+        None, description="Copy the workspace in first: on remote to the run's directory on "
+                          "the host (default: false); on kubernetes into the pod's /workspace "
+                          "(default: true).")
     download: list[str] = Field(
-        default_factory=list, description="runs_on remote: paths (relative to the workspace) "
-                                          "copied back from the host after success.")
+        default_factory=list, description="runs_on remote or kubernetes: paths (relative to "
+                                          "the workspace) copied back after success.")
 
     @model_validator(mode="after")
     def _one_source(self) -> ScriptConfig:

@@ -21,7 +21,12 @@ from ansflow.plan import Plan, PlannedStage, PlannedStep, find_cycle, stage_step
 from ansflow.spec.matrix import expand_step
 from ansflow.spec.messages import problem_from_error, suggest
 from ansflow.spec.models import Pipeline
-from ansflow.spec.plan_checks import not_implemented, paths_outside, remote_without_host
+from ansflow.spec.plan_checks import (
+    not_implemented,
+    paths_outside,
+    pod_without_image_or_cluster,
+    remote_without_host,
+)
 from ansflow.spec.references import check_templates
 from ansflow.spec.yaml_loader import Located, Path, Problem, YamlError, decode_text, load_located
 from ansflow.steptypes import STEP_TYPES
@@ -319,6 +324,7 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
 
     from ansflow.spec.defaults import (  # noqa: PLC0415 - avoids a cycle
         apply_docker_defaults,
+        apply_kubernetes_defaults,
         apply_remote_defaults,
         apply_step_defaults,
     )
@@ -364,7 +370,9 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
     problems.extend(apply_step_defaults(plan, located, file, path_of, deps))
     apply_docker_defaults(plan)
     apply_remote_defaults(plan)
+    apply_kubernetes_defaults(plan)
     problems.extend(remote_without_host(plan, located, file, path_of))
+    problems.extend(pod_without_image_or_cluster(plan, located, file, path_of))
     problems.extend(check_templates(plan, located, file, path_of, deps))
     return plan, problems
 

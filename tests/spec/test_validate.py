@@ -22,6 +22,12 @@ def problems(tmp_path, text: str) -> list[str]:
     return [str(p).replace(str(path), "p.yaml") for p in info.value.problems]
 
 
+def ok(tmp_path, text: str):
+    path = tmp_path / "p.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_plan(path)
+
+
 @pytest.mark.parametrize("name", ["docker-steps.yaml", "k8s-steps.yaml", "full-stack.yaml"])
 def test_seed_examples_validate_unchanged(name):
     plan = load_plan(EXAMPLES / "seed" / name)
@@ -195,17 +201,53 @@ def test_published_schema_file_is_up_to_date():
     assert published == pipeline_json_schema(), "run: ansflow schema > docs/pipeline.schema.json"
 
 
-def test_types_and_runs_on_not_implemented_are_refused_with_positions(tmp_path):
+def test_a_pod_step_without_image_or_cluster_is_refused_with_positions(tmp_path):
     out = problems(tmp_path, """\
 steps:
   - {id: play, type: ansible, config: {playbook: site.yml, hosts: [a], groups: {g: [b]}}}
   - {id: pod, type: command, runs_on: kubernetes, config: {command: x}}
 """)
-    assert len(out) == 2 and out[0].startswith("p.yaml:2:")
+    assert len(out) == 3 and out[0].startswith("p.yaml:2:")
     assert "groups name hosts not in 'hosts': b" in out[0]
-    assert out[1] == (
-        "p.yaml:3:39: step 'pod': runs_on: kubernetes is not implemented in this version of "
-        "ansflow (implemented: local, docker, remote)")
+    assert out[1] == ("p.yaml:3:5: step 'pod' runs on kubernetes but names no image: set its "
+                      "config.image or `defaults.kubernetes.image`")
+    assert out[2].startswith("p.yaml:3:5: step 'pod' runs on kubernetes but names no cluster")
+
+
+def test_defaults_kubernetes_fill_in_pod_steps(tmp_path):
+    plan = ok(tmp_path, """\
+pipeline:
+  name: pods
+  type: kubernetes
+  defaults:
+    k8s: {cluster: dev, namespace: ci}
+    docker: {image: "busybox:1"}
+    kubernetes:
+      namespace: pods
+      node_selector: {disk: ssd}
+      resources: {limits: {memory: 64Mi}}
+  steps:
+    - {id: a, type: command, config: {command: x}}
+    - {id: b, type: script, config: {script: x, image: "alpine:3", namespace: own}}
+    - {id: c, type: command, runs_on: local, config: {command: x}}
+""")
+    by = {s.id: s for s in plan.steps}
+    assert by["a"].runs_on == "kubernetes"
+    assert {k: by["a"].config[k] for k in ("image", "cluster", "namespace", "node_selector",
+                                            "resources")} == {
+        "image": "busybox:1", "cluster": "dev", "namespace": "pods",
+        "node_selector": {"disk": "ssd"}, "resources": {"limits": {"memory": "64Mi"}}}
+    assert (by["b"].config["image"], by["b"].config["namespace"]) == ("alpine:3", "own")
+    assert "cluster" not in by["c"].config and by["c"].runs_on == "local"
+
+
+def test_pod_resources_take_requests_and_limits_only(tmp_path):
+    out = problems(tmp_path, """\
+steps:
+  - {id: pod, type: command, runs_on: kubernetes,
+     config: {command: x, image: i, cluster: c, resources: {limit: {cpu: 1}}}}
+""")
+    assert len(out) == 1 and "resources takes 'requests' and 'limits', not limit" in out[0]
 
 
 def test_k8s_scale_restart_rollback_validate_with_positions(tmp_path):
