@@ -51,6 +51,11 @@ def deployment_manifest(spec: DeploymentSpec) -> dict:
         container["command"] = list(spec.command)
     if spec.args is not None:
         container["args"] = list(spec.args)
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -59,7 +64,7 @@ def deployment_manifest(spec: DeploymentSpec) -> dict:
             "replicas": spec.replicas,
             "selector": {"matchLabels": {"app": spec.name}},
             "template": {"metadata": {"labels": dict(labels)},
-                         "spec": {"containers": [container]}},
+                         "spec": pod_spec},
         },
     }
 

@@ -223,6 +223,10 @@ class DeploymentSpec(StrictModel):
     labels: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
     args: list[str] | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict,
+                                          description="The pods' nodeSelector.")
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="The pods' tolerations (Kubernetes' own form).")
 
 
 class HelmSpec(StrictModel):
