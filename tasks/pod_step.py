@@ -15,17 +15,13 @@ import secrets
 import shlex
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import urllib3
 from kubernetes import client as k8s
-from kubernetes.stream import stream
-from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
-from ansflow.engines.kube import decode_exec_status
 from ansflow.engines.kube_objects import KubeNotFound, Resource, get_object, request
 from ansflow.engines.kube_pod import (
     CONTAINER,
@@ -43,6 +39,15 @@ from ansflow.engines.kube_pod import (
     secret_manifest,
     terminated_reason,
 )
+from ansflow.engines.kube_pod_io import (
+    PodExec,
+    Stopped,
+    StopSignal,
+    StreamWriter,
+    keep,
+    regular_only,
+    text_of,
+)
 from ansflow.engines.lines import clean_lines
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import OutputFormatError, parse_outputs
@@ -58,66 +63,7 @@ NODES = Resource("v1", "Node", "nodes", False)
 SCRIPT_IN_POD = f"{SECRET_DIR}/{SCRIPT_KEY}"
 GONE_WAIT = 30.0  # seconds to wait for a stopped pod to be gone
 END_WAIT = 120.0  # seconds for the kubelet to report a container that has ended
-CHUNK = 256 * 1024
 MERGE_PATCH = "application/merge-patch+json"
-
-
-class _Stop:
-    """The step's stop signal (deadline or cancel), and the open reads it must end."""
-
-    def __init__(self, ctx: StepContext, budget: float | None) -> None:
-        self.ctx = ctx
-        self.deadline = time.monotonic() + budget if budget is not None else None
-        self.reason: str | None = None
-        self._open: list[Any] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(budget, self._fire, ("timeout",)) \
-            if budget is not None else None
-        if self._timer:
-            self._timer.daemon = True
-            self._timer.start()
-        self._unregister = ctx.on_cancel(lambda: self._fire("cancel"))
-
-    def _fire(self, reason: str) -> None:
-        with self._lock:
-            if self.reason is None:
-                self.reason = reason
-            responses = list(self._open)
-        for response in responses:
-            try:
-                response.shutdown()
-            except Exception:  # noqa: BLE001 - the read then fails and ends
-                pass
-
-    def watch(self, response: Any) -> None:
-        with self._lock:
-            self._open.append(response)
-            fired = self.reason is not None
-        if fired:
-            self._fire(self.reason or "cancel")
-
-    def left(self, cap: float) -> float:
-        if self.deadline is None:
-            return cap
-        return max(0.0, min(cap, self.deadline - time.monotonic()))
-
-    def check(self) -> None:
-        if self.reason is None and self.deadline is not None \
-                and time.monotonic() >= self.deadline:
-            self.reason = "timeout"
-        if self.reason is not None:
-            raise _Stopped(self.reason)
-
-    def close(self) -> None:
-        if self._timer:
-            self._timer.cancel()
-        self._unregister()
-
-
-class _Stopped(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def step_script(argv: list[str], working_dir: str) -> str:
@@ -176,7 +122,7 @@ def execute_in_pod(ctx: StepContext, config: Any, argv: list[str],
              "ANSFLOW_PIPELINE": ctx.pipeline, "ANSFLOW_BUILD_NUMBER": str(ctx.build_number),
              "ANSFLOW_RUN_ID": ctx.run_id, "ANSFLOW_STEP_ID": ctx.step_id, "CI": "true"}
     env = {k: v for k, v in env.items() if k not in plain}
-    stop = _Stop(ctx, ctx.budget())
+    stop = StopSignal(ctx, ctx.budget())
     try:
         with cluster_session(ctx, config.cluster, config.namespace) as session:
             namespace = session.namespace or "default"
@@ -200,10 +146,11 @@ class _PodRun:
     """One attempt's pod, from its Secret to its deletion."""
 
     def __init__(self, ctx: StepContext, api: k8s.ApiClient, cluster: str, namespace: str,
-                 name: str, stop: _Stop) -> None:
+                 name: str, stop: StopSignal) -> None:
         self.ctx, self.api, self.cluster = ctx, api, cluster
         self.namespace, self.name, self.stop = namespace, name, stop
         self.ended = False
+        self._exec = PodExec(api, namespace, name, CONTAINER, stop)
 
     def run(self, spec: PodSpecInput, secret: dict, upload: bool, downloads: list[str],
             mark: str) -> StepResult:
@@ -227,7 +174,7 @@ class _PodRun:
             state = self._wait(lambda s: s.terminated is not None, "to end", END_WAIT)
             self.ended = True
             return self._result(log, state.terminated or {})
-        except _Stopped as stopped:
+        except Stopped as stopped:
             if stopped.reason == "timeout":
                 raise StepTimedOut(f"timed out after {ctx.timeout:g}s; the pod {self.name} "
                                    "was deleted") from None
@@ -324,16 +271,16 @@ class _PodRun:
         errors = bytearray()
 
         def produce(write: Callable[[bytes], None]) -> None:
-            with tarfile.open(fileobj=_Writer(write), mode="w|") as tar:
+            with tarfile.open(fileobj=StreamWriter(write), mode="w|") as tar:
                 for entry in sorted(os.listdir(self.ctx.workspace)):
                     tar.add(os.path.join(self.ctx.workspace, entry), arcname=entry,
-                            filter=_regular_only)
+                            filter=regular_only)
 
-        code = self._exec(argv, lambda chunk: None, lambda chunk: _keep(errors, chunk),
+        code = self._exec.exec_(argv, lambda chunk: None, lambda chunk: keep(errors, chunk),
                           produce)
         if code != 0:
             raise StepFailed(f"copying the workspace into the pod failed (exit {code}): "
-                             f"{_text(errors)}",
+                             f"{text_of(errors)}",
                              hint="the step's image needs sh and tar, as kubectl cp does")
 
     def _release(self, downloads: list[str]) -> None:
@@ -342,13 +289,13 @@ class _PodRun:
                   'exit $rc')
         errors = bytearray()
         with tempfile.TemporaryFile() as spool:
-            code = self._exec(["sh", "-c", script, "sh", *downloads], spool.write,
-                              lambda chunk: _keep(errors, chunk))
+            code = self._exec.exec_(["sh", "-c", script, "sh", *downloads], spool.write,
+                              lambda chunk: keep(errors, chunk))
             if not downloads:
                 return
             if code != 0:
                 raise StepFailed(f"download {', '.join(map(repr, downloads))} from the pod "
-                                 f"failed: {_text(errors) or f'exit {code}'}")
+                                 f"failed: {text_of(errors) or f'exit {code}'}")
             spool.seek(0)
             try:
                 with tarfile.open(fileobj=spool, mode="r|") as tar:
@@ -411,39 +358,6 @@ class _PodRun:
 
     # ---- exec and cleanup ----------------------------------------------------------------
 
-    def _exec(self, argv: list[str], on_stdout: Callable[[bytes], Any],
-              on_stderr: Callable[[bytes], Any],
-              produce: Callable[[Callable[[bytes], None]], None] | None = None) -> int:
-        core = k8s.CoreV1Api(self.api)
-        ws = stream(core.connect_get_namespaced_pod_exec, self.name, self.namespace,
-                    command=argv, container=CONTAINER, stdin=produce is not None,
-                    stdout=True, stderr=True, tty=False, _preload_content=False, binary=True)
-        sinks = ((STDOUT_CHANNEL, on_stdout), (STDERR_CHANNEL, on_stderr))
-
-        def drain(timeout: float) -> None:
-            ws.update(timeout=timeout)
-            for channel, sink in sinks:
-                chunk = ws.read_channel(channel)
-                if chunk:
-                    sink(chunk)
-
-        try:
-            if produce is not None:
-                def write(data: bytes) -> None:
-                    self.stop.check()
-                    for i in range(0, len(data), CHUNK):
-                        ws.write_stdin(data[i:i + CHUNK])
-                    drain(0)
-                produce(write)
-                ws.close_channel(0)  # v5: stdin's end; before v5 tar ends at the archive's end
-            while ws.is_open():
-                self.stop.check()
-                drain(0.5)
-            drain(0)
-            return decode_exec_status(ws.read_channel(ERROR_CHANNEL))
-        finally:
-            ws.close()
-
     def _delete(self, created: bool) -> None:
         """Delete the pod (waiting until it is gone unless it had ended) and its Secret."""
         api = self.api
@@ -467,34 +381,3 @@ class _PodRun:
             self.ctx.emit(f"[ansflow] could not delete the step's pod {self.name} in "
                           f"namespace {self.namespace}: {exc} (the cleanup flow removes it "
                           "by its run labels)", stream="stderr")
-
-
-class _Writer:
-    """A write-only file object for tarfile's stream mode."""
-
-    def __init__(self, write: Callable[[bytes], None]) -> None:
-        self._write = write
-
-    def write(self, data: bytes) -> int:
-        self._write(bytes(data))
-        return len(data)
-
-    def close(self) -> None:  # pragma: no cover - tarfile closes only files it opened
-        pass
-
-
-def _regular_only(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    """Files, directories and symlinks; devices, FIFOs and sockets are left out."""
-    if info.isfile() or info.isdir() or info.issym() or info.islnk():
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-    return None
-
-
-def _keep(buffer: bytearray, chunk: bytes, limit: int = 4096) -> None:
-    buffer += chunk[: max(0, limit - len(buffer))]
-
-
-def _text(buffer: bytearray) -> str:
-    return " ".join(clean_lines(bytes(buffer).strip().split(b"\n")))[:500]

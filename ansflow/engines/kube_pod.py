@@ -176,9 +176,9 @@ def pod_state(pod: dict) -> PodState:
     node = (pod.get("spec") or {}).get("nodeName")
     container = _container_status(pod)
     state = container.get("state") or {}
-    if state.get("terminated"):
+    if state.get("terminated") is not None:
         return PodState(started=True, terminated=state["terminated"], node=node)
-    if state.get("running"):
+    if state.get("running") is not None:
         return PodState(started=True, node=node, progress="running")
     waiting = state.get("waiting") or {}
     reason = waiting.get("reason") or ""
