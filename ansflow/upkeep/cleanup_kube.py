@@ -38,7 +38,10 @@ from ansflow.upkeep.cleanup import (
 )
 from ansflow.upkeep.cleanup import clean_text as _clean
 
-RUN_KINDS = (Resource("v1", "Pod", "pods", True), Resource("batch/v1", "Job", "jobs", True))
+# What a run leaves in a cluster: step pods (and the Secret of a step in a pod, when its worker
+# died before the Secret was given to the pod), Jobs.
+RUN_KINDS = (Resource("v1", "Pod", "pods", True), Resource("v1", "Secret", "secrets", True),
+             Resource("batch/v1", "Job", "jobs", True))
 PAGE_SIZE = 500
 # Kinds an expiry never applies to: records of other things, not things deployed.
 _NEVER = frozenset({"Event", "Lease", "EndpointSlice", "Endpoints", "ControllerRevision",

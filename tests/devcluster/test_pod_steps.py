@@ -49,7 +49,8 @@ def test_a_command_in_a_pod_output_exit_code_outputs_env_and_workspace(
     ns = real_node_cluster.namespace("pod")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "input.txt").write_text("from the workspace\n")
-    ctx = make_ctx("command", runs_on="kubernetes", env={"GREETING": "it's \"quoted\"\nand two lines"})
+    ctx = make_ctx("command", runs_on="kubernetes",
+                   env={"GREETING": "it's \"quoted\"\nand two lines"})
     result = execute_command(ctx, config(
         real_node_cluster, ns, working_dir="src", download=["out"], command=(
             'cat input.txt; printf "%s\\n" "$GREETING"; echo "host=$(hostname)"; '
