@@ -78,7 +78,7 @@ def one_round(home: Path) -> dict[str, float]:
                    check=True, capture_output=True)
     time.sleep(5)
     # The shims are daemons (their parent is init), found by the socket in their argv.
-    shims = set(realnode._shims(realnode.NodeSettings.from_dict(state.real_node).key))
+    shims = set(realnode.shims(realnode.NodeSettings.from_dict(state.real_node).key))
     pids = {r.pid for r in state.processes.values()} | shims
     rss_all = rss_mib(tree(pids))
     rss_node = rss_mib(tree({state.processes[c].pid for c in ("kubelet", "containerd")}

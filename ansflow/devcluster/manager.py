@@ -1,4 +1,5 @@
-"""Bringing a named dev cluster up and down, and reporting on it."""
+"""Bringing a named dev cluster up and down (its status and health checks: health.py,
+re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import urllib3
 from kubernetes import client as k8s
@@ -18,10 +18,19 @@ from ansflow.devcluster import processes as proc
 from ansflow.devcluster import realnode
 from ansflow.devcluster.binaries import Binaries, find_binaries
 from ansflow.devcluster.errors import ComponentFailed, DevClusterError
+from ansflow.devcluster.health import (
+    ComponentStatus,
+    apiserver_ready,
+    etcd_healthy,
+    is_running,
+    kubeconfig_path,
+    last_logs,
+    probe,
+    status,
+)
 from ansflow.devcluster.kwok_guard import isolation_available
 from ansflow.devcluster.pki import Pki, admin_kubeconfig, create_pki, write_private_text
 from ansflow.devcluster.state import (
-    COMPONENTS,
     ClusterPaths,
     ClusterState,
     list_clusters,
@@ -63,23 +72,6 @@ def _locked(paths: ClusterPaths) -> Iterator[None]:
 def _admin_api(paths: ClusterPaths) -> k8s.ApiClient:
     # The one client factory, fed the admin kubeconfig `up` just wrote.
     return build_api_client(kubeconfig=paths.kubeconfig.read_text())
-
-
-def _apiserver_ready(paths: ClusterPaths, state: ClusterState) -> bool:
-    pki = Pki(paths.pki)
-    ctx = proc.tls_context(pki.ca_crt, pki.admin_crt, pki.admin_key)
-    return proc.http_ok(f"{state.server}/readyz", ctx)
-
-
-def _etcd_healthy(paths: ClusterPaths, state: ClusterState) -> bool:
-    pki = Pki(paths.pki)
-    ctx = proc.tls_context(pki.ca_crt, pki.admin_crt, pki.admin_key)
-    return proc.http_ok(f"https://127.0.0.1:{state.ports['etcd']}/health", ctx)
-
-
-def is_running(paths: ClusterPaths, state: ClusterState | None) -> bool:
-    """Whether every recorded component runs and the API server answers /readyz."""
-    return bool(state) and all(state.alive().values()) and _apiserver_ready(paths, state)
 
 
 def _stop_all(state: ClusterState) -> list[str]:
@@ -146,10 +138,6 @@ def _prepare_files(paths: ClusterPaths, state: ClusterState, pki: Pki) -> None:
             comp.cri_log_line(f"ansflow dev cluster {state.name}: simulated container log")
         )
     write_private_text(paths.kubeconfig, admin_kubeconfig(pki, state.server, state.name))
-
-
-def _probe(ctx, port: int, path: str = "/healthz") -> bool:
-    return proc.http_ok(f"https://127.0.0.1:{port}{path}", ctx)
 
 
 def _pick_ports(old: ClusterState | None) -> dict[str, int]:
@@ -283,7 +271,7 @@ def _start_components(
     ports = state.ports
     rec = _start(state, "etcd", comp.etcd_argv(bins, paths, ports, pki), paths)
     proc.wait_until(
-        lambda: _etcd_healthy(paths, state),
+        lambda: etcd_healthy(paths, state),
         what="/health",
         component="etcd",
         record=rec,
@@ -291,7 +279,7 @@ def _start_components(
     )
     rec = _start(state, "kube-apiserver", comp.apiserver_argv(bins, paths, ports, pki), paths)
     proc.wait_until(
-        lambda: _apiserver_ready(paths, state),
+        lambda: apiserver_ready(paths, state),
         what="/readyz",
         component="kube-apiserver",
         record=rec,
@@ -309,7 +297,7 @@ def _start_components(
     insecure = proc.tls_context(None)
     for name, record in (("kube-controller-manager", cm), ("kube-scheduler", sched)):
         proc.wait_until(
-            lambda n=name: _probe(insecure, ports[n]),
+            lambda n=name: probe(insecure, ports[n]),
             what="/healthz",
             component=name,
             record=record,
@@ -357,94 +345,14 @@ def down(name: str = "local", wipe: bool = False) -> list[str]:
     return stopped
 
 
-@dataclass(frozen=True)
-class ComponentStatus:
-    """One line of `status`."""
-
-    name: str
-    pid: int | None
-    port: int | None
-    running: bool
-    healthy: bool
-
-
-def status(name: str = "local") -> tuple[ClusterState | None, list[ComponentStatus]]:
-    """Per-component process and health status of the named cluster.
-
-    Raises:
-        DevClusterError: the cluster is unknown.
-    """
-    paths = ClusterPaths.for_name(name)
-    if not paths.root.exists():
-        raise DevClusterError(f"no dev cluster named {name!r} (nothing under {paths.root})")
-    state = load_state(paths)
-    if state is None:
-        return None, []
-    alive = state.alive()
-    pki = Pki(paths.pki)
-    insecure = proc.tls_context(None)
-    probes = {
-        "etcd": lambda: _etcd_healthy(paths, state),
-        "kube-apiserver": lambda: _apiserver_ready(paths, state),
-        "kube-controller-manager": lambda: _probe(
-            insecure, state.ports["kube-controller-manager"]
-        ),
-        "kube-scheduler": lambda: _probe(insecure, state.ports["kube-scheduler"]),
-        "kwok": lambda: _probe(
-            proc.tls_context(None, pki.admin_crt, pki.admin_key), state.ports["kwok"]
-        ),
-    }
-    rows = []
-    for c in COMPONENTS:
-        record = state.processes.get(c)
-        rows.append(
-            ComponentStatus(
-                name=c,
-                pid=record.pid if record else None,
-                port=state.ports.get(c),
-                running=alive[c],
-                healthy=alive[c] and pki.exists() and probes[c](),
-            )
-        )
-    if state.real_node:
-        node = realnode.NodeSettings.from_dict(state.real_node)
-        checks = {
-            "containerd": (None, lambda: realnode.containerd_answers(node.key)),
-            "kubelet": (node.port, lambda: proc.http_ok(
-                f"http://127.0.0.1:{node.healthz}/healthz")),
-        }
-        for c, (port, probe) in checks.items():
-            record = state.processes.get(c)
-            running = bool(record and proc.is_alive(record))
-            rows.append(ComponentStatus(name=c, pid=record.pid if record else None, port=port,
-                                        running=running, healthy=running and probe()))
-    return state, rows
-
-
-def kubeconfig_path(name: str = "local") -> Path:
-    """The admin kubeconfig of the named cluster.
-
-    Raises:
-        DevClusterError: the cluster has no kubeconfig yet.
-    """
-    paths = ClusterPaths.for_name(name)
-    if not paths.kubeconfig.is_file():
-        raise DevClusterError(f"dev cluster {name!r} has no kubeconfig: run `ansflow dev-cluster up"
-                              f" --name {name}` first")
-    return paths.kubeconfig
-
-
-def last_logs(name: str, component: str) -> str:
-    """The last lines of one component's log (for error messages)."""
-    return proc.log_tail(ClusterPaths.for_name(name).logs / f"{component}.log")
-
-
 __all__ = [
     "ComponentFailed",
+    "ComponentStatus",
     "UpResult",
     "down",
     "is_running",
     "kubeconfig_path",
+    "last_logs",
     "list_clusters",
     "status",
     "up",

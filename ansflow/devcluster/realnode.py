@@ -14,21 +14,18 @@ under containerd's state directory, so ``stop`` can remove exactly what this nod
 stops the kubelet and containerd, kills the shims and every process left in the node's cgroups,
 unmounts what is mounted under its directories, deletes its bridge, its CNI results and its
 cgroups, and removes the runtime state (the images are imported again at the next start).
+The settings and config files are in ``realnode_files``, the removal in ``realnode_cleanup``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kubernetes import client as k8s
@@ -36,61 +33,34 @@ from kubernetes import client as k8s
 from ansflow.devcluster import processes as proc
 from ansflow.devcluster.binaries import Binaries, cache_dir
 from ansflow.devcluster.errors import ComponentFailed, DevClusterError
-from ansflow.devcluster.images import PAUSE_IMAGE, build_images
+from ansflow.devcluster.images import build_images
 from ansflow.devcluster.pki import Pki, issue_leaf, write_private_text
+from ansflow.devcluster.realnode_cleanup import cleanup, hierarchies, mounts_under, shims
+from ansflow.devcluster.realnode_files import (
+    CNI_BIN,
+    LABEL,
+    NODE_NAME,
+    NodeSettings,
+    cni_config,
+    containerd_config,
+    kubelet_argv,
+    kubelet_config,
+    kubelet_kubeconfig,
+    node_dir,
+    node_key,
+    runtime_dir,
+    socket_path,
+)
 from ansflow.devcluster.state import ClusterPaths, ClusterState, save_state
 
-NODE_NAME = "127.0.0.1"
-LABEL = "ansflow.dev/real-node"
-CNI_BIN = "/usr/lib/cni"
+__all__ = ["LABEL", "NODE_NAME", "NodeSettings", "cleanup", "cni_config", "containerd_config",
+           "hierarchies", "kubelet_argv", "kubelet_config", "mounts_under", "node_dir",
+           "node_key", "plan", "running", "runtime_dir", "shims", "socket_path", "start",
+           "stop"]
+
 PACKAGES = "containerd runc containernetworking-plugins"
 RBAC_BINDING = "ansflow:real-nodes"
 TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr")
-
-
-@dataclass
-class NodeSettings:
-    """What a real node was started with (recorded in the cluster's state)."""
-
-    key: str
-    port: int
-    healthz: int
-    bridge: str
-    subnet: str
-    registries: list[str]
-
-    @property
-    def network(self) -> str:
-        return f"ansflow-{self.key}"
-
-    @property
-    def cgroup(self) -> str:
-        return f"ansflow-{self.key}"
-
-    @classmethod
-    def from_dict(cls, data: dict) -> NodeSettings:
-        return cls(key=str(data["key"]), port=int(data["port"]), healthz=int(data["healthz"]),
-                   bridge=str(data["bridge"]), subnet=str(data["subnet"]),
-                   registries=[str(r) for r in data.get("registries", [])])
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def node_key(paths: ClusterPaths) -> str:
-    return hashlib.sha256(str(paths.root.resolve()).encode()).hexdigest()[:8]
-
-
-def node_dir(paths: ClusterPaths) -> Path:
-    return paths.root / "node"
-
-
-def runtime_dir(key: str) -> Path:
-    return Path("/run/ansflow") / key
-
-
-def socket_path(key: str) -> Path:
-    return runtime_dir(key) / "containerd.sock"
 
 
 def missing_parts(bins: Binaries) -> str | None:
@@ -155,144 +125,6 @@ def plan(paths: ClusterPaths, old: dict | None, registries: list[str]) -> NodeSe
     return NodeSettings(key=key, port=port, healthz=healthz, bridge=bridge,
                         subnet=_pick_subnet(previous.subnet if previous else None, bridge, key),
                         registries=sorted(set(registries)))
-
-
-# -- config files --------------------------------------------------------------------------
-def containerd_config(paths: ClusterPaths, node: NodeSettings) -> str:
-    run = runtime_dir(node.key)
-    root = node_dir(paths)
-    return f"""\
-version = 2
-root = "{root / 'containerd'}"
-state = "{run / 'state'}"
-oom_score = 0
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "{socket_path(node.key)}"
-[ttrpc]
-  address = ""
-[debug]
-  address = ""
-  level = "warn"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{root / 'containerd-opt'}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-  # Root in some containers lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj.
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "{run / 'runc'}"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{CNI_BIN}"
-    conf_dir = "{root / 'cni'}"
-    max_conf_num = 1
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{root / 'registries'}"
-"""
-
-
-def cni_config(paths: ClusterPaths, node: NodeSettings) -> str:
-    net = ipaddress.ip_network(node.subnet)
-    return json.dumps({
-        "cniVersion": "0.4.0",
-        "name": node.network,
-        "plugins": [{
-            "type": "bridge", "bridge": node.bridge, "isGateway": True, "ipMasq": False,
-            "hairpinMode": True,
-            "ipam": {"type": "host-local", "dataDir": str(node_dir(paths) / "cni-ipam"),
-                     "ranges": [[{"subnet": str(net), "gateway": str(net[1])}]],
-                     "routes": [{"dst": "0.0.0.0/0"}]},
-        }],
-    }, indent=2)
-
-
-def kubelet_config(paths: ClusterPaths, node: NodeSettings, pki: Pki) -> str:
-    root = node_dir(paths)
-    return f"""\
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-# cgroup v1 hosts: kubelet >= 1.35 refuses them unless this is false
-failCgroupV1: false
-failSwapOn: false
-cgroupDriver: cgroupfs
-cgroupRoot: /{node.cgroup}
-containerRuntimeEndpoint: unix://{socket_path(node.key)}
-imageServiceEndpoint: unix://{socket_path(node.key)}
-address: {NODE_NAME}
-port: {node.port}
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: {node.healthz}
-tlsCertFile: {root / 'pki' / 'kubelet-serving.crt'}
-tlsPrivateKeyFile: {root / 'pki' / 'kubelet-serving.key'}
-rotateCertificates: false
-serverTLSBootstrap: false
-authentication:
-  anonymous: {{enabled: false}}
-  webhook: {{enabled: true}}
-  x509: {{clientCAFile: {pki.ca_crt}}}
-authorization: {{mode: Webhook}}
-registerNode: true
-registerWithTaints:
-- {{key: {LABEL}, value: "true", effect: NoSchedule}}
-podLogsDir: {root / 'pod-logs'}
-staticPodPath: ""
-maxPods: 30
-serializeImagePulls: false
-# Imported images are never pulled again (no pull secrets on a dev node).
-imagePullCredentialsVerificationPolicy: NeverVerify
-# Keep image GC and evictions away from the imported images.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard: {{memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}}
-nodeStatusUpdateFrequency: 10s
-syncFrequency: 10s
-shutdownGracePeriod: 0s
-oomScoreAdj: 0
-"""
-
-
-def kubelet_kubeconfig(node_pki: Path, pki: Pki, server: str) -> str:
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "dev", "cluster": {"server": server,
-                                                 "certificate-authority": str(pki.ca_crt)}}],
-        "users": [{"name": "node", "user": {
-            "client-certificate": str(node_pki / "kubelet-client.crt"),
-            "client-key": str(node_pki / "kubelet-client.key")}}],
-        "contexts": [{"name": "node", "context": {"cluster": "dev", "user": "node"}}],
-        "current-context": "node",
-    }, indent=2)
-
-
-def kubelet_argv(bins: Binaries, paths: ClusterPaths) -> list[str]:
-    root = node_dir(paths)
-    return [
-        bins.path("kubelet"),
-        f"--config={root / 'kubelet-config.yaml'}",
-        f"--kubeconfig={root / 'kubelet.kubeconfig'}",
-        f"--root-dir={root / 'kubelet'}",
-        f"--cert-dir={root / 'kubelet-certs'}",
-        f"--hostname-override={NODE_NAME}",
-        f"--node-labels={LABEL}=true",
-        "--v=1",
-    ]
 
 
 def _write_files(paths: ClusterPaths, node: NodeSettings, pki: Pki, server: str) -> None:
@@ -390,7 +222,7 @@ def start(paths: ClusterPaths, state: ClusterState, bins: Binaries, pki: Pki,
     state.real_node = node.to_dict()
     save_state(paths, state)
     _write_files(paths, node, pki, state.server)
-    for hierarchy in _hierarchies():
+    for hierarchy in hierarchies():
         (hierarchy / node.cgroup).mkdir(exist_ok=True)
     _make_bridge(node)
     _rbac(api)
@@ -432,116 +264,3 @@ def stop(paths: ClusterPaths, state: ClusterState) -> list[str]:
     if state.real_node:
         cleanup(paths, NodeSettings.from_dict(state.real_node))
     return stopped
-
-
-def _hierarchies() -> list[Path]:
-    base = Path("/sys/fs/cgroup")
-    if (base / "cgroup.controllers").exists():  # cgroup v2: one tree
-        return [base]
-    return [p for p in base.iterdir()
-            if p.is_dir() and not p.is_symlink() and p.name != "unified"]
-
-
-def _mounts_under(prefixes: list[Path]) -> list[str]:
-    found = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            target = line.split()[4].replace("\\040", " ")
-            if any(target == str(p) or target.startswith(f"{p}/") for p in prefixes):
-                found.append(target)
-    return found
-
-
-def _shims(key: str) -> list[int]:
-    """The containerd shims of this node's containerd (their argv names its socket)."""
-    needle = f"\0-address\0{socket_path(key)}\0".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes()
-                if b"containerd-shim" in cmdline.split(b"\0")[0] and needle in cmdline:
-                    pids.append(int(entry.name))
-    return pids
-
-
-def _shim_sockets(pids: list[int]) -> list[str]:
-    """The /run/containerd/s/... sockets the shims listen on (removed with them)."""
-    inodes: dict[str, int] = {}
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    link = os.readlink(fd)
-                    if link.startswith("socket:["):
-                        inodes[link[8:-1]] = pid
-    found = []
-    with contextlib.suppress(OSError), open("/proc/net/unix") as fh:
-        for line in fh.readlines()[1:]:
-            parts = line.split()
-            if len(parts) >= 8 and parts[6] in inodes and parts[7].startswith("/run/containerd/s/"):
-                found.append(parts[7])
-    return found
-
-
-def cleanup(paths: ClusterPaths, node: NodeSettings) -> None:
-    """Remove what a real node left running or mounted (nothing of another node's)."""
-    shims = _shims(node.key)
-    sockets = _shim_sockets(shims)
-    for pid in shims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for hierarchy in _hierarchies():
-        for procs in (hierarchy / node.cgroup).rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                for pid in procs.read_text().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-    for sock in sockets:
-        with contextlib.suppress(OSError):
-            os.unlink(sock)
-    prefixes = [node_dir(paths), runtime_dir(node.key)]
-    for target in sorted(_mounts_under(prefixes), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
-    if subprocess.run(["ip", "link", "show", node.bridge], capture_output=True).returncode == 0:
-        subprocess.run(["ip", "link", "delete", node.bridge], capture_output=True)
-    # libcni's result cache, /var/lib/cni/results/<network>-<sandbox id>-<interface>: this
-    # node's network, and containerd's loopback network of this node's sandboxes.
-    sandboxes = {d.name for base in (runtime_dir(node.key) / "state", node_dir(paths) /
-                                     "containerd")
-                 for d in (base / "io.containerd.grpc.v1.cri" / "sandboxes").glob("*")}
-    for result in Path("/var/lib/cni/results").glob("*"):
-        parts = result.name.rsplit("-", 2)
-        if result.name.startswith(f"{node.network}-") or (
-                len(parts) == 3 and parts[1] in sandboxes):
-            with contextlib.suppress(OSError):
-                result.unlink()
-    with contextlib.suppress(OSError):
-        for link in Path("/var/log/containers").iterdir():
-            if link.is_symlink() and os.readlink(link).startswith(f"{node_dir(paths)}/"):
-                link.unlink()
-    deadline = time.monotonic() + 5
-    for hierarchy in _hierarchies():
-        top = hierarchy / node.cgroup
-        if not top.is_dir():
-            continue
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            while time.monotonic() < deadline:
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)  # its last processes are still exiting
-        with contextlib.suppress(OSError):
-            top.rmdir()
-    if _mounts_under(prefixes):
-        raise DevClusterError(f"the real node left mounts under {node_dir(paths)} that "
-                              "cannot be unmounted: see `findmnt`")
-    for gone in (runtime_dir(node.key), node_dir(paths) / "kubelet",
-                 node_dir(paths) / "containerd", node_dir(paths) / "cni-ipam",
-                 node_dir(paths) / "pod-logs"):
-        shutil.rmtree(gone, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        runtime_dir(node.key).parent.rmdir()  # /run/ansflow, when no other node uses it

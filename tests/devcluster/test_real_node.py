@@ -155,7 +155,7 @@ def _node_leftovers(paths: ClusterPaths, node: realnode.NodeSettings, marker: st
                  or str(realnode.runtime_dir(node.key)) in line.split()[4]]
     if subprocess.run(["ip", "link", "show", node.bridge], capture_output=True).returncode == 0:
         left.append(f"interface {node.bridge}")
-    left += [f"cgroup {h / node.cgroup}" for h in realnode._hierarchies()
+    left += [f"cgroup {h / node.cgroup}" for h in realnode.hierarchies()
              if (h / node.cgroup).exists()]
     left += [f"cni result {p}" for p in Path("/var/lib/cni/results").glob(f"{node.network}-*")]
     if realnode.runtime_dir(node.key).exists():

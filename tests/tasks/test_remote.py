@@ -312,7 +312,7 @@ def test_reply_is_split_off_whatever_the_chunks(user, size):
     `\\n<nonce>\\n` on stderr: the command's lines come out as they were (one empty line
     of ours dropped), the exit code and outputs after it, in any chunking; what follows the
     reply is dropped."""
-    from ansflow.engines.ssh_exec import _Trailer
+    from ansflow.engines.ssh_resident import Trailer as _Trailer
 
     nonce = "ANSFLOW-END-abc"
 
@@ -338,7 +338,7 @@ def test_reply_is_split_off_whatever_the_chunks(user, size):
 
 
 def test_a_request_cannot_carry_a_line_break_in_a_path():
-    from ansflow.engines.ssh_exec import request_bytes
+    from ansflow.engines.ssh_resident import request_bytes
 
     with pytest.raises(ValueError, match="line break"):
         request_bytes("a\nb/step.sh", "", "", "n", b"true\n")
