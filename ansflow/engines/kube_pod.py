@@ -269,25 +269,24 @@ class MarkedLog:
                 self.exit_code = int(match.group(1))
                 self.in_outputs = False
                 return
-            if self._held_blank:
-                self._add_output(b"")
-                self._held_blank = False
-            if line == b"" and whole:
-                self._held_blank = True
-            else:
-                self._add_output(line)
+            self._pass(line, whole, self._add_output)
             return
         if whole and line == self.begin:
             self._held_blank = False
             self.in_outputs = True
             return
+        self._pass(line, whole, shown.append)
+
+    def _pass(self, line: bytes, whole: bool, sink: Any) -> None:
+        """Hand ``line`` to ``sink``, holding an empty line back until the next line shows
+        it was not the one a marker's leading newline made."""
         if self._held_blank:
-            shown.append(b"")
+            sink(b"")
             self._held_blank = False
         if line == b"" and whole:
             self._held_blank = True
         else:
-            shown.append(line)
+            sink(line)
 
     def _add_output(self, line: bytes) -> None:
         if len(self.outputs) + len(line) + 1 > MAX_OUTPUT_BYTES:
