@@ -131,8 +131,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Work units for pytest-xdist's `--dist loadgroup` (scripts/test.sh): a whole file per
     worker (its module fixtures are set up once), and every test that uses the shared private
-    sshd on one worker, since some cut that server's sessions on purpose."""
+    sshd on one worker, since some cut that server's sessions on purpose. The tests of the dev
+    cluster with a real node join them (the demo's uses both), so one real node (kubelet,
+    containerd) serves them all instead of one per worker."""
     for item in items:
-        group = "sshd" if "sshd" in getattr(item, "fixturenames", ()) else \
+        names = set(getattr(item, "fixturenames", ()))
+        group = "sshd+real-node" if names & {"sshd", "real_node_cluster"} else \
             item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))

@@ -37,10 +37,12 @@ def test_demo_pipeline_completes_with_outputs_templating_and_states(run_pipeline
     assert steps["container_test"]["state"] == "completed"
     assert steps["in_container"]["state"] == "completed"
     assert steps["push"]["state"] == "skipped"
-    # The Kubernetes part, on the real dev cluster.
-    assert steps["deploy"]["outputs"]["revision"] == "1"
-    assert steps["integration"]["outputs"]["stdout_tail"].strip() == (
-        "integration test of revision 1 passed")
+    # The Kubernetes part, on the real dev cluster: without a registry the local image goes
+    # to the kwok nodes, and the real node's deploy and pod step are skipped.
+    assert steps["deploy"]["state"] == "skipped" and steps["in_pod"]["state"] == "skipped"
+    assert steps["deploy_kwok"]["outputs"]["revision"] == "1"
+    assert steps["integration"]["outputs"]["stdout_tail"].strip().startswith(
+        "integration test of revision 1 passed in ")
     # The SSH part: the package unpacked and run on the host (the private sshd).
     assert steps["install"]["outputs"] == {"said": f"hello from hello-app build {n}"}
 
@@ -56,7 +58,7 @@ def test_prefect_sees_every_step_as_a_named_tagged_task_run(run_pipeline, tmp_pa
     # Each step is a task run of its type's public task (ansflow.tasks.<type>).
     assert compile_run.task_key.startswith("command-")
     assert runs["Build the image"].task_key.startswith("docker_build-")
-    assert runs["Deploy to Kubernetes"].task_key.startswith("k8s_deploy-")
+    assert runs["Deploy to the kwok nodes"].task_key.startswith("k8s_deploy-")
     assert runs["Slow checks"].task_key.startswith("command-")
     assert runs["Slow checks"].state.name == "Skipped"
     assert all(not r.state.is_pending() for r in runs.values())
@@ -211,16 +213,17 @@ def test_missing_secret_fails_before_any_step(run_pipeline, tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
-def test_what_is_not_implemented_is_refused_before_anything_runs(run_pipeline, tmp_path):
-    # Every step type is implemented now; runs_on: kubernetes lands with a real node.
+def test_a_pod_step_without_image_or_cluster_is_refused_before_anything_runs(run_pipeline,
+                                                                             tmp_path):
     state, summary = run_pipeline("""
         steps:
           - {id: first, type: command, config: {command: "touch ran"}}
           - {id: pod, type: command, runs_on: kubernetes, config: {command: x}}
     """)
     assert state.is_failed() and summary is None
-    assert "pipeline.yaml:4:39: step 'pod': runs_on: kubernetes is not implemented" in (
+    assert "pipeline.yaml:4:5: step 'pod' runs on kubernetes but names no image" in (
         state.message)
+    assert "names no cluster" in state.message
     assert not (tmp_path / "ran").exists()
 
 

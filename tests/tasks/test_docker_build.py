@@ -7,6 +7,7 @@ import os
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,10 @@ class Timestamps(logging.Handler):
         self.seen.append((time.monotonic(), record.getMessage()))
 
 
-def all_container_ids(docker_api) -> set[str]:
-    return {c["Id"] for c in docker_api.containers(all=True)}
+def containers_of(docker_api, marker: str) -> set[str]:
+    """The engine's containers (any state) whose command holds ``marker``: this test's own
+    intermediate build containers, not those of tests running beside it on the shared engine."""
+    return {c["Id"] for c in docker_api.containers(all=True) if marker in (c.get("Command") or "")}
 
 
 def test_build_outputs_image_and_id_and_streams_lines_live(make_ctx, base_image, docker_api):
@@ -87,13 +90,13 @@ def test_build_args_target_labels_extra_tags_and_outside_dockerfile(make_ctx, ba
 
 def test_failed_run_fails_with_the_builders_message(make_ctx, base_image, docker_api):
     ctx = make_ctx("docker_build")
+    marker = f"about-to-fail-{uuid.uuid4().hex}"
     write(Path(ctx.workspace) / "Dockerfile",
-          f"FROM {base_image}\nRUN echo about-to-fail && exit 7\n")
-    before = all_container_ids(docker_api)
+          f"FROM {base_image}\nRUN echo {marker} && exit 7\n")
     with pytest.raises(StepFailed) as info:
         execute_docker_build(ctx, DockerBuildConfig(image_name="ansflow-test/fails"))
     assert "returned a non-zero code: 7" in str(info.value)
-    assert all_container_ids(docker_api) <= before, "no intermediate container left"
+    assert not containers_of(docker_api, marker), "no intermediate container left"
 
 
 def test_missing_base_image_is_a_clear_error(make_ctx):
@@ -155,17 +158,18 @@ def test_unreadable_context_file_is_a_clear_error():
 
 def test_timeout_stops_the_build_and_leaves_nothing(make_ctx, base_image, docker_api):
     ctx = make_ctx("docker_build", timeout=2)
-    write(Path(ctx.workspace) / "Dockerfile", f"FROM {base_image}\nRUN sleep 60\n")
-    before = all_container_ids(docker_api)
+    marker = f"slow-{uuid.uuid4().hex}"
+    write(Path(ctx.workspace) / "Dockerfile",
+          f"FROM {base_image}\nRUN echo {marker} && sleep 60\n")
     started = time.monotonic()
     with pytest.raises(StepTimedOut, match="did not finish within"):
         execute_docker_build(ctx, DockerBuildConfig(image_name="ansflow-test/slow",
                                                     no_cache=True))
     assert time.monotonic() - started < 40
     deadline = time.monotonic() + 15
-    while all_container_ids(docker_api) - before and time.monotonic() < deadline:
+    while containers_of(docker_api, marker) and time.monotonic() < deadline:
         time.sleep(0.3)  # the engine removes the intermediate container after the cancel
-    assert not all_container_ids(docker_api) - before
+    assert not containers_of(docker_api, marker)
 
 
 def test_cancel_stops_the_build(make_ctx, base_image):

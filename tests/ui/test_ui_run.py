@@ -32,7 +32,7 @@ def artifacts_dir() -> Path:
 
 
 def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
-        serve, deploy, tmp_path, dev_cluster, docker_env, submit_run_form):
+        serve, deploy, tmp_path, real_node_cluster, docker_env, submit_run_form):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
@@ -43,8 +43,9 @@ def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
     proc = serve(str(tmp_path / "pipeline.yaml"))
     dep = deploy.wait_for_deployment("ansflow-demo", proc=proc)
     deploy.wait_for_runner(proc)
-    namespace = dev_cluster.namespace("ui-demo")
-    typed = {"greeting": "typed in the browser", "cluster": dev_cluster.block_name,
+    # With a registry the demo deploys to the cluster's real node and runs a step in a pod.
+    namespace = real_node_cluster.namespace("ui-demo")
+    typed = {"greeting": "typed in the browser", "cluster": real_node_cluster.block_name,
              "namespace": namespace, "registry": docker_env.registry}
     ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
     shots = artifacts_dir()
@@ -78,6 +79,7 @@ def test_demo_from_the_run_form_completes_and_its_run_graph_is_drawn(
     summary = deploy.run_summary(run_id)
     steps = {s["id"]: s for s in summary["steps"]}
     assert steps["push"]["state"] == "completed" and steps["integration"]["state"] == "completed"
+    assert steps["deploy"]["state"] == "completed" and steps["in_pod"]["state"] == "completed"
     assert "typed in the browser from hello-app" in (tmp_path / "build" / "app.sh").read_text()
     if os.environ.get("ANSFLOW_UPDATE_DOCS_IMAGES"):
         for name in ("ui-run-form.png", "ui-run.png"):
