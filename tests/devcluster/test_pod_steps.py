@@ -196,3 +196,72 @@ def test_a_kubernetes_pipeline_runs_its_steps_in_pods(real_node_cluster, run_pip
     assert steps["make"]["outputs"]["version"].startswith("1.2."), steps["make"]
     assert {s: steps[s]["state"] for s in steps} == {
         "make": "completed", "use": "completed", "local_one": "completed"}
+
+
+def test_pod_settings_reach_the_pod_and_an_unknown_service_account_is_refused(
+        real_node_cluster, make_ctx):
+    ns = real_node_cluster.namespace("pod")
+    with real_node_cluster.client() as api:
+        k8s.CoreV1Api(api).create_namespaced_service_account(
+            ns, {"metadata": {"name": "step-runner"}})
+    ctx = make_ctx("command", runs_on="kubernetes")
+    resources = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}
+    seen: dict = {}
+
+    def inspect() -> None:
+        with real_node_cluster.client() as api:
+            [pod] = until(lambda: run_pods(api, ns, ctx.run_id), 60, "the step's pod")
+            seen["spec"] = api.sanitize_for_serialization(pod.spec)
+
+    watcher = threading.Thread(target=inspect)
+    watcher.start()
+    # The token is mounted only when a service account is named: the step can use it.
+    result = execute_command(ctx, config(
+        real_node_cluster, ns, service_account="step-runner", resources=resources,
+        command="sleep 1; test -s /var/run/secrets/kubernetes.io/serviceaccount/token "
+                "&& echo token=yes >> \"$ANSFLOW_OUTPUT\""))
+    watcher.join()
+    assert result.outputs == {"token": "yes"}
+    spec = seen["spec"]
+    assert spec["serviceAccountName"] == "step-runner"
+    assert spec["automountServiceAccountToken"] is True
+    assert spec["containers"][0]["resources"] == resources
+    assert spec["nodeSelector"] == ON_REAL_NODE["node_selector"]
+    assert spec["nodeName"] == "127.0.0.1"
+
+    ctx = make_ctx("command", runs_on="kubernetes")
+    with pytest.raises(StepFailed) as failed:
+        execute_command(ctx, config(real_node_cluster, ns, service_account="nobody-here",
+                                    command="true"))
+    assert "serviceaccount \"nobody-here\" not found" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
+    with real_node_cluster.client() as api:  # the Secret made before the pod went with it
+        assert run_secrets(api, ns, ctx.run_id) == []
+
+
+def test_a_container_config_error_fails_fast_with_the_reason(real_node_cluster, make_ctx,
+                                                             monkeypatch):
+    """A Secret that lost a key the pod reads (edited by someone while the step started): the
+    real kubelet reports CreateContainerConfigError, and the step fails at once with it."""
+    from ansflow.tasks import pod_step
+
+    original = pod_step.pod_manifest
+
+    def with_a_missing_key(spec):
+        manifest = original(spec)
+        manifest["spec"]["containers"][0]["env"].append(
+            {"name": "GONE", "valueFrom": {"secretKeyRef": {"name": spec.name,
+                                                            "key": "no-such-key"}}})
+        return manifest
+
+    monkeypatch.setattr(pod_step, "pod_manifest", with_a_missing_key)
+    ns = real_node_cluster.namespace("pod")
+    ctx = make_ctx("command", runs_on="kubernetes", timeout=300)
+    started = time.monotonic()
+    with pytest.raises(StepFailed) as failed:
+        execute_command(ctx, config(real_node_cluster, ns, command="echo never"))
+    assert "CreateContainerConfigError" in str(failed.value)
+    assert "no-such-key" in str(failed.value)
+    assert time.monotonic() - started < 60
+    with real_node_cluster.client() as api:
+        assert run_pods(api, ns, ctx.run_id) == []
