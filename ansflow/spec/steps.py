@@ -52,12 +52,10 @@ class PodSettings(StrictModel):
         return value
 
 
-class CommandConfig(PodSettings):
-    """Run a command: a string through the shell, or an argv list without one."""
+class RunsOnSettings(PodSettings):
+    """Where a command or script step runs beyond this process: the container image (docker,
+    kubernetes), the Docker engine or SSH host, and what is copied in and back."""
 
-    command: StrOrArgv = Field(description="Shell command line, or an argv list (no shell).")
-    working_dir: str | None = Field(None, description="Directory to run in (default: workspace).")
-    shell: str = Field("sh", description="Shell for string commands: sh, bash, or a path.")
     image: str | None = Field(None, description="Container image when the step runs on docker "
                                                 "(default: defaults.docker.image) or on "
                                                 "kubernetes (default: "
@@ -76,7 +74,15 @@ class CommandConfig(PodSettings):
                                           "the workspace) copied back after success.")
 
 
-class ScriptConfig(PodSettings):
+class CommandConfig(RunsOnSettings):
+    """Run a command: a string through the shell, or an argv list without one."""
+
+    command: StrOrArgv = Field(description="Shell command line, or an argv list (no shell).")
+    working_dir: str | None = Field(None, description="Directory to run in (default: workspace).")
+    shell: str = Field("sh", description="Shell for string commands: sh, bash, or a path.")
+
+
+class ScriptConfig(RunsOnSettings):
     """Run an inline script or a script file with an interpreter."""
 
     script: str | None = Field(None, description="Inline script text.")
@@ -84,22 +90,6 @@ class ScriptConfig(PodSettings):
     interpreter: str = Field("sh", description="Interpreter: sh, bash, python3, node, ...")
     args: list[str] = Field(default_factory=list, description="Arguments passed to the script.")
     working_dir: str | None = None
-    image: str | None = Field(None, description="Container image when the step runs on docker "
-                                                "(default: defaults.docker.image) or on "
-                                                "kubernetes (default: "
-                                                "defaults.kubernetes.image, else "
-                                                "defaults.docker.image).")
-    host: str | None = Field(
-        None, description="Docker engine when the step runs on docker (default: "
-                          "defaults.docker.host, else DOCKER_HOST); on remote, the SshHost "
-                          "block to run on (default: defaults.remote.host).")
-    upload_workspace: bool | None = Field(
-        None, description="Copy the workspace in first: on remote to the run's directory on "
-                          "the host (default: false); on kubernetes into the pod's /workspace "
-                          "(default: true).")
-    download: list[str] = Field(
-        default_factory=list, description="runs_on remote or kubernetes: paths (relative to "
-                                          "the workspace) copied back after success.")
 
     @model_validator(mode="after")
     def _one_source(self) -> ScriptConfig:
