@@ -29,6 +29,7 @@ from ansflow.engines.kube_pod import (
     SCRIPT_KEY,
     SECRET_DIR,
     STEP_DIR,
+    STEP_POD_LABEL,
     WORKSPACE,
     MarkedLog,
     PodSpecInput,
@@ -126,7 +127,8 @@ def execute_in_pod(ctx: StepContext, config: Any, argv: list[str],
     try:
         with cluster_session(ctx, config.cluster, config.namespace) as session:
             namespace = session.namespace or "default"
-            labels = {**ctx.labels, "app.kubernetes.io/managed-by": "ansflow"}
+            labels = {**ctx.labels, "app.kubernetes.io/managed-by": "ansflow",
+                      STEP_POD_LABEL: "true"}
             spec = PodSpecInput(
                 name=name, namespace=namespace, image=config.image, labels=labels,
                 env_names=list(env), plain_env=plain, mark=mark, wait_workspace=upload,

@@ -27,6 +27,9 @@ from typing import Any
 from ansflow.outputs import MAX_OUTPUT_BYTES
 
 CONTAINER = "step"
+# On a step's Pod and its Secret: what tells the cleanup that a Secret is a step pod's (a run's
+# leftover when its worker died), not one a k8s_deploy deployed (never a run's leftover).
+STEP_POD_LABEL = "ansflow.dev/step-pod"
 WORKSPACE = "/workspace"
 STEP_DIR = "/run/ansflow-step"
 SECRET_DIR = "/run/ansflow-secret"

@@ -23,6 +23,7 @@ from ansflow.engines.kube_objects import (
     Resource,
     request,
 )
+from ansflow.engines.kube_pod import STEP_POD_LABEL
 from ansflow.errors import AnsflowError
 from ansflow.upkeep.cleanup import (
     EXPIRES_LABEL,
@@ -38,10 +39,13 @@ from ansflow.upkeep.cleanup import (
 )
 from ansflow.upkeep.cleanup import clean_text as _clean
 
-# What a run leaves in a cluster: step pods (and the Secret of a step in a pod, when its worker
-# died before the Secret was given to the pod), Jobs.
-RUN_KINDS = (Resource("v1", "Pod", "pods", True), Resource("v1", "Secret", "secrets", True),
-             Resource("batch/v1", "Job", "jobs", True))
+# What a run leaves in a cluster: step pods, Jobs, and the Secret of a step in a pod (when its
+# worker died before the Secret was given to the pod), with the selector that picks them
+# besides the run label. Only a step pod's Secret: a Secret that k8s_deploy deployed carries
+# the run labels too, and is never a leftover.
+RUN_KINDS = ((Resource("v1", "Pod", "pods", True), None),
+             (Resource("v1", "Secret", "secrets", True), f"{STEP_POD_LABEL}=true"),
+             (Resource("batch/v1", "Job", "jobs", True), None))
 PAGE_SIZE = 500
 # Kinds an expiry never applies to: records of other things, not things deployed.
 _NEVER = frozenset({"Event", "Lease", "EndpointSlice", "Endpoints", "ControllerRevision",
@@ -87,9 +91,11 @@ def expirable_kinds(api: k8s.ApiClient) -> list[Resource]:
     return found
 
 
-def _selector(options: CleanupOptions, label: str) -> str:
+def _selector(options: CleanupOptions, label: str, extra: str | None = None) -> str:
     parts = [f"{RUN_LABEL}={options.run_id}" if options.run_id and label == RUN_LABEL
              else label]
+    if extra:
+        parts.append(extra)
     if options.pipelines:
         values = ",".join(sorted({label_value(p) for p in options.pipelines}))
         parts.append(f"{PIPELINE_LABEL} in ({values})")
@@ -117,11 +123,13 @@ def expiry_of(meta: dict) -> datetime | None:
 
 def judge_run_object(meta: dict, kind: str, states: RunStates,
                      options: CleanupOptions) -> str | None:
-    """None when a run's Pod/Job may go, else why it stays."""
+    """None when a run's Pod/Job (or a step pod's Secret) may go, else why it stays."""
     guard = _guard(meta)
     if guard:
         return guard
     labels = meta.get("labels") or {}
+    if kind == "Secret" and labels.get(STEP_POD_LABEL) != "true":
+        return "a Secret that is not a step pod's: deployed, never a run's leftover"
     if EXPIRES_LABEL in labels:
         return "deployed with expire_after: removed when it expires"
     owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
@@ -157,9 +165,9 @@ def plan_cluster(cluster: str, options: CleanupOptions, states: RunStates,
         block = options.blocks.get(cluster) or _load(cluster)
         with api_client_for(block) as api:
             run_objects: list[tuple[Resource, dict]] = []
-            for res in RUN_KINDS:
+            for res, extra in RUN_KINDS:
                 run_objects.extend((res, m) for m in list_metadata(
-                    api, res, _selector(options, RUN_LABEL)))
+                    api, res, _selector(options, RUN_LABEL, extra)))
             if not options.run_id:
                 states.lookup(str((m.get("labels") or {}).get(RUN_LABEL, ""))
                               for _, m in run_objects)

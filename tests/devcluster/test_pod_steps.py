@@ -15,6 +15,7 @@ from fixtures_pipeline import by_id
 from kubernetes import client as k8s
 from polling import until
 
+from ansflow.engines.kube_pod import STEP_POD_LABEL
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import CommandConfig, ScriptConfig
 from ansflow.tasks.command import execute_command, execute_script
@@ -88,6 +89,7 @@ def test_a_script_in_a_pod_with_a_secret_never_in_the_pod_spec(real_node_cluster
             seen["pod"] = json.dumps(api.sanitize_for_serialization(pods[0]))
             found = run_secrets(api, ns, ctx.run_id)
             seen["owners"] = [(o.kind, o.name, o.uid) for o in found[0].metadata.owner_references]
+            seen["labels"] = (found[0].metadata.labels, pods[0].metadata.labels)
             seen["uid"] = pods[0].metadata.uid
             seen["name"] = pods[0].metadata.name
 
@@ -104,6 +106,9 @@ def test_a_script_in_a_pod_with_a_secret_never_in_the_pod_spec(real_node_cluster
     assert secret not in "\n".join(lines)
     assert secret not in seen["pod"]
     assert seen["owners"] == [("Pod", seen["name"], seen["uid"])]
+    # What the cleanup flow knows a step pod's Secret by (and its run), on both objects.
+    for labels in seen["labels"]:
+        assert labels[STEP_POD_LABEL] == "true" and labels["ansflow.dev/run-id"] == ctx.run_id
 
 
 def test_timeout_and_cancel_delete_the_pod(real_node_cluster, make_ctx):

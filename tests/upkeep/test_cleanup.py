@@ -19,6 +19,7 @@ import pytest
 from cleanup_runs import finished_and_running_runs, run_labels
 from kubernetes import client as k8s
 
+from ansflow.engines.kube_pod import STEP_POD_LABEL
 from ansflow.spec.steps import K8sDeployConfig, expiry_seconds
 from ansflow.tasks.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL, add_expiry
 from ansflow.upkeep.cleanup import (
@@ -106,6 +107,11 @@ def test_run_objects_go_only_when_their_run_is_over_and_nothing_protects_them():
     expiring = meta("done")
     expiring["labels"][EXPIRES_LABEL] = "1"
     assert "expire_after" in judge_run_object(expiring, "Pod", states, opts)
+    # A Secret goes only when it is a step pod's; a deployed one carries the run labels too.
+    step_secret = meta("done")
+    step_secret["labels"][STEP_POD_LABEL] = "true"
+    assert judge_run_object(step_secret, "Secret", states, opts) is None
+    assert "not a step pod's" in judge_run_object(meta("done"), "Secret", states, opts)
 
 
 def test_expired_objects_go_unexpired_and_kept_ones_stay():
@@ -155,6 +161,15 @@ def _pod(api, ns, name, labels, annotations=None):
 def _configmap(api, ns, name, labels, annotations=None):
     k8s.CoreV1Api(api).create_namespaced_config_map(ns, {"metadata": {
         "name": name, "labels": labels, "annotations": annotations or {}}})
+
+
+def _secret(api, ns, name, labels, step_pod=True):
+    """A step pod's Secret, as a worker that died before handing it to its pod leaves it (or,
+    ``step_pod=False``, a Secret k8s_deploy deployed, with the run labels too)."""
+    if step_pod:
+        labels = {**labels, STEP_POD_LABEL: "true"}
+    k8s.CoreV1Api(api).create_namespaced_secret(ns, {
+        "metadata": {"name": name, "labels": labels}, "stringData": {"X": "1"}})
 
 
 def _job(api, ns, name, labels):
@@ -207,6 +222,9 @@ def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, pre
         core = k8s.CoreV1Api(api)
         _pod(api, ns, "finished", run_labels(pipeline, done))
         _job(api, ns, "finished-job", run_labels(pipeline, done))
+        _secret(api, ns, "finished-secret", run_labels(pipeline, done))
+        _secret(api, ns, "running-secret", run_labels(pipeline, running))
+        _secret(api, ns, "deployed-secret", run_labels(pipeline, done), step_pod=False)
         _pod(api, ns, "running", run_labels(pipeline, running))
         _pod(api, ns, "unknown", run_labels(pipeline, str(uuid.uuid4())))
         _pod(api, ns, "pinned", run_labels(pipeline, done), {KEEP_ANNOTATION: "true"})
@@ -221,11 +239,13 @@ def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, pre
 
         counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
                               pipelines=[pipeline], run_retention_days=None, dry_run=True)
-        assert counts["planned"] == 3 and counts["removed"] == 0, counts
+        assert counts["planned"] == 4 and counts["removed"] == 0, counts
         everything = [lambda n=n: core.read_namespaced_pod(n, ns)
                       for n in ("finished", "running", "unknown", "pinned")]
         everything += [lambda n=n: core.read_namespaced_config_map(n, ns)
                        for n in ("expired", "fresh", "expired-pinned", "unlabelled")]
+        everything += [lambda n=n: core.read_namespaced_secret(n, ns)
+                       for n in ("finished-secret", "running-secret", "deployed-secret")]
         assert all(_exists(read) for read in everything), "a dry run deleted something"
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(
@@ -236,12 +256,15 @@ def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, pre
                                                     __import__("json").loads(rows))
                    if r["action"] == "remove"}
         assert planned == {("Pod", "finished"), ("Job", "finished-job"),
-                           ("ConfigMap", "expired")}
+                           ("Secret", "finished-secret"), ("ConfigMap", "expired")}
 
         counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
                               pipelines=[pipeline], run_retention_days=None)
-        assert counts["removed"] == 3 and counts["failed"] == 0, counts
+        assert counts["removed"] == 4 and counts["failed"] == 0, counts
         assert _gone(lambda: core.read_namespaced_pod("finished", ns))
+        assert _gone(lambda: core.read_namespaced_secret("finished-secret", ns))
+        assert _exists(lambda: core.read_namespaced_secret("running-secret", ns))
+        assert _exists(lambda: core.read_namespaced_secret("deployed-secret", ns))
         assert _gone(lambda: k8s.BatchV1Api(api).read_namespaced_job("finished-job", ns))
         assert _gone(lambda: core.read_namespaced_config_map("expired", ns))
         for name in ("running", "unknown", "pinned"):
