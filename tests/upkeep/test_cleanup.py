@@ -1,6 +1,6 @@
 """Cleanup (ansflow.upkeep.cleanup, flows/cleanup.py, `ansflow cleanup`): pure rules first,
-then against the dev cluster, the store and the suite's Prefect server (the Docker engine:
-test_cleanup_docker.py).
+then against the store and the suite's Prefect server (the dev cluster: test_cleanup_kube.py;
+the Docker engine: test_cleanup_docker.py).
 
 Everything a test creates carries a pipeline label of its own and every cleanup here is
 limited to that pipeline, so other tests' objects, containers and images are never touched.
@@ -11,13 +11,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from cleanup_runs import finished_and_running_runs, run_labels
-from kubernetes import client as k8s
 
 from ansflow.engines.kube_pod import STEP_POD_LABEL
 from ansflow.spec.steps import K8sDeployConfig, expiry_seconds
@@ -30,9 +27,6 @@ from ansflow.upkeep.cleanup import (
     CleanupOptions,
     RunState,
     RunStates,
-    cleanup,
-    execute,
-    plan,
 )
 from ansflow.upkeep.cleanup_docker import plan_images
 from ansflow.upkeep.cleanup_kube import judge_expired, judge_run_object
@@ -147,200 +141,6 @@ def test_images_beyond_the_newest_builds_go_unless_used_or_kept():
     assert "among the newest 3" in reasons["sha256:other1"]
     remove, _ = plan_images(images, set(), 3, pipelines={"other"})
     assert remove == []
-
-
-# ---- the dev cluster -----------------------------------------------------------------------
-
-
-def _pod(api, ns, name, labels, annotations=None):
-    body = {"metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
-            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
-    k8s.CoreV1Api(api).create_namespaced_pod(ns, body)
-
-
-def _configmap(api, ns, name, labels, annotations=None):
-    k8s.CoreV1Api(api).create_namespaced_config_map(ns, {"metadata": {
-        "name": name, "labels": labels, "annotations": annotations or {}}})
-
-
-def _secret(api, ns, name, labels, step_pod=True):
-    """A step pod's Secret, as a worker that died before handing it to its pod leaves it (or,
-    ``step_pod=False``, a Secret k8s_deploy deployed, with the run labels too)."""
-    if step_pod:
-        labels = {**labels, STEP_POD_LABEL: "true"}
-    k8s.CoreV1Api(api).create_namespaced_secret(ns, {
-        "metadata": {"name": name, "labels": labels}, "stringData": {"X": "1"}})
-
-
-def _job(api, ns, name, labels):
-    k8s.BatchV1Api(api).create_namespaced_job(ns, {
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
-            {"name": "c", "image": "busybox"}]}}}})
-
-
-def _gone(read, timeout: float = 30) -> bool:
-    """True once ``read()`` 404s or shows a deletion in progress (kwok finishes it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            obj = read()
-        except k8s.ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        if obj.metadata.deletion_timestamp is not None:
-            return True
-        time.sleep(0.3)
-    return False
-
-
-def _exists(read) -> bool:
-    try:
-        obj = read()
-    except k8s.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return obj.metadata.deletion_timestamp is None
-
-
-@pytest.mark.k8s
-@pytest.mark.server
-def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, prefect_server):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from ansflow.flows.cleanup import ARTIFACT_KEY, cleanup_flow
-
-    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
-    (done,), running = finished_and_running_runs()
-    ns = dev_cluster.namespace("cleanup")
-    past = str(int(time.time()) - 60)
-    future = str(int(time.time()) + 3600)
-    with dev_cluster.client() as api:
-        core = k8s.CoreV1Api(api)
-        _pod(api, ns, "finished", run_labels(pipeline, done))
-        _job(api, ns, "finished-job", run_labels(pipeline, done))
-        _secret(api, ns, "finished-secret", run_labels(pipeline, done))
-        _secret(api, ns, "running-secret", run_labels(pipeline, running))
-        _secret(api, ns, "deployed-secret", run_labels(pipeline, done), step_pod=False)
-        _pod(api, ns, "running", run_labels(pipeline, running))
-        _pod(api, ns, "unknown", run_labels(pipeline, str(uuid.uuid4())))
-        _pod(api, ns, "pinned", run_labels(pipeline, done), {KEEP_ANNOTATION: "true"})
-        _pod(api, "kube-system", f"{pipeline}-sys", run_labels(pipeline, done))
-        _configmap(api, ns, "expired", run_labels(pipeline, running, **{EXPIRES_LABEL: past}))
-        _configmap(api, ns, "fresh", run_labels(pipeline, done, **{EXPIRES_LABEL: future}))
-        _configmap(api, ns, "expired-pinned", run_labels(pipeline, done, **{EXPIRES_LABEL: past}),
-                   {KEEP_ANNOTATION: "true"})
-        _configmap(api, "kube-system", f"{pipeline}-sys",
-                   run_labels(pipeline, done, **{EXPIRES_LABEL: past}))
-        _configmap(api, ns, "unlabelled", {PIPELINE_LABEL: pipeline})
-
-        counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
-                              pipelines=[pipeline], run_retention_days=None, dry_run=True)
-        assert counts["planned"] == 4 and counts["removed"] == 0, counts
-        everything = [lambda n=n: core.read_namespaced_pod(n, ns)
-                      for n in ("finished", "running", "unknown", "pinned")]
-        everything += [lambda n=n: core.read_namespaced_config_map(n, ns)
-                       for n in ("expired", "fresh", "expired-pinned", "unlabelled")]
-        everything += [lambda n=n: core.read_namespaced_secret(n, ns)
-                       for n in ("finished-secret", "running-secret", "deployed-secret")]
-        assert all(_exists(read) for read in everything), "a dry run deleted something"
-        with get_client(sync_client=True) as client:
-            artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
-        rows = next(a.data for a in sorted(artifacts, key=lambda a: a.created, reverse=True)
-                    if pipeline in str(a.data) or ns in str(a.data))
-        planned = {(r["kind"], r["name"]) for r in (rows if isinstance(rows, list) else
-                                                    __import__("json").loads(rows))
-                   if r["action"] == "remove"}
-        assert planned == {("Pod", "finished"), ("Job", "finished-job"),
-                           ("Secret", "finished-secret"), ("ConfigMap", "expired")}
-
-        counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
-                              pipelines=[pipeline], run_retention_days=None)
-        assert counts["removed"] == 4 and counts["failed"] == 0, counts
-        assert _gone(lambda: core.read_namespaced_pod("finished", ns))
-        assert _gone(lambda: core.read_namespaced_secret("finished-secret", ns))
-        assert _exists(lambda: core.read_namespaced_secret("running-secret", ns))
-        assert _exists(lambda: core.read_namespaced_secret("deployed-secret", ns))
-        assert _gone(lambda: k8s.BatchV1Api(api).read_namespaced_job("finished-job", ns))
-        assert _gone(lambda: core.read_namespaced_config_map("expired", ns))
-        for name in ("running", "unknown", "pinned"):
-            assert _exists(lambda n=name: core.read_namespaced_pod(n, ns)), name
-        for name in ("fresh", "expired-pinned", "unlabelled"):
-            assert _exists(lambda n=name: core.read_namespaced_config_map(n, ns)), name
-        assert _exists(lambda: core.read_namespaced_pod(f"{pipeline}-sys", "kube-system"))
-        assert _exists(lambda: core.read_namespaced_config_map(f"{pipeline}-sys",
-                                                               "kube-system"))
-        core.delete_namespaced_pod(f"{pipeline}-sys", "kube-system")
-        core.delete_namespaced_config_map(f"{pipeline}-sys", "kube-system")
-
-
-@pytest.mark.k8s
-@pytest.mark.server
-def test_an_object_changed_between_plan_and_delete_is_kept(dev_cluster, prefect_server):
-    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
-    done, running = finished_and_running_runs(n_done=2)
-    ns = dev_cluster.namespace("cleanup")
-    past = str(int(time.time()) - 60)
-    with dev_cluster.client() as api:
-        core = k8s.CoreV1Api(api)
-        _pod(api, ns, "relabelled", run_labels(pipeline, done[0]))
-        _pod(api, ns, "pinned-late", run_labels(pipeline, done[1]))
-        _configmap(api, ns, "renewed", run_labels(pipeline, done[0], **{EXPIRES_LABEL: past}))
-        options = CleanupOptions(clusters=[dev_cluster.block_name], pipelines=[pipeline],
-                                 run_retention_days=None)
-        report = plan(options)
-        assert {i.name for i in report.remove} == {"relabelled", "pinned-late", "renewed"}
-        # Just before the delete: the pod now belongs to a run still going, another pod is
-        # pinned, the configmap was deployed again (its expiry moved on).
-        core.patch_namespaced_pod("relabelled", ns, {"metadata": {"labels": {
-            RUN_LABEL: running}}})
-        core.patch_namespaced_pod("pinned-late", ns, {"metadata": {"annotations": {
-            KEEP_ANNOTATION: "true"}}})
-        core.patch_namespaced_config_map("renewed", ns, {"metadata": {"labels": {
-            EXPIRES_LABEL: str(int(time.time()) + 3600)}}})
-        execute(report, options)
-        assert report.removed == [] and report.failed == []
-        reasons = {i.name: i.reason for i in report.kept if i.name in
-                   ("relabelled", "pinned-late", "renewed")}
-        assert "still running" in reasons["relabelled"]
-        assert KEEP_ANNOTATION in reasons["pinned-late"]
-        assert "expires at" in reasons["renewed"]
-        for name in ("relabelled", "pinned-late"):
-            assert _exists(lambda n=name: core.read_namespaced_pod(n, ns))
-        assert _exists(lambda: core.read_namespaced_config_map("renewed", ns))
-
-
-@pytest.mark.k8s
-def test_k8s_deploy_expire_after_marks_objects_and_cleanup_removes_them_once_expired(
-        dev_cluster, make_ctx, prefect_server):
-    from ansflow.tasks.k8s_deploy import execute_k8s_deploy
-
-    ns = dev_cluster.namespace("review")
-    ctx = make_ctx("k8s_deploy", pipeline=f"rv-{uuid.uuid4().hex[:8]}")
-    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "review-app"},
-                "data": {"a": "1"}}
-    cfg = K8sDeployConfig(cluster=dev_cluster.block_name, namespace=ns, manifest=manifest,
-                          expire_after="2h", timeout=60)
-    before = int(time.time())
-    execute_k8s_deploy(ctx, cfg)
-    with dev_cluster.client() as api:
-        core = k8s.CoreV1Api(api)
-        live = core.read_namespaced_config_map("review-app", ns).metadata
-        expires = int(live.labels[EXPIRES_LABEL])
-        assert before + 7200 <= expires <= int(time.time()) + 7200
-        assert live.annotations[EXPIRES_ANNOTATION].endswith("Z")
-        base = dict(clusters=[dev_cluster.block_name], pipelines=[ctx.pipeline],
-                    run_retention_days=None)
-        report = cleanup(CleanupOptions(**base))
-        assert not report.removed and any(i.name == "review-app" and "expires at" in i.reason
-                                          for i in report.kept)
-        later = datetime.now(timezone.utc) + timedelta(hours=3)
-        report = plan(CleanupOptions(**base, now=later))
-        assert [(i.kind, i.name) for i in report.remove] == [("ConfigMap", "review-app")]
 
 
 # ---- the store and the CLI ---------------------------------------------------------------
