@@ -1,7 +1,10 @@
 """The Docker side of cleanup: containers of finished runs, images beyond keep_builds.
 
-Containers carry the run labels of the step that started them; images those of the
-docker_build step that built them (``ansflow.dev/pipeline``, ``ansflow.dev/build``). Each is
+Containers carry the run labels of the step that started them. Images are known only by
+what docker_build recorded in ansflow's store when it built them (engine, image id,
+pipeline, build number), never by their labels: labels are data anyone writes (a pulled
+image may claim build 999999 of a pipeline and push its real builds past keep_builds) and
+are inherited (an image built FROM an ansflow-built one carries its labels). Each is
 inspected again just before it is removed.
 """
 
@@ -94,19 +97,15 @@ def _image_name(image: dict) -> str:
 
 
 def ansflow_images(client: Any, options: CleanupOptions) -> list[dict]:
-    """The engine's images ansflow built: those docker_build recorded in the store for this
-    engine (records of images no longer there are forgotten, unless a dry run), and those
-    labelled ``ansflow.dev/pipeline`` and ``ansflow.dev/build`` by their Dockerfile. Each as
-    the engine lists it, its pipeline and build in ``Labels``."""
+    """The engine's images ansflow built: only those docker_build recorded in the store for
+    this engine (records of images no longer there are forgotten, unless a dry run); an
+    image's own ``ansflow.dev/pipeline`` and ``ansflow.dev/build`` labels count for nothing.
+    Each as the engine lists it, the recorded pipeline and build in ``Labels``."""
     from ansflow.store import Store  # noqa: PLC0415
     from ansflow.tasks.docker_build import engine_key  # noqa: PLC0415
 
     present = {i["Id"]: i for i in client.api.images()}
     found: dict[str, dict] = {}
-    for image in present.values():
-        labels = image.get("Labels") or {}
-        if labels.get(PIPELINE_LABEL) and str(labels.get(BUILD_LABEL, "")).isdigit():
-            found[image["Id"]] = image
     engine = engine_key(options.docker_host)
     store = Store()
     try:
@@ -254,7 +253,9 @@ def _remove_image(client: Any, item: Item, options: CleanupOptions) -> str | Non
         _forget(options, item.key["id"])
         return None
     recorded = _recorded_build(options, item.key["id"])
-    if recorded is not None and recorded != item.key["build"]:
+    if recorded is None:
+        return "no longer recorded as built by ansflow"
+    if recorded != item.key["build"]:
         return f"built again by build {recorded} since the plan"
     labels = (live.get("Config") or {}).get("Labels") or {}
     if live.get("Id") != item.key["id"]:

@@ -1,5 +1,6 @@
 """Docker cleanup (ansflow.upkeep.cleanup_docker, `ansflow cleanup --docker`) on the real
-Docker engine: containers of finished runs, images beyond the newest builds.
+Docker engine: containers of finished runs, images beyond the newest builds (only the images
+docker_build recorded in the store: labels claiming a pipeline's build count for nothing).
 
 Everything a test creates carries a pipeline label of its own and every cleanup here is
 limited to that pipeline, so other tests' containers and images are never touched.
@@ -35,15 +36,25 @@ def _container_exists(docker_api, cid) -> bool:
     return cid in {c["Id"] for c in docker_api.containers(all=True)}
 
 
-def _image(docker_api, base_image, pipeline, build) -> str:
+def _image(docker_api, base_image, pipeline, build, record=True, tag=None) -> str:
+    """An image labelled as ``pipeline``'s build ``build``; ``record``: recorded in the store
+    as docker_build records what it builds (otherwise only its labels claim it)."""
+    from ansflow.store import Store
+    from ansflow.tasks.docker_build import engine_key
+
+    tag = tag or f"ansflow-test/{pipeline}:{build}"
     dockerfile = f"FROM {base_image}\nLABEL ansflow.test.build={build}\n".encode()
-    image_id = None
-    for event in docker_api.build(fileobj=io.BytesIO(dockerfile), rm=True, decode=True,
-                                  tag=f"ansflow-test/{pipeline}:{build}",
+    for event in docker_api.build(fileobj=io.BytesIO(dockerfile), rm=True, decode=True, tag=tag,
                                   labels={PIPELINE_LABEL: pipeline, BUILD_LABEL: str(build)}):
         assert "error" not in event, event
-        image_id = (event.get("aux") or {}).get("ID") or image_id
-    return docker_api.inspect_image(f"ansflow-test/{pipeline}:{build}")["Id"]
+    image_id = docker_api.inspect_image(tag)["Id"]
+    if record:
+        store = Store()
+        try:
+            store.record_image(engine_key(None), image_id, pipeline, build, f"run-{build}")
+        finally:
+            store.close()
+    return image_id
 
 
 @pytest.mark.docker
@@ -129,3 +140,48 @@ def test_docker_build_records_its_images_and_cleanup_keeps_the_newest_builds(
                 pass
 
 
+
+
+@pytest.mark.docker
+@pytest.mark.server
+def test_images_only_labelled_as_a_build_are_neither_counted_nor_removed(
+        docker_env, docker_api, base_image, prefect_server):
+    """A child image built FROM an ansflow-built one inherits its pipeline and build labels; a
+    pulled image may claim build 999999. Neither is a build of the pipeline (counted, the
+    claimant would leave builds 2 and 3 past keep_builds=2): the real build past keep_builds
+    goes, the newest real ones stay, and the impostors are not touched."""
+    pipeline = f"cl-{uuid.uuid4().hex[:8]}"
+    real = {b: _image(docker_api, base_image, pipeline, b) for b in (1, 2, 3)}
+    child_tag = f"ansflow-test/{pipeline}-child:1"
+    for event in docker_api.build(fileobj=io.BytesIO(
+            f"FROM ansflow-test/{pipeline}:3\nENV CHILD=1\n".encode()), tag=child_tag,
+            rm=True, decode=True):
+        assert "error" not in event, event
+    child = docker_api.inspect_image(child_tag)
+    assert child["Config"]["Labels"][BUILD_LABEL] == "3"  # inherited
+    # The claimant travels through a registry, as a pulled image does.
+    remote = f"{docker_env.registry}/ansflow-test/{pipeline}-claim:1"
+    _image(docker_api, base_image, pipeline, 999999, record=False, tag=remote)
+    for line in docker_api.push(remote, stream=True, decode=True):
+        assert "error" not in line, line
+    docker_api.remove_image(remote, force=True)
+    for line in docker_api.pull(remote, stream=True, decode=True):
+        assert "error" not in line, line
+    claim = docker_api.inspect_image(remote)["Id"]
+    try:
+        options = CleanupOptions(docker=True, keep_builds=2, pipelines=[pipeline],
+                                 run_retention_days=None)
+        report = cleanup(options)
+        assert report.failed == [] and report.problems == [], report
+        assert {i.name for i in report.removed} == {f"ansflow-test/{pipeline}:1"}, report
+        named = {i.name for i in report.removed + report.kept}
+        assert child_tag not in named and remote not in named
+        present = {i["Id"] for i in docker_api.images()}
+        assert {child["Id"], claim, real[2], real[3]} <= present
+        assert real[1] not in present
+    finally:
+        for ref in (child_tag, remote, *(f"ansflow-test/{pipeline}:{b}" for b in (1, 2, 3))):
+            try:
+                docker_api.remove_image(ref, force=True)
+            except Exception:  # noqa: BLE001 - removed by the cleanup already
+                pass
