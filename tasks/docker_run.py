@@ -10,7 +10,8 @@ import time
 
 from ansflow.blocks.docker import DockerHost, docker_base_url, standalone_docker
 from ansflow.engines.docker_container import ContainerOutcome, ContainerSpec, run_container
-from ansflow.engines.docker_streams import command_argv, port_bindings, volume_binds
+from ansflow.engines.docker_mounts import parse_volumes
+from ansflow.engines.docker_streams import command_argv, port_bindings
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import DockerRunConfig
 from ansflow.tasks.base import StepContext, StepResult
@@ -56,7 +57,8 @@ def _run(ctx: StepContext, spec: ContainerSpec, own_timeout: float | None,
 
 
 def build_spec(ctx: StepContext, config: DockerRunConfig) -> ContainerSpec:
-    """Validate a docker_run config into a container spec (no I/O).
+    """Validate a docker_run config into a container spec (no engine I/O; host paths and
+    volumes are checked again right before the container is created).
 
     Raises:
         StepFailed: an unsplittable command, or a malformed volume or port.
@@ -66,7 +68,8 @@ def build_spec(ctx: StepContext, config: DockerRunConfig) -> ContainerSpec:
         command=command_argv(config.command),
         entrypoint=command_argv(config.entrypoint, "entrypoint"),
         env={**config.env},
-        binds=volume_binds(config.volumes, ctx.workspace),
+        mounts=parse_volumes(config.volumes, ctx.workspace),
+        workspace=ctx.workspace,
         ports=port_bindings(config.ports),
         working_dir=config.working_dir,
         network=config.network,

@@ -27,6 +27,7 @@ from ansflow.engines.docker import (
     engine_error,
     stream_engine,
 )
+from ansflow.engines.docker_mounts import Mount, binds_at_use
 from ansflow.engines.docker_streams import (
     LineSplitter,
     registry_of,
@@ -40,13 +41,17 @@ DRAIN_SECONDS = 30.0
 
 @dataclass
 class ContainerSpec:
-    """What to run; paths and argv already validated by the caller."""
+    """What to run; argv already validated by the caller. ``binds`` are ansflow's own (the
+    workspace, a step's scratch directory); ``mounts`` are the step's ``volumes``, checked
+    again right before the container is created (relative to ``workspace``)."""
 
     image: str
     command: list[str] | None = None
     entrypoint: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
     binds: list[str] = field(default_factory=list)
+    mounts: list[Mount] = field(default_factory=list)
+    workspace: str = "."
     ports: dict[str, object] = field(default_factory=dict)
     working_dir: str | None = None
     network: str | None = None
@@ -218,8 +223,11 @@ def run_container(
         outcome_stop = ensure_image(client, spec.image, deadline=deadline, on_stop=on_stop)
         if outcome_stop is not None:
             return ContainerOutcome(None, "", outcome_stop, [])
+        # After the pull, right before the create: what a parallel step changed meanwhile
+        # (a directory swapped for a symlink, a volume made) is seen here.
+        binds = [*spec.binds, *binds_at_use(client, spec.mounts, spec.workspace)]
         host_config = client.api.create_host_config(
-            binds=spec.binds or None, port_bindings=spec.ports or None,
+            binds=binds or None, port_bindings=spec.ports or None,
             network_mode=spec.network,
             # A setuid binary in the image cannot gain privileges the container lacks.
             security_opt=["no-new-privileges"],

@@ -121,31 +121,18 @@ def command_argv(command: str | list[str] | None, what: str = "command") -> list
 
 
 def volume_binds(volumes: list[str] | dict[str, str], workspace: str) -> list[str]:
-    """Docker bind strings; relative host paths (./x, ../x, a/b) resolve against the workspace.
+    """Docker bind strings as they stand now; relative host paths (./x, ../x, a/b) resolve
+    against the workspace (see ``ansflow.engines.docker_mounts``, which a container step
+    uses to check them again at use).
 
     A host part without a slash and not starting with a dot is a named volume, as with
     ``docker run -v``. A host path must lie inside the workspace (symlinks followed) or
     under a root of the worker's ANSFLOW_ALLOWED_HOST_PATHS (``ansflow.paths``).
     """
-    items = (
-        [f"{host}:{target}" for host, target in volumes.items()]
-        if isinstance(volumes, dict)
-        else list(volumes)
-    )
-    binds = []
-    for item in items:
-        parts = item.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise StepFailed(f"volume {item!r} is not 'host:container[:ro|rw]'")
-        host, target = parts[0], parts[1]
-        if not target.startswith("/"):
-            raise StepFailed(f"volume {item!r}: the container path must be absolute")
-        if len(parts) == 3 and not set(parts[2].split(",")) <= {"ro", "rw", "z", "Z"}:
-            raise StepFailed(f"volume {item!r}: mode must be ro or rw")
-        if host.startswith(".") or "/" in host:
-            host = confine(host, workspace, f"volume {item!r}: host path")
-        binds.append(":".join([host, target, *parts[2:]]))
-    return binds
+    from ansflow.engines.docker_mounts import parse_volumes  # noqa: PLC0415
+
+    return [m.bind(m.source if m.volume else confine(m.source, workspace, "host path"))
+            for m in parse_volumes(volumes, workspace)]
 
 
 def port_bindings(ports: list[str] | dict[str, int | str]) -> dict[str, object]:
