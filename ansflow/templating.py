@@ -240,12 +240,21 @@ def render_value(value: Any, context: dict[str, Any], session: RenderSession | N
 
 
 def render_config(config: dict[str, Any], context: dict[str, Any], session: RenderSession,
-                  shell_fields: dict[tuple, str]) -> dict[str, Any]:
+                  shell_fields: dict[tuple, str],
+                  yaml_fields: Iterable[tuple] = ()) -> dict[str, Any]:
     """A step's config rendered; the fields in ``shell_fields`` (``("command",)``,
-    ``("command", 2)`` for an argv list's `sh -c` text) as shell text of that dialect."""
+    ``("command", 2)`` for an argv list's `sh -c` text) as shell text of that dialect, the
+    fields in ``yaml_fields`` (``("manifest",)``) as YAML text whose `{{ }}` values are
+    each one scalar (ansflow.yamltemplate)."""
     out: dict[str, Any] = {}
+    yaml_keys = {path[0] for path in yaml_fields if len(path) == 1}
     for key, value in config.items():
-        if isinstance(value, list) and any(p[0] == key and len(p) == 2 for p in shell_fields):
+        if key in yaml_keys and isinstance(value, str):
+            from ansflow.yamltemplate import render_yaml  # noqa: PLC0415 - it imports this
+
+            out[key] = render_yaml(value, context, session=session) \
+                if has_template(value) else value
+        elif isinstance(value, list) and any(p[0] == key and len(p) == 2 for p in shell_fields):
             out[key] = [render_value(v, context, session, shell_fields.get((key, i)))
                         for i, v in enumerate(value)]
         else:
@@ -305,7 +314,12 @@ def _guarded(what: str, source: str, session: RenderSession | None,
 
 def render_string(source: str, context: dict[str, Any], *, session: RenderSession | None = None,
                   shell: str | None = None) -> str:
-    env = make_environment(shell)
+    return render_in(make_environment(shell), source, context, session)
+
+
+def render_in(env: BoundedSandbox, source: str, context: dict[str, Any],
+              session: RenderSession | None) -> str:
+    """``source`` rendered in ``env`` (one of make_environment's), bounded in size and time."""
     env.ansflow_session = session
 
     def run() -> str:

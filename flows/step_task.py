@@ -38,6 +38,7 @@ from ansflow.templating import (
     render_config,
     render_value,
 )
+from ansflow.yamltemplate import yaml_fields
 
 # Step types whose shell text can read a secret from an environment variable (k8s_exec: its
 # prelude reads them from stdin, a pod exec has no environment to set).
@@ -134,7 +135,8 @@ def _attempt(executor: Executor, ctx: StepContext, config: dict[str, Any],
         ctx.env = {k: str(render_value(v, template_context, session))
                    for k, v in base_env.items()}
         rendered = render_config(config, template_context, session,
-                                 shell_fields(ctx.step_type, config))
+                                 shell_fields(ctx.step_type, config),
+                                 yaml_fields(ctx.step_type, config))
     except TemplateTimeout as exc:
         raise StepTimedOut(str(exc)) from exc
     except TemplateCancelled as exc:
