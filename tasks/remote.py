@@ -10,12 +10,15 @@ travel in a script written through stdin (ansflow.engines.ssh_exec).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shlex
+import tempfile
 import uuid
 from typing import Any
 
+from ansflow.engines.archive import BoundedSpool, Limits, extract
 from ansflow.engines.ssh import POOL, SshNetworkError, Target, call
 from ansflow.engines.ssh_exec import run_remote
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
@@ -118,7 +121,7 @@ def execute_remote(ctx: StepContext, config: Any, argv: list[str],
     workspace = f"{base}/workspace"
     scratch = f"{base}/steps/{_safe(ctx.step_id, 40)}-{ctx.attempt}-{uuid.uuid4().hex[:8]}"
     working_dir = remote_working_dir(config.working_dir)
-    downloads = [_download_pair(ctx, p) for p in (config.download or [])]
+    downloads = [_download_path(ctx, p) for p in (config.download or [])]
     if config.upload_workspace:
         call(_upload(ctx.run_id, target, ctx.workspace, workspace))
     script = step_script(ctx, argv, scratch, workspace, working_dir, inline)
@@ -143,30 +146,38 @@ def execute_remote(ctx: StepContext, config: Any, argv: list[str],
     if outcome.exit_code != 0:
         raise StepFailed(f"exited with code {outcome.exit_code} on {target.where}",
                          exit_code=outcome.exit_code)
-    for remote, local in downloads:
-        call(_download(ctx.run_id, target, f"{workspace}/{remote}", local, remote))
+    if downloads:
+        _download(ctx, target, workspace, downloads)
     return StepResult(exit_code=0, outputs=outputs)
 
 
-def _download_pair(ctx: StepContext, path: str) -> tuple[str, str]:
+def _download_path(ctx: StepContext, path: str) -> str:
     if not path or "\0" in path or os.path.isabs(path) or lexically_outside(path):
         raise StepFailed(f"download {path!r} is outside the workspace: give a path relative "
                          "to the run's workspace on the host")
-    return os.path.normpath(path), confine(path, ctx.workspace, "download")
+    confine(path, ctx.workspace, "download")
+    return os.path.normpath(path)
+
+
+def _download(ctx: StepContext, target: Target, workspace: str, paths: list[str]) -> None:
+    """The ``download:`` paths as one tar stream, spooled (bounded), then extracted under
+    ansflow.engines.archive's rules: a host's answer is data, however it was made."""
+    limits = Limits.from_env()
+    source = f"the workspace on {target.where}"
+    with tempfile.TemporaryFile() as spool:
+        call(_fetch(ctx.run_id, target, workspace, paths,
+                    BoundedSpool(spool, limits.stream_bytes, source)))
+        spool.seek(0)
+        done = extract(spool, ctx.workspace, paths, source, limits)
+    note = done.skipped_note()
+    if note:
+        ctx.emit(f"[ansflow] {note}", stream="stderr")
 
 
 async def _upload(run_id: str, target: Target, local: str, remote: str) -> None:
     conn = await POOL.get(run_id, target)
     try:
         await _put(conn, run_id, target, local, remote)
-    finally:
-        POOL.release(run_id, target)
-
-
-async def _download(run_id: str, target: Target, remote: str, local: str, shown: str) -> None:
-    conn = await POOL.get(run_id, target)
-    try:
-        await _get(conn, target, remote, local, shown)
     finally:
         POOL.release(run_id, target)
 
@@ -189,18 +200,41 @@ async def _put(conn: Any, run_id: str, target: Target, local: str, remote: str) 
                               f"{getattr(exc, 'reason', None) or type(exc).__name__}") from None
 
 
-async def _get(conn: Any, target: Target, remote: str, local: str, shown: str) -> None:
+async def _fetch(run_id: str, target: Target, workspace: str, paths: list[str],
+                 sink: BoundedSpool) -> None:
+    """``paths`` of the remote workspace as a tar stream into ``sink`` (as a pod's downloads
+    come back: the same extraction rules apply to both)."""
     import asyncssh  # noqa: PLC0415
 
+    conn = await POOL.get(run_id, target)
+    shown = ", ".join(map(repr, paths))
+    command = (f"cd {shlex.quote(workspace)} && tar cf - -- "
+               + " ".join(shlex.quote(p) for p in paths))
     try:
-        async with conn.start_sftp_client() as sftp:
-            if not await sftp.exists(remote):
-                raise StepFailed(f"download {shown!r}: no such file or directory in the "
-                                 f"workspace on {target.where}")
-            os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
-            await sftp.get(remote, local, recurse=True, preserve=True)
-    except asyncssh.SFTPError as exc:
-        raise StepFailed(f"download {shown!r} from {target.where} failed: {exc.reason}") \
-            from None
+        process = await conn.create_process(command, encoding=None,
+                                            stdin=asyncssh.DEVNULL)
+        errors = bytearray()
+
+        async def copy_out() -> None:
+            while chunk := await process.stdout.read(256 * 1024):
+                sink.write(chunk)
+
+        async def keep_errors() -> None:  # read along, so a full stderr never stalls stdout
+            while chunk := await process.stderr.read(65536):
+                errors.extend(chunk[: max(0, 4096 - len(errors))])
+
+        async with process:
+            await asyncio.gather(copy_out(), keep_errors())
+            result = await process.wait(check=False)
     except OSError as exc:
-        raise StepFailed(f"download {shown!r} from {target.where} failed: {exc}") from None
+        raise StepFailed(f"download {shown} from {target.where} failed: {exc}") from None
+    except asyncssh.Error as exc:
+        POOL.drop(run_id, target)
+        raise SshNetworkError(f"{target.where}: download {shown} failed: "
+                              f"{getattr(exc, 'reason', None) or type(exc).__name__}") from None
+    finally:
+        POOL.release(run_id, target)
+    if result.exit_status != 0:
+        reason = " ".join(bytes(errors).decode("utf-8", "replace").split())[:500]
+        raise StepFailed(f"download {shown} from the workspace on {target.where} failed: "
+                         f"{reason or f'exit code {result.exit_status}'}")
