@@ -165,8 +165,13 @@ def _check_whole(value: Any, slots: _Slots) -> None:
     holding another `{{ }}` inserted by a `{{ }}`)."""
     stack = [value]
     nonce = slots.nonce
+    seen: set[int] = set()  # aliases share a node: walk it once (no billion laughs)
     while stack:
         item = stack.pop()
+        if isinstance(item, dict | list):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
         if isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())

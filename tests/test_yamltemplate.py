@@ -159,3 +159,12 @@ def test_k8s_deploy_inline_manifest_is_the_yaml_field_the_step_renderer_uses():
     assert rendered["namespace"] == HOSTILE[0]  # another field: the usual string render
     plain = {"manifest": "kind: x\nv:   'a: b'  # kept\n"}  # no template: left as written
     assert render_config(plain, {}, RenderSession(), {}, [("manifest",)]) == plain
+
+
+def test_the_authors_aliases_stay_shared_not_expanded():
+    levels = "".join(f"l{i}: &l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]\n"
+                     for i in range(1, 30))
+    template = "l0: &l0 ['{{ vars.v }}']\n" + levels
+    docs = render_documents(template, _context("x"))  # 4**29 leaves if walked one by one
+    assert docs[0]["l29"][0] is docs[0]["l28"]
+    assert len(render_yaml(template, _context("x"))) < 10_000
