@@ -231,4 +231,6 @@ def render_yaml(source: str, context: dict[str, Any], *, session: RenderSession 
         TemplateError: see render_documents.
     """
     docs = render_documents(source, context, session=session, what=what)
-    return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True, width=1 << 30)
+    # ASCII only: PyYAML's emitter writes a raw U+0085 into a single-quoted scalar with
+    # allow_unicode, which its own parser then reads as a line break.
+    return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=False, width=1 << 30)

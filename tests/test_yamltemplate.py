@@ -26,6 +26,7 @@ HOSTILE = [
     ".inf", "2024-01-01", "{{ vars.other }}", "{% if true %}x{% endif %}", "{#c#}",
     "ansflow0123456789abcdefs0e",  # a placeholder-like string: text like any other
     "nul\x00byte", "bell\x07", "\u2028line sep", "emoji \U0001F600", "\r\nCRLF", "é",
+    "next line\x85", "\u2029para", "lone\rCR", "bom\ufeff", "not utf-8 \udcff",
     "x" * 200_000,
 ]
 SENTINEL = "zz-sentinel-zz"
