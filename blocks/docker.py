@@ -14,7 +14,7 @@ from typing import Any
 from prefect_docker import DockerHost, DockerRegistryCredentials
 from pydantic import SecretStr
 
-from ansflow.engines.docker_streams import looks_like_registry
+from ansflow.engines.docker_streams import looks_like_registry, normal_registry, registry_of_image
 from ansflow.errors import StepFailed
 from ansflow.masking import short_secret_error
 
@@ -24,17 +24,36 @@ __all__ = ["DockerHost", "DockerRegistryCredentials", "RegistryAccess", "resolve
 
 @dataclass(frozen=True)
 class RegistryAccess:
-    """Where to push / pull and with which credentials (None: anonymous)."""
+    """Where to push / pull and with which credentials (None: anonymous). ``home`` is the
+    registry the credentials were saved for (their block's ``registry_url``, normalized):
+    they are only ever sent there."""
 
     host: str | None
     username: str | None = None
     password: SecretStr | None = None
     source: str = "anonymous"
+    home: str | None = None
 
-    def auth_config(self) -> dict[str, str] | None:
-        """The engine's X-Registry-Auth payload; None for anonymous access."""
+    def auth_config(self, repository: str | None = None) -> dict[str, str] | None:
+        """The engine's X-Registry-Auth payload for a push / pull of ``repository`` (default:
+        to ``host``); None for anonymous access.
+
+        Raises:
+            StepFailed: the credentials belong to another registry than the one the image
+                goes to / comes from (a templated ``registry:`` must not carry a block's
+                password to a host the run starter names).
+        """
         if self.username is None or self.password is None:
             return None
+        target = registry_of_image(repository) if repository else normal_registry(self.host)
+        if self.home is None or target != self.home:
+            raise StepFailed(
+                f"the credentials of {self.source} are saved for registry "
+                f"{self.home or '(none)'}, not for {target}, where "
+                f"{repository or 'the image'} goes; refused: they are sent only to their "
+                "own registry",
+                hint="name a credentials block saved for that registry (its registry_url), "
+                     "or leave credentials out for anonymous access")
         return {
             "username": self.username,
             "password": self.password.get_secret_value(),
@@ -96,7 +115,8 @@ def _resolve(registry: str | None, credentials: str | None,
         host = _host_of(registry) if registry and looks_like_registry(registry) else None
         block_host = _host_of(block.registry_url)
         return RegistryAccess(host=host or block_host, username=block.username,
-                              password=block.password, source="the given credentials block")
+                              password=block.password, source="the given credentials block",
+                              home=normal_registry(block.registry_url))
     for value, what in ((registry, "registry"), (credentials, "credentials")):
         if not value:
             continue
@@ -108,11 +128,11 @@ def _resolve(registry: str | None, credentials: str | None,
         block_host = _host_of(block.registry_url)
         access = RegistryAccess(
             host=block_host, username=block.username, password=block.password,
-            source=f"block {value!r}",
+            source=f"block {value!r}", home=normal_registry(block.registry_url),
         )
         host = host or block_host
     return RegistryAccess(host=host, username=access.username, password=access.password,
-                          source=access.source)
+                          source=access.source, home=access.home)
 
 
 def docker_base_url(host: str | None) -> str | None:

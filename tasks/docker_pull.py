@@ -28,7 +28,8 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
         Outputs ``image`` (the pulled reference), ``image_id`` and ``digest``.
 
     Raises:
-        StepFailed: the image does not exist, or the registry refused access.
+        StepFailed: the image does not exist, the registry refused access, or the credentials
+            were saved for another registry than the one pulled from.
         StepTransient: the registry could not be reached.
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
         EngineUnavailable: no Docker engine answers.
@@ -39,6 +40,7 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
     if access.host and registry_of(repo) != access.host:
         repo = retarget(repo, access.host)
     reference = f"{repo}:{tag}"
+    auth = access.auth_config(repo)  # another registry than the block's: refused here
     client = docker_client(docker_base_url(config.host))
     digest = None
 
@@ -53,7 +55,7 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
                       limit=ctx.timeout, on_cancel=ctx.on_cancel, emit=ctx.emit,
                       fail=lambda message: registry_failure(message, what, access),
                       on_event=seen, params={"fromImage": repo, "tag": tag},
-                      headers={"X-Registry-Auth": encode_auth(access.auth_config())})
+                      headers={"X-Registry-Auth": encode_auth(auth)})
         try:
             info = client.api.inspect_image(reference)
         except Exception as exc:  # noqa: BLE001 - translated into the step error tree

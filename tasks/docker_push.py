@@ -50,12 +50,14 @@ def plan_push(config: DockerPushConfig, block: Any = None, masker: Any = None) -
     """Validate names and resolve the registry / credentials before talking to the engine.
 
     Raises:
-        StepFailed: a bad image reference, or a registry / credentials name that is neither
-            a host nor a saved block.
+        StepFailed: a bad image reference, a registry / credentials name that is neither
+            a host nor a saved block, or credentials saved for another registry than the
+            one pushed to.
     """
     repo, tag = image_ref(config.image, config.tag)
     access = resolve_registry(config.registry, config.credentials, block, masker=masker)
     target_repo = retarget(repo, access.host) if access.host else repo
+    access.auth_config(target_repo)  # another registry than the block's: refused here
     return PushPlan(source=f"{repo}:{tag}", repository=target_repo, tag=tag, access=access)
 
 
@@ -64,7 +66,7 @@ def registry_failure(message: str, what: str, access: RegistryAccess) -> StepFai
     lowered = message.lower()
     if any(marker in lowered for marker in AUTH_MARKERS):
         hint = ("give `credentials:` naming a Docker Registry Credentials block"
-                if access.auth_config() is None
+                if access.username is None
                 else f"check the username / password of {access.source}")
         return StepFailed(f"{what} refused by the registry: {message}", hint=hint)
     if any(marker in lowered for marker in TRANSIENT_MARKERS):
@@ -118,7 +120,7 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
                       emit=ctx.emit, fail=lambda message: registry_failure(message, what,
                                                                            plan.access),
                       on_event=seen, params={"tag": plan.tag},
-                      headers={"X-Registry-Auth": encode_auth(plan.access.auth_config())})
+                      headers={"X-Registry-Auth": encode_auth(plan.access.auth_config(plan.repository))})
     finally:
         client.close()
     if not digest:

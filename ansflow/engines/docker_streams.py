@@ -92,6 +92,38 @@ def registry_of(repository: str) -> str | None:
     return first if rest and looks_like_registry(first) else None
 
 
+# Names of Docker Hub: what an image without a registry, `docker login` without one, and a
+# credentials block saved for Docker Hub may each call it.
+DOCKER_HUB = "docker.io"
+_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io",
+                          "registry.hub.docker.com", "hub.docker.com"})
+
+
+def normal_registry(value: str | None) -> str:
+    """A registry as one comparable host[:port]: scheme and path dropped, lower case, the
+    default port (443; 80 with http://) dropped, Docker Hub's names (and no name) as
+    ``docker.io``. ``https://Index.Docker.io/v1/`` and ``docker.io`` are one registry;
+    ``reg.example.com:443`` and ``reg.example.com`` too; ``localhost`` and ``127.0.0.1`` not."""
+    text = (value or "").strip().lower()
+    default_ports = (":443",)
+    for scheme, ports in (("https://", (":443",)), ("http://", (":80",))):
+        if text.startswith(scheme):
+            text, default_ports = text[len(scheme):], ports
+    text = text.split("/", 1)[0]
+    for port in default_ports:
+        if text.endswith(port):
+            text = text[: -len(port)]
+    if not text or text in _HUB_ALIASES:
+        return DOCKER_HUB
+    return text
+
+
+def registry_of_image(repository: str) -> str:
+    """The normalized registry an image reference is pushed to / pulled from (Docker Hub for
+    a short name)."""
+    return normal_registry(registry_of(repository.split("@", 1)[0]))
+
+
 def retarget(repository: str, registry: str) -> str:
     """The repository name under ``registry`` (its own registry, if any, replaced)."""
     registry = registry.strip().rstrip("/")

@@ -38,9 +38,10 @@ def test_seed_push_is_retagged_for_the_registry():
 
 def test_auth_config_carries_the_password_only_there():
     access = RegistryAccess(host="r.example", username="u", password=SecretStr("pw-123"),
-                            source="block 'x'")
+                            source="block 'x'", home="r.example")
     assert access.auth_config() == {"username": "u", "password": "pw-123",
                                      "serveraddress": "r.example"}
+    assert access.auth_config("r.example/team/app") == access.auth_config()
     assert "pw-123" not in repr(access) and "pw-123" not in str(access)
 
 
