@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from ansflow.engines.ssh_keys import parse_known_keys
+from ansflow.engines.ssh_keys import host_keys
 
 
 class SshHost(Block):
@@ -40,20 +40,18 @@ class SshHost(Block):
     password: SecretStr | None = Field(
         default=None, description="Password to log in with (when there is no private key).")
     known_host_keys: list[str] = Field(
-        description="The server's public host key(s), as in a known_hosts file or a "
-                    "*.pub file (`ssh-ed25519 AAAA...`). A server with another key is refused.")
+        description="The server's public host key(s): *.pub lines (`ssh-ed25519 AAAA...`), "
+                    "trusted as given, or known_hosts lines, trusted only where their host "
+                    "pattern matches this block's hostname and port (`[host]:port` off port "
+                    "22); `@revoked` keys are refused, `@cert-authority` is not supported. A "
+                    "server with another key is refused.")
     jump_host: str | None = Field(
         default=None, description="Name of another SshHost block to connect through.")
     connect_timeout: float = Field(default=15.0, gt=0, description="Seconds to connect.")
 
-    @field_validator("known_host_keys")
-    @classmethod
-    def _keys_parse(cls, value: list[str]) -> list[str]:
-        parse_known_keys(value)  # ValueError naming the bad line
-        return value
-
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> SshHost:
+        host_keys(self.known_host_keys, self.hostname, self.port)  # ValueError saying why
         if self.private_key is None and self.password is None:
             raise ValueError("give a private_key or a password")
         if self.passphrase is not None and self.private_key is None:

@@ -5,19 +5,17 @@ file. Nothing secret is ever on the ansible-playbook command line."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ansflow.errors import StepFailed
+from ansflow.spec.ansible_cfg import check_settings
+from ansflow.tasks.ansible_data import data_yaml, write_data
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_CFG_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def plugin_dir() -> str:
@@ -34,27 +32,28 @@ def _write(path: Path, text: str) -> str:
     return str(path)
 
 
-def write_cfg(scratch: Path, settings: dict[str, dict[str, Any]]) -> str:
-    """ansible.cfg: ansflow's defaults, then the step's ``ansible_cfg`` settings.
+def write_cfg(scratch: Path, settings: dict[str, dict[str, Any]],
+              control_dir: Path | None = None) -> str:
+    """ansible.cfg: ansflow's defaults (ssh control sockets in ``control_dir``, default
+    ``scratch/cp``), then the step's ``ansible_cfg`` settings.
 
     Raises:
-        StepFailed: a section or key that is not a plain name, a value with a newline.
+        StepFailed: a setting a step may not change (ansflow.spec.ansible_cfg), a value
+            not of its setting's kind.
     """
     sections: dict[str, dict[str, str]] = {
         "defaults": {"host_key_checking": "True", "retry_files_enabled": "False",
                      "interpreter_python": "auto_silent", "nocows": "True",
                      "local_tmp": str(scratch / "tmp")},
-        "ssh_connection": {"control_path_dir": str(scratch / "cp"), "pipelining": "True"},
+        "ssh_connection": {"control_path_dir": str(control_dir or scratch / "cp"),
+                           "pipelining": "True"},
     }
-    for section, values in settings.items():
-        if not _CFG_KEY.match(section):
-            raise StepFailed(f"ansible_cfg section {section!r} is not a plain name")
-        for key, value in values.items():
-            text = str(value)
-            if not _CFG_KEY.match(key) or "\n" in text or "\r" in text:
-                raise StepFailed(f"ansible_cfg {section}.{key}: a plain key and a one-line "
-                                 "value are required")
-            sections.setdefault(section, {})[key] = text
+    try:
+        allowed = check_settings(settings, rendered=True)
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from None
+    for section, values in allowed.items():
+        sections.setdefault(section, {}).update(values)
     body = "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()) + "\n"
                    for name, values in sections.items())
     return _write(scratch / "ansible.cfg", body)
@@ -77,7 +76,7 @@ class _Files:
 
     def add(self, target: Any, role: str = "") -> str:
         """Record ``target``'s host keys; its private key file (written once)."""
-        from ansflow.engines.ssh_keys import load_client_key, parse_known_keys  # noqa: PLC0415
+        from ansflow.engines.ssh_keys import host_keys, load_client_key  # noqa: PLC0415
 
         what = f"{role}host {target.name!r}"
         if not _NAME.match(target.name):
@@ -92,8 +91,17 @@ class _Files:
         self.key_files[target.name] = key_file
         # Under the block's name (HostKeyAlias), not the address: two blocks for one address
         # (a host and a jump host in front of it, say) keep their own keys.
-        for public in parse_known_keys(list(target.known_host_keys)):
+        # Only the keys trusted for this block's host and port (never another host's line of
+        # a whole known_hosts file), and its revoked keys marked as OpenSSH refuses them.
+        try:
+            keys = host_keys(list(target.known_host_keys), target.hostname, target.port)
+        except ValueError as exc:
+            raise StepFailed(f"{what}: known_host_keys: {exc}") from None
+        for public in keys.trusted:
             self.known.append(f"{target.name} {public.export_public_key().decode().strip()}")
+        for public in keys.revoked:
+            self.known.append(f"@revoked {target.name} "
+                              f"{public.export_public_key().decode().strip()}")
         return key_file
 
 
@@ -140,16 +148,14 @@ def write_inventory(scratch: Path, targets: list[Any], groups: dict[str, list[st
         children[group] = {"hosts": {m: None for m in members}}
     inventory = {"all": {"hosts": hosts, "vars": {"ansible_ssh_common_args": common},
                          **({"children": children} if children else {})}}
-    return _write(scratch / "inventory.yml", yaml.safe_dump(inventory, sort_keys=False))
+    # Every string `!unsafe`: a block's address or user is data, never a template.
+    return _write(scratch / "inventory.yml", data_yaml(inventory, "inventory"))
 
 
 def write_extra_vars(scratch: Path, extra_vars: dict[str, Any]) -> str:
-    """The extra vars as a JSON file (``-e @file``): quotes and newlines arrive as written."""
-    try:
-        text = json.dumps(extra_vars)
-    except (TypeError, ValueError) as exc:
-        raise StepFailed(f"extra_vars cannot be written as JSON: {exc}") from None
-    return _write(scratch / "extra_vars.json", text)
+    """The extra vars as a YAML file (``-e @file``), every string `!unsafe`: quotes,
+    newlines and `{{ }}` arrive as written, never templated by Ansible."""
+    return write_data(scratch / "extra_vars.yml", extra_vars, "extra_vars")
 
 
 def write_vault_password(scratch: Path, password: str) -> str:

@@ -48,6 +48,23 @@ def _load(model: Any, name: str) -> Any:
                              hint=f"save one: ansflow host add {name} --hostname ... "
                                   "--user ... --key-file ... --known-host-key ...") from None
         raise StepFailed(f"host {name!r}: cannot load its block: {str(exc)[:300]}") from None
+    except RuntimeError as exc:
+        # Prefect's answer to a stored block its class no longer accepts (one saved before a
+        # check was added, or written through the API): say which check, not Prefect's text.
+        if "failed validation" not in str(exc):
+            raise
+        raise StepFailed(f"host {name!r}: its saved block is refused: {_invalid(exc)}",
+                         hint=f"save it again: ansflow host add {name} ... --overwrite"
+                         ) from None
+
+
+def _invalid(exc: BaseException) -> str:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ValidationError):
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in cause.errors())
+    return "it does not validate"
 
 
 def host_target(name: str | None, ctx: Any = None, block: Any = None) -> Target:

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from ansflow.engines.ssh_keys import load_client_key, parse_known_keys
+from ansflow.engines.ssh_keys import host_keys, load_client_key
 from ansflow.errors import StepPermanent, StepTransient
 
 IDLE_SECONDS = 60.0  # a pooled connection unused this long is closed
@@ -102,7 +102,7 @@ async def open_connection(target: Target) -> Any:
     import asyncssh  # noqa: PLC0415
 
     try:
-        keys = parse_known_keys(list(target.known_host_keys))
+        keys = host_keys(list(target.known_host_keys), target.hostname, target.port)
     except ValueError as exc:
         raise SshHostKeyError(f"{target.where}: {exc}") from None
     client_keys = None
@@ -115,7 +115,8 @@ async def open_connection(target: Target) -> Any:
     try:
         return await asyncssh.connect(
             target.hostname, target.port, tunnel=tunnel, username=target.username,
-            known_hosts=(keys, [], []), client_keys=client_keys, password=target.password,
+            known_hosts=(list(keys.trusted), [], list(keys.revoked)), client_keys=client_keys,
+            password=target.password,
             agent_path=None, config=None, connect_timeout=target.connect_timeout,
             preferred_auth="publickey,password" if client_keys else "password,"
                                                                      "keyboard-interactive",

@@ -42,9 +42,14 @@ def test_known_hosts_and_keyscan_lines_are_accepted(sshd):
     key = sshd.host_key
     fields = key.split()
     for line in (key, f"[127.0.0.1]:{sshd.port} {fields[0]} {fields[1]}",
-                 f"# comment\n127.0.0.1 {fields[0]} {fields[1]}\n"):
+                 f"# comment\n|1|x/4nX8jQ3mCfN8pOcRyl2jD6FfE=|AAAA {fields[0]} {fields[1]}\n"
+                 f"[127.0.0.1]:{sshd.port},127.0.0.1 {fields[0]} {fields[1]}\n"):
         block = sshd.block(known_host_keys=[line])
         assert "Linux" in check_host(_target(block))
+    # as in OpenSSH, a line for the host alone is for port 22, never the sshd's own port
+    with pytest.raises(ValidationError, match=rf"no known_hosts line names \[127.0.0.1\]:"
+                                              rf"{sshd.port}"):
+        sshd.block(known_host_keys=[f"127.0.0.1 {fields[0]} {fields[1]}"])
 
 
 def test_connects_and_runs(sshd):

@@ -81,3 +81,51 @@ def test_add_refuses_bad_input(sshd, prefect_server, tmp_path):
                "--known-host-key", sshd.host_key, "--password-env", "PW",
                env={"PW": "a-long-password"})
     assert out.exit_code == 0 and "password" in out.output and "a-long-password" not in out.output
+
+
+def _add_file(sshd, name: str, text: str, tmp_path):
+    path = tmp_path / f"known_hosts-{name}"
+    path.write_text(text)
+    return _cli("host", "add", name, "--hostname", "127.0.0.1", "--port", str(sshd.port),
+                "--user", sshd.user, "--key-file", str(sshd.key), "--known-hosts-file",
+                str(path))
+
+
+def test_check_refuses_another_hosts_line(sshd, prefect_server, tmp_path):
+    real = " ".join(sshd.host_key.split()[:2])
+    wrong = (tmp_path / (other_key(tmp_path).name + ".pub")).read_text().strip()
+    me = f"[127.0.0.1]:{sshd.port}"
+    # a whole known_hosts file: the sshd's real key is there, but under another host's name
+    name = f"cli-kh-{uuid.uuid4().hex[:6]}"
+    out = _add_file(sshd, name, f"db.example.com {real}\n{me} {wrong}\n", tmp_path)
+    assert out.exit_code == 0, out.output
+    out = _cli("host", "check", name)
+    assert out.exit_code == 1 and "host key: FAILED" in out.output, out.output
+    out = _add_file(sshd, f"cli-kh-{uuid.uuid4().hex[:6]}", f"db.example.com {real}\n",
+                    tmp_path)
+    assert out.exit_code == 1 and f"no known_hosts line names {me}" in out.output
+
+
+def test_check_refuses_a_revoked_key(sshd, prefect_server, tmp_path):
+    real = " ".join(sshd.host_key.split()[:2])
+    wrong = (tmp_path / (other_key(tmp_path).name + ".pub")).read_text().strip()
+    me = f"[127.0.0.1]:{sshd.port}"
+    name = f"cli-rv-{uuid.uuid4().hex[:6]}"
+    out = _add_file(sshd, name, f"{me} {real}\n{me} {wrong}\n@revoked * {real}\n", tmp_path)
+    assert out.exit_code == 0, out.output
+    out = _cli("host", "check", name)
+    assert out.exit_code == 1 and "host key: FAILED" in out.output, out.output
+    # the only line trusting the key is revoked: refused when saved...
+    out = _add_file(sshd, f"cli-rv-{uuid.uuid4().hex[:6]}",
+                    f"{sshd.host_key}\n@revoked {me} {real}\n", tmp_path)
+    assert out.exit_code == 1 and f"every host key given for {me} is @revoked" in out.output
+    # ...and when a block saved without that check (an older ansflow, the API) is checked
+    from ansflow.blocks.ssh import SshHost
+
+    stored = sshd.block()
+    name = f"cli-rv-{uuid.uuid4().hex[:6]}"
+    SshHost.model_construct(**{**dict(stored), "known_host_keys": [
+        f"{sshd.host_key}\n@revoked {me} {real}"]}).save(name)
+    out = _cli("host", "check", name)
+    assert out.exit_code == 1 and "is @revoked" in out.output, out.output
+    assert "network: ok" not in out.output
