@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from child_signals import default_signals
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -81,7 +83,7 @@ def start_run_until_sleeping(tmp_path):
     """`ansflow run p.yaml --json` in the background, once its step wrote sleeper.pid."""
     proc = subprocess.Popen([sys.executable, "-m", "ansflow.cli", "run", "p.yaml", "--json"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_signals)
     deadline = time.monotonic() + 120
     while not (tmp_path / "sleeper.pid").exists():
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()

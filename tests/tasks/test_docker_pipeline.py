@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from child_signals import default_signals
 from fixtures_docker import count_run_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.server]
@@ -142,7 +143,7 @@ pipeline:
         command: "sleep 120"
 """, encoding="utf-8")
     proc = subprocess.Popen([ANSFLOW, "run", str(pipeline), "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     label = "ansflow.dev/pipeline=docker-interrupt"
     run_id = None
     deadline = time.monotonic() + 120
@@ -182,7 +183,7 @@ pipeline:
         command: "sleep 120"
 """, encoding="utf-8")
     proc = subprocess.Popen([ANSFLOW, "run", str(pipeline), "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     run_id = None
     deadline = time.monotonic() + 120
     try:
