@@ -106,9 +106,9 @@ class StepContext:
     def labels(self) -> dict[str, str]:
         """Labels put on every container / object a step creates, so cleanup can find them."""
         return {
-            f"{LABEL_PREFIX}pipeline": _label_value(self.pipeline),
+            f"{LABEL_PREFIX}pipeline": label_value(self.pipeline),
             f"{LABEL_PREFIX}run-id": self.run_id,
-            f"{LABEL_PREFIX}step": _label_value(self.step_id),
+            f"{LABEL_PREFIX}step": label_value(self.step_id),
         }
 
     @property
@@ -219,7 +219,7 @@ def max_log_bytes() -> int:
         return DEFAULT_MAX_LOG_BYTES
 
 
-def _label_value(value: str) -> str:
+def label_value(value: str) -> str:
     """A Kubernetes/Docker-safe label value (<= 63 chars of [A-Za-z0-9_.-])."""
     cleaned = "".join(c if (c.isascii() and (c.isalnum() or c in "-_.")) else "-" for c in value)
     cleaned = cleaned.strip("-_.")[:63].strip("-_.")

@@ -110,7 +110,7 @@ def _batch_crd_scope(objects: list[dict], api_version: str, kind: str) -> bool |
     return None
 
 
-def _scopes(api: k8s.ApiClient, cluster: str, objects: list[dict],
+def object_scopes(api: k8s.ApiClient, cluster: str, objects: list[dict],
             kinds: dict[tuple[str, str], Resource]) -> list[bool]:
     """Whether each object is namespaced: from discovery (resolved kinds cached in `kinds`),
     else a CRD applied in the same step, else the list of well-known cluster-scoped kinds."""
@@ -246,7 +246,7 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
             with api_errors(cluster, f"create namespace {namespace}"):
                 _ensure_namespace(api, ctx, namespace, config.dry_run)
         kinds: dict[tuple[str, str], Resource] = {}
-        _check_scopes(config, objects, _scopes(api, cluster, objects, kinds), namespace)
+        _check_scopes(config, objects, object_scopes(api, cluster, objects, kinds), namespace)
         for obj in objects:
             key = (obj["apiVersion"], obj["kind"])
             with api_errors(cluster, f"look up kind {obj['kind']} ({obj['apiVersion']})"):

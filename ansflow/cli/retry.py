@@ -124,7 +124,7 @@ def _run_here(flow_run) -> dict[str, Any]:  # noqa: ANN001
     """A run `ansflow run` started: run the same flow run again in this process."""
     from prefect.flow_engine import run_flow  # noqa: PLC0415
 
-    from ansflow.cli.runner import _summary_of  # noqa: PLC0415
+    from ansflow.cli.runner import summary_of  # noqa: PLC0415
     from ansflow.flows.pipeline import pipeline_flow  # noqa: PLC0415
 
     try:
@@ -132,7 +132,7 @@ def _run_here(flow_run) -> dict[str, Any]:  # noqa: ANN001
                          return_type="state")
     except KeyboardInterrupt:
         raise AnsflowError("interrupted") from None
-    summary = _summary_of(state)
+    summary = summary_of(state)
     if summary is None:
         raise AnsflowError(f"the retry did not run: {state.message if state else 'no state'}")
     return summary

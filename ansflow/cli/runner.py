@@ -138,7 +138,7 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
         PRELOADED_PLAN.reset(preload)
         if token is not None:
             progress_listener.reset(token)
-    summary = _summary_of(state)
+    summary = summary_of(state)
     if summary is not None:
         return summary
     message = state.message if state is not None else "the run did not start"
@@ -148,7 +148,7 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
             "message": message, "steps": []}
 
 
-def _summary_of(state) -> dict[str, Any] | None:  # noqa: ANN001
+def summary_of(state) -> dict[str, Any] | None:  # noqa: ANN001
     """The run's summary: the final state's data, else what the run recorded in the store."""
     if state is None:
         return None

@@ -27,7 +27,7 @@ from ansflow.manage.validation import (
     require_namespace,
 )
 from ansflow.spec.yaml_loader import YamlError, load_plain_all
-from ansflow.tasks.k8s_deploy import _scopes as object_scopes  # discovery, CRDs of the batch
+from ansflow.tasks.k8s_deploy import object_scopes  # discovery, CRDs of the batch
 from ansflow.tasks.k8s_session import api_errors
 
 MAX_MANIFEST_BYTES = 1024 * 1024  # the API server's own request limit is ~3 MiB

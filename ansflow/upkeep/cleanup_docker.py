@@ -16,7 +16,9 @@ import docker
 import requests
 
 from ansflow.engines.docker import docker_client, engine_error
+from ansflow.engines.untrusted import clean_text as _clean
 from ansflow.errors import EngineUnavailable
+from ansflow.tasks.base import label_value
 from ansflow.upkeep.cleanup import (
     BUILD_LABEL,
     KEEP_ANNOTATION,
@@ -26,9 +28,7 @@ from ansflow.upkeep.cleanup import (
     CleanupReport,
     Item,
     RunStates,
-    label_value,
 )
-from ansflow.upkeep.cleanup import clean_text as _clean
 
 WHERE = "docker"
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)

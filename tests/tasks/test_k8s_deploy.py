@@ -268,7 +268,7 @@ def test_scopes_without_discovery_come_from_a_crd_in_the_batch_then_the_known_li
     import socket
 
     from ansflow.engines.kube import build_api_client
-    from ansflow.tasks.k8s_deploy import _check_scopes, _scopes
+    from ansflow.tasks.k8s_deploy import _check_scopes, object_scopes
 
     with socket.socket() as sock:  # a port nobody listens on: discovery fails
         sock.bind(("127.0.0.1", 0))
@@ -284,7 +284,7 @@ def test_scopes_without_discovery_come_from_a_crd_in_the_batch_then_the_known_li
                          "names": {"kind": "Widget"}, "versions": [{"name": "v1"}]}}]
     with build_api_client(server=f"https://127.0.0.1:{port}", token="t",
                           verify_ssl=False) as api:
-        scopes = _scopes(api, "c", objects, {})
+        scopes = object_scopes(api, "c", objects, {})
     assert scopes == [True, False, False, True, False]
     cfg = K8sDeployConfig(cluster="c", namespace="n", manifest=objects)
     with pytest.raises(StepFailed) as err:
