@@ -1,1 +1,3 @@
-"""Prefect deployments and schedules of ansflow flows."""
+"""Deployments of ansflow's flows to Prefect work pools: prefect.yaml (for `prefect deploy`)
+and its Python equivalent (pipelines.py). `ansflow serve` builds served deployments itself
+(ansflow.flows.deployment, ansflow.flows.manage, ansflow.flows.upkeep)."""

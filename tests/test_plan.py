@@ -39,7 +39,7 @@ def test_topological_breaks_ties_by_written_order_and_keeps_cycles_last():
     assert topological(chain, [f"s{i}" for i in range(n)])[:2] == [f"s{n - 1}", f"s{n - 2}"]
 
 
-# -- 50,000 nodes: iterative, memory-linear (issue 11, item A) --------------------------------
+# -- 50,000 nodes: iterative, memory-linear (no recursion limit, no quadratic walk) --------------------------------
 N = 50_000
 
 

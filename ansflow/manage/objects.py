@@ -1,4 +1,4 @@
-"""The object operations of issue 12, registered by importing this module: `apply`,
+"""The object operations, registered by importing this module: `apply`,
 `describe`, and the create-or-update forms `namespace`, `configmap`, `secret`, `deployment`,
 `service` (see docs/manage.md, "Object operations")."""
 

@@ -1,6 +1,6 @@
 """SIGTERM (what `timeout`, systemd and Kubernetes send) cancels `ansflow run` as Ctrl-C does,
-within a bounded time, even while a step hangs; a SIGKILLed run leaves no step child behind
-(issue 11, items D and E). Real `ansflow run` processes against the suite's server."""
+within a bounded time, even while a step hangs; a SIGKILLed run leaves no step child behind.
+Real `ansflow run` processes against the suite's server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 11 C: a deployment run's `pipeline_file` (a run-form value) is confined to the
+"""A deployment run's `pipeline_file` (a run-form value) is confined to the
 pipelines root the deployment was made with. Real Prefect server; each flow run is executed
 by `python -m prefect.engine`, as a process worker does."""
 

@@ -1,4 +1,4 @@
-"""Issue 11 B: ansflow's own state (the served map) cannot be rewritten by a step to
+"""ansflow's own state (the served map) cannot be rewritten by a step to
 redirect a deployment, and a workspace that holds ANSFLOW_HOME is refused."""
 
 import json

@@ -1,4 +1,4 @@
-"""Docker clean-up correctness (issue 11, item F): the crash hook cleans every engine the
+"""Docker clean-up correctness: the crash hook cleans every engine the
 run used; `ansflow cleanup --docker` leaves the containers of runs still running alone."""
 
 from __future__ import annotations

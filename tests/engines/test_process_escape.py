@@ -1,4 +1,4 @@
-"""Nothing a step started outlives it (issue 11, item E): real processes that leave the
+"""Nothing a step started outlives it: real processes that leave the
 process group (`setsid`, a double fork) are ended at the step's end, timeout and cancel."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 11 through real runs: run-form values and step outputs are data in every command,
+"""Through real runs: run-form values and step outputs are data in every command,
 secrets stay out of argv and keep their real value for later steps, templates are bounded."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 11: bounded parallelism, store failures that neither crash nor lose a run's record."""
+"""Bounded parallelism, store failures that neither crash nor lose a run's record."""
 
 from __future__ import annotations
 

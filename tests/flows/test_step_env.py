@@ -1,4 +1,4 @@
-"""Issue 11 A: a step gets a clean environment, never the worker's credentials, unless the
+"""A step gets a clean environment, never the worker's credentials, unless the
 pipeline (or the worker's operator) passes a variable through; `{{ env.* }}` sees the same."""
 
 import pytest

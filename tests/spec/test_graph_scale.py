@@ -1,4 +1,4 @@
-"""Big pipelines: every graph walk is iterative and memory-linear (issue 11, item A).
+"""Big pipelines: every graph walk is iterative and memory-linear.
 
 3,000 steps in a reversed `needs` chain hit Python's recursion limit (a traceback from
 `ansflow validate`); 15,000 sequential steps needed 4.9 GB for the ancestor sets. The 50,000

@@ -1,4 +1,4 @@
-"""Issue 11 D and E against the real Docker engine: host paths stay inside the workspace
+"""Confinement against the real Docker engine: host paths stay inside the workspace
 unless the worker allows them, containers get no-new-privileges, and a container step's
 outputs file lives outside everything the container mounts besides it."""
 
