@@ -22,7 +22,7 @@ from typing import Any
 from ansflow.errors import SpecError, UsageError
 from ansflow.plan import Plan
 from ansflow.spec.validate import load_plan
-from ansflow.store import ansflow_home
+from ansflow.store import ansflow_home, ensure_home
 from ansflow.variables import CONSTRAINTS, variable_type
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
@@ -125,7 +125,7 @@ def state_key() -> bytes:
         UsageError: the key file is readable or writable by others, or not a regular file.
     """
     path = ansflow_home() / STATE_KEY
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_home()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
@@ -164,7 +164,7 @@ def record_served(plans: dict[str, tuple[Path, Plan]]) -> None:
     """Remember each served pipeline's file and variable names (merged, signed with the
     machine's state key, written atomically)."""
     path = served_map_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_home()
     key = state_key()
     current = read_served()  # verified entries only: a tampered one is dropped
     for name, (file, plan) in plans.items():

@@ -135,17 +135,49 @@ def ansflow_home() -> Path:
     return Path(os.environ.get("ANSFLOW_HOME") or Path.home() / ".ansflow")
 
 
+def ensure_home() -> Path:
+    """ANSFLOW_HOME, made 0700: it holds the store, the state key and dev clusters' keys,
+    for this user alone. An existing one of this user that others could enter (made by an
+    earlier release, or by a tool honouring the umask) is tightened to 0700.
+
+    Raises:
+        OSError: it cannot be created.
+    """
+    home = ansflow_home()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _owner_only(home, 0o700)
+    return home
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    try:
+        info = path.lstat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            path.chmod(mode)
+    except OSError:
+        pass  # not ours to change: left as the operator made it
+
+
 def database_url() -> str:
+    """ANSFLOW_DATABASE_URL, else the SQLite store under ANSFLOW_HOME (created 0600: SQLite
+    itself would follow the umask, and gives its -wal and -shm files the store's mode).
+
+    Raises:
+        StoreError: ANSFLOW_HOME or the store cannot be created.
+    """
     url = os.environ.get("ANSFLOW_DATABASE_URL")
     if url:
         return url
     home = ansflow_home()
+    db = home / "ansflow.db"
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        ensure_home()
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     except OSError as exc:
         raise StoreError(f"the ansflow store cannot be created under ANSFLOW_HOME {home}: "
                          f"{exc.strerror or exc}") from None
-    return f"sqlite:///{home / 'ansflow.db'}"
+    _owner_only(db, 0o600)
+    return f"sqlite:///{db}"
 
 
 class Store:

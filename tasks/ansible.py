@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ansflow.engines.process import run_process
+from ansflow.engines.reaper import private_dir
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.masking import short_secret_error
 from ansflow.paths import confine
 from ansflow.spec.steps import AnsibleConfig
 from ansflow.stepenv import inherited_env
+from ansflow.tasks.ansible_data import check_handoff
 from ansflow.tasks.ansible_files import (
     plugin_dir,
     write_cfg,
@@ -102,7 +104,12 @@ def execute_ansible(ctx: StepContext, config: AnsibleConfig) -> StepResult:
     playbook = confine(config.playbook, cwd, "playbook")
     if not Path(playbook).is_file():
         raise StepFailed(f"playbook not found: {config.playbook}")
-    scratch = Path(tempfile.mkdtemp(prefix=f"ansflow-ansible-{ctx.step_id[:40]}-"))
+    # Keys are decrypted in here: inside the process's private directory, which the reaper
+    # removes if the worker dies before the step's own cleanup runs.
+    scratch = Path(tempfile.mkdtemp(prefix=f"ansflow-ansible-{ctx.step_id[:40]}-",
+                                    dir=private_dir()))
+    # The ssh control sockets apart, under a short path: a Unix socket's is at most 107 bytes.
+    control = Path(tempfile.mkdtemp(prefix="cp-", dir=private_dir()))
     try:
         if config.hosts:
             targets = [host_target(name, ctx, ctx.blocks.get(f"host:{name}"))
@@ -115,11 +122,12 @@ def execute_ansible(ctx: StepContext, config: AnsibleConfig) -> StepResult:
         else:
             raise StepFailed("no inventory: give `inventory` (a file) or `hosts` (SshHost "
                              "blocks)")
+        check_handoff(config, playbook, inventory, ctx.env)
         extra = write_extra_vars(scratch, config.extra_vars) if config.extra_vars else None
         vault = (write_vault_password(scratch, _vault_password(ctx, config.vault_password))
                  if config.vault_password else None)
         env = {**inherited_env(ctx.env_passthrough), **ctx.env,
-               "ANSIBLE_CONFIG": write_cfg(scratch, config.ansible_cfg),
+               "ANSIBLE_CONFIG": write_cfg(scratch, config.ansible_cfg, control),
                "ANSIBLE_STDOUT_CALLBACK": "ansflow", "ANSIBLE_CALLBACK_PLUGINS": plugin_dir(),
                "ANSIBLE_HOME": str(scratch / "home"), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(scratch / "tmp"),
@@ -141,7 +149,7 @@ def execute_ansible(ctx: StepContext, config: AnsibleConfig) -> StepResult:
         except OSError as exc:
             raise StepFailed(f"cannot start ansible-playbook: {exc.strerror}") from None
         finally:
-            end_control_masters(scratch / "cp")
+            end_control_masters(control)
         if outcome.timed_out:
             raise StepTimedOut(f"timed out after {ctx.timeout:g}s; ansible-playbook and its "
                                "ssh connections were ended", exit_code=outcome.exit_code)
@@ -151,6 +159,7 @@ def execute_ansible(ctx: StepContext, config: AnsibleConfig) -> StepResult:
         events = _events(scratch / "events.json")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(control, ignore_errors=True)
     outputs = summary_outputs(events.get("recap", {}))
     if outcome.exit_code != 0:
         raise StepFailed(failure_message(events, outcome.exit_code, list(errors)),
@@ -253,7 +262,8 @@ def ansible(
         hosts: SshHost block names; the inventory is generated from them, with their host
             keys checked strictly and their keys in private files.
         groups: With ``hosts``: inventory groups, ``{group: [host, ...]}``.
-        extra_vars: Extra variables, written to a file passed as ``-e @file``.
+        extra_vars: Extra variables, written to a file passed as ``-e @file``, every string
+            marked ``!unsafe``: data, never templated by Ansible.
         limit: ``--limit`` pattern.
         tags: Only tasks with these tags.
         skip_tags: Skip tasks with these tags.
@@ -262,7 +272,8 @@ def ansible(
         become: ``--become``.
         forks: ``--forks``.
         vault_password: Name of a Prefect Secret block holding the vault password.
-        ansible_cfg: ansible.cfg settings, ``{section: {key: value}}``.
+        ansible_cfg: ansible.cfg settings, ``{section: {key: value}}``, among those a step
+            may change (ansflow.spec.ansible_cfg.ALLOWED).
         working_dir: Directory to run in, relative to ``workspace``.
         env: Extra environment variables of ansible-playbook.
         env_passthrough: Variables of this process it inherits beyond the clean base.

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from ansflow.engines.process import run_process
+from ansflow.engines.reaper import private_dir
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.paths import confine
 from ansflow.spec.steps import K8sDeployConfig
@@ -146,7 +147,9 @@ def deploy_with_helm(ctx: StepContext, config: K8sDeployConfig, block,
         kubeconfig_doc = block.to_kubeconfig_dict()
     except ValueError as exc:
         raise StepFailed(f"helm needs a kubeconfig: cluster {config.cluster!r}: {exc}") from None
-    with tempfile.TemporaryDirectory(prefix="ansflow-helm-") as scratch:
+    # The kubeconfig holds the cluster's credentials: in the process's private directory,
+    # which the reaper removes if the worker dies before this block's own cleanup.
+    with tempfile.TemporaryDirectory(prefix="ansflow-helm-", dir=private_dir()) as scratch:
         kubeconfig = Path(scratch, "kubeconfig")
         kubeconfig.touch(mode=0o600)
         kubeconfig.write_text(yaml.safe_dump(kubeconfig_doc))

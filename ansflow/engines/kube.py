@@ -31,6 +31,7 @@ from kubernetes.config.kube_config import KubeConfigLoader
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
+from ansflow.engines.reaper import private_dir
 from ansflow.errors import EngineUnavailable, StepFailed, StepTimedOut, StepTransient
 
 ERROR_BODY_LIMIT = 500
@@ -48,8 +49,9 @@ class ClusterSource(Protocol):
 
 def _private_dir(configuration: k8s.Configuration) -> Path:
     # Key material the TLS stack needs as files lives in a 0700 directory that is removed
-    # when the Configuration (held by its ApiClient) is garbage-collected.
-    directory = Path(tempfile.mkdtemp(prefix="ansflow-kube-"))
+    # when the Configuration (held by its ApiClient) is garbage-collected, inside the
+    # process's private directory that the reaper removes if the process dies first.
+    directory = Path(tempfile.mkdtemp(prefix="ansflow-kube-", dir=private_dir()))
     weakref.finalize(configuration, shutil.rmtree, str(directory), True)
     return directory
 

@@ -8,7 +8,9 @@ process holds (close-on-exec, and closed in a child of ``os.fork``). run_process
 end-of-file only when the ansflow process is gone, however it ended; the reaper then
 SIGKILLs the process group of every step process still registered and every process whose
 environment carries this ansflow process's token prefix (each step's ANSFLOW_PROCESS_TOKEN
-starts with it), so also a step's grandchildren that left its process group.
+starts with it), so also a step's grandchildren that left its process group. Then it
+removes the process's private directory (``private_dir``), where decrypted SSH keys and
+cluster client keys are written: a crashed worker leaves no key file behind.
 
 Why not ``PR_SET_PDEATHSIG`` in a ``preexec_fn``: a preexec function makes CPython's
 subprocess fork and exec instead of using vfork (~9 ms instead of ~1 ms per spawn for a
@@ -25,8 +27,10 @@ import ctypes
 import functools
 import os
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -83,6 +87,10 @@ for _ in range(5):
                 pass
     if not found:
         break
+# argv[2]: this ansflow process's private directory (decrypted keys, kubeconfigs).
+import shutil
+if not os.path.islink(sys.argv[2]):
+    shutil.rmtree(sys.argv[2], ignore_errors=True)
 """
 
 
@@ -91,6 +99,7 @@ class _Reaper:
 
     def __init__(self) -> None:
         self.prefix = uuid.uuid4().hex[:16] + "-"
+        self.private = os.path.join(tempfile.gettempdir(), f"ansflow-worker-{self.prefix[:-1]}")
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
         self.fd: int | None = None
@@ -122,7 +131,8 @@ class _Reaper:
         read_fd, write_fd = os.pipe()  # both close-on-exec
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _HELPER, self.prefix], stdin=read_fd,
+                [sys.executable, "-I", "-S", "-c", _HELPER, self.prefix, self.private],
+                stdin=read_fd,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                 cwd="/",  # holds no directory of the worker's busy
             )
@@ -205,6 +215,29 @@ def track(pid: int) -> None:
 def untrack(pid: int) -> None:
     """Unregister a step process once it has been reaped (its pid may be reused)."""
     _REAPER.untrack(pid)
+
+
+def private_dir() -> str:
+    """This process's private directory (0700, under the temporary directory), for files
+    that must not outlive it: decrypted SSH keys, cluster client keys and kubeconfigs. The
+    reaper removes it when this process ends, even by SIGKILL, after killing the steps'
+    processes (started here if it does not run yet). A step's own files inside are
+    removed by the step as before; this catches what a crash leaves.
+
+    Raises:
+        OSError: the directory cannot be made, or the path is taken by something that is
+            not this user's private directory.
+    """
+    _REAPER.ready()
+    path = _REAPER.private
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        info = os.lstat(path)
+        if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid()
+                or info.st_mode & 0o077):
+            raise OSError(f"{path} exists and is not this user's private directory") from None
+    return path
 
 
 def reaper_pid() -> int | None:

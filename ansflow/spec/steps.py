@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
+from ansflow.spec.ansible_cfg import host_pattern, static_settings
 from ansflow.spec.common import Duration, EnvMap, StrictModel, StrOrArgv
 from ansflow.spec.conditions import parse_condition
 from ansflow.spec.steps_k8s import (  # noqa: F401 - the management steps' models live there
@@ -111,7 +112,7 @@ class AnsibleConfig(StrictModel):
         default_factory=dict, description="With `hosts`: inventory groups, {group: [host]}.")
     extra_vars: dict[str, Any] = Field(
         default_factory=dict, description="Extra variables, passed as a file (never on argv).")
-    limit: str | None = None
+    limit: Annotated[str | None, AfterValidator(host_pattern)] = None
     tags: str | list[str] | None = None
     skip_tags: str | list[str] | None = None
     check: bool = Field(False, description="Dry run (--check): change nothing.")
@@ -120,8 +121,11 @@ class AnsibleConfig(StrictModel):
     forks: int | None = Field(None, ge=1, le=500)
     vault_password: str | None = Field(
         None, description="Name of a Prefect Secret block holding the vault password.")
-    ansible_cfg: dict[str, dict[str, str | int | float | bool]] = Field(
-        default_factory=dict, description="ansible.cfg settings: {section: {key: value}}.")
+    ansible_cfg: Annotated[dict[str, dict[str, str | int | float | bool]],
+                           AfterValidator(static_settings)] = Field(
+        default_factory=dict, description="ansible.cfg settings a step may change (those that "
+                                          "load code, touch files or weaken host checking are "
+                                          "ansflow's): {section: {key: value}}.")
     working_dir: str | None = None
 
     @model_validator(mode="after")
