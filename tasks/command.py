@@ -123,10 +123,9 @@ def _remove_scratch(scratch: str) -> None:
 
 def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str | None,
          host: str | None, scratch: str | None = None) -> StepResult:
+    # remote and kubernetes were dispatched by the callers; only a process here or a
+    # container is left.
     cwd = confine(working_dir, ctx.workspace, "working_dir") if working_dir else ctx.workspace
-    if ctx.runs_on not in ("local", "docker"):
-        raise StepFailed(f"runs_on: {ctx.runs_on} is not available in this version of ansflow "
-                         "(use local or docker)")
     own_scratch = scratch is None
     scratch = scratch or _scratch_dir(ctx)
     output_file = Path(scratch, "outputs")
@@ -184,10 +183,8 @@ def _run_in_docker(ctx: StepContext, argv: list[str], cwd: str, env: dict[str, s
     if not image:
         raise StepFailed("this step runs on docker but names no image: set the step's "
                          "config.image or the pipeline's defaults.docker.image")
-    try:
-        from ansflow.tasks.docker_run import run_in_container  # noqa: PLC0415
-    except ImportError as exc:
-        raise StepFailed("runs_on: docker is not available in this version of ansflow") from exc
+    from ansflow.tasks.docker_run import run_in_container  # noqa: PLC0415 - Docker SDK on use
+
     return run_in_container(ctx, image=image, argv=argv, working_dir=cwd, env=env, host=host,
                             extra_binds=[f"{scratch}:{CONTAINER_SCRATCH}"])
 
