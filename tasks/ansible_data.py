@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ansflow.errors import StepFailed
+from ansflow.spec.ansible_cfg import ENV_REFUSED, ansible_env_names
 
 JINJA = ("{{", "{%", "{#")
 
@@ -106,11 +107,9 @@ def check_handoff(config: Any, playbook: str, inventory: str | None,
     refuse_jinja("playbook", playbook)
     if inventory is not None:
         refuse_jinja("inventory", inventory)
-    named = sorted(k for k in env if k.upper().startswith("ANSIBLE_"))
+    named = ansible_env_names(env)
     if named:
-        raise StepFailed(f"env {', '.join(named)}: an ansible step's ANSIBLE_* variables are "
-                         "ansflow's (they override ansible.cfg); set the settings a step may "
-                         "change with ansible_cfg")
+        raise StepFailed(f"env {', '.join(named)}: {ENV_REFUSED}")
 
 
 def write_data(path: Path, value: Any, where: str) -> str:

@@ -159,3 +159,12 @@ def host_pattern(value: str | None) -> str | None:
         raise ValueError("limit: host patterns only (a `@file` limit is not supported: list "
                          "the hosts or groups)")
     return value
+
+
+ENV_REFUSED = ("an ansible step's ANSIBLE_* variables are ansflow's (they override "
+               "ansible.cfg); set the settings a step may change with ansible_cfg")
+
+
+def ansible_env_names(env: Any) -> list[str]:
+    """The names in ``env`` that would reconfigure Ansible (refused in an ansible step)."""
+    return sorted(k for k in env if str(k).upper().startswith("ANSIBLE_"))

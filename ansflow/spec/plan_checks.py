@@ -1,6 +1,7 @@
 """Checks of a resolved plan's steps that need the whole plan or the workspace: a step type
 or runs_on this version cannot run, a remote step without a host, a static file path that
-leaves the workspace. Each returns its problems (FILE:LINE:COL), never raises."""
+leaves the workspace, an ansible step's env reconfiguring Ansible. Each returns its problems
+(FILE:LINE:COL), never raises."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 
 from ansflow.paths import ALLOWED_HOST_PATHS_ENV, allowed_host_paths, lexically_outside
 from ansflow.plan import Plan, PlannedStep
+from ansflow.spec.ansible_cfg import ENV_REFUSED, ansible_env_names
 from ansflow.spec.yaml_loader import Located, Path, Problem
 from ansflow.steptypes import REGISTRY, RUNS_ON_IMPLEMENTED
 from ansflow.templating import has_template
@@ -104,4 +106,17 @@ def paths_outside(step: PlannedStep, located: Located, file: str,
             f"step {step.id!r}: {what} {value!r} is outside the workspace; steps reach only "
             f"files under the pipeline's workspace unless the worker's operator allows a "
             f"host path in {ALLOWED_HOST_PATHS_ENV}")))
+    return problems
+
+
+def ansible_env(step: PlannedStep, located: Located, file: str, path: Path) -> list[Problem]:
+    """An ansible step's env (its own and its stage's) may not set ANSIBLE_* variables;
+    the step checks its whole env again when it runs."""
+    if step.type != "ansible":
+        return []
+    problems = []
+    for key in ansible_env_names(step.env):
+        where = path + ("env", key) if path + ("env", key) in located.values else path + ("type",)
+        problems.append(Problem(file, located.value_pos(where),
+                                f"step {step.id!r}: env {key}: {ENV_REFUSED}"))
     return problems

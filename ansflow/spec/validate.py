@@ -22,6 +22,7 @@ from ansflow.spec.matrix import expand_step
 from ansflow.spec.messages import problem_from_error, suggest
 from ansflow.spec.models import Pipeline
 from ansflow.spec.plan_checks import (
+    ansible_env,
     not_implemented,
     paths_outside,
     pod_without_image_or_cluster,
@@ -345,6 +346,7 @@ def _resolve(pipeline: Pipeline, body: dict, located: Located, file: str, base: 
         )
         problems.extend(not_implemented(planned, located, file, path))
         problems.extend(paths_outside(planned, located, file, path, plan.workspace))
+        problems.extend(ansible_env(planned, located, file, path))
         if step.matrix is not None:
             combos, info, wrong = expand_step(planned, step.matrix, located, file, path)
             problems.extend(wrong)

@@ -199,6 +199,23 @@ pipeline:
     assert any(p.startswith("p.yaml:12:") and "defaults.host_key_checking cannot be set" in p
                and "ansflow checks host keys strictly" in p for p in found), found
     assert len(found) == 2, found
+    found = problems(tmp_path, """\
+pipeline:
+  name: p
+  stages:
+    - name: s
+      env: {ANSIBLE_SSH_ARGS: "-o StrictHostKeyChecking=no"}
+      steps:
+        - id: a
+          type: ansible
+          config: {playbook: site.yml, hosts: [web]}
+          env: {ANSIBLE_HOST_KEY_CHECKING: "False", OTHER: "1"}
+""")
+    # The stage's variable at the step's type, the step's own at its value.
+    assert [p.split(" variables are")[0] for p in found] == [
+        "p.yaml:8:17: step 'a': env ANSIBLE_SSH_ARGS: an ansible step's ANSIBLE_*",
+        "p.yaml:10:44: step 'a': env ANSIBLE_HOST_KEY_CHECKING: an ansible step's ANSIBLE_*"
+    ], found
 
 
 def test_templated_ansible_cfg_value_checked_once_rendered(run_pipeline, ssh_host, tmp_path):
