@@ -121,6 +121,13 @@ run_files = Table(
     Column("pipeline_file", Text, nullable=False),
     Column("file_sha256", String(64), nullable=False),
 )
+# The digest of the flow run's parameters as the run started with them: a retry runs them
+# only if the Prefect server still holds the same (the API can change a flow run's parameters).
+run_params = Table(
+    "ansflow_run_params", metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("params_sha256", String(64), nullable=False),
+)
 step_results = Table(
     "ansflow_step_results", metadata,
     Column("run_id", String(64), primary_key=True),
@@ -303,17 +310,27 @@ class Store:
 
     @_guarded("read a run")
     def run(self, run_id: str) -> dict | None:
-        """The run's record (pipeline, build number, state, and the pipeline file and its
-        hash when the run recorded them), or None."""
+        """The run's record (pipeline, build number, state, and the pipeline file, its hash
+        and the parameters' digest when the run recorded them), or None."""
         with self.engine.connect() as conn:
             row = conn.execute(runs.select().where(runs.c.run_id == run_id)).first()
             if row is None:
                 return None
             file = conn.execute(run_files.select().where(run_files.c.run_id == run_id)).first()
+            params = conn.execute(run_params.select().where(
+                run_params.c.run_id == run_id)).first()
         return {"run_id": row.run_id, "pipeline": row.pipeline,
                 "build_number": int(row.build_number), "state": row.state,
                 "pipeline_file": file.pipeline_file if file is not None else None,
-                "file_sha256": file.file_sha256 if file is not None else None}
+                "file_sha256": file.file_sha256 if file is not None else None,
+                "params_sha256": params.params_sha256 if params is not None else None}
+
+    @_guarded("record the run's parameters")
+    def record_params(self, run_id: str, params_sha256: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(run_params.delete().where(run_params.c.run_id == run_id))
+            conn.execute(run_params.insert().values(run_id=run_id,
+                                                    params_sha256=params_sha256))
 
     @_guarded("record the run's pipeline file")
     def record_file(self, run_id: str, pipeline_file: str, file_sha256: str) -> None:

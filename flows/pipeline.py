@@ -303,7 +303,11 @@ def _allocate_build(plan: Plan, flow_run_id) -> RunStart:  # noqa: ANN001
     """The run's build number, recorded as started; for a retry of this flow run, its own
     build number and the steps it reuses (flows.rerun). Raises AnsflowError (StoreError)."""
     max_parallel(plan)  # a bad ANSFLOW_MAX_PARALLEL fails the run before anything happens
-    return start_run(plan, str(flow_run_id))
+    # The parameters as the server holds them for this flow run: what a retry compares.
+    run_ctx = FlowRunContext.get()
+    flow_run = run_ctx.flow_run if run_ctx is not None else None
+    return start_run(plan, str(flow_run_id), dict(flow_run.parameters or {})
+                     if flow_run is not None else None)
 
 
 def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_run_id) -> State:

@@ -6,13 +6,18 @@ UI's button or `set_state` to AwaitingRetry, which the serving process or worker
 or `ansflow retry`), the run keeps its build number, and every main step that completed
 (or was skipped) in the earlier attempt is not executed again: it gets a task run in a
 Completed state named "Reused" (tagged `ansflow:reused`) and keeps its outputs for the steps
-after it. `finally` steps always run again. A changed pipeline file re-runs every step.
-A step whose outputs held a secret value is not recorded as reusable (the store never
-holds a secret): it runs again.
+after it. `finally` steps always run again. A step whose outputs held a secret value is not
+recorded as reusable (the store never holds a secret): it runs again.
+
+A retry runs exactly what the run recorded, or refuses: the digest of the flow run's
+parameters (which the Prefect API can change, `PATCH /flow_runs/{id}`) and the hash of the
+pipeline file's bytes about to run must both equal what the run recorded when it started.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.states import Completed, State
 
+from ansflow.errors import AnsflowError
 from ansflow.plan import Plan
 from ansflow.store import Store
 
@@ -38,31 +44,68 @@ class RunStart:
     note: str | None = None  # what the run's log says about the retry
 
 
-def start_run(plan: Plan, run_id: str) -> RunStart:
-    """Allocate the run's build number (a retry keeps its own) and record its start and its
-    pipeline file. Raises StoreError."""
+class RetryRefused(AnsflowError):
+    """A retry would not run what the run recorded (nothing ran)."""
+
+
+def params_digest(parameters: dict[str, Any] | None) -> str:
+    """The SHA-256 of a flow run's parameters, as canonical JSON (key order never counts)."""
+    text = json.dumps(parameters or {}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def recorded_mismatch(previous: dict[str, Any], parameters_sha256: str,
+                      file_sha256: str | None) -> str | None:
+    """Why a retry would not run what ``previous`` (the store's record) ran, or None.
+    ``file_sha256`` None: the file is not checked here (the run checks it when it starts)."""
+    if not previous.get("params_sha256"):
+        return "the run did not record its parameters (it started before ansflow recorded them)"
+    if previous["params_sha256"] != parameters_sha256:
+        return ("the flow run's parameters on the Prefect server are not the ones it ran with "
+                "(changed since, through the API)")
+    if file_sha256 is not None and previous.get("file_sha256") != file_sha256:
+        return (f"the pipeline file {previous.get('pipeline_file') or '?'} is not the one the "
+                "run ran (changed since, or not recorded)")
+    return None
+
+
+def start_run(plan: Plan, run_id: str, parameters: dict[str, Any] | None = None) -> RunStart:
+    """Allocate the run's build number (a retry keeps its own) and record its start, its
+    pipeline file and its parameters' digest.
+
+    Raises:
+        RetryRefused: a retry whose parameters or pipeline file are not the recorded ones.
+        StoreError: the store cannot be read or written.
+    """
+    digest = params_digest(parameters)
     store = Store()
     try:
         previous = store.run(run_id)
         if previous is None:
             start = RunStart(store.next_build_number(plan.name))
         else:
-            start = retry_start(plan, previous, store.step_results(run_id))
+            start = retry_start(plan, previous, store.step_results(run_id), digest)
         store.record_start(run_id, plan.name, start.build_number)
         store.record_file(run_id, str(Path(plan.source).resolve()), plan.source_sha256)
+        store.record_params(run_id, digest)
     finally:
         store.close()
     return start
 
 
-def retry_start(plan: Plan, previous: dict[str, Any],
-                results: dict[str, dict[str, Any]]) -> RunStart:
-    """What a retry of ``previous`` (the store's record of the run) reuses (pure)."""
+def retry_start(plan: Plan, previous: dict[str, Any], results: dict[str, dict[str, Any]],
+                parameters_sha256: str) -> RunStart:
+    """What a retry of ``previous`` (the store's record of the run) reuses (pure).
+
+    Raises:
+        RetryRefused: the parameters or the pipeline file are not the recorded ones.
+    """
     build = previous["build_number"]
-    if previous.get("file_sha256") != plan.source_sha256:
-        return RunStart(build, retry=True, note=(
-            f"retry of build #{build}: the pipeline file changed since the earlier attempt "
-            "(or that attempt did not record it); every step runs again"))
+    why = recorded_mismatch(previous, parameters_sha256, plan.source_sha256)
+    if why:
+        raise RetryRefused(f"retry of build #{build} refused: {why}; nothing ran (start a new "
+                           "run to run other parameters or another file)")
     main = [s.id for s in plan.steps]
     reused = {sid: results[sid] for sid in main if sid in results
               and results[sid]["state"] in REUSABLE and results[sid]["outputs"] is not None}

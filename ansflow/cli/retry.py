@@ -30,8 +30,8 @@ WAIT_POLL = 1.0
 def retry(
     run_id: str = typer.Argument(..., help="The pipeline run's flow run id."),
     strict: bool = typer.Option(
-        False, "--strict", help="Refuse when the pipeline file changed since the run "
-                                "(without it every step runs again)."),
+        False, "--strict", hidden=True,
+        help="Kept for old scripts: a retry always refuses a changed file or parameters."),
     wait: bool = typer.Option(
         True, "--wait/--no-wait", help="A deployment's run: wait until the retry ends."),
     timeout: float = typer.Option(3600.0, "--timeout", min=1,
@@ -56,16 +56,27 @@ def retry(
     raise typer.Exit(0 if summary.get("state") == "completed" else 1)
 
 
-def file_changed(recorded: dict[str, Any]) -> str | None:
-    """Why the run's pipeline file is not the one it ran (None: unchanged)."""
-    path, digest = recorded.get("pipeline_file"), recorded.get("file_sha256")
-    if not path or not digest:
+def not_as_recorded(recorded: dict[str, Any], flow_run: Any) -> str | None:
+    """Why retrying ``flow_run`` would not run what the store recorded (None: it would): its
+    parameters on the server, and the pipeline file the retry would read, against the
+    digests the run recorded. A deployment's run checks its file again when it starts (only
+    its worker knows where the file lies)."""
+    from ansflow.flows.rerun import params_digest, recorded_mismatch  # noqa: PLC0415
+
+    parameters = dict(flow_run.parameters or {})
+    why = recorded_mismatch(recorded, params_digest(parameters), None)
+    if why:
+        return why
+    path = recorded.get("pipeline_file")
+    if flow_run.deployment_id is None and isinstance(parameters.get("pipeline_file"), str):
+        path = parameters["pipeline_file"]  # what `ansflow run`'s flow reads again
+    if not path or not recorded.get("file_sha256"):
         return "the run did not record its pipeline file"
     try:
         now = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as exc:
         return f"its pipeline file {path} cannot be read ({exc.strerror or exc})"
-    return None if now == digest else f"its pipeline file {path} changed since the run"
+    return recorded_mismatch(recorded, recorded["params_sha256"], now)
 
 
 def _retry(run_id: str, *, strict: bool, wait: bool, timeout: float) -> dict | None:
@@ -98,11 +109,10 @@ def _retry(run_id: str, *, strict: bool, wait: bool, timeout: float) -> dict | N
         if state is None or state.type.value not in RETRYABLE_TYPES:
             raise AnsflowError(f"run {flow_run_id} is {state.name if state else 'unknown'}; "
                                "only a failed, cancelled or crashed run is retried")
-        changed = file_changed(recorded)
-        if changed:
-            if strict:
-                raise AnsflowError(f"{changed}; --strict: not retried")
-            err.print(f"warning: {changed}: every step runs again", markup=False, soft_wrap=True)
+        why = not_as_recorded(recorded, flow_run)
+        if why:
+            raise AnsflowError(f"run {flow_run_id} not retried: {why} (a retry runs exactly "
+                               "what the run recorded; start a new run instead)")
         # As the UI's Retry does; the server reschedules only a deployment's run, so a run
         # `ansflow run` started is set to AwaitingRetry by force (this process runs it).
         result = client.set_flow_run_state(
