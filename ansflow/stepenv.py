@@ -31,6 +31,13 @@ ANSFLOW_NAMES = ("ANSFLOW_OUTPUT", "ANSFLOW_PIPELINE", "ANSFLOW_BUILD_NUMBER", "
                  "ANSFLOW_STEP_ID", "ANSFLOW_WORKSPACE", "CI")
 WORKER_PASSTHROUGH_ENV = "ANSFLOW_ENV_PASSTHROUGH"
 _PATTERN = re.compile(r"^[A-Za-z_*][A-Za-z0-9_*]*$")
+# What reaches the Prefect API as the worker: never a step's, whatever a pass-through names
+# (a glob such as PREFECT_* included). With it a step could answer its own run's approval
+# (docs/approval.md).
+NEVER_INHERITED = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING",
+                   "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_PROFILES_PATH", "PREFECT_HOME",
+                   "PREFECT_PROFILE", "PREFECT_API_DATABASE_CONNECTION_URL",
+                   "PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_SSL_CERT_FILE")
 
 
 def check_pattern(pattern: str) -> str | None:
@@ -41,6 +48,9 @@ def check_pattern(pattern: str) -> str | None:
     if not pattern.strip("*"):
         return (f"{pattern!r} would pass the worker's whole environment (with its "
                 "credentials) to every step; name the variables")
+    if pattern in NEVER_INHERITED:
+        return (f"{pattern!r} is how the worker reaches the Prefect API: never given to a step "
+                "(a step could answer its own run's approval)")
     return None
 
 
@@ -74,10 +84,11 @@ def inherited_env(passthrough: Iterable[str] = (),
     """The worker variables a local step inherits: the base list plus the pass-through."""
     source = os.environ if environ is None else environ
     match = _matcher((*BASE_NAMES, *passthrough, *worker_passthrough(source)))
-    return {k: v for k, v in source.items() if match(k) is not None}
+    return {k: v for k, v in source.items()
+            if match(k) is not None and k not in NEVER_INHERITED}
 
 
 def reachable(name: str, passthrough: Iterable[str], declared: Iterable[str]) -> bool:
     """Can ``{{ env.<name> }}`` ever resolve for a step with these declarations?"""
     return (name in set(declared) or name in ANSFLOW_NAMES
-            or matches(name, allowed_names(passthrough)))
+            or (name not in NEVER_INHERITED and matches(name, allowed_names(passthrough))))
