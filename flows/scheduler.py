@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prefect import allow_failure
+from prefect import Task, allow_failure
+from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import quote
@@ -27,9 +28,11 @@ from ansflow.plan import Plan, PlannedStep
 from ansflow.stepenv import inherited_env
 from ansflow.steptypes import step_type
 from ansflow.tasks.base import Masker, RunControl, StepContext
-from ansflow.tasks.public import PIPELINE_STEP
+from ansflow.tasks.public import executor_of
 
-# Set by the CLI to follow a run live: called with (step, state) on each change.
+# Set by the CLI to follow a run live: called with (step, state) on each change. A context
+# variable, not a parameter: the pipeline flow's parameters are JSON the server records, and
+# a callback into the terminal is not.
 progress_listener: contextvars.ContextVar[Callable[[PlannedStep, str], None] | None] = (
     contextvars.ContextVar("ansflow_progress_listener", default=None)
 )
@@ -58,6 +61,7 @@ class Scheduler:
         self.abandoned: set[str] = set()
         self._cancel_seen_at: float | None = None
         self._done: queue.Queue[str] = queue.Queue()
+        self._tasks: dict[tuple[Callable, str], Task] = {}
         self._listener = progress_listener.get()
         self._limited_tags = limited_tags()
         self.max_parallel = max_parallel(plan)
@@ -171,7 +175,7 @@ class Scheduler:
                       f"fail_fast: combination {fast!r} failed")
             record.state, record.message = "not_run", reason
             # No wait_for here: Prefect turns a task waiting on a cancelled one into NotReady.
-            self.futures[step.id] = self._submit(step, lambda _executor: not_run(reason), [])
+            self.futures[step.id] = self._submit(step, not_run, (reason,), [])
             self._notify(record)
             return
         ctx = StepContext(
@@ -187,12 +191,10 @@ class Scheduler:
         record.state = "running"
         self._notify(record)
         template_context = self._template_context(step)
-
-        def run(executor):  # noqa: ANN001, ANN202 - called inside the step's task run
-            return run_pipeline_step(executor, ctx, step.config, step, template_context,
-                                     self.attempts)
-
-        future = self._submit(step, run, wait_for)
+        executor = executor_of(step_type(step.type).load_task())
+        future = self._submit(step, run_pipeline_step, (executor, ctx, step.config, step,
+                                                        template_context, self.attempts),
+                              wait_for)
         self.futures[step.id] = future
         running.add(step.id)
         future.add_done_callback(lambda _f, sid=step.id: self._done.put(sid))
@@ -212,27 +214,28 @@ class Scheduler:
             self.attempts.outputs[step.id] = outputs
         wait_for = [allow_failure(self.futures[d]) for d in deps if d in self.futures]
         build, state = self.info.build_number, record.state
-        self.futures[step.id] = self._submit(
-            step, lambda _executor: reused_state(build, state), wait_for, reused=True)
+        self.futures[step.id] = self._submit(step, reused_state, (build, state), wait_for,
+                                             reused=True)
         self._notify(record)
 
-    def _submit(self, step: PlannedStep, body, wait_for: list,  # noqa: ANN001
-                reused: bool = False) -> PrefectFuture:
-        """Submit the step as a task run of its type's task, running ``body`` inside it.
+    def _submit(self, step: PlannedStep, body: Callable[..., Any], args: tuple,
+                wait_for: list, reused: bool = False) -> PrefectFuture:
+        """Submit the step as a task run named after its type that calls ``body(*args)``:
+        run_pipeline_step with the type's executor and what the step needs (its raw config
+        is rendered inside, just before the step runs), or a NotRun / Reused record.
 
-        The task's own arguments are the step's raw config (its templates are rendered
-        inside, just before the step runs); ``body`` reaches the task run through a context
-        variable that Prefect copies into the task's thread.
+        The arguments are quoted: they are in-process objects that Prefect must neither
+        walk for futures nor send anywhere.
         """
-        task = self._task(step_type(step.type).load_task(), step, reused)
-        token = PIPELINE_STEP.set(body)
-        try:
-            return task.submit(**{k: quote(v) for k, v in step.config.items()},
-                               wait_for=wait_for)
-        finally:
-            PIPELINE_STEP.reset(token)
+        key = (body, step.type)
+        base = self._tasks.get(key)
+        if base is None:  # one Task per body and type: building one costs ~0.2 ms
+            base = self._tasks[key] = Task(fn=body, name=step.type, cache_policy=NO_CACHE,
+                                           persist_result=False, log_prints=False)
+        task = self._task(base, step, reused)
+        return task.submit(*(quote(a) for a in args), wait_for=wait_for)
 
-    def _task(self, base, step: PlannedStep, reused: bool = False):  # noqa: ANN001
+    def _task(self, base: Task, step: PlannedStep, reused: bool = False) -> Task:
         # No per-step `id:` tag: Prefect acquires concurrency slots per distinct tag set, and a
         # tag unique to every step cost ~50 ms per step (measured, see README); stage and type
         # tags repeat, so they stay cheap, and a user's tag concurrency limit on them (say

@@ -1,10 +1,10 @@
 """What a pipeline adds around every step, in one place: the step's condition, templating
 just before it runs, retries (with retry_on_exit_codes), masking and the failure message.
 
-A pipeline step is a task run of its type's public task (`ansflow.tasks`); the scheduler
-submits that task with `run_pipeline_step` (or `not_run`, for a step that cannot run) handed
-in through `ansflow.tasks.public.PIPELINE_STEP`, so the task runs the step the pipeline's
-way. Nothing is ever left Pending: a step that cannot run still gets its task run, NotRun.
+A pipeline step is a task run named after its type, as its type's public task
+(`ansflow.tasks`) is: the scheduler submits `run_pipeline_step` with the type's executor and
+what the step needs as arguments (or `not_run`, for a step that cannot run). Nothing is ever
+left Pending: a step that cannot run still gets its task run, NotRun.
 """
 
 from __future__ import annotations

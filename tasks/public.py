@@ -5,19 +5,17 @@ type's typed keyword-only parameters and docstring (Prefect shows it in the UI).
 user's flow, the function turns its arguments into the type's config and runs the executor
 through `run_standalone`: live output through the run logger, its `timeout`, cancellation of
 the flow run honoured (processes killed, containers removed), StepFailed on failure, a small
-dict as the result. In a pipeline run the same task runs what the pipeline adds around every
-step (condition, templating, retries, outputs, masking): the scheduler hands that in through
-`PIPELINE_STEP`, a context variable Prefect copies into the task run's thread.
+dict as the result. A pipeline run calls the same executor (:func:`executor_of`) in a task
+run of the same name, with what the pipeline adds around every step (condition, templating,
+retries, outputs, masking: ansflow.flows.step_task).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any, TypedDict
 
 from prefect import get_run_logger, task
@@ -29,11 +27,6 @@ from ansflow.spec.common import StrictModel
 from ansflow.tasks.base import RunControl, StepContext, StepResult
 
 CANCEL_POLL_SECONDS = 1.0
-
-# Set by the pipeline scheduler around `task.submit`: called with the executor, it runs the
-# step the pipeline's way. Unset (a user's own flow): the task runs standalone.
-PIPELINE_STEP: ContextVar[Callable[[Callable], Any] | None] = ContextVar(
-    "ansflow_pipeline_step", default=None)
 
 Executor = Callable[[StepContext, Any], StepResult]
 
@@ -50,19 +43,17 @@ def step_task(step_type: str, executor: Executor) -> Callable[[Callable], Any]:
     """Decorator: ``fn`` becomes the Prefect task ``step_type`` that runs ``executor``."""
 
     def wrap(fn: Callable) -> Any:
-        @functools.wraps(fn)  # the signature and docstring Prefect reads are fn's
-        def run(*args: Any, **kwargs: Any) -> Any:
-            in_pipeline = PIPELINE_STEP.get()
-            if in_pipeline is not None:
-                return in_pipeline(executor)
-            return fn(*args, **kwargs)
-
-        run.ansflow_step_type = step_type  # type: ignore[attr-defined]
-        run.ansflow_executor = executor  # type: ignore[attr-defined]
+        fn.ansflow_step_type = step_type  # type: ignore[attr-defined]
+        fn.ansflow_executor = executor  # type: ignore[attr-defined]
         return task(name=step_type, cache_policy=NO_CACHE, persist_result=False,
-                    log_prints=False)(run)
+                    log_prints=False)(fn)
 
     return wrap
+
+
+def executor_of(step_task: Any) -> Executor:
+    """The executor a step type's public task runs (what a pipeline step of it does)."""
+    return step_task.fn.ansflow_executor
 
 
 def validated_config(model: type[StrictModel], values: dict[str, Any], what: str) -> Any:
