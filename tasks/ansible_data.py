@@ -92,7 +92,8 @@ def check_handoff(config: Any, playbook: str, inventory: str | None,
     files: its command-line values, the paths Ansible exposes to playbooks, the env.
 
     Raises:
-        StepFailed: Jinja in any of them, a `@file` limit, an `ANSIBLE_*` env variable.
+        StepFailed: Jinja in any of them, a `@file` limit, a group member not in `hosts`,
+            an `ANSIBLE_*` env variable.
     """
     tags = [config.tags] if isinstance(config.tags, str) else (config.tags or [])
     skip = [config.skip_tags] if isinstance(config.skip_tags, str) else (config.skip_tags or [])
@@ -104,6 +105,13 @@ def check_handoff(config: Any, playbook: str, inventory: str | None,
         refuse_jinja("tags", tag)
     for tag in skip:
         refuse_jinja("skip_tags", tag)
+    # Validation leaves templated members to now: one not in `hosts` would be a host of
+    # the inventory no SshHost block describes.
+    unknown = sorted({m for members in config.groups.values() for m in members}
+                     - set(config.hosts))
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise StepFailed(f"groups name hosts not in 'hosts': {names[:500]}")
     refuse_jinja("playbook", playbook)
     if inventory is not None:
         refuse_jinja("inventory", inventory)

@@ -133,6 +133,19 @@ def test_command_line_values_with_jinja_are_refused_before_ansible_runs(sshd, tm
     assert not marker.exists()  # ansible-playbook never started
 
 
+def test_group_member_from_a_value_must_be_one_of_the_hosts(sshd, tmp_path):
+    """Validation leaves a templated member to the run: rendered, it must name a host of
+    `hosts` (else it would be an inventory host no block describes)."""
+    marker = tmp_path / "GROUP-MARKER"
+    (tmp_path / "ping.yml").write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                                       "    - {name: Ping, ping: {}}\n")
+    config = AnsibleConfig(playbook="ping.yml", hosts=["web"], ansible_cfg=CFG,
+                           groups={"g": ["web", _hostile(marker)]})
+    with pytest.raises(StepFailed, match="groups name hosts not in 'hosts': .*lookup"):
+        execute_ansible(_ctx(tmp_path, sshd.block()), config)
+    assert not marker.exists()
+
+
 def test_env_cannot_reconfigure_ansible(sshd, tmp_path):
     """ANSIBLE_* variables override ansible.cfg (ANSIBLE_HOST_KEY_CHECKING=False would turn
     host key checking off): an ansible step's env may not set them."""
