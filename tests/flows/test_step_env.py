@@ -9,6 +9,7 @@ from ansflow.spec.validate import plan_from_bytes
 from ansflow.stepenv import inherited_env
 
 SECRETS = {"PREFECT_API_KEY": "sekrit-api-key", "AWS_SECRET_ACCESS_KEY": "u:pw@db",
+           "DEPLOY_API_KEY": "deploy-api-key",
            "DOCKER_HOST": "tcp://10.9.8.7:2375", "MY_PROXY": "http://proxy:3128",
            "LC_ANSFLOW_TEST": "C.UTF-8"}
 
@@ -57,8 +58,9 @@ def test_pipeline_and_worker_pass_through_lists(run_pipeline, monkeypatch):
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("ANSFLOW_ENV_PASSTHROUGH", "DOCKER_HOST, NOT_SET_ANYWHERE")
-    env = _env_of(run_pipeline, "env_passthrough: [PREFECT_API_KEY, MY_*]")
-    assert env["PREFECT_API_KEY"] == "sekrit-api-key"
+    env = _env_of(run_pipeline, "env_passthrough: [DEPLOY_API_KEY, MY_*, PREFECT_*]")
+    assert env["DEPLOY_API_KEY"] == "deploy-api-key"
+    assert "PREFECT_API_KEY" not in env  # the worker's way to the Prefect API: never
     assert env["MY_PROXY"] == "http://proxy:3128"
     assert env["DOCKER_HOST"] == "tcp://10.9.8.7:2375"
     assert "AWS_SECRET_ACCESS_KEY" not in env and "NOT_SET_ANYWHERE" not in env
@@ -70,17 +72,22 @@ def test_undeclared_worker_variable_in_a_template_is_refused_at_validation():
   steps:
     - type: command
       config:
-        command: "echo {{ env.PREFECT_API_KEY }} {{ env.HOME }} {{ env.ANSFLOW_RUN_ID }}"
+        command: "echo {{ env.DEPLOY_API_KEY }} {{ env.HOME }} {{ env.ANSFLOW_RUN_ID }}"
 """
     with pytest.raises(SpecError) as err:
         plan_from_bytes(text, "p.yaml", workspace="/tmp", default_name="t")
     message = str(err.value)
-    assert "p.yaml:6:18:" in message and "PREFECT_API_KEY" in message
-    assert "env_passthrough" in message and "HOME" not in message.split("PREFECT_API_KEY")[0]
+    assert "p.yaml:6:18:" in message and "DEPLOY_API_KEY" in message
+    assert "env_passthrough" in message and "HOME" not in message.split("DEPLOY_API_KEY")[0]
     assert message.count("steps do not inherit") == 1
     # Passed through, or declared: accepted.
-    ok = text.replace(b"  steps:", b"  env_passthrough: [PREFECT_*]\n  steps:")
+    ok = text.replace(b"  steps:", b"  env_passthrough: [DEPLOY_*]\n  steps:")
     plan_from_bytes(ok, "p.yaml", workspace="/tmp", default_name="t")
+    # The Prefect API's settings are never reachable, whatever passes them through.
+    api = ok.replace(b"env.DEPLOY_API_KEY", b"env.PREFECT_API_KEY").replace(
+        b"[DEPLOY_*]", b"[PREFECT_*]")
+    with pytest.raises(SpecError, match="PREFECT_API_KEY"):
+        plan_from_bytes(api, "p.yaml", workspace="/tmp", default_name="t")
 
 
 def test_a_bad_pass_through_entry_is_refused_at_its_position():
@@ -115,9 +122,10 @@ def test_template_env_is_what_the_step_sees(run_pipeline, monkeypatch):
 
 def test_inherited_env_units():
     worker = {"PATH": "/bin", "PREFECT_API_KEY": "k", "LC_ALL": "C", "HTTP_PROXY": "p",
-              "ANSFLOW_ENV_PASSTHROUGH": "HTTP_*,  *, bad-name"}
+              "DEPLOY_API_KEY": "d", "ANSFLOW_ENV_PASSTHROUGH": "HTTP_*,  *, bad-name"}
     assert inherited_env([], worker) == {"PATH": "/bin", "LC_ALL": "C", "HTTP_PROXY": "p"}
-    assert inherited_env(["PREFECT_API_KEY"], worker)["PREFECT_API_KEY"] == "k"
+    assert inherited_env(["DEPLOY_API_KEY"], worker)["DEPLOY_API_KEY"] == "d"
+    assert "PREFECT_API_KEY" not in inherited_env(["PREFECT_API_KEY", "PREFECT_*"], worker)
 
 
 def test_a_task_in_a_plain_flow_gets_the_clean_env_too(prefect_server, monkeypatch, tmp_path):
