@@ -12,6 +12,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
 from ansflow.engines.kube import build_api_client
+from ansflow.engines.kube_exec import check_exec_plugins
 
 KUBERNETES_LOGO = (
     "https://raw.githubusercontent.com/PrefectHQ/prefect/"
@@ -142,14 +143,20 @@ class KubernetesCluster(Block):
         ns = namespace or names[chosen].get("namespace") or "default"
         return cls(kubeconfig=SecretStr(text), context=context, namespace=ns)
 
-    def to_kubeconfig_dict(self) -> dict[str, Any]:
+    def to_kubeconfig_dict(self, check_exec: bool = True) -> dict[str, Any]:
         """These credentials as a kubeconfig dict (holds secrets in clear: do not log or save).
 
-        For handing to tools that only take a kubeconfig (prefect-kubernetes, kubectl, helm).
+        For handing to tools that only take a kubeconfig (prefect-kubernetes, kubectl, helm),
+        which run its ``exec:`` plugins: those are refused unless this worker's operator
+        allows them (ansflow.engines.kube_exec); ``check_exec=False`` only to read fields.
         In-cluster credentials have no kubeconfig form.
+
+        Raises:
+            StepFailed: an ``exec:`` plugin this worker does not allow.
         """
         if self.kubeconfig is not None:
-            return yaml.safe_load(self.kubeconfig.get_secret_value())
+            doc = yaml.safe_load(self.kubeconfig.get_secret_value())
+            return check_exec_plugins(doc) if check_exec and isinstance(doc, dict) else doc
         if self.in_cluster:
             raise ValueError("in-cluster credentials have no kubeconfig form")
         cluster: dict[str, Any] = {"server": self.server}

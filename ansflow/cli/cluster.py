@@ -40,7 +40,7 @@ def _server_of(block) -> str:
     if block.kubeconfig is None:
         return "in-cluster" if block.in_cluster else "-"
     try:
-        doc = block.to_kubeconfig_dict()
+        doc = block.to_kubeconfig_dict(check_exec=False)  # read, never run
         ctx_name = block.context or doc.get("current-context")
         ctx = next(c["context"] for c in doc["contexts"] if c["name"] == ctx_name)
         return next(c["cluster"]["server"] for c in doc["clusters"]

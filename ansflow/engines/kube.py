@@ -31,6 +31,7 @@ from kubernetes.config.kube_config import KubeConfigLoader
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
+from ansflow.engines.kube_exec import check_exec_plugins
 from ansflow.engines.reaper import private_dir
 from ansflow.errors import EngineUnavailable, StepFailed, StepTimedOut, StepTransient
 
@@ -115,7 +116,7 @@ def build_api_client(
             doc = yaml.safe_load(kubeconfig)
             if not isinstance(doc, dict):
                 raise StepFailed("the kubeconfig is not a YAML mapping")
-            doc = _materialize_kubeconfig_data(doc, _private_dir(cfg))
+            doc = _materialize_kubeconfig_data(check_exec_plugins(doc), _private_dir(cfg))
             KubeConfigLoader(config_dict=doc, active_context=context).load_and_set(cfg)
         elif in_cluster:
             InClusterConfigLoader(SERVICE_TOKEN_FILENAME, SERVICE_CERT_FILENAME).load_and_set(cfg)
