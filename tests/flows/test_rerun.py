@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from fixtures_pipeline import by_id, five_steps, step_counts, task_runs
 
 
