@@ -101,6 +101,13 @@ def step_type(name: str) -> StepType:
     return REGISTRY[name]
 
 
+def acts_on(name: str, runs_on: str) -> str:
+    """Where a step of type ``name`` acts: its type's target, or for a command or script the
+    step's ``runs_on`` (local, docker, kubernetes, remote)."""
+    target = REGISTRY[name].target
+    return runs_on if target == "runs_on" else target
+
+
 def acts_on_kubernetes(name: str) -> bool:
     """Does a step of this type act on a Kubernetes cluster (cluster/namespace defaults)?"""
     entry = REGISTRY.get(name)

@@ -29,6 +29,7 @@ from ansflow.masking import short_secret_error
 from ansflow.paths import check_state_outside, confine_pipeline_file
 from ansflow.plan import Plan
 from ansflow.spec.validate import load_plan
+from ansflow.steptypes import acts_on
 from ansflow.store import Store
 from ansflow.tasks.base import RunControl
 from ansflow.tasks.public import watch_cancellation
@@ -111,13 +112,14 @@ def credential_secrets(plan: Plan) -> list[str]:
     clusters: set[str] = set()
     for step in plan.steps + plan.finally_steps:
         config = step.config if isinstance(step.config, dict) else {}
-        keys = ("registry", "credentials") if step.type.startswith("docker_") else ()
+        where = acts_on(step.type, step.runs_on)
+        keys = ("registry", "credentials") if where == "docker" else ()
         for key in keys:
             value = config.get(key)
             if isinstance(value, str) and "{{" not in value and value.strip() \
                     and not looks_like_registry(value.strip()):
                 registries.add(value.strip())
-        cluster = config.get("cluster") if step.type.startswith("k8s_") else None
+        cluster = config.get("cluster") if where == "kubernetes" else None
         if isinstance(cluster, str) and cluster and "{{" not in cluster:
             clusters.add(cluster)
     values: list[str] = []

@@ -56,3 +56,14 @@ def test_readme_step_table_lists_every_type_with_its_outputs():
             assert rows[name] == "not implemented in this version", name
         elif entry.outputs is not None:
             assert set(re.findall(r"`(\w+)`", rows[name])) == set(entry.outputs), name
+
+
+def test_a_step_acts_where_its_type_or_its_runs_on_says():
+    from ansflow.steptypes import acts_on
+
+    assert acts_on("docker_push", "local") == "docker"
+    assert acts_on("k8s_scale", "local") == "kubernetes"
+    assert acts_on("ansible", "local") == "remote"
+    assert acts_on("command", "kubernetes") == "kubernetes"
+    assert acts_on("script", "docker") == "docker"
+    assert acts_on("command", "local") == "local"

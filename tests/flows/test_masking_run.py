@@ -194,3 +194,29 @@ def test_a_cluster_key_printed_by_an_earlier_step_is_masked(run_pipeline, dev_cl
     lines = logs(state.state_details.flow_run_id, "shown")
     assert "shown" in lines
     _no_leak(lines, *[line for line in key.splitlines() if len(line) >= 8])
+
+
+def test_the_token_of_a_pod_steps_cluster_is_masked_from_the_first_step(run_pipeline,
+                                                                         tmp_path):
+    """Credentials are loaded by where a step acts (here a command in a pod), not by a
+    step-type name prefix."""
+    from ansflow.blocks.kubernetes import KubernetesCluster
+
+    token = f"pod-tok-{random.token_hex(12)}"
+    KubernetesCluster(server="https://127.0.0.1:9", token=token).save("mask-pod-cluster",
+                                                                      overwrite=True)
+    (tmp_path / "tok.txt").write_text(token, encoding="utf-8")
+    state, summary = run_pipeline("""
+        steps:
+          - {id: show, type: command, config: {command: 'echo "shown=$(cat tok.txt)"'}}
+          - id: in_pod
+            type: command
+            runs_on: kubernetes
+            needs: [show]
+            when: "false"
+            config: {command: "true", image: busybox, cluster: mask-pod-cluster}
+    """)
+    assert state.is_completed(), summary["message"]
+    lines = logs(state.state_details.flow_run_id, "shown=***")
+    assert "shown=***" in lines
+    _no_leak(lines, token)
