@@ -29,6 +29,7 @@ from ansflow.errors import StepFailed
 from ansflow.flows.deployment import RunFormSchema
 from ansflow.flows.manage_publish import publish_failure, publish_result
 from ansflow.manage import ObjectRef, Operation, load_operations
+from ansflow.manage.secret_blocks import mask_allowed_values
 from ansflow.tasks.base import StepContext
 from ansflow.tasks.k8s_session import cluster_session
 from ansflow.tasks.public import cancellation_watch, standalone_context
@@ -260,6 +261,8 @@ def run_operation(op: Operation, params: dict[str, Any]) -> dict[str, str] | Sta
     try:
         with cancellation_watch(ctx):
             check_cluster(cluster)
+            # What manage runs may have put into a cluster stays masked in any later run.
+            mask_allowed_values(ctx.masker)
             confirm_or_wait_for_approval(op, params, confirm, ctx)
             with cluster_session(ctx, cluster, namespace) as session:
                 result = op.func(ctx, session, **params)

@@ -25,6 +25,7 @@ from ansflow.manage.builders import (
     service_object,
 )
 from ansflow.manage.present import fenced, object_diff
+from ansflow.manage.secret_blocks import check_allowed
 from ansflow.manage.validation import require_namespace
 from ansflow.masking import short_secret_error
 from ansflow.spec.conditions import WaitCondition
@@ -193,10 +194,12 @@ def load_secret_values(ctx, keys: dict[str, str]) -> dict[str, str]:
     run's masker at once.
 
     Raises:
-        StepFailed: a block is not saved or cannot be read, or a value is too short to mask.
+        StepFailed: a block the operator did not allow (ANSFLOW_MANAGE_SECRET_BLOCKS), not
+            saved or unreadable, or a value too short to mask.
     """
     from prefect.blocks.system import Secret  # noqa: PLC0415 - only this operation needs it
 
+    check_allowed(keys)
     values: dict[str, str] = {}
     for key, block in keys.items():
         try:
@@ -225,7 +228,8 @@ def secret(ctx, session, *, name: str, keys: dict[str, str] | None = None,
            type: SecretType = "Opaque", labels: dict[str, str] | None = None,
            force_conflicts: bool = False) -> OperationResult:
     """Create or update a Secret whose values come from saved Prefect Secret blocks (never
-    from the form: run parameters are stored in clear on the Prefect server).
+    from the form: run parameters are stored in clear on the Prefect server). Only the blocks
+    the operator allows (ANSFLOW_MANAGE_SECRET_BLOCKS, glob patterns; none by default).
 
     Args:
         name: The Secret's name.

@@ -129,12 +129,13 @@ def test_forbidden_names_the_verb_resource_namespace_and_cluster(dev_cluster, ru
 
 
 def test_secret_values_come_from_prefect_secret_blocks_and_are_never_shown(
-        dev_cluster, run_op, shown_to_user):
+        dev_cluster, run_op, shown_to_user, monkeypatch):
     from prefect.blocks.system import Secret
 
     ns = dev_cluster.namespace("secret")
     password, token = f"pw-{random.token_hex(12)}", f"tok-{random.token_hex(12)}"
     suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv("ANSFLOW_MANAGE_SECRET_BLOCKS", f"db-password-{suffix},api-*-{suffix}")
     Secret(value=password).save(f"db-password-{suffix}", overwrite=True)
     Secret(value=token).save(f"api-token-{suffix}", overwrite=True)
     created, ctx = run_op(secret, ns, name="db", keys={"password": f"db-password-{suffix}"})
@@ -156,8 +157,9 @@ def test_secret_values_come_from_prefect_secret_blocks_and_are_never_shown(
     assert ctx.masker(f"x {password} y") == "x *** y"
 
 
-def test_a_secret_naming_a_missing_block_changes_nothing(dev_cluster, run_op):
+def test_a_secret_naming_a_missing_block_changes_nothing(dev_cluster, run_op, monkeypatch):
     ns = dev_cluster.namespace("secret-miss")
+    monkeypatch.setenv("ANSFLOW_MANAGE_SECRET_BLOCKS", "no-such-block-*")
     with pytest.raises(StepFailed) as err:
         run_op(secret, ns, name="db", keys={"password": "no-such-block-xyz"})
     assert "key 'password': no saved Prefect Secret block named 'no-such-block-xyz'; nothing " \
