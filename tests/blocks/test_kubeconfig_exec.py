@@ -9,6 +9,7 @@ import os
 import stat
 
 import pytest
+from kubernetes import client as k8s
 from pydantic import SecretStr
 
 from ansflow.blocks.kubernetes import KubernetesCluster
@@ -88,4 +89,40 @@ def test_the_plugin_program_runs_only_with_the_setting(tmp_path, monkeypatch):
     monkeypatch.setenv(EXEC_ENV, f"/usr/bin/aws, {command}")
     with block.get_client() as api:
         assert api.configuration.api_key["BearerToken"] == "Bearer tok-from-plugin"
+    assert marker.read_text() == "ran\n"
+
+
+@pytest.mark.k8s
+def test_a_plugin_runs_only_when_allowed(dev_cluster, tmp_path, monkeypatch):
+    from ansflow.upkeep.health import check_health
+
+    ns = dev_cluster.namespace("exec-plugin")
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        core.create_namespaced_service_account(ns, {"metadata": {"name": "plugin"}})
+        k8s.RbacAuthorizationV1Api(api).create_namespaced_role_binding(ns, {
+            "metadata": {"name": "plugin-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "plugin", "namespace": ns}]})
+        token = core.create_namespaced_service_account_token(
+            "plugin", ns, {"spec": {"expirationSeconds": 600}}).status.token
+    command, marker = _plugin(tmp_path)
+    block = _block(_kubeconfig(dev_cluster.server,
+                               (dev_cluster.paths.pki / "ca.crt").read_text(), command,
+                               [{"name": "PLUGIN_TOKEN", "value": token}]))
+
+    monkeypatch.delenv(EXEC_ENV, raising=False)
+    with pytest.raises(StepFailed, match="exec credential plugin refused"):
+        block.get_client()
+    with pytest.raises(StepFailed, match="exec credential plugin refused"):
+        block.to_kubeconfig_dict()  # what helm and prefect-kubernetes are given
+    report = check_health("exec-plugin", block, store=False)  # the upkeep worker's check
+    assert report.status == "unreachable" and "exec credential plugin refused" in \
+        report.message
+    assert not marker.exists()  # refused before it ran, every time
+
+    monkeypatch.setenv(EXEC_ENV, command)
+    with block.get_client() as api:
+        assert k8s.CoreV1Api(api).list_namespaced_service_account(ns).items
     assert marker.read_text() == "ran\n"
