@@ -22,6 +22,7 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s
 
+from ansflow.engines.archive import BoundedSpool, Limits, extract
 from ansflow.engines.kube_objects import KubeNotFound, Resource, get_object, request
 from ansflow.engines.kube_pod import (
     CONTAINER,
@@ -290,20 +291,22 @@ class _PodRun:
         script = (f'cd {WORKSPACE} && tar cf - -- "$@"; rc=$?; : > {STEP_DIR}/release; '
                   'exit $rc')
         errors = bytearray()
+        limits = Limits.from_env()
+        source = f"the pod {self.name}"
         with tempfile.TemporaryFile() as spool:
-            code = self._exec.exec_(["sh", "-c", script, "sh", *downloads], spool.write,
-                              lambda chunk: keep(errors, chunk))
+            sink = BoundedSpool(spool, limits.stream_bytes, source)
+            code = self._exec.exec_(["sh", "-c", script, "sh", *downloads], sink.write,
+                                    lambda chunk: keep(errors, chunk))
             if not downloads:
                 return
             if code != 0:
                 raise StepFailed(f"download {', '.join(map(repr, downloads))} from the pod "
                                  f"failed: {text_of(errors) or f'exit {code}'}")
             spool.seek(0)
-            try:
-                with tarfile.open(fileobj=spool, mode="r|") as tar:
-                    tar.extractall(self.ctx.workspace, filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                raise StepFailed(f"download from the pod failed: {exc}") from None
+            done = extract(spool, self.ctx.workspace, downloads, source, limits)
+        note = done.skipped_note()
+        if note:
+            self.ctx.emit(f"[ansflow] {note}", stream="stderr")
 
     def _follow(self, mark: str) -> MarkedLog:
         """The pod's log, followed to its end: step lines emitted, outputs and code kept."""
