@@ -194,13 +194,18 @@ def extract(fileobj: IO[bytes], workspace: str, declared: Iterable[str],
                             f"(at {path!r})",
                             hint=f"the worker's operator sets the bound with {MAX_BYTES_ENV}")
                     source_file = tar.extractfile(member)
-                    assert source_file is not None  # a regular member always has content
+                    if source_file is None:
+                        raise ArchiveRefused(f"member {path!r} has no content")
                     writer.file(path, source_file, member.mode, member.mtime)
                     result.files.append(path)
                 else:
                     result.skipped.append((path, _KINDS.get(member.type, "special file")))
     except ArchiveRefused as exc:
-        raise ArchiveRefused(f"download from {source} refused: {exc}") from None
+        text = str(exc)
+        if exc.hint:
+            text = text[: -len(f"\n  hint: {exc.hint}")]
+        raise ArchiveRefused(f"download from {source} refused: {text}", hint=exc.hint) \
+            from None
     except (tarfile.TarError, EOFError, ValueError) as exc:
         raise ArchiveRefused(f"download from {source} failed: not a valid tar stream "
                              f"({exc})") from None

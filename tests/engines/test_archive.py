@@ -195,7 +195,8 @@ def test_size_and_member_count_are_bounded(ws):
                        ) as refused:
         extract(tar_of(("out/a", "file", b"a" * 600), ("out/b", "file", b"b" * 600)),
                 str(ws), ["out"], "the pod", limits)
-    assert "ANSFLOW_DOWNLOAD_MAX_BYTES" in str(refused.value)
+    assert refused.value.hint and "ANSFLOW_DOWNLOAD_MAX_BYTES" in refused.value.hint
+    assert str(refused.value).count("hint:") == 1
     assert not (ws / "out" / "b").exists()
     with pytest.raises(ArchiveRefused, match="more than 5 members") as refused:
         extract(tar_of(*[(f"out/{i}", "file", b"") for i in range(6)]), str(ws), ["out"],
