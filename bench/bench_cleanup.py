@@ -3,13 +3,14 @@
     python bench/bench_cleanup.py [--objects 10000] [--removable 500] [--reps 3]
 
 Starts a throw-away dev cluster (temp ANSFLOW_HOME, cached binaries), creates OBJECTS objects
-carrying ansflow's run label (Pods that no scheduler picks up and suspended Jobs, so nothing
+carrying ansflow's run and step-pod labels (step pods that no scheduler picks up, so nothing
 else works on them): REMOVABLE of a run the ansflow store records as finished, the rest of
 runs still going. Then measures, alternately, in the same run:
 1. the cleanup plan of that cluster (`ansflow.upkeep.cleanup.plan`: metadata-only lists of
-   Pods and Jobs by label in pages of 500, the run states from the store, and the scan of
+   step pods by label in pages of 500, the run states from the store, and the scan of
    every listable kind for expired objects);
-2. `kubectl get pods,jobs -A -l ansflow.dev/run-id -o json` (the same labels) into a pipe,
+2. `kubectl get pods -A -l ansflow.dev/run-id,ansflow.dev/step-pod=true -o json` (the same
+   labels) into a pipe,
    and the same with `-o name` (the ratios are against `-o json`, what a script parses);
 and once, the deletes of the plan (each object re-read, then deleted with preconditions).
 Prints a table with the ratio plan / kubectl (target <= 1.5). Everything it starts is
@@ -30,30 +31,26 @@ from pathlib import Path
 
 RUN_LABEL = "ansflow.dev/run-id"
 PIPELINE_LABEL = "ansflow.dev/pipeline"
+STEP_POD_LABEL = "ansflow.dev/step-pod"
 NAMESPACES = 10
 
 
 def create_objects(api, total: int, removable: int) -> None:
     """``total`` labelled objects in NAMESPACES namespaces; the first ``removable`` of the
-    finished run `bench-done`, the others of ten runs still going. One in twenty is a Job."""
+    finished run `bench-done`, the others of ten runs still going."""
     from kubernetes import client as k8s
 
-    core, batch = k8s.CoreV1Api(api), k8s.BatchV1Api(api)
+    core = k8s.CoreV1Api(api)
     for n in range(NAMESPACES):
         core.create_namespace({"metadata": {"name": f"bench-{n}"}})
     container = [{"name": "c", "image": "example.invalid/app:1"}]
 
     def make(i: int) -> None:
         run = "bench-done" if i < removable else f"bench-live-{i % 10}"
-        meta = {"name": f"obj-{i}", "labels": {RUN_LABEL: run, PIPELINE_LABEL: "bench"}}
-        ns = f"bench-{i % NAMESPACES}"
-        if i % 20 == 0:
-            batch.create_namespaced_job(ns, {"metadata": meta, "spec": {
-                "suspend": True, "template": {"spec": {"restartPolicy": "Never",
-                                                       "containers": container}}}})
-        else:
-            core.create_namespaced_pod(ns, {"metadata": meta, "spec": {
-                "schedulerName": "bench-no-scheduler", "containers": container}})
+        meta = {"name": f"obj-{i}", "labels": {RUN_LABEL: run, PIPELINE_LABEL: "bench",
+                                               STEP_POD_LABEL: "true"}}
+        core.create_namespaced_pod(f"bench-{i % NAMESPACES}", {"metadata": meta, "spec": {
+            "schedulerName": "bench-no-scheduler", "containers": container}})
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(make, range(total)))
@@ -84,12 +81,12 @@ def time_plan(block) -> tuple[float, object]:
 
 def time_kubectl(kubectl: Path, kubeconfig: Path, output: str = "json") -> tuple[float, int]:
     t0 = time.monotonic()
-    out = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "get", "pods,jobs",
-                          "-A", "-l", RUN_LABEL, "-o", output], capture_output=True, check=True)
+    out = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "get", "pods",
+                          "-A", "-l", f"{RUN_LABEL},{STEP_POD_LABEL}=true", "-o", output], capture_output=True, check=True)
     seconds = time.monotonic() - t0
     if output == "name":
         return seconds, len(out.stdout.splitlines())
-    return seconds, out.stdout.count(b'"kind": "Pod"') + out.stdout.count(b'"kind": "Job"')
+    return seconds, out.stdout.count(b'"kind": "Pod"')
 
 
 def main() -> None:
@@ -143,8 +140,8 @@ def main() -> None:
     rows = [
         (f"cleanup plan, {args.objects} objects, {args.removable} removable", plan_s,
          f"{plan_s / get_s:.2f}x"),
-        ("kubectl get pods,jobs -A -l ansflow.dev/run-id -o json", get_s, "1.00x"),
-        ("kubectl get pods,jobs -A -l ansflow.dev/run-id -o name", name_s,
+        ("kubectl get pods -A -l <run-id,step-pod> -o json", get_s, "1.00x"),
+        ("kubectl get pods -A -l <run-id,step-pod> -o name", name_s,
          f"{name_s / get_s:.2f}x"),
         (f"deletes of the plan ({args.removable}, re-read + delete each)", deleted, ""),
     ]

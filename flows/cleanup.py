@@ -56,7 +56,7 @@ def cleanup_flow(clusters: list[str] | None = None, docker: bool = True,
                  ) -> dict[str, int] | State:
     """Remove what pipeline runs left behind, and only what carries ansflow's run labels.
 
-    Pods and Jobs of finished runs and objects deployed with `expire_after:` once expired
+    Step pods of finished runs and objects deployed with `expire_after:` once expired
     (in each cluster), containers of finished runs and images beyond the newest
     `keep_builds` builds of each pipeline (on the worker's Docker engine), run records
     older than the retention. Never kube-system, kube-public, kube-node-lease, an object

@@ -13,7 +13,7 @@ MAX_LISTED = 200
 def cleanup(
     cluster: list[str] = typer.Option(
         None, "--cluster", "-c", metavar="NAME",
-        help="A saved KubernetesCluster block: remove its Pods and Jobs of finished runs and "
+        help="A saved KubernetesCluster block: remove its step pods of finished runs and "
              "its expired objects (expire_after). Repeat for several."),
     docker: bool = typer.Option(
         False, "--docker", help="Remove Docker containers of finished runs and images beyond "

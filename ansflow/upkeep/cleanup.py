@@ -4,9 +4,11 @@ Only what carries ansflow's run labels (``ansflow.dev/run-id``, ``ansflow.dev/pi
 put by every step on its containers and objects, see ``ansflow.tasks.base``) is ever a
 candidate:
 
-- Kubernetes Pods and Jobs of runs that have finished (the Prefect server reports the flow
-  run in a final state, or, when the server does not know it, ansflow's store recorded its
-  end); never those of a run still going or unknown to both.
+- Kubernetes step pods (and their Secrets) of runs that have finished (the Prefect server
+  reports the flow run in a final state, or, when the server does not know it, ansflow's
+  store recorded its end); never those of a run still going or unknown to both. Only what
+  ansflow made for a step (``ansflow.dev/step-pod=true``): what k8s_deploy applied carries
+  the run labels too and goes only by its ``expire_after``.
 - Objects of any kind that k8s_deploy applied with ``expire_after:``, once expired (the
   ``ansflow.dev/expires`` label, seconds since the epoch; re-applying resets it).
 - Docker containers of finished runs, and local images of a pipeline beyond its newest

@@ -1,4 +1,4 @@
-"""The Kubernetes side of cleanup: Pods and Jobs of finished runs, expired objects.
+"""The Kubernetes side of cleanup: step pods of finished runs, expired objects.
 
 Lists go cluster-wide by label selector, in pages, asking for each object's metadata only
 (a PartialObjectMetadataList: no specs or statuses travel). Every delete re-reads the object,
@@ -39,13 +39,13 @@ from ansflow.upkeep.cleanup import (
 )
 from ansflow.upkeep.cleanup import clean_text as _clean
 
-# What a run leaves in a cluster: step pods, Jobs, and the Secret of a step in a pod (when its
-# worker died before the Secret was given to the pod), with the selector that picks them
-# besides the run label. Only a step pod's Secret: a Secret that k8s_deploy deployed carries
-# the run labels too, and is never a leftover.
-RUN_KINDS = ((Resource("v1", "Pod", "pods", True), None),
-             (Resource("v1", "Secret", "secrets", True), f"{STEP_POD_LABEL}=true"),
-             (Resource("batch/v1", "Job", "jobs", True), None))
+# What a run leaves in a cluster is only what ansflow made for a step: a step pod and its
+# Secret (left when the worker died before giving it to the pod), both labelled as a step
+# pod's. k8s_deploy puts the run labels on everything it applies, so a run label alone says
+# nothing: a Job or bare Pod a pipeline deployed (a migration running for hours) is the
+# pipeline's, and goes only by its expire_after.
+RUN_KINDS = ((Resource("v1", "Pod", "pods", True), f"{STEP_POD_LABEL}=true"),
+             (Resource("v1", "Secret", "secrets", True), f"{STEP_POD_LABEL}=true"))
 PAGE_SIZE = 500
 # Kinds an expiry never applies to: records of other things, not things deployed.
 _NEVER = frozenset({"Event", "Lease", "EndpointSlice", "Endpoints", "ControllerRevision",
@@ -123,13 +123,13 @@ def expiry_of(meta: dict) -> datetime | None:
 
 def judge_run_object(meta: dict, kind: str, states: RunStates,
                      options: CleanupOptions) -> str | None:
-    """None when a run's Pod/Job (or a step pod's Secret) may go, else why it stays."""
+    """None when a step pod (or its Secret) of a finished run may go, else why it stays."""
     guard = _guard(meta)
     if guard:
         return guard
     labels = meta.get("labels") or {}
-    if kind == "Secret" and labels.get(STEP_POD_LABEL) != "true":
-        return "a Secret that is not a step pod's: deployed, never a run's leftover"
+    if labels.get(STEP_POD_LABEL) != "true":
+        return f"a {_clean(kind)} that is not a step pod's: deployed, never a run's leftover"
     if EXPIRES_LABEL in labels:
         return "deployed with expire_after: removed when it expires"
     owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
@@ -160,7 +160,7 @@ def _item(cluster: str, res: Resource, meta: dict, reason: str, rule: str) -> It
 
 def plan_cluster(cluster: str, options: CleanupOptions, states: RunStates,
                  report: CleanupReport) -> None:
-    """Add what ``cluster`` holds to the plan: its run Pods/Jobs and expired objects."""
+    """Add what ``cluster`` holds to the plan: its step pods of runs and expired objects."""
     try:
         block = options.blocks.get(cluster) or _load(cluster)
         with api_client_for(block) as api:

@@ -87,7 +87,8 @@ def test_run_objects_go_only_when_their_run_is_over_and_nothing_protects_them():
     opts = CleanupOptions()
 
     def meta(run, ns="ci", **extra):
-        return {"name": "p", "namespace": ns, "labels": {RUN_LABEL: run}, **extra}
+        return {"name": "p", "namespace": ns,
+                "labels": {RUN_LABEL: run, STEP_POD_LABEL: "true"}, **extra}
 
     assert judge_run_object(meta("done"), "Pod", states, opts) is None
     assert "still running (Running)" in judge_run_object(meta("live"), "Pod", states, opts)
@@ -101,11 +102,15 @@ def test_run_objects_go_only_when_their_run_is_over_and_nothing_protects_them():
     expiring = meta("done")
     expiring["labels"][EXPIRES_LABEL] = "1"
     assert "expire_after" in judge_run_object(expiring, "Pod", states, opts)
-    # A Secret goes only when it is a step pod's; a deployed one carries the run labels too.
-    step_secret = meta("done")
-    step_secret["labels"][STEP_POD_LABEL] = "true"
-    assert judge_run_object(step_secret, "Secret", states, opts) is None
-    assert "not a step pod's" in judge_run_object(meta("done"), "Secret", states, opts)
+    # Only what ansflow made for a step goes: whatever k8s_deploy applied carries the run
+    # labels too (a Job, a bare Pod, a Secret), and goes only by its expire_after.
+    assert judge_run_object(meta("done"), "Secret", states, opts) is None
+    for kind in ("Pod", "Job", "Secret"):
+        deployed = meta("done")
+        del deployed["labels"][STEP_POD_LABEL]
+        assert "not a step pod's" in judge_run_object(deployed, kind, states, opts)
+        deployed["labels"][STEP_POD_LABEL] = "yes"
+        assert "not a step pod's" in judge_run_object(deployed, kind, states, opts)
 
 
 def test_expired_objects_go_unexpired_and_kept_ones_stay():

@@ -1,5 +1,5 @@
 """Cluster cleanup (ansflow.upkeep.cleanup_kube, the cleanup flow) against the dev cluster:
-run objects of finished runs, step pods' Secrets, expired objects, an object changed between
+step pods and their Secrets of finished runs (never what k8s_deploy applied), expired objects, an object changed between
 the plan and its delete (the pure rules, the store and the CLI: test_cleanup.py).
 
 Everything a test creates carries a pipeline label of its own and every cleanup here is
@@ -30,7 +30,11 @@ from ansflow.upkeep.cleanup import (
 )
 
 
-def _pod(api, ns, name, labels, annotations=None):
+def _pod(api, ns, name, labels, annotations=None, step_pod=True):
+    """A step pod of a run (or, ``step_pod=False``, a bare Pod k8s_deploy deployed, with the
+    run labels too)."""
+    if step_pod:
+        labels = {**labels, STEP_POD_LABEL: "true"}
     body = {"metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
     k8s.CoreV1Api(api).create_namespaced_pod(ns, body)
@@ -51,6 +55,7 @@ def _secret(api, ns, name, labels, step_pod=True):
 
 
 def _job(api, ns, name, labels):
+    """A Job k8s_deploy deployed (ansflow makes no Jobs of its own): it has the run labels."""
     k8s.BatchV1Api(api).create_namespaced_job(ns, {
         "metadata": {"name": name, "labels": labels},
         "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
@@ -99,7 +104,9 @@ def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, pre
     with dev_cluster.client() as api:
         core = k8s.CoreV1Api(api)
         _pod(api, ns, "finished", run_labels(pipeline, done))
-        _job(api, ns, "finished-job", run_labels(pipeline, done))
+        # What the pipeline deployed, its run over: a migration Job still going, a bare Pod.
+        _job(api, ns, "deployed-job", run_labels(pipeline, done))
+        _pod(api, ns, "deployed-pod", run_labels(pipeline, done), step_pod=False)
         _secret(api, ns, "finished-secret", run_labels(pipeline, done))
         _secret(api, ns, "running-secret", run_labels(pipeline, running))
         _secret(api, ns, "deployed-secret", run_labels(pipeline, done), step_pod=False)
@@ -117,9 +124,9 @@ def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, pre
 
         counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
                               pipelines=[pipeline], run_retention_days=None, dry_run=True)
-        assert counts["planned"] == 4 and counts["removed"] == 0, counts
+        assert counts["planned"] == 3 and counts["removed"] == 0, counts
         everything = [lambda n=n: core.read_namespaced_pod(n, ns)
-                      for n in ("finished", "running", "unknown", "pinned")]
+                      for n in ("finished", "running", "unknown", "pinned", "deployed-pod")]
         everything += [lambda n=n: core.read_namespaced_config_map(n, ns)
                        for n in ("expired", "fresh", "expired-pinned", "unlabelled")]
         everything += [lambda n=n: core.read_namespaced_secret(n, ns)
@@ -133,17 +140,18 @@ def test_cluster_cleanup_dry_run_then_real_run_through_the_flow(dev_cluster, pre
         planned = {(r["kind"], r["name"]) for r in (rows if isinstance(rows, list) else
                                                     __import__("json").loads(rows))
                    if r["action"] == "remove"}
-        assert planned == {("Pod", "finished"), ("Job", "finished-job"),
-                           ("Secret", "finished-secret"), ("ConfigMap", "expired")}
+        assert planned == {("Pod", "finished"), ("Secret", "finished-secret"),
+                           ("ConfigMap", "expired")}
 
         counts = cleanup_flow(clusters=[dev_cluster.block_name], docker=False,
                               pipelines=[pipeline], run_retention_days=None)
-        assert counts["removed"] == 4 and counts["failed"] == 0, counts
+        assert counts["removed"] == 3 and counts["failed"] == 0, counts
         assert _gone(lambda: core.read_namespaced_pod("finished", ns))
         assert _gone(lambda: core.read_namespaced_secret("finished-secret", ns))
         assert _exists(lambda: core.read_namespaced_secret("running-secret", ns))
         assert _exists(lambda: core.read_namespaced_secret("deployed-secret", ns))
-        assert _gone(lambda: k8s.BatchV1Api(api).read_namespaced_job("finished-job", ns))
+        assert _exists(lambda: k8s.BatchV1Api(api).read_namespaced_job("deployed-job", ns))
+        assert _exists(lambda: core.read_namespaced_pod("deployed-pod", ns))
         assert _gone(lambda: core.read_namespaced_config_map("expired", ns))
         for name in ("running", "unknown", "pinned"):
             assert _exists(lambda n=name: core.read_namespaced_pod(n, ns)), name
@@ -219,3 +227,42 @@ def test_k8s_deploy_expire_after_marks_objects_and_cleanup_removes_them_once_exp
         later = datetime.now(timezone.utc) + timedelta(hours=3)
         report = plan(CleanupOptions(**base, now=later))
         assert [(i.kind, i.name) for i in report.remove] == [("ConfigMap", "review-app")]
+
+
+@pytest.mark.k8s
+def test_a_job_and_bare_pod_k8s_deploy_applied_stay_after_their_run_ends(
+        dev_cluster, make_ctx, prefect_server):
+    """A migration Job and a bare Pod deployed with `wait: false` carry the run labels as
+    everything k8s_deploy applies; once the run is over they stay (only expire_after removes
+    what a pipeline deployed), while a step pod of that same run goes."""
+    from ansflow.store import Store
+    from ansflow.tasks.k8s_deploy import execute_k8s_deploy
+
+    ns = dev_cluster.namespace("deployed")
+    ctx = make_ctx("k8s_deploy", pipeline=f"dp-{uuid.uuid4().hex[:8]}")
+    container = [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]
+    manifest = [
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+         "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": container}}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare"},
+         "spec": {"containers": container}}]
+    execute_k8s_deploy(ctx, K8sDeployConfig(cluster=dev_cluster.block_name, namespace=ns,
+                                            manifest=manifest, wait=False, timeout=60))
+    store = Store()
+    try:
+        store.record_start(ctx.run_id, ctx.pipeline, 1)
+        store.record_end(ctx.run_id, "completed")
+    finally:
+        store.close()
+    with dev_cluster.client() as api:
+        core, batch = k8s.CoreV1Api(api), k8s.BatchV1Api(api)
+        assert batch.read_namespaced_job("migrate", ns).metadata.labels[RUN_LABEL] == ctx.run_id
+        assert core.read_namespaced_pod("bare", ns).metadata.labels[RUN_LABEL] == ctx.run_id
+        _pod(api, ns, "step", run_labels(ctx.pipeline, ctx.run_id))
+        report = cleanup(CleanupOptions(clusters=[dev_cluster.block_name],
+                                        pipelines=[ctx.pipeline], run_retention_days=None))
+        assert [(i.kind, i.name) for i in report.removed] == [("Pod", "step")], report.removed
+        assert report.failed == [] and report.problems == []
+        assert _gone(lambda: core.read_namespaced_pod("step", ns))
+        assert _exists(lambda: batch.read_namespaced_job("migrate", ns))
+        assert _exists(lambda: core.read_namespaced_pod("bare", ns))
