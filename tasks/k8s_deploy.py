@@ -38,7 +38,7 @@ from ansflow.tasks.k8s_rollout import (
     WaitCondition,
     selector_string,
 )
-from ansflow.tasks.k8s_session import api_errors, cluster_session
+from ansflow.tasks.k8s_session import WRONG_TYPE_HINT, api_errors, cluster_session, wrong_types
 from ansflow.tasks.k8s_wait import step_deadline, wait_for
 from ansflow.tasks.public import (
     StepOutput,
@@ -51,6 +51,10 @@ from ansflow.tasks.public import (
 NAMESPACES = Resource("v1", "Namespace", "namespaces", False)
 REPLICASETS = Resource("apps/v1", "ReplicaSet", "replicasets", True)
 ROLLOUT = WaitCondition("rollout")
+# In a manifest template a `{{ }}` string value is a string scalar (ansflow.yamltemplate).
+TEMPLATE_TYPE_HINT = (f"{WRONG_TYPE_HINT}; a `{{{{ }}}}` value that is a string stays text "
+                      "in a manifest (step outputs are strings): `{{ x | int }}` makes it a "
+                      "number")
 
 
 def _revision(obj: dict | None) -> str | None:
@@ -257,7 +261,7 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
             else:
                 meta.pop("namespace", None)
             ref = res.ref(meta["name"], meta.get("namespace"))
-            with api_errors(cluster, f"apply {ref}"):
+            with wrong_types(TEMPLATE_TYPE_HINT), api_errors(cluster, f"apply {ref}"):
                 live = get_object(api, res, meta["name"], meta.get("namespace"))
                 if res.kind == "Deployment":
                     previous[object_ref(obj)] = _revision(live)

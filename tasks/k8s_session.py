@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 
 from ansflow.engines.kube import api_client_for, translate_error
 from ansflow.engines.kube_objects import KubeApplyConflict, KubeError
-from ansflow.errors import StepFailed
+from ansflow.errors import StepFailed, StepTransient
 from ansflow.masking import short_secret_error
 
 
@@ -97,3 +97,20 @@ def api_errors(cluster: str, action: str) -> Iterator[None]:
         raise translate_error(cause, cluster=cluster, action=action) from exc
     except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise translate_error(exc, cluster=cluster, action=action) from exc
+
+
+WRONG_TYPE_HINT = ("a field has the wrong type: quote it if it must be text (e.g. '8080'), or "
+                   "see the field's API reference")
+
+
+@contextmanager
+def wrong_types(hint: str = WRONG_TYPE_HINT) -> Iterator[None]:
+    """The API server answers a field of the wrong type in an apply (a number where text is
+    expected) with a 500 "failed to create typed patch object": a mistake in the manifest,
+    not a failing server, so not worth a retry."""
+    try:
+        yield
+    except StepTransient as exc:
+        if "failed to create typed patch object" not in str(exc):
+            raise
+        raise StepFailed(str(exc), hint=hint) from exc

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +15,7 @@ from ansflow.engines.kube_objects import (
     get_object,
     resolve_kind,
 )
-from ansflow.errors import StepFailed, StepTransient
+from ansflow.errors import StepFailed
 from ansflow.manage import ObjectRef, OperationResult, register
 from ansflow.manage.present import fenced, object_diff, table
 from ansflow.manage.validation import (
@@ -28,7 +26,7 @@ from ansflow.manage.validation import (
 )
 from ansflow.spec.yaml_loader import YamlError, load_plain_all
 from ansflow.tasks.k8s_deploy import object_scopes  # discovery, CRDs of the batch
-from ansflow.tasks.k8s_session import api_errors
+from ansflow.tasks.k8s_session import api_errors, wrong_types
 
 MAX_MANIFEST_BYTES = 1024 * 1024  # the API server's own request limit is ~3 MiB
 MAX_OBJECTS = 200
@@ -139,21 +137,6 @@ def check_scopes(objects: list[dict], scopes: list[bool], namespace: str,
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"]
                                  if len(problems) > 10 else [])
         raise StepFailed("manifest: nothing applied: " + "; ".join(shown))
-
-
-@contextmanager
-def wrong_types() -> Iterator[None]:
-    """The API server answers a field of the wrong type in an apply (a number where text is
-    expected) with a 500 "failed to create typed patch object": a mistake in the manifest,
-    not a failing server, so not worth a retry."""
-    try:
-        yield
-    except StepTransient as exc:
-        if "failed to create typed patch object" not in str(exc):
-            raise
-        raise StepFailed(str(exc), hint="a field has the wrong type: quote it if it must be "
-                                        "text (e.g. '8080'), or see the field's API "
-                                        "reference") from exc
 
 
 def _state(live: dict | None, result: dict, dry_run: bool, diff: str) -> str:

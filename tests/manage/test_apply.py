@@ -210,3 +210,24 @@ def test_a_crd_and_its_custom_resource_in_one_manifest(dev_cluster, run_op):
             group, "v1", ns, "widgets", "w1")
         assert widget["spec"] == {"size": 3}
         k8s.ApiextensionsV1Api(api).delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_the_manifest_is_applied_as_written_never_rendered_as_a_template(dev_cluster, run_op):
+    import yaml
+
+    ns = dev_cluster.namespace("apply-tpl")
+    values = {"newline": "1\n    securityContext: {privileged: true}",
+              "document": "x\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
+                          "metadata: {name: pwn}",
+              "flow": "{a: b}", "template": "{{ vars.x }}{% if true %}y{% endif %}",
+              "tag": "!!python/object/apply:os.system ['touch PWNED']", "nul": "a\x00b"}
+    manifest = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": "literal"}, "data": values})
+    result, _ = run_op(apply, ns, manifest=manifest)
+    assert result.outputs == {"objects": "configmap/literal", "states": "created"}
+    with dev_cluster.client() as api:
+        assert k8s.CoreV1Api(api).read_namespaced_config_map("literal", ns).data == values
+        assert k8s.RbacAuthorizationV1Api(api).list_namespaced_role_binding(ns).items == []
+    with pytest.raises(StepFailed, match="tag"):
+        run_op(apply, ns, manifest="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\n"
+                                   "data: {a: !!python/object/apply:os.system ['true']}\n")
