@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from ansflow.engines.kube_errors import KubeNameError
+from ansflow.engines.kube_names import check_namespace
 from ansflow.engines.process import run_process
 from ansflow.engines.reaper import private_dir
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
@@ -142,6 +144,10 @@ def deploy_with_helm(ctx: StepContext, config: K8sDeployConfig, block,
     `known` is the scope of each served kind (discovery), for the post-renderer's check."""
     spec = config.helm
     assert spec is not None
+    try:  # helm gets it on its command line, not through the adapter's checked paths
+        check_namespace(namespace)
+    except KubeNameError as exc:
+        raise StepFailed(f"cluster {config.cluster!r}: {exc}") from None
     helm = helm_binary()
     try:
         kubeconfig_doc = block.to_kubeconfig_dict()

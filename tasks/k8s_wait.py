@@ -9,6 +9,7 @@ import urllib3
 from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
+from ansflow.engines.kube import check_exec_target
 from ansflow.engines.kube_objects import (
     Resource,
     get_object,
@@ -103,6 +104,7 @@ def crash_report(api: k8s.ApiClient, pod: dict, status: dict) -> str:
     if last.get("reason"):
         report += f" ({clean_text(str(last['reason']), 60)})"
     try:
+        check_exec_target(meta.get("namespace"), meta.get("name"), status.get("name"))
         text = k8s.CoreV1Api(api).read_namespaced_pod_log(
             meta.get("name"), meta.get("namespace"), container=status.get("name"),
             previous=True, tail_lines=CRASH_LINES, limit_bytes=8192, _request_timeout=10)

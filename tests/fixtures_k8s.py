@@ -16,6 +16,7 @@ asks for it, as is `real_node_cluster` (`test-rn`: with one real node, ansflow.d
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +57,18 @@ class DevClusterHandle:
     def client(self) -> k8s.ApiClient:
         """A fresh admin ApiClient (use as a context manager)."""
         return self.block().get_client()
+
+    def audit_mark(self) -> int:
+        """Where the API server's audit log ends now (for :meth:`audit_events`)."""
+        log = self.paths.audit_log
+        return log.stat().st_size if log.exists() else 0
+
+    def audit_events(self, mark: int = 0) -> list[dict]:
+        """The API server's audit events written since `mark` (every request it received,
+        at level Metadata: user, verb, requestURI, response code)."""
+        with self.paths.audit_log.open("rb") as log:
+            log.seek(mark if mark <= log.seek(0, 2) else 0)  # rotated meanwhile: all of it
+            return [json.loads(line) for line in log.read().splitlines() if line.strip()]
 
     def namespace(self, prefix: str = "t") -> str:
         """Create a fresh namespace and return its name (left for the session teardown)."""

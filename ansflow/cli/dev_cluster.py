@@ -106,10 +106,13 @@ def up(
     state, paths = result.state, result.paths
     if result.recovered:
         typer.echo(f"recovered from a crashed run: stopped leftover {', '.join(result.recovered)}")
-    if result.upgraded:
+    if result.upgraded and (result.previous_security or 0) < 1:
         typer.echo(f"dev cluster {name!r} was started by an older ansflow without client "
                    "authentication on etcd and the API server: restarted with it (data and "
                    "certificates kept)")
+    elif result.upgraded:
+        typer.echo(f"dev cluster {name!r} was started by an older ansflow without the API "
+                   "server's audit log: restarted with it (data and certificates kept)")
     if result.already_running:
         typer.echo(f"dev cluster {name!r} is already running at {state.server}")
     if state.real_node:

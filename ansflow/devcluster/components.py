@@ -30,9 +30,29 @@ POD_CIDR = "10.244.0.0/16"
 HEALTH_PATHS = "/healthz,/readyz,/livez,/metrics"
 # What a cluster's components were started with, recorded in its state. 0: the first release
 # (etcd without TLS, anonymous API requests); 1: etcd client and peer TLS with client
-# certificates, no anonymous API requests, kwok's serving cert verified. `up` restarts a
+# certificates, no anonymous API requests, kwok's serving cert verified; 2: the API server
+# writes an audit log (what tests prove "refused before any request" with). `up` restarts a
 # running cluster recorded with less.
-SECURITY = 1
+SECURITY = 2
+# Every request at level Metadata (who, verb, URI, status; no bodies, so no secret values),
+# except the lease renewals and events that would fill it with noise.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  resources:
+  - group: coordination.k8s.io
+    resources: ["leases"]
+  - group: ""
+    resources: ["events"]
+  - group: events.k8s.io
+    resources: ["events"]
+- level: Metadata
+"""
+AUDIT_LOG_MAX_MB = 50
+AUDIT_LOG_BACKUPS = 2
 
 
 def etcd_argv(
@@ -69,7 +89,8 @@ def apiserver_argv(
     bins: Binaries, paths: ClusterPaths, ports: dict[str, int], pki: Pki
 ) -> list[str]:
     """kube-apiserver: RBAC, no anonymous requests, admin cert as serving, etcd-client and
-    kubelet-client cert (kwok's serving cert checked against the CA), SA tokens."""
+    kubelet-client cert (kwok's serving cert checked against the CA), SA tokens, an audit
+    log of every request (bounded: rotated at AUDIT_LOG_MAX_MB, AUDIT_LOG_BACKUPS kept)."""
     return [
         bins.path("kube-apiserver"),
         f"--etcd-servers=https://127.0.0.1:{ports['etcd']}",
@@ -94,6 +115,10 @@ def apiserver_argv(
         "--allow-privileged=true",
         "--endpoint-reconciler-type=none",
         "--profiling=false",
+        f"--audit-policy-file={paths.audit_policy}",
+        f"--audit-log-path={paths.audit_log}",
+        f"--audit-log-maxsize={AUDIT_LOG_MAX_MB}",
+        f"--audit-log-maxbackup={AUDIT_LOG_BACKUPS}",
     ]
 
 

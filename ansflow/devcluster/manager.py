@@ -58,6 +58,7 @@ class UpResult:
     recovered: list[str] = field(default_factory=list)
     # It ran with the weaker settings of an older ansflow and was restarted with today's.
     upgraded: bool = False
+    previous_security: int | None = None  # the settings it ran with, when upgraded
 
 
 @contextlib.contextmanager
@@ -133,6 +134,7 @@ def _prepare_files(paths: ClusterPaths, state: ClusterState, pki: Pki) -> None:
         d.mkdir(parents=True, exist_ok=True)
     paths.root.chmod(0o700)
     paths.kwok_config.write_text(comp.kwok_config(paths))
+    paths.audit_policy.write_text(comp.AUDIT_POLICY)
     if not paths.pod_logs.exists():
         paths.pod_logs.write_text(
             comp.cri_log_line(f"ansflow dev cluster {state.name}: simulated container log")
@@ -209,8 +211,8 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float,
     registries = registries or []
     upgraded = False
     if old and is_running(paths, old) and old.security < comp.SECURITY:
-        # Started by an older ansflow (etcd open to any local user, anonymous requests):
-        # restarted below with today's flags, on its data and certificates.
+        # Started by an older ansflow (etcd open to any local user, anonymous requests, no
+        # audit log): restarted below with today's flags, on its data and certificates.
         _stop_all(old)
         upgraded = True
     elif old and is_running(paths, old):
@@ -262,7 +264,8 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float,
             raise
     state.ready_seconds = round(time.monotonic() - started, 2)
     save_state(paths, state)
-    return UpResult(state, paths, recovered=recovered, upgraded=upgraded)
+    return UpResult(state, paths, recovered=recovered, upgraded=upgraded,
+                    previous_security=old.security if upgraded and old else None)
 
 
 def _start_components(

@@ -76,6 +76,15 @@ class ClusterPaths:
         return self.root / "pod-logs" / "containers.log"
 
     @property
+    def audit_policy(self) -> Path:
+        return self.root / "audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines; rotated copies beside it)."""
+        return self.logs / "kube-apiserver-audit.log"
+
+    @property
     def exec_dir(self) -> Path:
         """Working directory of commands exec'd into pods (kwok runs them on the host)."""
         return self.root / "exec"

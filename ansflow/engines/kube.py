@@ -32,6 +32,7 @@ from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
 from ansflow.engines.kube_exec import check_exec_plugins
+from ansflow.engines.kube_names import check_container, check_name, check_namespace
 from ansflow.engines.reaper import private_dir
 from ansflow.errors import EngineUnavailable, StepFailed, StepTimedOut, StepTransient
 
@@ -313,6 +314,19 @@ def exec_in_pod(
                       buffers["stderr"].decode("utf-8", "replace"), truncated)
 
 
+def check_exec_target(namespace: str, pod: str, container: str | None) -> None:
+    """The typed client quotes its path parameters but takes any string: the names are
+    checked by the API server's rules here, before the exec connects.
+
+    Raises:
+        KubeNameError: one of them is not a valid name of its kind.
+    """
+    check_namespace(namespace)
+    check_name(pod, "Pod", "pod")
+    if container:
+        check_container(container)
+
+
 def exec_streaming(
     api: k8s.ApiClient,
     *,
@@ -334,6 +348,7 @@ def exec_streaming(
     Raises:
         StepFailed: exec could not start, or the status channel is empty or an error.
     """
+    check_exec_target(namespace, pod, container)
     core = k8s.CoreV1Api(api)
     kwargs: dict[str, Any] = dict(
         command=command, stdin=stdin_data is not None, stdout=True, stderr=True, tty=False,

@@ -3,10 +3,12 @@
 Objects travel as plain dicts (what the API server sends), so any kind works the same way,
 CRDs included. Kinds are resolved through the API server's discovery documents, never through
 a cache on disk. Requests go through the isolated ApiClient of ``ansflow.engines.kube``.
-Failures raise this module's small error tree (KubeNotFound, KubeConflict, KubeForbidden,
-KubeInvalid, KubeUnavailable), the client's exception chained; the step tasks turn them
-into step errors in one place (``ansflow.tasks.k8s_session.api_errors``). Nothing here knows
-about pipelines or steps.
+Failures raise the adapter's small error tree (KubeNotFound, KubeConflict, KubeForbidden,
+KubeInvalid, KubeUnavailable; ``ansflow.engines.kube_errors``, re-exported here), the
+client's exception chained; the step tasks turn them into step errors in one place
+(``ansflow.tasks.k8s_session.api_errors``). Names, namespaces and label selectors are checked
+by the API server's rules (``ansflow.engines.kube_names``) before any request, and path
+segments quoted: KubeNameError, nothing sent. Nothing here knows about pipelines or steps.
 """
 
 from __future__ import annotations
@@ -16,10 +18,23 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
+
+from ansflow.engines.kube_errors import (  # noqa: F401 - re-exported: the adapter's errors
+    KubeApplyConflict,
+    KubeConflict,
+    KubeError,
+    KubeForbidden,
+    KubeInvalid,
+    KubeNameError,
+    KubeNotFound,
+    KubeUnavailable,
+)
+from ansflow.engines.kube_names import check_name, check_namespace, check_selector
 
 FIELD_MANAGER = "ansflow"
 # A list answered with each object's metadata only (PartialObjectMetadataList).
@@ -49,45 +64,6 @@ for _names, _gv, _kind in (
         _ALIASES[_name] = (_gv, _kind)
 
 
-class KubeError(Exception):
-    """A Kubernetes API call failed; the client's exception, if any, is the __cause__."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        self.status = status
-        super().__init__(message)
-
-
-class KubeNotFound(KubeError):
-    """404, or a kind / resource type the cluster does not serve."""
-
-
-class KubeConflict(KubeError):
-    """409: the object changed or exists already."""
-
-
-class KubeApplyConflict(KubeConflict):
-    """409 on a server-side apply: fields of the object are owned by other field managers.
-
-    ``conflicts`` holds (field, manager) pairs, as the API's Status causes name them.
-    """
-
-    def __init__(self, message: str, conflicts: list[tuple[str, str]]) -> None:
-        self.conflicts = conflicts
-        super().__init__(message, status=409)
-
-
-class KubeForbidden(KubeError):
-    """401 or 403: the identity may not do this."""
-
-
-class KubeInvalid(KubeError):
-    """422: the API server refused the object as invalid."""
-
-
-class KubeUnavailable(KubeError):
-    """The API server is unreachable, overloaded (429) or failing (5xx): worth a retry."""
-
-
 _BY_STATUS = {404: KubeNotFound, 409: KubeConflict, 401: KubeForbidden, 403: KubeForbidden,
               422: KubeInvalid}
 
@@ -112,16 +88,38 @@ class Resource:
     namespaced: bool
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """The REST path of the kind (in `namespace`), or of one object.
+
+        Raises:
+            KubeNameError: `namespace` or `name` breaks the API server's rules for it (a
+                ``..`` would otherwise reach another namespace or kind).
+        """
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if namespace:
+            check_namespace(namespace)  # even where unused: a bad value is a mistake
         if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
+            base += f"/namespaces/{quote(namespace, safe='')}"
         base += f"/{self.plural}"
-        return base + (f"/{name}" if name else "")
+        if name is None:
+            return base
+        return f"{base}/{quote(check_name(name, self.kind), safe='')}"
 
     def ref(self, name: str, namespace: str | None = None) -> str:
         """`kind/name` (with the namespace when it has one), for messages."""
         where = f" in namespace {namespace}" if self.namespaced and namespace else ""
         return f"{self.kind.lower()}/{name}{where}"
+
+
+def _check_request(path: str, query: list | None) -> None:
+    # The last line before the wire, for paths built without Resource.path: no segment
+    # the HTTP client would collapse, no label selector the API server would not parse.
+    segments = path.split("/")
+    if any(seg in (".", "..") for seg in segments) or _CONTROL_RE.search(path):
+        raise KubeNameError(f"request path {path[:200]!r} has a '.' or '..' segment or a "
+                            "control character; refused before sending")
+    for key, value in query or []:
+        if key == "labelSelector":
+            check_selector(value)
 
 
 def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = None,
@@ -136,6 +134,7 @@ def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = 
         KubeError: a non-2xx answer or no answer (the subclass says which; the client's
             ApiException, with the server's Status body, is chained).
     """
+    _check_request(path, query)
     headers = {"Accept": accept}
     if content_type:
         headers["Content-Type"] = content_type
@@ -237,6 +236,7 @@ CLUSTER_SCOPED_KINDS = frozenset({
     "CertificateSigningRequest", "FlowSchema", "PriorityLevelConfiguration", "IPAddress",
     "ServiceCIDR", "DeviceClass", "ResourceSlice", "ComponentStatus",
 })
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _CONFLICT_MANAGER_RE = re.compile(r'conflict with "([^"]{0,200})"')
 _MAX_CONFLICTS = 20
 
@@ -314,6 +314,7 @@ def watch_events(api: k8s.ApiClient, res: Resource, namespace: str | None, name:
     arrives as one). `on_open(response)` is called with the open response, so a cancel can
     close it from another thread.
     """
+    check_name(name, res.kind)
     query = [("watch", "true"), ("fieldSelector", f"metadata.name={name}"),
              ("resourceVersion", resource_version), ("allowWatchBookmarks", "true"),
              ("timeoutSeconds", str(max(1, int(seconds))))]

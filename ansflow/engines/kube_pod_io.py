@@ -15,7 +15,7 @@ from kubernetes import client as k8s
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
-from ansflow.engines.kube import decode_exec_status
+from ansflow.engines.kube import check_exec_target, decode_exec_status
 from ansflow.engines.lines import clean_lines
 
 CHUNK = 256 * 1024
@@ -92,6 +92,7 @@ class PodExec:
     def exec_(self, argv: list[str], on_stdout: Callable[[bytes], Any],
               on_stderr: Callable[[bytes], Any],
               produce: Callable[[Callable[[bytes], None]], None] | None = None) -> int:
+        check_exec_target(self.namespace, self.pod, self.container)
         core = k8s.CoreV1Api(self.api)
         ws = stream(core.connect_get_namespaced_pod_exec, self.pod, self.namespace,
                     command=argv, container=self.container, stdin=produce is not None,

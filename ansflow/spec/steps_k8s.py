@@ -5,9 +5,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ansflow.engines.kube_errors import KubeNameError
+from ansflow.engines.kube_names import (
+    check_container,
+    check_name,
+    check_namespace,
+    check_selector,
+    path_segment_problem,
+)
 from ansflow.spec.common import Duration, StrictModel
+
+# How each field naming something in the cluster is checked once its value is known (a
+# literal at validation, a template once rendered): the API server's rules, so a name never
+# reaches a URL path that would leave its namespace or kind. The kind a resource_name
+# belongs to is known only at run time; the adapter checks it by that kind's rule then.
+_NAME_CHECKS = {
+    "namespace": check_namespace,
+    "pod": lambda value, field: check_name(value, "Pod", field),
+    "container": check_container,
+    "label_selector": check_selector,
+    "pod_selector": check_selector,
+}
+
+
+def _check_resource_name(value: str, field: str) -> str:
+    problem = path_segment_problem(value)
+    if problem:
+        raise KubeNameError(f"{field} {value!r:.80} is not a valid Kubernetes name: {problem}")
+    return value
 
 
 class K8sTarget(StrictModel):
@@ -15,6 +42,19 @@ class K8sTarget(StrictModel):
 
     cluster: str | None = Field(None, description="Name of a saved KubernetesCluster block.")
     namespace: str | None = None
+
+    # Inherited by every Kubernetes step's model: each checks the fields of these it has.
+    @field_validator("namespace", "resource_name", "pod", "container", "label_selector",
+                     "pod_selector", check_fields=False)
+    @classmethod
+    def _kube_names(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not isinstance(value, str) or "{{" in value or "{%" in value:
+            return value  # templated: checked once rendered
+        check = _NAME_CHECKS.get(info.field_name, _check_resource_name)
+        try:
+            return check(value, info.field_name)
+        except KubeNameError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class _WorkloadOperation(K8sTarget):

@@ -277,6 +277,37 @@ def test_a_running_cluster_of_the_previous_release_is_restarted_with_authenticat
         manager.down(name, wipe=True)
 
 
+def test_a_running_cluster_without_the_audit_log_is_restarted_with_it():
+    import json
+
+    name = "noaudit"
+    paths = ClusterPaths.for_name(name)
+    first = manager.up(name).state
+    try:
+        # The state file as the release before the audit log wrote it.
+        data = json.loads(paths.state.read_text())
+        data["security"] = 1
+        paths.state.write_text(json.dumps(data))
+        paths.audit_log.unlink(missing_ok=True)
+        result = _cli("dev-cluster", "up", "--name", name, "--no-block")
+        assert result.exit_code == 0, result.output
+        assert "started by an older ansflow without the API server's audit log" in \
+            result.output
+        assert not any(is_alive(first.processes[c]) for c in COMPONENTS)
+        with build_api_client(kubeconfig=paths.kubeconfig.read_text()) as api:
+            k8s.CoreV1Api(api).read_namespace("default")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "/api/v1/namespaces/default" not in (
+                paths.audit_log.read_text() if paths.audit_log.exists() else ""):
+            time.sleep(0.2)
+        events = [json.loads(line) for line in paths.audit_log.read_text().splitlines()]
+        assert any(e["requestURI"] == "/api/v1/namespaces/default" and e["verb"] == "get"
+                   and e["level"] == "Metadata" and "requestObject" not in e for e in events)
+        assert manager.up(name).already_running
+    finally:
+        manager.down(name, wipe=True)
+
+
 def _running_pod(dev_cluster, ns: str) -> str:
     with dev_cluster.client() as api:
         core = k8s.CoreV1Api(api)

@@ -94,6 +94,14 @@ def test_component_command_lines_bind_loopback_and_use_the_recorded_ports(tmp_pa
     assert guarded[1:9] == ["-m", "ansflow.devcluster.kwok_guard", str(pki.ca_crt),
                             str(pki.admin_crt), str(pki.admin_key), "20006", "20003", "--"]
     assert guarded[9:] == argvs[4]
+    # Every request in the cluster's own audit log, bounded, under the cluster's directory.
+    assert {f"--audit-policy-file={paths.audit_policy}",
+            f"--audit-log-path={paths.audit_log}"} <= set(argvs[1])
+    assert paths.audit_log.is_relative_to(paths.root)
+    assert any(a.startswith("--audit-log-maxsize=") for a in argvs[1])
+    assert any(a.startswith("--audit-log-maxbackup=") for a in argvs[1])
+    policy = yaml.safe_load(comp.AUDIT_POLICY)
+    assert policy["kind"] == "Policy" and policy["rules"][-1] == {"level": "Metadata"}
 
 
 def test_pki_gives_a_system_masters_identity_valid_for_loopback_and_private_keys(tmp_path):
