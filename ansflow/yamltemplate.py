@@ -27,7 +27,7 @@ import secrets
 from typing import Any
 
 import yaml
-from jinja2 import Undefined, pass_environment
+from jinja2 import ChainableUndefined, Undefined, pass_environment
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
 from yaml.nodes import MappingNode, ScalarNode
@@ -56,6 +56,7 @@ class _Slots:
         self.nonce = nonce
         self.values: list[Any] = []
         self.chars = 0
+        self.checking = False
         self.pattern = re.compile(rf"ansflow{nonce}s(\d+)e")
 
     def add(self, value: Any) -> str:
@@ -73,9 +74,11 @@ class _Slots:
 
 @pass_environment
 def _slot_filter(env: Any, value: Any) -> str:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
     slots: _Slots = env.ansflow_slots
+    if isinstance(value, Undefined) and not slots.checking:
+        value._fail_with_undefined_error()
+    if slots.checking:
+        return slots.add("")  # validation: no values yet, only where they go
     if isinstance(value, str) and type(value) is not str:
         value = str(value)  # Markup and other str subclasses: plain text
     slots.chars += len(value) if isinstance(value, str) else 0
@@ -184,6 +187,48 @@ def _check_whole(value: Any, slots: _Slots) -> None:
                 "scalar, structure comes from the text and {% %} blocks")
 
 
+def _slot_environment(source: str) -> tuple[Any, _Slots]:
+    env = make_environment()
+    env.add_extension(YamlSlots)
+    env.filters["_ansflow_slot"] = _slot_filter
+    slots = _Slots(source)
+    env.ansflow_slots = slots
+    return env, slots
+
+
+def _yaml_problem(what: str, exc: yaml.YAMLError) -> TemplateError:
+    # Only the position and the problem: the exception's text quotes the lines.
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or "a syntax error"
+    return TemplateError(f"{what} is not valid YAML{at} (before its `{{{{ }}}}` values are "
+                         f"inserted): {problem}")
+
+
+def check_yaml_template(source: str, what: str = "manifest") -> None:
+    """At validation, before any value exists: the YAML syntax of a template without `{% %}`
+    blocks (its structure is the text's alone, whatever the values); one with blocks, or
+    whose expressions need real values to render, is checked when it renders.
+
+    Raises:
+        TemplateError: the text is not YAML.
+    """
+    if "{%" in source:
+        return
+    env, slots = _slot_environment(source)
+    env.undefined = ChainableUndefined
+    slots.checking = True
+    try:
+        text = render_in(env, source, {}, None)
+    except TemplateError:
+        return  # an expression needing a value (arithmetic...): checked at run time
+    try:
+        for _ in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            pass
+    except yaml.YAMLError as exc:
+        raise _yaml_problem(what, exc) from None
+
+
 def render_documents(source: str, context: dict[str, Any], *,
                      session: RenderSession | None = None, what: str = "manifest") -> list:
     """The YAML documents of the template ``source``, each `{{ }}` value one scalar.
@@ -193,11 +238,7 @@ def render_documents(source: str, context: dict[str, Any], *,
             problem only: the text may hold secrets), a list or mapping value, a value
             making a key the mapping already has.
     """
-    env = make_environment()
-    env.add_extension(YamlSlots)
-    env.filters["_ansflow_slot"] = _slot_filter
-    slots = _Slots(source)
-    env.ansflow_slots = slots
+    env, slots = _slot_environment(source)
     text = render_in(env, source, context, session)
     loader = _SlotLoader(text)
     loader.slots = slots
@@ -206,12 +247,7 @@ def render_documents(source: str, context: dict[str, Any], *,
         while loader.check_data():
             docs.append(loader.get_data())
     except yaml.YAMLError as exc:
-        # Only the position and the problem: the exception's text quotes the lines.
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "a syntax error"
-        raise TemplateError(f"{what} is not valid YAML{at} (before its `{{{{ }}}}` values "
-                            f"are inserted): {problem}") from None
+        raise _yaml_problem(what, exc) from None
     except (ValueError, TypeError, OverflowError) as exc:
         # An explicit tag whose value's text is not of that type (`!!int {{ x }}`, x="a").
         raise TemplateError(f"{what}: a value does not fit its YAML tag: "

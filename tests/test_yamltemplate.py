@@ -9,7 +9,12 @@ import pytest
 import yaml
 
 from ansflow.templating import RenderSession, TemplateError, render_config
-from ansflow.yamltemplate import render_documents, render_yaml, yaml_fields
+from ansflow.yamltemplate import (
+    check_yaml_template,
+    render_documents,
+    render_yaml,
+    yaml_fields,
+)
 
 # Values that would write YAML structure if the text were rendered and then parsed.
 HOSTILE = [
@@ -169,3 +174,35 @@ def test_the_authors_aliases_stay_shared_not_expanded():
     docs = render_documents(template, _context("x"))  # 4**29 leaves if walked one by one
     assert docs[0]["l29"][0] is docs[0]["l28"]
     assert len(render_yaml(template, _context("x"))) < 10_000
+
+
+@pytest.mark.parametrize("where", [w for w, t in TEMPLATES.items() if "{%" not in t])
+def test_validation_accepts_every_well_formed_manifest_template(where):
+    check_yaml_template(TEMPLATES[where])
+
+
+def test_validation_reports_a_manifest_template_that_is_never_yaml(tmp_path):
+    from plan_text import ok, problems
+
+    with pytest.raises(TemplateError, match="not valid YAML at line 2, column 1"):
+        check_yaml_template("a: [{{ vars.v }}\n")
+    check_yaml_template("a: {{ vars.n + 1 }}\n")  # needs a value: checked when rendered
+    check_yaml_template("{% if x %}a: [{% endif %}")  # blocks decide: checked when rendered
+    pipeline = """\
+pipeline:
+  name: p
+  variables: {tag: "1"}
+  steps:
+    - id: deploy
+      type: k8s_deploy
+      config:
+        cluster: c
+        namespace: n
+        manifest: |
+          kind: ConfigMap
+          data: {v: {{ vars.tag }}
+"""
+    assert problems(tmp_path, pipeline) == [
+        "p.yaml:10:19: step 'deploy': manifest is not valid YAML at line 3, column 1 (before "
+        "its `{{ }}` values are inserted): expected ',' or '}', but got '<stream end>'"]
+    ok(tmp_path, pipeline.replace("{{ vars.tag }}", "{{ vars.tag }}}"))

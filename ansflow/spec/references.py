@@ -24,6 +24,7 @@ from ansflow.templating import (
     make_environment,
     references,
 )
+from ansflow.yamltemplate import check_yaml_template, yaml_fields
 
 _JINJA_GLOBALS = {"range", "dict", "loop", "namespace", "cycler", "joiner"}
 STEP_FIELDS = ("outputs", "status")
@@ -67,6 +68,7 @@ def check_templates(plan: Plan, located: Located, file: str, path_of: dict[str, 
         if firsts:
             runs_before = partial(_via_first, runs_before, firsts)
         shell = shell_fields(step.type, step.config)
+        yaml_text = yaml_fields(step.type, step.config)
         sources: list[tuple[Path, str, bool]] = [
             (base + ("config",) + p, s, False) for p, s in _strings(step.config, ())
         ] + [(base + ("env",) + p, s, False) for p, s in _strings(step.env, ())]
@@ -79,6 +81,8 @@ def check_templates(plan: Plan, located: Located, file: str, path_of: dict[str, 
                 dialect = shell.get(path[len(base) + 1:]) if path[len(base)] == "config" else None
                 if dialect:
                     check_shell_template(source, dialect)
+                if path[len(base)] == "config" and path[len(base) + 1:] in yaml_text:
+                    check_yaml_template(source, str(path[-1]))
             except TemplateError as exc:
                 problems.append(Problem(file, pos, f"step {step.matrix_of or step.id!r}: {exc}"))
                 continue
