@@ -21,13 +21,7 @@ from ansflow.spec.steps import K8sDeleteConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_session import api_errors, cluster_session
 from ansflow.tasks.k8s_wait import step_deadline, wait_for
-from ansflow.tasks.public import (
-    StepOutput,
-    cluster_argument,
-    config_of,
-    run_standalone,
-    step_task,
-)
+from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 PROPAGATION = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan"}
 MAX_SUGGESTIONS = 3
@@ -198,6 +192,4 @@ def k8s_delete(
                    label_selector="app=migrate", ignore_not_found=True)
         ```
     """
-    cluster, blocks = cluster_argument(cluster)
-    return run_standalone("k8s_delete", execute_k8s_delete,
-                          config_of(K8sDeleteConfig, locals()), blocks=blocks)
+    return run_cluster_task("k8s_delete", execute_k8s_delete, K8sDeleteConfig, locals())

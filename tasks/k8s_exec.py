@@ -17,13 +17,7 @@ from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.command import command_argv
 from ansflow.tasks.k8s_rollout import pod_ready
 from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.public import (
-    StepOutput,
-    cluster_argument,
-    config_of,
-    run_standalone,
-    step_task,
-)
+from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 SECRET_PREFIX = "ANSFLOW_SECRET_"
 PODS = Resource("v1", "Pod", "pods", True)
@@ -235,6 +229,4 @@ def k8s_exec(
                  command=["./manage.py", "migrate"])
         ```
     """
-    cluster, blocks = cluster_argument(cluster)
-    return run_standalone("k8s_exec", execute_k8s_exec, config_of(K8sExecConfig, locals()),
-                          blocks=blocks)
+    return run_cluster_task("k8s_exec", execute_k8s_exec, K8sExecConfig, locals())

@@ -21,13 +21,7 @@ from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_delete import close_names
 from ansflow.tasks.k8s_exec import PODS, pick_container
 from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.public import (
-    StepOutput,
-    cluster_argument,
-    config_of,
-    run_standalone,
-    step_task,
-)
+from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 TAIL_KEPT = 200  # lines kept in memory for the artifact
 FOLLOW_DEFAULT = 300.0  # seconds a follow lasts without a timeout
@@ -309,6 +303,4 @@ def k8s_logs(
         k8s_logs(cluster="prod", namespace="shop", pod_selector="app=web", tail_lines=100)
         ```
     """
-    cluster, blocks = cluster_argument(cluster)
-    return run_standalone("k8s_logs", execute_k8s_logs, config_of(K8sLogsConfig, locals()),
-                          blocks=blocks)
+    return run_cluster_task("k8s_logs", execute_k8s_logs, K8sLogsConfig, locals())

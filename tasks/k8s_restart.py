@@ -15,24 +15,17 @@ from ansflow.spec.conditions import WaitCondition
 from ansflow.spec.steps import K8sRestartConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_rollout import REVISION_ANNOTATION, selector_string
-from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.k8s_wait import step_deadline, wait_for
+from ansflow.tasks.k8s_session import api_errors
+from ansflow.tasks.k8s_wait import wait_for
 from ansflow.tasks.k8s_workload import (
     MERGE_PATCH,
     ROLLOUT_TYPES,
-    get_workload,
     patch,
     refuse_unwaitable,
     revision_number,
-    workload_resource,
+    workload_session,
 )
-from ansflow.tasks.public import (
-    StepOutput,
-    cluster_argument,
-    config_of,
-    run_standalone,
-    step_task,
-)
+from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 CONTROLLER_REVISIONS = Resource("apps/v1", "ControllerRevision", "controllerrevisions", True)
@@ -99,12 +92,10 @@ def execute_k8s_restart(ctx: StepContext, config: K8sRestartConfig) -> StepResul
             API refusal, a failed rollout or a stuck pod.
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel while waiting.
     """
-    res = workload_resource(config.resource_type, ROLLOUT_TYPES, "k8s_restart")
-    deadline = step_deadline(ctx, config.timeout)
-    with cluster_session(ctx, config.cluster, config.namespace) as session:
-        api, ns, cluster = session.api, session.namespace, session.name
-        ref = res.ref(config.resource_name, ns)
-        obj = get_workload(api, cluster, res, config.resource_name, ns)
+    with workload_session(ctx, config, ROLLOUT_TYPES, "k8s_restart") as target:
+        api, ns, cluster, res, ref = (target.api, target.namespace, target.cluster,
+                                      target.res, target.ref)
+        obj, deadline = target.obj, target.deadline
         if (obj.get("spec") or {}).get("paused"):
             raise StepFailed(f"cluster {cluster!r}: {ref} is paused, so it was not restarted",
                              hint="resume it first: kubectl rollout resume")
@@ -165,6 +156,4 @@ def k8s_restart(
         k8s_restart(cluster="prod", namespace="shop", resource_name="web")
         ```
     """
-    cluster, blocks = cluster_argument(cluster)
-    return run_standalone("k8s_restart", execute_k8s_restart,
-                          config_of(K8sRestartConfig, locals()), blocks=blocks)
+    return run_cluster_task("k8s_restart", execute_k8s_restart, K8sRestartConfig, locals())

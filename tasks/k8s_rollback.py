@@ -18,26 +18,19 @@ from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_manifests import rollback_patch
 from ansflow.tasks.k8s_restart import controller_revisions, current_revision
 from ansflow.tasks.k8s_rollout import AFTER_ROLLBACK, selector_string
-from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.k8s_wait import step_deadline, wait_for
+from ansflow.tasks.k8s_session import api_errors
+from ansflow.tasks.k8s_wait import wait_for
 from ansflow.tasks.k8s_workload import (
     JSON_PATCH,
     KINDS,
     ROLLOUT_TYPES,
     STRATEGIC_PATCH,
-    get_workload,
     patch,
     refuse_unwaitable,
     revision_number,
-    workload_resource,
+    workload_session,
 )
-from ansflow.tasks.public import (
-    StepOutput,
-    cluster_argument,
-    config_of,
-    run_standalone,
-    step_task,
-)
+from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 # Right after an undo, the failed rollout's ProgressDeadlineExceeded is not a failure yet.
 UNDONE = WaitCondition("rollout", AFTER_ROLLBACK)
@@ -129,13 +122,10 @@ def execute_k8s_rollback(ctx: StepContext, config: K8sRollbackConfig) -> StepRes
             a failed rollout.
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel while waiting.
     """
-    res = workload_resource(config.resource_type, ROLLOUT_TYPES, "k8s_rollback")
-    deadline = step_deadline(ctx, config.timeout)
-    with cluster_session(ctx, config.cluster, config.namespace) as session:
-        api, ns, cluster = session.api, session.namespace, session.name
-        name = config.resource_name
-        ref = res.ref(name, ns)
-        obj = get_workload(api, cluster, res, name, ns)
+    with workload_session(ctx, config, ROLLOUT_TYPES, "k8s_rollback") as target:
+        api, ns, cluster, res, ref = (target.api, target.namespace, target.cluster,
+                                      target.res, target.ref)
+        name, obj, deadline = target.name, target.obj, target.deadline
         refuse_unwaitable(obj, f"cluster {cluster!r}: {ref}", config.wait)
         with api_errors(cluster, f"roll back {ref}"):
             if res.kind == "Deployment":
@@ -196,6 +186,4 @@ def k8s_rollback(
         k8s_rollback(cluster="prod", namespace="shop", resource_name="web", revision=3)
         ```
     """
-    cluster, blocks = cluster_argument(cluster)
-    return run_standalone("k8s_rollback", execute_k8s_rollback,
-                          config_of(K8sRollbackConfig, locals()), blocks=blocks)
+    return run_cluster_task("k8s_rollback", execute_k8s_rollback, K8sRollbackConfig, locals())

@@ -9,23 +9,16 @@ from ansflow.spec.conditions import WaitCondition
 from ansflow.spec.steps import K8sScaleConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_rollout import SCALED, evaluate
-from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.k8s_wait import step_deadline, wait_for
+from ansflow.tasks.k8s_session import api_errors
+from ansflow.tasks.k8s_wait import wait_for
 from ansflow.tasks.k8s_workload import (
     MERGE_PATCH,
     SCALABLE_TYPES,
-    get_workload,
     patch,
     replica_count,
-    workload_resource,
+    workload_session,
 )
-from ansflow.tasks.public import (
-    StepOutput,
-    cluster_argument,
-    config_of,
-    run_standalone,
-    step_task,
-)
+from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 
 def execute_k8s_scale(ctx: StepContext, config: K8sScaleConfig) -> StepResult:
@@ -43,12 +36,9 @@ def execute_k8s_scale(ctx: StepContext, config: K8sScaleConfig) -> StepResult:
             server (403 names the verb, object, namespace and cluster), a stuck pod.
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel while waiting.
     """
-    res = workload_resource(config.resource_type, SCALABLE_TYPES, "k8s_scale")
-    deadline = step_deadline(ctx, config.timeout)
-    with cluster_session(ctx, config.cluster, config.namespace) as session:
-        api, ns, cluster = session.api, session.namespace, session.name
-        ref = res.ref(config.resource_name, ns)
-        get_workload(api, cluster, res, config.resource_name, ns)
+    with workload_session(ctx, config, SCALABLE_TYPES, "k8s_scale") as target:
+        api, ns, cluster, res, ref = (target.api, target.namespace, target.cluster,
+                                      target.res, target.ref)
         with api_errors(cluster, f"get {res.plural}/scale {config.resource_name!r} in "
                                  f"namespace {ns}"):
             scale = request(api, "GET", res.path(ns, config.resource_name) + "/scale")
@@ -66,7 +56,7 @@ def execute_k8s_scale(ctx: StepContext, config: K8sScaleConfig) -> StepResult:
             cond = WaitCondition(SCALED)
             with api_errors(cluster, f"wait for {ref}"):
                 obj = wait_for(api, ctx, res, config.resource_name, ns, cond,
-                               deadline=deadline, fail_fast=config.fail_fast,
+                               deadline=target.deadline, fail_fast=config.fail_fast,
                                what=f"{config.replicas} ready replicas")
             if obj is not None:
                 ctx.emit(evaluate(obj, cond).progress)
@@ -114,6 +104,4 @@ def k8s_scale(
         k8s_scale(cluster="prod", namespace="shop", resource_name="web", replicas=5)
         ```
     """
-    cluster, blocks = cluster_argument(cluster)
-    return run_standalone("k8s_scale", execute_k8s_scale, config_of(K8sScaleConfig, locals()),
-                          blocks=blocks)
+    return run_cluster_task("k8s_scale", execute_k8s_scale, K8sScaleConfig, locals())

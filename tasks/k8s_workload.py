@@ -5,15 +5,22 @@ that namespace), patches through the adapter, and the wait for what a change rol
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from kubernetes import client as k8s
 
 from ansflow.engines.kube_objects import Resource, get_object, list_objects, request
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import ROLLOUT_TYPES, SCALABLE_TYPES
-from ansflow.tasks.k8s_session import api_errors
+from ansflow.tasks.base import StepContext
+from ansflow.tasks.k8s_session import api_errors, cluster_session
+from ansflow.tasks.k8s_wait import step_deadline
 
 __all__ = ["ROLLOUT_TYPES", "SCALABLE_TYPES", "KINDS", "workload_resource", "get_workload",
+           "Workload", "workload_session",
            "patch", "MERGE_PATCH", "JSON_PATCH", "STRATEGIC_PATCH"]
 
 # The workload kinds never move: no discovery call needed for them.
@@ -51,6 +58,39 @@ def get_workload(api: k8s.ApiClient, cluster: str, res: Resource, name: str,
                  for o in list_objects(api, res, namespace).get("items", [])]
     hint = suggestion(name, names, res, namespace)
     raise StepFailed(f"cluster {cluster!r}: {ref} not found{hint}")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The workload a step changes, fetched through its cluster session."""
+
+    api: k8s.ApiClient
+    cluster: str
+    namespace: str
+    res: Resource
+    name: str
+    ref: str
+    obj: dict
+    deadline: float
+
+
+@contextmanager
+def workload_session(ctx: StepContext, config: Any, accepted: dict[str, str],
+                     step_type: str) -> Iterator[Workload]:
+    """While inside: the cluster session of a step whose config names a workload
+    (``resource_type``, ``resource_name``, ``namespace``, ``cluster``, ``timeout``), with
+    the object fetched; its kind is checked before the cluster is touched.
+
+    Raises:
+        StepFailed: a kind not in ``accepted``, an unknown cluster or object.
+    """
+    res = workload_resource(config.resource_type, accepted, step_type)
+    deadline = step_deadline(ctx, config.timeout)
+    with cluster_session(ctx, config.cluster, config.namespace) as session:
+        name, ns = config.resource_name, session.namespace
+        obj = get_workload(session.api, session.name, res, name, ns)
+        yield Workload(api=session.api, cluster=session.name, namespace=ns, res=res,
+                       name=name, ref=res.ref(name, ns), obj=obj, deadline=deadline)
 
 
 def suggestion(name: str, names: list[str], res: Resource, namespace: str) -> str:

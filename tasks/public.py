@@ -180,3 +180,13 @@ def cluster_argument(cluster: Any) -> tuple[str | None, dict[str, Any]]:
         return cluster, {}
     name = getattr(cluster, "_block_document_name", None) or "the given cluster block"
     return name, {"cluster": cluster}
+
+
+def run_cluster_task(step_type: str, executor: Executor, model: type[StrictModel],
+                     arguments: dict[str, Any]) -> StepOutput:
+    """Run a Kubernetes step type's public task from its arguments (its ``locals()``): the
+    ``cluster`` argument, a block or a saved block's name, is split as
+    :func:`cluster_argument` does, the rest becomes the type's config."""
+    cluster, blocks = cluster_argument(arguments.get("cluster"))
+    return run_standalone(step_type, executor,
+                          config_of(model, {**arguments, "cluster": cluster}), blocks=blocks)

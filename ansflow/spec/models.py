@@ -15,7 +15,6 @@ from pydantic import (
 
 from ansflow.spec.common import Duration, EnvMap, StrictModel
 from ansflow.spec.matrix import Matrix
-from ansflow.spec.steps_k8s import KubeNamespace
 from ansflow.stepenv import check_pattern
 from ansflow.steptypes import CONFIG_MODELS
 
@@ -122,7 +121,7 @@ class Schedule(StrictModel):
 
 class K8sDefaults(StrictModel):
     cluster: str | None = None
-    namespace: KubeNamespace = None
+    namespace: str | None = None
 
 
 class DockerDefaults(StrictModel):
@@ -145,8 +144,7 @@ class KubernetesDefaults(StrictModel):
                                                 "defaults.docker.image).")
     cluster: str | None = Field(None, description="KubernetesCluster block (else "
                                                   "defaults.k8s.cluster).")
-    namespace: KubeNamespace = Field(None, description="Namespace (else "
-                                                       "defaults.k8s.namespace).")
+    namespace: str | None = Field(None, description="Namespace (else defaults.k8s.namespace).")
     service_account: str | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)

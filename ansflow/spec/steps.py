@@ -19,7 +19,6 @@ from ansflow.spec.steps_k8s import (  # noqa: F401 - the management steps' model
     K8sRollbackConfig,
     K8sScaleConfig,
     K8sTarget,
-    KubeNamespace,
 )
 
 
@@ -29,7 +28,7 @@ class PodSettings(StrictModel):
     cluster: str | None = Field(
         None, description="runs_on kubernetes: the KubernetesCluster block to run the pod in "
                           "(default: defaults.kubernetes.cluster, else defaults.k8s.cluster).")
-    namespace: KubeNamespace = Field(
+    namespace: str | None = Field(
         None, description="runs_on kubernetes: the pod's namespace (default: "
                           "defaults.kubernetes.namespace, else defaults.k8s.namespace, else "
                           "the cluster block's).")
