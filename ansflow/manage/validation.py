@@ -54,33 +54,33 @@ class Problems:
                          hint="correct the form's fields and run it again")
 
 
-def check_dns_label(problems: Problems, where: str, value: str) -> None:
-    """A DNS-1123 label (a namespace's name): lower-case alphanumerics and '-', <= 63."""
+def _check_name(problems: Problems, where: str, value: str, limit: int,
+                pattern: re.Pattern[str], rule: str) -> None:
     if not isinstance(value, str) or not value:
         problems.add(f"{where} is empty")
-    elif len(value) > 63 or not _DNS_LABEL.match(value):
-        problems.add(f"{where} {shown(value)} is not a valid name: at most 63 lower-case "
-                     "letters, digits and '-', starting and ending with a letter or digit")
+    elif len(value) > limit or not pattern.match(value):
+        problems.add(f"{where} {shown(value)} {rule}")
+
+
+def check_dns_label(problems: Problems, where: str, value: str) -> None:
+    """A DNS-1123 label (a namespace's name): lower-case alphanumerics and '-', <= 63."""
+    _check_name(problems, where, value, 63, _DNS_LABEL,
+                "is not a valid name: at most 63 lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit")
 
 
 def check_dns_1035(problems: Problems, where: str, value: str) -> None:
     """A DNS-1035 label (a Service's name): as a DNS-1123 label, starting with a letter."""
-    if not isinstance(value, str) or not value:
-        problems.add(f"{where} is empty")
-    elif len(value) > 63 or not _DNS_1035.match(value):
-        problems.add(f"{where} {shown(value)} is not a valid service name: at most 63 "
-                     "lower-case letters, digits and '-', starting with a letter and ending "
-                     "with a letter or digit")
+    _check_name(problems, where, value, 63, _DNS_1035,
+                "is not a valid service name: at most 63 lower-case letters, digits and "
+                "'-', starting with a letter and ending with a letter or digit")
 
 
 def check_subdomain(problems: Problems, where: str, value: str) -> None:
     """A DNS-1123 subdomain (most objects' names): DNS labels joined by '.', <= 253."""
-    if not isinstance(value, str) or not value:
-        problems.add(f"{where} is empty")
-    elif len(value) > 253 or not _SUBDOMAIN.match(value):
-        problems.add(f"{where} {shown(value)} is not a valid name: lower-case letters, "
-                     "digits, '-' and '.', starting and ending with a letter or digit, at "
-                     "most 253 characters")
+    _check_name(problems, where, value, 253, _SUBDOMAIN,
+                "is not a valid name: lower-case letters, digits, '-' and '.', starting "
+                "and ending with a letter or digit, at most 253 characters")
 
 
 def _qualified_name(value: str) -> bool:
