@@ -15,6 +15,7 @@ from pydantic import (
 
 from ansflow.spec.common import Duration, EnvMap, StrictModel
 from ansflow.spec.matrix import Matrix
+from ansflow.spec.steps_k8s import KubeNamespace
 from ansflow.stepenv import check_pattern
 from ansflow.steptypes import CONFIG_MODELS
 
@@ -121,7 +122,7 @@ class Schedule(StrictModel):
 
 class K8sDefaults(StrictModel):
     cluster: str | None = None
-    namespace: str | None = None
+    namespace: KubeNamespace = None
 
 
 class DockerDefaults(StrictModel):
@@ -144,7 +145,8 @@ class KubernetesDefaults(StrictModel):
                                                 "defaults.docker.image).")
     cluster: str | None = Field(None, description="KubernetesCluster block (else "
                                                   "defaults.k8s.cluster).")
-    namespace: str | None = Field(None, description="Namespace (else defaults.k8s.namespace).")
+    namespace: KubeNamespace = Field(None, description="Namespace (else "
+                                                       "defaults.k8s.namespace).")
     service_account: str | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from ansflow.spec.steps_k8s import (  # noqa: F401 - the management steps' model
     K8sRollbackConfig,
     K8sScaleConfig,
     K8sTarget,
+    KubeNamespace,
 )
 
 
@@ -28,7 +29,7 @@ class PodSettings(StrictModel):
     cluster: str | None = Field(
         None, description="runs_on kubernetes: the KubernetesCluster block to run the pod in "
                           "(default: defaults.kubernetes.cluster, else defaults.k8s.cluster).")
-    namespace: str | None = Field(
+    namespace: KubeNamespace = Field(
         None, description="runs_on kubernetes: the pod's namespace (default: "
                           "defaults.kubernetes.namespace, else defaults.k8s.namespace, else "
                           "the cluster block's).")

@@ -3,9 +3,9 @@ management steps: k8s_scale, k8s_restart, k8s_rollback, k8s_delete, k8s_logs."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from ansflow.engines.kube_errors import KubeNameError
 from ansflow.engines.kube_names import (
@@ -37,6 +37,27 @@ def _check_resource_name(value: str, field: str) -> str:
     return value
 
 
+def check_kube_field(value: str | None, field: str) -> str | None:
+    """`value` of the cluster-naming `field` (namespace, resource_name, pod, container,
+    label_selector, pod_selector) if the API server's rules allow it; a template as is.
+
+    Raises:
+        ValueError: they do not (the message names the field, the value and the rule).
+    """
+    if value is None or not isinstance(value, str) or "{{" in value or "{%" in value:
+        return value  # templated: checked once rendered
+    check = _NAME_CHECKS.get(field, _check_resource_name)
+    try:
+        return check(value, field)
+    except KubeNameError as exc:
+        raise ValueError(str(exc)) from None
+
+
+# A namespace field outside the k8s steps' models (pod steps, defaults).
+KubeNamespace = Annotated[str | None,
+                          AfterValidator(lambda value: check_kube_field(value, "namespace"))]
+
+
 class K8sTarget(StrictModel):
     """Where a Kubernetes step acts: a saved cluster block and a namespace."""
 
@@ -48,13 +69,7 @@ class K8sTarget(StrictModel):
                      "pod_selector", check_fields=False)
     @classmethod
     def _kube_names(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or not isinstance(value, str) or "{{" in value or "{%" in value:
-            return value  # templated: checked once rendered
-        check = _NAME_CHECKS.get(info.field_name, _check_resource_name)
-        try:
-            return check(value, info.field_name)
-        except KubeNameError as exc:
-            raise ValueError(str(exc)) from None
+        return check_kube_field(value, info.field_name)
 
 
 class _WorkloadOperation(K8sTarget):

@@ -63,3 +63,22 @@ pipeline:
                resource_name: "system:old-role"}
 """)
     assert [s.id for s in plan.steps] == ["del", "scale", "role"]
+
+
+def test_a_literal_hostile_namespace_in_defaults_and_pod_steps_is_reported(tmp_path):
+    out = problems(tmp_path, """\
+pipeline:
+  name: pods
+  defaults:
+    k8s: {cluster: dev, namespace: "ci/../kube-system"}
+    kubernetes: {namespace: ".."}
+    docker: {image: "busybox:1"}
+  steps:
+    - {id: a, type: command, runs_on: kubernetes, config: {command: x, namespace: "A_B"}}
+""")
+    text = "\n".join(out)
+    assert len(out) == 3, text
+    assert out[0].startswith("p.yaml:4:") and "namespace 'ci/../kube-system' is not a valid " \
+        "Kubernetes namespace" in out[0]
+    assert out[1].startswith("p.yaml:5:") and "namespace '..'" in out[1]
+    assert out[2].startswith("p.yaml:8:") and "namespace 'A_B'" in out[2]
