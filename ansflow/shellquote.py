@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 POSIX_SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox"})
 _WORD_BREAK = set(" \t\n;&|()<>")
+# Contexts left only by their closing character, where only a backslash escape matters:
+# `${...}`, backquotes and bash's $'...'.
+_CLOSED_BY = {"param": "}", "bq": "`", "ansi": "'"}
 
 
 class ShellQuoteError(Exception):
@@ -146,22 +149,15 @@ class ShellLexer:
             elif ch == "$":
                 self.dollar = True
             return
-        if top == "param":
-            if ch == "}":
-                self.stack.pop()
-            return
-        if top == "bq":
-            if ch == "`":
+        closer = _CLOSED_BY.get(top)
+        if closer is not None:
+            if ch == closer:
                 self.stack.pop()
             return
         if top == "arith":
             if ch == "(":
                 self.stack.append("arith")
             elif ch == ")":
-                self.stack.pop()
-            return
-        if top == "ansi":
-            if ch == "'":
                 self.stack.pop()
             return
         # top, cmdsub, paren: an unquoted shell context
