@@ -30,6 +30,7 @@ from ansflow.flows.deployment import RunFormSchema
 from ansflow.flows.manage_publish import publish_failure, publish_result
 from ansflow.manage import ObjectRef, Operation, load_operations
 from ansflow.manage.secret_blocks import mask_allowed_values
+from ansflow.spec.steps_k8s import check_kube_field
 from ansflow.tasks.base import StepContext
 from ansflow.tasks.k8s_session import cluster_session
 from ansflow.tasks.public import cancellation_watch, standalone_context
@@ -246,6 +247,25 @@ def guessed_target(op: Operation, cluster: str, namespace: str | None,
     return ObjectRef(cluster, kind, str(name), namespace)
 
 
+# Form fields that name something in the cluster (a path segment or a selector).
+NAME_FIELDS = ("resource_name", "pod", "container", "label_selector", "pod_selector")
+
+
+def check_names(op: Operation, namespace: str | None, params: dict[str, Any]) -> None:
+    """The names a run was given, by the API server's rules, before anything else: a
+    destructive operation never asks for an approval of a name it could not act on (the
+    adapter checks them again before any request).
+
+    Raises:
+        StepFailed: one is not valid (the field, the value and the rule named).
+    """
+    for field, value in (("namespace", namespace), *((f, params.get(f)) for f in NAME_FIELDS)):
+        try:
+            check_kube_field(value, field)
+        except ValueError as exc:
+            raise StepFailed(f"{op.name}: {exc}") from None
+
+
 def run_operation(op: Operation, params: dict[str, Any]) -> dict[str, str] | State:
     """One run of ``op``: check the cluster, confirm, act, publish; a refusal fails the run
     with its one-line message (no traceback) and changes nothing."""
@@ -261,6 +281,7 @@ def run_operation(op: Operation, params: dict[str, Any]) -> dict[str, str] | Sta
     try:
         with cancellation_watch(ctx):
             check_cluster(cluster)
+            check_names(op, namespace, params)
             # What manage runs may have put into a cluster stays masked in any later run.
             mask_allowed_values(ctx.masker)
             confirm_or_wait_for_approval(op, params, confirm, ctx)

@@ -135,3 +135,23 @@ def test_only_the_engines_traceback_of_our_own_refusal_is_dropped():
     assert quiet.filter(record(ENGINE_ERROR, FailedRun("something else")))
     assert quiet.filter(record(ENGINE_ERROR, ValueError("no such thing")))
     assert quiet.filter(record("other", None))
+
+
+def test_a_runs_names_are_checked_before_any_approval_is_asked():
+    from ansflow.errors import StepFailed
+    from ansflow.flows.manage import check_names
+
+    ops = load_operations()
+    for op_name, namespace, params in (
+            ("delete", "team-a", {"resource_type": "configmap",
+                                  "resource_name": "x/../../../kube-system/secrets/v"}),
+            ("delete", "x/../kube-system", {"resource_type": "configmap",
+                                            "resource_name": "v"}),
+            ("delete", None, {"resource_type": "pod", "label_selector": "app=x&watch=true"}),
+            ("logs", None, {"pod": "web-0", "container": "../x"}),
+            ("scale", None, {"resource_name": "..", "replicas": 1})):
+        with pytest.raises(StepFailed, match=rf"^{op_name}: .* is not a valid Kubernetes"):
+            check_names(ops[op_name], namespace, params)
+    check_names(ops["delete"], "team-a", {"resource_type": "configmap",
+                                          "label_selector": "app=x,foo"})
+    check_names(ops["rollback"], None, {"resource_name": "web.v2", "revision": None})
