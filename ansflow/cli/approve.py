@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from ansflow.cli.common import parse_run_id, read_flow_run
 from ansflow.errors import AnsflowError, UsageError
 
 err = Console(stderr=True, highlight=False)
@@ -41,10 +42,7 @@ def approve(
 def _approve(run_id: str, *, reject: bool, comment: str, sets: list[str]) -> str:
     from ansflow.variables import parse_var_options  # noqa: PLC0415
 
-    try:
-        flow_run_id = uuid.UUID(run_id.strip())
-    except ValueError:
-        raise UsageError(f"{run_id[:80]!r} is not a flow run id (a UUID)") from None
+    flow_run_id = parse_run_id(run_id)
     try:
         values = parse_var_options(sets)
     except UsageError as exc:
@@ -53,13 +51,9 @@ def _approve(run_id: str, *, reject: bool, comment: str, sets: list[str]) -> str
 
     ensure_server()
     from prefect.client.orchestration import get_client  # noqa: PLC0415
-    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
 
     with get_client(sync_client=True) as client:
-        try:
-            flow_run = client.read_flow_run(flow_run_id)
-        except ObjectNotFound:
-            raise AnsflowError(f"run {flow_run_id} is not on this Prefect server") from None
+        flow_run = read_flow_run(client, flow_run_id)
         state = flow_run.state
         keyset = state.state_details.run_input_keyset if state is not None else None
         if state is None or not state.is_paused() or not keyset:

@@ -14,12 +14,14 @@ import json
 import sys
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from ansflow.cli.common import parse_run_id, read_flow_run
 from ansflow.errors import AnsflowError, UsageError
 
 err = Console(stderr=True, highlight=False)
@@ -80,31 +82,21 @@ def not_as_recorded(recorded: dict[str, Any], flow_run: Any) -> str | None:
 
 
 def _retry(run_id: str, *, strict: bool, wait: bool, timeout: float) -> dict | None:
-    try:
-        flow_run_id = uuid.UUID(run_id.strip())
-    except ValueError:
-        raise UsageError(f"{run_id[:80]!r} is not a flow run id (a UUID)") from None
+    flow_run_id = parse_run_id(run_id)
     from ansflow.cli.runner import ensure_server  # noqa: PLC0415 - imports Prefect
     from ansflow.store import Store  # noqa: PLC0415
 
-    store = Store()
-    try:
+    with closing(Store()) as store:
         recorded = store.run(str(flow_run_id))
-    finally:
-        store.close()
     if recorded is None:
         raise AnsflowError(f"run {flow_run_id} is not in the ansflow store (not a pipeline run "
                            "of this ANSFLOW_HOME / ANSFLOW_DATABASE_URL)")
     ensure_server()
     from prefect.client.orchestration import get_client  # noqa: PLC0415
-    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
     from prefect.states import AwaitingRetry  # noqa: PLC0415
 
     with get_client(sync_client=True) as client:
-        try:
-            flow_run = client.read_flow_run(flow_run_id)
-        except ObjectNotFound:
-            raise AnsflowError(f"run {flow_run_id} is not on this Prefect server") from None
+        flow_run = read_flow_run(client, flow_run_id)
         state = flow_run.state
         if state is None or state.type.value not in RETRYABLE_TYPES:
             raise AnsflowError(f"run {flow_run_id} is {state.name if state else 'unknown'}; "
@@ -164,11 +156,8 @@ def _wait_for(flow_run_id: uuid.UUID, timeout: float) -> dict[str, Any]:
                 raise AnsflowError(f"run {flow_run_id} did not end within {timeout:g} s "
                                    f"(it is {state.name if state else 'unknown'})")
             time.sleep(WAIT_POLL)
-    store = Store()
-    try:
+    with closing(Store()) as store:
         summary = store.summary(str(flow_run_id))
-    finally:
-        store.close()
     if summary is None:
         raise AnsflowError(f"run {flow_run_id} ended {state.name} without a summary")
     return summary
