@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ansflow.cli.common import fail as _fail
-from ansflow.cli.common import list_blocks
+from ansflow.cli.common import list_blocks, save_block
 from ansflow.errors import AnsflowError
 
 app = typer.Typer(
@@ -67,15 +67,7 @@ def add(
         _fail(f"cluster {name!r}: cannot read {kubeconfig}: {exc.strerror}")
     except (ValueError, AnsflowError) as exc:
         _fail(f"cluster {name!r}: {str(exc)[:300]}")
-    try:
-        block.save(name, overwrite=overwrite)
-    except ValueError as exc:
-        if "already" in str(exc).lower():
-            _fail(f"a cluster block named {name!r} exists: pass --overwrite to replace it")
-        _fail(f"cluster {name!r}: {str(exc)[:300]}")
-    except Exception as exc:
-        _fail(f"cluster {name!r}: cannot save the block ({type(exc).__name__}: "
-              f"{str(exc)[:200]})")
+    save_block(block, "cluster", name, overwrite)
     typer.echo(f"saved cluster {name!r} ({_server_of(block)}, namespace {block.namespace})")
 
 

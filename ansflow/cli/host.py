@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from ansflow.cli.common import fail as _fail
-from ansflow.cli.common import list_blocks
+from ansflow.cli.common import list_blocks, save_block
 from ansflow.errors import AnsflowError
 
 app = typer.Typer(help="Manage saved SSH hosts (Prefect blocks) for remote and Ansible steps.",
@@ -96,14 +96,7 @@ def add(
         _fail(f"host {name!r}: " + "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'block'}: {e['msg']}"
             for e in exc.errors()))
-    try:
-        block.save(name, overwrite=overwrite)
-    except ValueError as exc:
-        if "already" in str(exc).lower():
-            _fail(f"a host block named {name!r} exists: pass --overwrite to replace it")
-        _fail(f"host {name!r}: {str(exc)[:300]}")
-    except Exception as exc:
-        _fail(f"host {name!r}: cannot save the block ({type(exc).__name__}: {str(exc)[:200]})")
+    save_block(block, "host", name, overwrite)
     typer.echo(f"saved host {name!r} ({block.address}, {block.auth_method}"
                f"{', via ' + jump_host if jump_host else ''})")
 
