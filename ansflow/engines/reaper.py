@@ -145,13 +145,16 @@ class _Reaper:
         if self.live:  # after a restart: the step processes still running
             self._send("".join(f"+{pid}\n" for pid in self.live))
 
-    def _close(self) -> None:
+    def _close_pipe(self) -> None:
         if self.fd is not None:
             try:
                 os.close(self.fd)
             except OSError:
                 pass
             self.fd = None
+
+    def _close(self) -> None:
+        self._close_pipe()
         if self.proc is not None:
             self.proc.poll()
             self.proc = None
@@ -176,11 +179,7 @@ class _Reaper:
 
     def after_fork_in_child(self) -> None:
         """A fork child is another process: it must not keep the parent's pipe open."""
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
+        self._close_pipe()
         self.__init__()
 
 
