@@ -73,6 +73,22 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def _certificate(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
+                 now: dt.datetime, *, ca: bool) -> x509.CertificateBuilder:
+    """What every certificate of the dev cluster has: its names and key, a fresh serial, the
+    validity from ``now``, and whether it is a CA (critical); the caller adds the usages."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+
+
 def create_pki(directory: Path, cluster: str) -> Pki:
     """Create the CA, the admin pair and the service-account key, unless already present.
 
@@ -92,14 +108,7 @@ def create_pki(directory: Path, cluster: str) -> Pki:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name(f"ansflow-dev-cluster-{cluster}-ca")
     ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        _certificate(ca_name, ca_name, ca_key.public_key(), now, ca=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),
             critical=True,
@@ -108,14 +117,8 @@ def create_pki(directory: Path, cluster: str) -> Pki:
     )
     admin_key = ec.generate_private_key(ec.SECP256R1())
     admin_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("admin", "system:masters"))
-        .issuer_name(ca_name)
-        .public_key(admin_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        _certificate(_name("admin", "system:masters"), ca_name, admin_key.public_key(), now,
+                     ca=False)
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -208,14 +211,7 @@ def issue_leaf(pki: Pki, crt: Path, key: Path, cn: str, org: str | None, *,
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn, org))
-        .issuer_name(ca_cert.subject)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        _certificate(_name(cn, org), ca_cert.subject, leaf_key.public_key(), now, ca=False)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
     if server:
