@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ansflow.masking import MIN_SECRET_LEN, Masker
+from ansflow.errors import StepFailed
+from ansflow.masking import MIN_SECRET_LEN, Masker, short_secret_error
 
 MAX_LINE_CHARS = 8192
 # The one log cap: what a step logs beyond it is counted, not sent (the step runs on).
@@ -224,3 +225,20 @@ def label_value(value: str) -> str:
     cleaned = "".join(c if (c.isascii() and (c.isalnum() or c in "-_.")) else "-" for c in value)
     cleaned = cleaned.strip("-_.")[:63].strip("-_.")
     return cleaned or "x"
+
+
+def mask_secrets(ctx: Any, owner: str, values: list[tuple[str, str]]) -> None:
+    """Add a block's secret values to the run's masker (when ``ctx`` has one), once none of
+    them is too short to be masked (a short one would hide ordinary text in the logs).
+
+    Raises:
+        StepFailed: a value shorter than the minimum, named ``"<owner>: <what>"``.
+    """
+    for what, value in values:
+        refused = short_secret_error(f"{owner}: {what}", value)
+        if refused:
+            raise StepFailed(refused)
+    masker = getattr(ctx, "masker", None)
+    if masker is not None:
+        for _what, value in values:
+            masker.add(value)

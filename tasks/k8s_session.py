@@ -15,7 +15,7 @@ from kubernetes import client as k8s
 from ansflow.engines.kube import api_client_for, translate_error
 from ansflow.engines.kube_objects import KubeApplyConflict, KubeError
 from ansflow.errors import StepFailed, StepTransient
-from ansflow.masking import short_secret_error
+from ansflow.tasks.base import mask_secrets
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,7 @@ def load_cluster(name: str | None, ctx: Any = None):
 def _masked(block: Any, name: str, ctx: Any):
     """``block``, its secrets added to the run's masker (short ones refused)."""
     values = block.secret_values() if hasattr(block, "secret_values") else []
-    for what, value in values:
-        refused = short_secret_error(f"cluster {name!r}: {what}", value)
-        if refused:
-            raise StepFailed(refused)
-    masker = getattr(ctx, "masker", None)
-    if masker is not None:
-        for _what, value in values:
-            masker.add(value)
+    mask_secrets(ctx, f"cluster {name!r}", values)
     return block
 
 

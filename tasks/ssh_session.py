@@ -9,7 +9,7 @@ from typing import Any
 
 from ansflow.engines.ssh import Target
 from ansflow.errors import StepFailed
-from ansflow.masking import short_secret_error
+from ansflow.tasks.base import mask_secrets
 
 MAX_JUMPS = 5
 CACHE_SECONDS = 30.0  # a run's steps re-use a block loaded this recently
@@ -89,7 +89,7 @@ def host_target(name: str | None, ctx: Any = None, block: Any = None) -> Target:
         seen.append(current_name)
         current = current if current is not None else load_host_block(
             current_name, getattr(ctx, "run_id", None))
-        _mask(current, current_name, ctx)
+        mask_secrets(ctx, f"host {current_name!r}", current.secret_values())
         chain.append((current_name, current))
         if not current.jump_host:
             break
@@ -101,13 +101,3 @@ def host_target(name: str | None, ctx: Any = None, block: Any = None) -> Target:
     return target
 
 
-def _mask(block: Any, name: str, ctx: Any) -> None:
-    values = block.secret_values()
-    for what, value in values:
-        refused = short_secret_error(f"host {name!r}: {what}", value)
-        if refused:
-            raise StepFailed(refused)
-    masker = getattr(ctx, "masker", None)
-    if masker is not None:
-        for _what, value in values:
-            masker.add(value)
