@@ -144,22 +144,45 @@ def _check_scopes(config: K8sDeployConfig, objects: list[dict], scopes: list[boo
     cluster-scoped objects the step did not allow; every offending object is named."""
     source = (f"manifest_path {config.manifest_path}" if config.manifest_path is not None
               else "deployment_spec" if config.deployment_spec is not None else "manifest")
+    refuse_out_of_scope(
+        objects, scopes, [f"{source}: object {index} ({object_ref(obj)})"
+                          for index, obj in enumerate(objects, 1)],
+        namespace, config.allow_cluster_scoped, target="the step deploys to",
+        fix="deploy it with a step of that namespace", setting="allow_cluster_scoped: true",
+        prefix="nothing applied: ")
+
+
+def refuse_out_of_scope(objects: list[dict], scopes: list[bool], names: list[str],
+                        namespace: str, allow_cluster_scoped: bool, *, target: str, fix: str,
+                        setting: str, prefix: str) -> None:
+    """The one scope rule of a k8s_deploy step and the manage apply operation: an object
+    naming another namespace than ``namespace``, or a cluster-scoped one not allowed, is
+    refused; each is named (``names``), the message worded for the caller.
+
+    Args:
+        objects: The objects, with ``scopes``: whether each one's kind is namespaced.
+        names: How the messages name each object.
+        target: What applies to ``namespace`` ("the step deploys to").
+        fix: The other way out than dropping metadata.namespace.
+        setting: The setting that allows cluster-scoped objects.
+        prefix: The start of the error's message.
+
+    Raises:
+        StepFailed: one or more objects refused (at most ten listed).
+    """
     problems = []
-    for index, (obj, namespaced) in enumerate(zip(objects, scopes, strict=True), 1):
-        meta = obj["metadata"]
-        what = f"{source}: object {index} ({object_ref(obj)})"
-        own = meta.get("namespace")
+    for obj, namespaced, what in zip(objects, scopes, names, strict=True):
+        own = obj["metadata"].get("namespace")
         if namespaced and own is not None and str(own) != namespace:
-            problems.append(f"{what} is in namespace {str(own)!r}, but the step deploys to "
-                            f"namespace {namespace!r} (drop metadata.namespace, or deploy it "
-                            "with a step of that namespace)")
-        elif not namespaced and not config.allow_cluster_scoped:
-            problems.append(f"{what} is cluster-scoped (kind {obj['kind']}); set "
-                            "allow_cluster_scoped: true to apply cluster-scoped objects")
+            problems.append(f"{what} is in namespace {str(own)!r}, but {target} namespace "
+                            f"{namespace!r} (drop metadata.namespace, or {fix})")
+        elif not namespaced and not allow_cluster_scoped:
+            problems.append(f"{what} is cluster-scoped (kind {obj['kind']}); set {setting} to "
+                            "apply cluster-scoped objects")
     if problems:
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"]
                                  if len(problems) > 10 else [])
-        raise StepFailed("nothing applied: " + "; ".join(shown))
+        raise StepFailed(prefix + "; ".join(shown))
 
 
 def _await_rollouts(api: k8s.ApiClient, ctx: StepContext, config: K8sDeployConfig,

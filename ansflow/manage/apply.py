@@ -25,7 +25,10 @@ from ansflow.manage.validation import (
     require_namespace,
 )
 from ansflow.spec.yaml_loader import YamlError, load_plain_all
-from ansflow.tasks.k8s_deploy import object_scopes  # discovery, CRDs of the batch
+from ansflow.tasks.k8s_deploy import (  # discovery, CRDs of the batch; the scope rule
+    object_scopes,
+    refuse_out_of_scope,
+)
 from ansflow.tasks.k8s_session import api_errors, wrong_types
 
 MAX_MANIFEST_BYTES = 1024 * 1024  # the API server's own request limit is ~3 MiB
@@ -122,21 +125,12 @@ def check_scopes(objects: list[dict], scopes: list[bool], namespace: str,
     Raises:
         StepFailed: one or more objects refused.
     """
-    problems = []
-    for index, (obj, namespaced) in enumerate(zip(objects, scopes, strict=True), 1):
-        what = f"object {index} ({obj['kind'].lower()}/{obj['metadata']['name']})"
-        own = obj["metadata"].get("namespace")
-        if namespaced and own is not None and str(own) != namespace:
-            problems.append(f"{what} is in namespace {str(own)!r}, but this apply is for "
-                            f"namespace {namespace!r} (drop metadata.namespace, or choose that "
-                            "namespace)")
-        elif not namespaced and not allow_cluster_scoped:
-            problems.append(f"{what} is cluster-scoped (kind {obj['kind']}); set "
-                            "allow_cluster_scoped to apply cluster-scoped objects")
-    if problems:
-        shown = problems[:10] + ([f"... and {len(problems) - 10} more"]
-                                 if len(problems) > 10 else [])
-        raise StepFailed("manifest: nothing applied: " + "; ".join(shown))
+    refuse_out_of_scope(
+        objects, scopes, [f"object {index} ({obj['kind'].lower()}/{obj['metadata']['name']})"
+                          for index, obj in enumerate(objects, 1)],
+        namespace, allow_cluster_scoped, target="this apply is for",
+        fix="choose that namespace", setting="allow_cluster_scoped",
+        prefix="manifest: nothing applied: ")
 
 
 def _state(live: dict | None, result: dict, dry_run: bool, diff: str) -> str:
