@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ansflow.errors import AnsflowError
+
+if TYPE_CHECKING:
+    from ansflow.serving import Discovery
 
 
 def serve(
@@ -49,92 +53,130 @@ def serve(
     up runs started from the UI, `prefect deployment run`, schedules and Automations until
     it is stopped (schedules stay active). Invalid files are reported and skipped.
     """
-    from ansflow.cli.runner import default_environment, ensure_server  # noqa: PLC0415
-    from ansflow.serving import (  # noqa: PLC0415
-        Discovery,
-        discover,
-        form_variables,
-        record_served,
-    )
-
     alone = manage or upkeep
+    found = _discover_pipelines(paths, alone)
+    crons = _upkeep_schedules({"ansflow-sync": sync_cron, "ansflow-health": health_cron,
+                               "ansflow-cleanup": cleanup_cron}) if upkeep else {}
+    _list_served(found.plans, alone=alone, manage=manage, upkeep=upkeep, crons=crons)
+    if check:
+        raise typer.Exit(1 if found.problems else 0)
+    _prepare_environment()
+    try:
+        deployments, clusters = _deployments(found.plans, alone=alone, manage=manage,
+                                             upkeep=upkeep, crons=crons,
+                                             crash_lost_runs=crash_lost_runs)
+    except AnsflowError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if crash_lost_runs and found.plans:
+        _set_up_lost_run_automation()
+    _serve_until_stopped(deployments, limit=limit, manage=manage, clusters=clusters)
+
+
+def _discover_pipelines(paths: list[str] | None, alone: bool) -> Discovery:
+    """The valid pipeline files under ``paths``, the invalid ones reported; none looked for
+    when only --manage or --upkeep was asked for."""
+    from ansflow.serving import Discovery, discover  # noqa: PLC0415
+
     found = discover(paths or ["."]) if paths or not alone else Discovery()
     for problem in found.problems:
         typer.echo(f"error: {problem}", err=True)
-    crons: dict[str, str] = {}
-    if upkeep:
-        crons = _upkeep_schedules({"ansflow-sync": sync_cron, "ansflow-health": health_cron,
-                                   "ansflow-cleanup": cleanup_cron})
-    if not found.plans and not alone:
+    return found
+
+
+def _list_served(plans: dict, *, alone: bool, manage: bool, upkeep: bool,
+                 crons: dict[str, str]) -> None:
+    """Say what is going to be served; exit when that is nothing."""
+    if not plans and not alone:
         typer.echo("error: no valid pipeline to serve", err=True)
         raise typer.Exit(1)
-    for name, (file, plan) in found.plans.items():
-        fields = ", ".join(form_variables(plan)) or "no variables"
+    _list_pipelines(plans)
+    if manage:
+        _list_operations()
+    if upkeep:
+        _list_upkeep(crons)
+
+
+def _list_pipelines(plans: dict) -> None:
+    from ansflow.serving import form_variables  # noqa: PLC0415
+
+    for name, (file, plan) in plans.items():
+        fields = form_variables(plan)
         for var in plan.variables:
-            if var not in form_variables(plan):
+            if var not in fields:
                 typer.echo(f"warning: {_shown(file)}: variable {var!r} is not a Python "
                            "identifier, so it cannot be a run-form field; served with its "
                            "default", err=True)
         cron = f"; schedule {plan.schedule['cron']} ({plan.schedule.get('timezone') or 'UTC'})" \
             if plan.schedule else ""
-        typer.echo(f"serving ansflow-pipeline/{name} from {_shown(file)} ({fields}{cron})",
-                   err=True)
-    if manage:
-        _list_operations()
-    if upkeep:
-        _list_upkeep(crons)
-    if check:
-        raise typer.Exit(1 if found.problems else 0)
+        typer.echo(f"serving ansflow-pipeline/{name} from {_shown(file)} "
+                   f"({', '.join(fields) or 'no variables'}{cron})", err=True)
+
+
+def _prepare_environment() -> None:
+    from ansflow.cli.runner import default_environment  # noqa: PLC0415
+
     default_environment()
     # Flow-run processes inherit it: heartbeats let the server notice a vanished run.
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
-    try:
-        from ansflow.flows.deployment import lost_run_window  # noqa: PLC0415
 
-        if crash_lost_runs:
-            lost_run_window(_heartbeat_seconds())  # a bad ANSFLOW_LOST_RUN_AFTER: say so now
-        ensure_server()
-        from prefect import serve as prefect_serve  # noqa: PLC0415
 
-        from ansflow.flows.deployment import (  # noqa: PLC0415
-            build_deployment,
-            ensure_lost_run_automation,
-        )
+def _deployments(plans: dict, *, alone: bool, manage: bool, upkeep: bool,
+                 crons: dict[str, str], crash_lost_runs: bool) -> tuple[list, list[str]]:
+    """Everything to serve, and the saved clusters the management forms offer. Raises
+    AnsflowError when the server does not answer or nothing is left to serve."""
+    from ansflow.cli.runner import ensure_server  # noqa: PLC0415
+    from ansflow.flows.deployment import lost_run_window  # noqa: PLC0415
+    from ansflow.serving import record_served  # noqa: PLC0415
 
-        deployments = []
-        for name, (file, plan) in list(found.plans.items()):
-            try:
-                deployments.append(build_deployment(plan, file))
-            except (ValueError, TypeError) as exc:  # e.g. a cron or timezone Prefect refuses
-                typer.echo(f"error: {_shown(file)}: cannot serve {name!r}: {exc}", err=True)
-                del found.plans[name]
-        if not deployments and not alone:
-            raise AnsflowError("no valid pipeline to serve")
-        if found.plans:
-            record_served(found.plans)
-        if manage:
-            clusters = _saved_clusters()
-            deployments.extend(_manage_deployments(clusters))
-        if upkeep:
-            deployments.extend(_upkeep_deployments(crons))
-    except AnsflowError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if crash_lost_runs and found.plans:
+    if crash_lost_runs:
+        lost_run_window(_heartbeat_seconds())  # a bad ANSFLOW_LOST_RUN_AFTER: say so now
+    ensure_server()
+    deployments = _pipeline_deployments(plans)
+    if not deployments and not alone:
+        raise AnsflowError("no valid pipeline to serve")
+    if plans:
+        record_served(plans)
+    clusters: list[str] = []
+    if manage:
+        clusters = _saved_clusters()
+        deployments.extend(_manage_deployments(clusters))
+    if upkeep:
+        deployments.extend(_upkeep_deployments(crons))
+    return deployments, clusters
+
+
+def _pipeline_deployments(plans: dict) -> list:
+    """A deployment per pipeline; a pipeline Prefect refuses is reported and dropped from
+    ``plans``, so that it is not recorded as served."""
+    from ansflow.flows.deployment import build_deployment  # noqa: PLC0415
+
+    deployments = []
+    for name, (file, plan) in list(plans.items()):
         try:
-            ensure_lost_run_automation(_heartbeat_seconds())
-        except Exception as exc:  # noqa: BLE001 - serving still works without it
-            typer.echo(f"warning: could not set up the lost-run Automation: {exc}", err=True)
+            deployments.append(build_deployment(plan, file))
+        except (ValueError, TypeError) as exc:  # e.g. a cron or timezone Prefect refuses
+            typer.echo(f"error: {_shown(file)}: cannot serve {name!r}: {exc}", err=True)
+            del plans[name]
+    return deployments
+
+
+def _set_up_lost_run_automation() -> None:
+    from ansflow.flows.deployment import ensure_lost_run_automation  # noqa: PLC0415
+
+    try:
+        ensure_lost_run_automation(_heartbeat_seconds())
+    except Exception as exc:  # noqa: BLE001 - serving still works without it
+        typer.echo(f"warning: could not set up the lost-run Automation: {exc}", err=True)
+
+
+def _serve_until_stopped(deployments: list, *, limit: int | None, manage: bool,
+                         clusters: list[str]) -> None:
+    from prefect import serve as prefect_serve  # noqa: PLC0415
+
     stop = threading.Event()
     if manage:
-        from ansflow.flows.manage import (  # noqa: PLC0415
-            cluster_refresh_seconds,
-            refresh_cluster_choices,
-        )
-
-        threading.Thread(target=refresh_cluster_choices, daemon=True,
-                         args=(stop, cluster_refresh_seconds(), clusters),
-                         name="ansflow-cluster-choices").start()
+        _start_cluster_choices_refresh(stop, clusters)
     try:
         prefect_serve(*deployments, pause_on_shutdown=False, limit=limit,
                       print_starting_message=False)
@@ -145,6 +187,19 @@ def serve(
         raise typer.Exit(1) from None
     finally:
         stop.set()
+
+
+def _start_cluster_choices_refresh(stop: threading.Event, clusters: list[str]) -> None:
+    """Keeps the management forms' cluster choices in step with the saved blocks until
+    ``stop`` is set."""
+    from ansflow.flows.manage import (  # noqa: PLC0415
+        cluster_refresh_seconds,
+        refresh_cluster_choices,
+    )
+
+    threading.Thread(target=refresh_cluster_choices, daemon=True,
+                     args=(stop, cluster_refresh_seconds(), clusters),
+                     name="ansflow-cluster-choices").start()
 
 
 def _list_operations() -> None:
