@@ -6,6 +6,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,18 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
     SshHost blocks ``dev_hosts`` of the private sshd (scripts/sshd.sh). ``plan``
     is the file's plan when the caller has loaded it already (the file is not parsed again).
     """
+    _save_dev_blocks(dev_clusters, dev_hosts)
+    state = _run_flow(file, values, live=live, plan=plan)
+    summary = summary_of(state)
+    if summary is not None:
+        return summary
+    return _unrecorded_summary(file, state)
+
+
+def _save_dev_blocks(dev_clusters: list[str], dev_hosts: list[str]) -> None:
+    """Save the blocks of the dev clusters and hosts a run uses, on the run's server. Both are
+    read before the server is started (which can take a minute), so a missing one fails at
+    once."""
     from ansflow.cli.dev_cluster import (  # noqa: PLC0415
         running_cluster_kubeconfig,
         save_running_cluster_block,
@@ -115,19 +128,18 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
         except Exception as exc:  # noqa: BLE001 - a bad name or an unreachable server
             raise AnsflowError(f"cannot save the host block {name!r}: "
                                f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _run_flow(file: Path, values: dict[str, Any], *, live: bool, plan: Plan | None) -> Any:
+    """The pipeline flow's final state (None when it did not start); an interrupt or SIGTERM
+    becomes an AnsflowError."""
     from ansflow.flows.pipeline import PRELOADED_PLAN, pipeline_flow  # noqa: PLC0415
     from ansflow.flows.scheduler import progress_listener  # noqa: PLC0415
 
-    console = Console(stderr=True, highlight=False)
-    token = None
-    if live:
-        def show(step: PlannedStep, state: str) -> None:
-            console.print(f"{_ICON.get(state, '?')} [{step.stage}] {step.name} ({step.id}): "
-                          f"{state}", markup=False)
-        token = progress_listener.set(show)
+    token = progress_listener.set(_progress_printer()) if live else None
     preload = PRELOADED_PLAN.set(plan)
     try:
-        state = pipeline_flow(str(file.resolve()), values, return_state=True)
+        return pipeline_flow(str(file.resolve()), values, return_state=True)
     except KeyboardInterrupt:
         raise AnsflowError("interrupted") from None
     except BaseException as exc:  # Prefect's TerminationSignal: SIGTERM outside the steps
@@ -138,9 +150,19 @@ def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
         PRELOADED_PLAN.reset(preload)
         if token is not None:
             progress_listener.reset(token)
-    summary = summary_of(state)
-    if summary is not None:
-        return summary
+
+
+def _progress_printer() -> Callable[[PlannedStep, str], None]:
+    console = Console(stderr=True, highlight=False)
+
+    def show(step: PlannedStep, state: str) -> None:
+        console.print(f"{_ICON.get(state, '?')} [{step.stage}] {step.name} ({step.id}): "
+                      f"{state}", markup=False)
+    return show
+
+
+def _unrecorded_summary(file: Path, state) -> dict[str, Any]:  # noqa: ANN001
+    """The summary of a run that recorded none: from its final state, if it has one."""
     message = state.message if state is not None else "the run did not start"
     return {"pipeline": file.stem, "run_id": str(state.state_details.flow_run_id)
             if state is not None else None, "build_number": 0,
