@@ -140,6 +140,12 @@ class AnsibleConfig(StrictModel):
         return self
 
 
+# The `host` of every docker_* step.
+DockerEngine = Annotated[str | None, Field(
+    description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
+                "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")]
+
+
 class DockerBuildConfig(StrictModel):
     """Build an image with the Docker engine."""
 
@@ -156,9 +162,7 @@ class DockerBuildConfig(StrictModel):
     no_cache: bool = False
     pull: bool = False
     platform: str | None = None
-    host: str | None = Field(
-        None, description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
-                          "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
+    host: DockerEngine = None
 
 
 class DockerRunConfig(StrictModel):
@@ -177,9 +181,7 @@ class DockerRunConfig(StrictModel):
     user: str | None = None
     timeout: Duration | None = None
     remove: bool = True
-    host: str | None = Field(
-        None, description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
-                          "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
+    host: DockerEngine = None
 
 
 class DockerPushConfig(StrictModel):
@@ -191,9 +193,7 @@ class DockerPushConfig(StrictModel):
         None, description="A registry host[:port], or the name of a saved registry block."
     )
     credentials: str | None = Field(None, description="Name of a registry credentials block.")
-    host: str | None = Field(
-        None, description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
-                          "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
+    host: DockerEngine = None
 
 
 class DockerPullConfig(StrictModel):
@@ -203,9 +203,7 @@ class DockerPullConfig(StrictModel):
     tag: str | None = None
     registry: str | None = None
     credentials: str | None = None
-    host: str | None = Field(
-        None, description="Docker engine: a unix:// / tcp:// / ssh:// address or the name of a "
-                          "DockerHost block (default: defaults.docker.host, else DOCKER_HOST).")
+    host: DockerEngine = None
 
 
 class DeploymentSpec(StrictModel):
