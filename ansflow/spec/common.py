@@ -17,6 +17,14 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+def require_exactly_one(model: BaseModel, first: str, second: str,
+                        message: str | None = None) -> None:
+    """Refuse a model that sets both or neither of two alternative fields (a ValueError,
+    which pydantic reports at the model)."""
+    if (getattr(model, first) is None) == (getattr(model, second) is None):
+        raise ValueError(message or f"give exactly one of {first!r} or {second!r}")
+
+
 def parse_duration(value: Any) -> Any:
     """Seconds from a number or a string like "90", "30s", "5m", "1h30m"."""
     if isinstance(value, bool):

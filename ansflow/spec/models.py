@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 
-from ansflow.spec.common import Duration, EnvMap, StrictModel
+from ansflow.spec.common import Duration, EnvMap, StrictModel, require_exactly_one
 from ansflow.spec.matrix import Matrix
 from ansflow.spec.steps_k8s import KubeNamespace
 from ansflow.stepenv import check_pattern
@@ -203,8 +203,7 @@ class Pipeline(StrictModel):
 
     @model_validator(mode="after")
     def _stages_or_steps(self) -> Pipeline:
-        if (self.stages is None) == (self.steps is None):
-            raise ValueError("give exactly one of 'stages' or 'steps'")
+        require_exactly_one(self, "stages", "steps")
         return self
 
     def variable_defaults(self) -> dict[str, Any]:

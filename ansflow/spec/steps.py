@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from ansflow.spec.ansible_cfg import host_pattern, static_settings
-from ansflow.spec.common import Duration, EnvMap, StrictModel, StrOrArgv
+from ansflow.spec.common import Duration, EnvMap, StrictModel, StrOrArgv, require_exactly_one
 from ansflow.spec.conditions import parse_condition
 from ansflow.spec.steps_k8s import (  # noqa: F401 - the management steps' models live there
     ROLLOUT_TYPES,
@@ -95,8 +95,8 @@ class ScriptConfig(RunsOnSettings):
 
     @model_validator(mode="after")
     def _one_source(self) -> ScriptConfig:
-        if (self.script is None) == (self.file is None):
-            raise ValueError("give exactly one of 'script' (inline) or 'file'")
+        require_exactly_one(self, "script", "file",
+                            "give exactly one of 'script' (inline) or 'file'")
         return self
 
 
@@ -337,8 +337,7 @@ class K8sExecConfig(K8sTarget):
 
     @model_validator(mode="after")
     def _one_pod(self) -> K8sExecConfig:
-        if (self.pod is None) == (self.pod_selector is None):
-            raise ValueError("give exactly one of 'pod' or 'pod_selector'")
+        require_exactly_one(self, "pod", "pod_selector")
         return self
 
 

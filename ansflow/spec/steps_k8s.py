@@ -15,7 +15,7 @@ from ansflow.engines.kube_names import (
     check_selector,
     path_segment_problem,
 )
-from ansflow.spec.common import Duration, StrictModel
+from ansflow.spec.common import Duration, StrictModel, require_exactly_one
 
 # How each field naming something in the cluster is checked once its value is known (a
 # literal at validation, a template once rendered): the API server's rules, so a name never
@@ -130,8 +130,7 @@ class K8sDeleteConfig(K8sTarget):
 
     @model_validator(mode="after")
     def _one_target(self) -> K8sDeleteConfig:
-        if (self.resource_name is None) == (self.label_selector is None):
-            raise ValueError("give exactly one of 'resource_name' or 'label_selector'")
+        require_exactly_one(self, "resource_name", "label_selector")
         if self.ignore_missing is not None:
             if "ignore_not_found" in self.model_fields_set:
                 raise ValueError("give only one of 'ignore_not_found' or 'ignore_missing' "
@@ -158,8 +157,7 @@ class K8sLogsConfig(K8sTarget):
 
     @model_validator(mode="after")
     def _one_pod(self) -> K8sLogsConfig:
-        if (self.pod is None) == (self.pod_selector is None):
-            raise ValueError("give exactly one of 'pod' or 'pod_selector'")
+        require_exactly_one(self, "pod", "pod_selector")
         if self.since is not None:
             if self.since_seconds is not None:
                 raise ValueError("give only one of 'since_seconds' or 'since' (the same "
