@@ -272,22 +272,15 @@ def _start_components(
     paths: ClusterPaths, state: ClusterState, bins: Binaries, pki: Pki, timeout: float
 ) -> None:
     ports = state.ports
-    rec = _start(state, "etcd", comp.etcd_argv(bins, paths, ports, pki), paths)
-    proc.wait_until(
-        lambda: etcd_healthy(paths, state),
-        what="/health",
-        component="etcd",
-        record=rec,
-        timeout=timeout,
-    )
-    rec = _start(state, "kube-apiserver", comp.apiserver_argv(bins, paths, ports, pki), paths)
-    proc.wait_until(
-        lambda: apiserver_ready(paths, state),
-        what="/readyz",
-        component="kube-apiserver",
-        record=rec,
-        timeout=timeout,
-    )
+    # etcd, then the API server that needs it: each must answer before the next starts.
+    for name, argv, ready, what in (
+        ("etcd", comp.etcd_argv(bins, paths, ports, pki),
+         lambda: etcd_healthy(paths, state), "/health"),
+        ("kube-apiserver", comp.apiserver_argv(bins, paths, ports, pki),
+         lambda: apiserver_ready(paths, state), "/readyz"),
+    ):
+        rec = _start(state, name, argv, paths)
+        proc.wait_until(ready, what=what, component=name, record=rec, timeout=timeout)
     cm = _start(
         state,
         "kube-controller-manager",
