@@ -8,6 +8,7 @@ import time
 from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
+from ansflow.engines.kube_kinds import NAMESPACES, REPLICASETS
 from ansflow.engines.kube_objects import (
     CLUSTER_SCOPED_KINDS,
     KubeError,
@@ -48,8 +49,6 @@ from ansflow.tasks.public import (
     step_task,
 )
 
-NAMESPACES = Resource("v1", "Namespace", "namespaces", False)
-REPLICASETS = Resource("apps/v1", "ReplicaSet", "replicasets", True)
 ROLLOUT = WaitCondition("rollout")
 # In a manifest template a `{{ }}` string value is a string scalar (ansflow.yamltemplate).
 TEMPLATE_TYPE_HINT = (f"{WRONG_TYPE_HINT}; a `{{{{ }}}}` value that is a string stays text "

@@ -9,7 +9,8 @@ from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube import exec_streaming
-from ansflow.engines.kube_objects import Resource, get_object, list_objects
+from ansflow.engines.kube_kinds import PODS
+from ansflow.engines.kube_objects import get_object, list_objects
 from ansflow.engines.lines import LineSplitter
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import K8sExecConfig
@@ -20,7 +21,6 @@ from ansflow.tasks.k8s_session import api_errors, cluster_session
 from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 SECRET_PREFIX = "ANSFLOW_SECRET_"
-PODS = Resource("v1", "Pod", "pods", True)
 POD_GRACE = 30.0  # seconds to wait for a Running+Ready pod to match a selector
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
+from ansflow.engines.kube_kinds import CONTROLLER_REVISIONS
 from ansflow.engines.kube_objects import Resource, get_object, list_objects
 from ansflow.errors import StepFailed
 from ansflow.spec.conditions import WaitCondition
@@ -28,7 +29,6 @@ from ansflow.tasks.k8s_workload import (
 from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-CONTROLLER_REVISIONS = Resource("apps/v1", "ControllerRevision", "controllerrevisions", True)
 ROLLOUT = WaitCondition("rollout")
 
 

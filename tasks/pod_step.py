@@ -23,7 +23,8 @@ import urllib3
 from kubernetes import client as k8s
 
 from ansflow.engines.archive import BoundedSpool, Limits, extract
-from ansflow.engines.kube_objects import KubeNotFound, Resource, get_object, request
+from ansflow.engines.kube_kinds import NODES, PODS, SECRETS
+from ansflow.engines.kube_objects import KubeNotFound, get_object, request
 from ansflow.engines.kube_pod import (
     CONTAINER,
     ENV_NAME,
@@ -58,9 +59,6 @@ from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_session import api_errors, cluster_session
 from ansflow.tasks.remote import SCRIPT_PATH
 
-PODS = Resource("v1", "Pod", "pods", True)
-SECRETS = Resource("v1", "Secret", "secrets", True)
-NODES = Resource("v1", "Node", "nodes", False)
 # In the argv of a script step: the path of the step's script in the pod.
 SCRIPT_IN_POD = f"{SECRET_DIR}/{SCRIPT_KEY}"
 GONE_WAIT = 30.0  # seconds to wait for a stopped pod to be gone

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ansflow.engines.kube_kinds import EVENTS
 from ansflow.engines.kube_objects import Resource, get_object, list_objects, request, resolve_type
 from ansflow.errors import StepFailed
 from ansflow.manage import ObjectRef, OperationResult, register
@@ -17,7 +18,6 @@ from ansflow.tasks.k8s_workload import suggestion
 MAX_EVENTS = 20
 MAX_EVENTS_LISTED = 500  # events asked of the server, newest kept
 MAX_YAML_LINES = 300
-EVENTS = Resource("v1", "Event", "events", True)
 
 
 def _event_time(event: dict) -> str:

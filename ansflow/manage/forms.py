@@ -8,6 +8,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ansflow.engines.kube_kinds import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    QUOTAS,
+    SECRETS,
+    SERVICES,
+)
 from ansflow.engines.kube_objects import Resource, apply_object, get_object
 from ansflow.errors import StepCancelled, StepFailed
 from ansflow.manage import ObjectRef, OperationResult, register
@@ -33,12 +41,6 @@ from ansflow.tasks.k8s_rollout import evaluate
 from ansflow.tasks.k8s_session import api_errors
 from ansflow.tasks.k8s_wait import step_deadline, wait_for
 
-NAMESPACES = Resource("v1", "Namespace", "namespaces", False)
-QUOTAS = Resource("v1", "ResourceQuota", "resourcequotas", True)
-CONFIGMAPS = Resource("v1", "ConfigMap", "configmaps", True)
-SECRETS = Resource("v1", "Secret", "secrets", True)
-SERVICES = Resource("v1", "Service", "services", True)
-DEPLOYMENTS = Resource("apps/v1", "Deployment", "deployments", True)
 MAX_SHOWN_VALUE = 200
 
 
