@@ -21,6 +21,7 @@ from ansflow.tasks.k8s_wait import wait_for
 from ansflow.tasks.k8s_workload import (
     MERGE_PATCH,
     ROLLOUT_TYPES,
+    Workload,
     patch,
     refuse_unwaitable,
     revision_number,
@@ -76,6 +77,18 @@ def current_revision(api: k8s.ApiClient, res: Resource, name: str, namespace: st
         time.sleep(0.2)
 
 
+def rolled_out_revision(ctx: StepContext, target: Workload, condition: WaitCondition,
+                        wait: bool, fail_fast: bool, what: str) -> str:
+    """After a change of the workload's pod template: wait for its rollout (``wait``), then
+    its revision number (:func:`current_revision`)."""
+    with api_errors(target.cluster, f"wait for {target.ref}"):
+        if wait:
+            wait_for(target.api, ctx, target.res, target.name, target.namespace, condition,
+                     deadline=target.deadline, fail_fast=fail_fast, what=what)
+        return current_revision(target.api, target.res, target.name, target.namespace,
+                                min(target.deadline, time.monotonic() + 10))
+
+
 def execute_k8s_restart(ctx: StepContext, config: K8sRestartConfig) -> StepResult:
     """Restart a Deployment's, StatefulSet's or DaemonSet's pods, then await the rollout.
 
@@ -95,7 +108,7 @@ def execute_k8s_restart(ctx: StepContext, config: K8sRestartConfig) -> StepResul
     with workload_session(ctx, config, ROLLOUT_TYPES, "k8s_restart") as target:
         api, ns, cluster, res, ref = (target.api, target.namespace, target.cluster,
                                       target.res, target.ref)
-        obj, deadline = target.obj, target.deadline
+        obj = target.obj
         if (obj.get("spec") or {}).get("paused"):
             raise StepFailed(f"cluster {cluster!r}: {ref} is paused, so it was not restarted",
                              hint="resume it first: kubectl rollout resume")
@@ -108,12 +121,8 @@ def execute_k8s_restart(ctx: StepContext, config: K8sRestartConfig) -> StepResul
         with api_errors(cluster, f"patch {ref}"):
             patch(api, res, config.resource_name, ns, restart_patch(obj, now), MERGE_PATCH)
         ctx.emit(f"restarted {ref} on cluster {cluster!r} ({RESTARTED_AT}={now})")
-        with api_errors(cluster, f"wait for {ref}"):
-            if config.wait:
-                wait_for(api, ctx, res, config.resource_name, ns, ROLLOUT, deadline=deadline,
-                         fail_fast=config.fail_fast, what="the restart's rollout")
-            revision = current_revision(api, res, config.resource_name, ns,
-                                        min(deadline, time.monotonic() + 10))
+        revision = rolled_out_revision(ctx, target, ROLLOUT, config.wait, config.fail_fast,
+                                       "the restart's rollout")
     return StepResult(outputs={"restarted_at": now, "revision": revision})
 
 

@@ -5,8 +5,6 @@ wait for the rollout."""
 
 from __future__ import annotations
 
-import time
-
 from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
@@ -16,10 +14,9 @@ from ansflow.spec.conditions import WaitCondition
 from ansflow.spec.steps import K8sRollbackConfig
 from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_manifests import rollback_patch
-from ansflow.tasks.k8s_restart import controller_revisions, current_revision
+from ansflow.tasks.k8s_restart import controller_revisions, rolled_out_revision
 from ansflow.tasks.k8s_rollout import AFTER_ROLLBACK, selector_string
 from ansflow.tasks.k8s_session import api_errors
-from ansflow.tasks.k8s_wait import wait_for
 from ansflow.tasks.k8s_workload import (
     JSON_PATCH,
     KINDS,
@@ -122,10 +119,10 @@ def execute_k8s_rollback(ctx: StepContext, config: K8sRollbackConfig) -> StepRes
             a failed rollout.
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel while waiting.
     """
-    with workload_session(ctx, config, ROLLOUT_TYPES, "k8s_rollback") as target:
-        api, ns, cluster, res, ref = (target.api, target.namespace, target.cluster,
-                                      target.res, target.ref)
-        name, obj, deadline = target.name, target.obj, target.deadline
+    with workload_session(ctx, config, ROLLOUT_TYPES, "k8s_rollback") as workload:
+        api, ns, cluster, res, ref = (workload.api, workload.namespace, workload.cluster,
+                                      workload.res, workload.ref)
+        obj = workload.obj
         refuse_unwaitable(obj, f"cluster {cluster!r}: {ref}", config.wait)
         with api_errors(cluster, f"roll back {ref}"):
             if res.kind == "Deployment":
@@ -133,11 +130,8 @@ def execute_k8s_rollback(ctx: StepContext, config: K8sRollbackConfig) -> StepRes
             else:
                 target = _undo_controller_revision(api, res, obj, ns, config.revision, ref)
         ctx.emit(f"rolled {ref} back to revision {target} on cluster {cluster!r}")
-        with api_errors(cluster, f"wait for {ref}"):
-            if config.wait:
-                wait_for(api, ctx, res, name, ns, UNDONE, deadline=deadline,
-                         fail_fast=config.fail_fast, what="the rollback's rollout")
-            new = current_revision(api, res, name, ns, min(deadline, time.monotonic() + 10))
+        new = rolled_out_revision(ctx, workload, UNDONE, config.wait, config.fail_fast,
+                                  "the rollback's rollout")
     return StepResult(outputs={"revision": str(target), "new_revision": new})
 
 
