@@ -9,11 +9,11 @@ from ansflow.blocks.docker import (
     resolve_registry,
     standalone_docker,
 )
-from ansflow.engines.docker import docker_client, encode_auth, engine_error, stream_engine
-from ansflow.engines.docker_streams import StreamEvent, image_ref, registry_of, retarget
+from ansflow.engines.docker import docker_client, engine_error
+from ansflow.engines.docker_streams import image_ref, registry_of, retarget
 from ansflow.spec.steps import DockerPullConfig
 from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.docker_push import registry_failure
+from ansflow.tasks.docker_push import registry_stream
 from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 
@@ -42,20 +42,11 @@ def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResul
     reference = f"{repo}:{tag}"
     auth = access.auth_config(repo)  # another registry than the block's: refused here
     client = docker_client(docker_base_url(config.host))
-    digest = None
-
-    def seen(event: StreamEvent) -> None:
-        nonlocal digest
-        digest = event.digest or digest
-
     what = f"pull of {reference}"
     try:
         ctx.emit(f"pulling {reference} ({access.source} access)")
-        stream_engine(client, "/images/create", what=what, timeout=ctx.budget(),
-                      limit=ctx.timeout, on_cancel=ctx.on_cancel, emit=ctx.emit,
-                      fail=lambda message: registry_failure(message, what, access),
-                      on_event=seen, params={"fromImage": repo, "tag": tag},
-                      headers={"X-Registry-Auth": encode_auth(auth)})
+        digest = registry_stream(ctx, client, "/images/create", what, access, auth,
+                                 {"fromImage": repo, "tag": tag})
         try:
             info = client.api.inspect_image(reference)
         except Exception as exc:  # noqa: BLE001 - translated into the step error tree

@@ -74,6 +74,23 @@ def registry_failure(message: str, what: str, access: RegistryAccess) -> StepFai
     return StepFailed(f"{what} failed: {message}")
 
 
+def registry_stream(ctx: StepContext, client: Any, path: str, what: str, access: RegistryAccess,
+                    auth: dict[str, str] | None, params: dict[str, str]) -> str | None:
+    """A push or pull through the engine: its progress to the step's log, an ``error``
+    event failing the step (:func:`registry_failure`); the last digest the stream reported."""
+    digest = None
+
+    def seen(event: StreamEvent) -> None:
+        nonlocal digest
+        digest = event.digest or digest
+
+    stream_engine(client, path, what=what, timeout=ctx.budget(), limit=ctx.timeout,
+                  on_cancel=ctx.on_cancel, emit=ctx.emit,
+                  fail=lambda message: registry_failure(message, what, access),
+                  on_event=seen, params=params, headers={"X-Registry-Auth": encode_auth(auth)})
+    return digest
+
+
 def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResult:
     """Push an image, tagging it for the target registry first.
 
@@ -96,12 +113,6 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
     """
     plan = plan_push(config, ctx.blocks.get("credentials"), masker=ctx.masker)
     client = docker_client(docker_base_url(config.host))
-    digest = None
-
-    def seen(event: StreamEvent) -> None:
-        nonlocal digest
-        digest = event.digest or digest
-
     what = f"push of {plan.target}"
     try:
         try:
@@ -115,12 +126,9 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
         except Exception as exc:  # noqa: BLE001 - translated into the step error tree
             raise engine_error(exc, what) from exc
         ctx.emit(f"pushing {plan.target} ({plan.access.source} access)")
-        stream_engine(client, f"/images/{plan.repository}/push", what=what,
-                      timeout=ctx.budget(), limit=ctx.timeout, on_cancel=ctx.on_cancel,
-                      emit=ctx.emit, fail=lambda message: registry_failure(message, what,
-                                                                           plan.access),
-                      on_event=seen, params={"tag": plan.tag},
-                      headers={"X-Registry-Auth": encode_auth(plan.access.auth_config(plan.repository))})
+        digest = registry_stream(ctx, client, f"/images/{plan.repository}/push", what,
+                                 plan.access, plan.access.auth_config(plan.repository),
+                                 {"tag": plan.tag})
     finally:
         client.close()
     if not digest:
