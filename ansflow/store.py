@@ -55,7 +55,7 @@ def _reason(exc: BaseException) -> str:
     return text[:300]
 
 
-def _guarded(action: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+def guarded(action: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
     """Database and file errors of a Store method become one StoreError line."""
     def decorate(method: Callable[..., _T]) -> Callable[..., _T]:
         @functools.wraps(method)
@@ -194,7 +194,7 @@ class Store:
         self.url = url or database_url()
         self._open()
 
-    @_guarded("be opened")
+    @guarded("be opened")
     def _open(self) -> None:
         wait = busy_timeout()
         if self.url.startswith("sqlite"):
@@ -209,7 +209,7 @@ class Store:
                          functools.partial(_sqlite_pragmas, busy_ms=int(wait * 1000)))
         metadata.create_all(self.engine, checkfirst=True)
 
-    @_guarded("allocate a build number")
+    @guarded("allocate a build number")
     def next_build_number(self, pipeline: str) -> int:
         """The next build number of ``pipeline``: 1, 2, 3, ... unique under concurrency."""
         with self.engine.begin() as conn:
@@ -223,7 +223,7 @@ class Store:
             ).one()
         return int(row[0])
 
-    @_guarded("record the run's start")
+    @guarded("record the run's start")
     def record_start(self, run_id: str, pipeline: str, build_number: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(runs.delete().where(runs.c.run_id == run_id))
@@ -231,14 +231,14 @@ class Store:
                 run_id=run_id, pipeline=pipeline, build_number=build_number,
                 state="running", started=datetime.now(timezone.utc)))
 
-    @_guarded("record the run's end")
+    @guarded("record the run's end")
     def record_end(self, run_id: str, state: str, summary: dict | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(
                 state=state, finished=datetime.now(timezone.utc),
                 summary=json.dumps(summary) if summary is not None else None))
 
-    @_guarded("read run states")
+    @guarded("read run states")
     def run_states(self, run_ids: list[str]) -> list[tuple[str, str, datetime | None]]:
         """(run_id, state, finished) of those of ``run_ids`` the store recorded."""
         if not run_ids:
@@ -249,7 +249,7 @@ class Store:
                 runs.c.run_id.in_(list(run_ids)))).all()
         return [(str(r[0]), str(r[1]), r[2]) for r in rows]
 
-    @_guarded("count old run records")
+    @guarded("count old run records")
     def count_runs_before(self, cutoff: datetime) -> int:
         """How many runs finished before ``cutoff`` (runs still going are never counted)."""
         from sqlalchemy import func, select  # noqa: PLC0415
@@ -258,7 +258,7 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(runs).where(
                 runs.c.finished.is_not(None), runs.c.finished < cutoff)).scalar_one())
 
-    @_guarded("remove old run records")
+    @guarded("remove old run records")
     def purge_runs_before(self, cutoff: datetime) -> int:
         """Remove the records of runs that finished before ``cutoff``; how many went."""
         with self.engine.begin() as conn:
@@ -266,7 +266,7 @@ class Store:
                 runs.c.finished.is_not(None), runs.c.finished < cutoff))
         return int(result.rowcount or 0)
 
-    @_guarded("record a built image")
+    @guarded("record a built image")
     def record_image(self, engine: str, image_id: str, pipeline: str, build_number: int,
                      run_id: str) -> None:
         """Remember that ``pipeline``'s build ``build_number`` made ``image_id`` on
@@ -285,7 +285,7 @@ class Store:
                     pipeline=pipeline, build_number=max(build_number, row.build_number)
                     if pipeline == row.pipeline else build_number, run_id=run_id, built=now))
 
-    @_guarded("read the built images")
+    @guarded("read the built images")
     def built_images(self, engine: str) -> list[dict[str, Any]]:
         """The images recorded for ``engine``: image_id, pipeline, build_number, built."""
         with self.engine.connect() as conn:
@@ -293,7 +293,7 @@ class Store:
         return [{"image_id": r.image_id, "pipeline": r.pipeline,
                  "build_number": int(r.build_number), "built": r.built} for r in rows]
 
-    @_guarded("forget removed images")
+    @guarded("forget removed images")
     def forget_images(self, engine: str, image_ids: list[str]) -> None:
         if not image_ids:
             return
@@ -301,14 +301,14 @@ class Store:
             conn.execute(images.delete().where(images.c.engine == engine,
                                                images.c.image_id.in_(list(image_ids))))
 
-    @_guarded("read a run's summary")
+    @guarded("read a run's summary")
     def summary(self, run_id: str) -> dict | None:
         """The JSON summary a finished run recorded, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(runs.select().where(runs.c.run_id == run_id)).first()
         return json.loads(row.summary) if row is not None and row.summary else None
 
-    @_guarded("read a run")
+    @guarded("read a run")
     def run(self, run_id: str) -> dict | None:
         """The run's record (pipeline, build number, state, and the pipeline file, its hash
         and the parameters' digest when the run recorded them), or None."""
@@ -325,21 +325,21 @@ class Store:
                 "file_sha256": file.file_sha256 if file is not None else None,
                 "params_sha256": params.params_sha256 if params is not None else None}
 
-    @_guarded("record the run's parameters")
+    @guarded("record the run's parameters")
     def record_params(self, run_id: str, params_sha256: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(run_params.delete().where(run_params.c.run_id == run_id))
             conn.execute(run_params.insert().values(run_id=run_id,
                                                     params_sha256=params_sha256))
 
-    @_guarded("record the run's pipeline file")
+    @guarded("record the run's pipeline file")
     def record_file(self, run_id: str, pipeline_file: str, file_sha256: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(run_files.delete().where(run_files.c.run_id == run_id))
             conn.execute(run_files.insert().values(run_id=run_id, pipeline_file=pipeline_file,
                                                    file_sha256=file_sha256))
 
-    @_guarded("record the run's step results")
+    @guarded("record the run's step results")
     def record_steps(self, run_id: str, results: list[dict]) -> None:
         """Replace the run's step results: dicts of step_id, state, exit_code, outputs
         (a dict, or None when they must not be reused)."""
@@ -352,7 +352,7 @@ class Store:
                      "outputs": None if r.get("outputs") is None else json.dumps(r["outputs"])}
                     for r in results])
 
-    @_guarded("read the run's step results")
+    @guarded("read the run's step results")
     def step_results(self, run_id: str) -> dict[str, dict]:
         """The run's step results by step id (outputs None: not reusable)."""
         with self.engine.connect() as conn:

@@ -18,6 +18,7 @@ from ansflow.engines.kube_objects import (
     resolve_type,
     watch_events,
 )
+from ansflow.engines.untrusted import clean_text
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.conditions import WaitCondition, parse_condition
 from ansflow.spec.steps import K8sWaitConfig
@@ -37,7 +38,6 @@ from ansflow.tasks.public import (
     run_standalone,
     step_task,
 )
-from ansflow.upkeep.cleanup import clean_text
 
 POD_CHECK_EVERY = 2.0  # seconds between looks at the rollout's pods (fail fast)
 WATCH_WINDOW = 5  # seconds per watch request; a closed window resumes from resourceVersion

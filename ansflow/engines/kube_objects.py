@@ -35,6 +35,7 @@ from ansflow.engines.kube_errors import (  # noqa: F401 - re-exported: the adapt
     KubeUnavailable,
 )
 from ansflow.engines.kube_names import check_name, check_namespace, check_selector
+from ansflow.engines.untrusted import clean_text as _clean
 
 FIELD_MANAGER = "ansflow"
 # A list answered with each object's metadata only (PartialObjectMetadataList).
@@ -239,11 +240,6 @@ CLUSTER_SCOPED_KINDS = frozenset({
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _CONFLICT_MANAGER_RE = re.compile(r'conflict with "([^"]{0,200})"')
 _MAX_CONFLICTS = 20
-
-
-def _clean(text: Any, limit: int = 200) -> str:
-    # Cluster-supplied text goes into messages: printable, one line, bounded.
-    return "".join(c if c.isprintable() else "?" for c in str(text))[:limit]
 
 
 def apply_conflicts(exc: BaseException) -> list[tuple[str, str]]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ansflow.engines.untrusted import clean_text
 from ansflow.errors import AnsflowError
 from ansflow.tasks.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL
 
@@ -206,19 +207,6 @@ def _from_store(run_ids: list[str]) -> dict[str, RunState]:
                 for rid, state, finished in store.run_states(run_ids)}
     finally:
         store.close()
-
-
-def clean_text(text: object, limit: int = 200) -> str:
-    """``text`` (from a cluster or an engine: untrusted) with control characters as ``?``,
-    cut at ``limit`` characters, for a report line."""
-    return "".join(c if c.isprintable() else "?" for c in str(text))[:limit]
-
-
-def label_value(value: str) -> str:
-    """A pipeline name as the label value steps put on objects (ansflow.tasks.base)."""
-    from ansflow.tasks.base import _label_value  # noqa: PLC0415
-
-    return _label_value(value)
 
 
 def plan(options: CleanupOptions) -> CleanupReport:

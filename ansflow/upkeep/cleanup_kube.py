@@ -24,7 +24,9 @@ from ansflow.engines.kube_objects import (
     request,
 )
 from ansflow.engines.kube_pod import STEP_POD_LABEL
+from ansflow.engines.untrusted import clean_text as _clean
 from ansflow.errors import AnsflowError
+from ansflow.tasks.base import label_value
 from ansflow.upkeep.cleanup import (
     EXPIRES_LABEL,
     KEEP_ANNOTATION,
@@ -35,9 +37,7 @@ from ansflow.upkeep.cleanup import (
     CleanupReport,
     Item,
     RunStates,
-    label_value,
 )
-from ansflow.upkeep.cleanup import clean_text as _clean
 
 # What a run leaves in a cluster is only what ansflow made for a step: a step pod and its
 # Secret (left when the worker died before giving it to the pod), both labelled as a step

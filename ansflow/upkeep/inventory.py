@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ansflow.store import Store, _guarded
+from ansflow.store import Store, guarded
 
 CLUSTER_STATUSES = ("ok", "degraded", "unreachable", "forbidden")
 WRITE_BATCH = 500
@@ -135,7 +135,7 @@ class Inventory:
         self.url = self.store.url
         self._create()
 
-    @_guarded("create the inventory tables")
+    @guarded("create the inventory tables")
     def _create(self) -> None:
         inventory_metadata.create_all(self.store.engine, checkfirst=True)
 
@@ -150,7 +150,7 @@ class Inventory:
 
     # ---- sync ----------------------------------------------------------------------------
 
-    @_guarded("read the cluster's inventory")
+    @guarded("read the cluster's inventory")
     def snapshot(self, cluster: str) -> Snapshot:
         """uid -> resourceVersion (and drift baselines) of every object of ``cluster``."""
         with self.store.engine.connect() as conn:
@@ -168,7 +168,7 @@ class Inventory:
                                    json.loads(drift) if drift else None, ns, name)
         return Snapshot(row[0] if row else 0, known, _aware(row[1]) if row else None)
 
-    @_guarded("write the cluster's inventory")
+    @guarded("write the cluster's inventory")
     def commit(self, cluster: str, generation: int, changes: Changes,
                when: datetime | None = None) -> bool:
         """Write a sync's changes in one transaction; False (nothing written) when another
@@ -208,7 +208,7 @@ class Inventory:
 
     # ---- health --------------------------------------------------------------------------
 
-    @_guarded("record the cluster's health")
+    @guarded("record the cluster's health")
     def record_health(self, cluster: str, values: dict[str, Any]) -> str | None:
         """Store a health check's result on the cluster's record; the previous status."""
         allowed = {"status", "message", "server_version", "nodes_total", "nodes_ready",
@@ -224,7 +224,7 @@ class Inventory:
 
     # ---- reading -------------------------------------------------------------------------
 
-    @_guarded("read the cluster record")
+    @guarded("read the cluster record")
     def cluster_record(self, cluster: str) -> dict | None:
         """The cluster's record (health and sync), or None if never checked nor synced."""
         with self.store.engine.connect() as conn:
@@ -238,7 +238,7 @@ class Inventory:
             record[key] = _aware(record[key])
         return record
 
-    @_guarded("read the inventory")
+    @guarded("read the inventory")
     def objects(self, cluster: str, *, kind: str | None = None, namespace: str | None = None,
                 removed: bool = False) -> Iterator[dict]:
         """The inventory's objects of ``cluster`` (present ones; with ``removed``, also
@@ -266,7 +266,7 @@ class Inventory:
                     item["last_seen"] = last_sync
                 yield item
 
-    @_guarded("purge removed objects")
+    @guarded("purge removed objects")
     def purge_removed(self, older_than: timedelta | datetime,
                       cluster: str | None = None) -> int:
         """Forget objects found removed before ``older_than`` (an age, or a time); the count.
