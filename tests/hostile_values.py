@@ -184,12 +184,12 @@ BASE: dict[str, list[dict[str, Any]]] = {
     "docker_pull": [{"image": "hv/absent", "tag": "1", "registry": "{registry}"}],
     "k8s_deploy": [
         {"manifest": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hv-cm}\n"
-                     "data: {k: v}\n", "timeout": 20},
-        {"deployment_spec": {"name": "hv-dep", "image": "hv/app:1"}, "timeout": 20},
-        {"manifest_path": "hv-manifest.yaml", "timeout": 20},
-        {"helm": {"chart": "./hv-chart", "release": "hv-rel"}, "timeout": 20},
+                     "data: {k: v}\n", "timeout": 10},
+        {"deployment_spec": {"name": "hv-dep", "image": "hv/app:1"}, "timeout": 10},
+        {"manifest_path": "hv-manifest.yaml", "timeout": 10},
+        {"helm": {"chart": "./hv-chart", "release": "hv-rel"}, "timeout": 10},
         {"manifest": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hv-cm2"},
-                       "data": {"k": "v"}}], "timeout": 20},
+                       "data": {"k": "v"}}], "timeout": 10},
     ],
     "k8s_wait": [{"resource_type": "configmap", "resource_name": "hv-present",
                   "condition": "jsonpath={.data.k}=v", "timeout": 5}],
