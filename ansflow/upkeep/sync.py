@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-import urllib3
 from kubernetes import client as k8s
 
 from ansflow.engines.kube import ClusterSource
@@ -27,7 +26,7 @@ from ansflow.engines.kube_objects import (
     KubeForbidden,
     KubeNotFound,
     KubeUnavailable,
-    classify,
+    request,
 )
 from ansflow.errors import AnsflowError
 from ansflow.upkeep import fields as F
@@ -95,18 +94,9 @@ FULL_LIST_MIN = 200
 
 
 def _get_json(api: k8s.ApiClient, path: str, query: list, accept: str) -> dict:
-    serialized = api.param_serialize("GET", path, query_params=query,
-                                     header_params={"Accept": accept},
-                                     auth_settings=["BearerToken"])
     try:
-        response = api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
-        if not 200 <= response.status <= 299:
-            response.read()
-            raise k8s.ApiException.from_response(http_resp=response, body=None, data=None)
-        data = json.loads(response.read() or b"{}")
-    except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise classify(exc) from exc
-    except ValueError:
+        data = request(api, "GET", path, query=query, timeout=REQUEST_TIMEOUT, accept=accept)
+    except ValueError:  # not JSON, or not UTF-8
         raise KubeError(f"{path}: the API server's answer is not JSON") from None
     return data if isinstance(data, dict) else {}
 
