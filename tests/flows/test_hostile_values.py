@@ -312,3 +312,20 @@ def test_the_harness_sees_code_that_runs_on_purpose(prefect_server, base_image, 
     assert state.is_completed()
     assert marks_left(mark, ws) == [mark]
     Path(mark).unlink()
+
+
+@pytest.mark.k8s
+def test_the_harness_sees_a_request_outside_the_namespace(world, dev_cluster):
+    """A read of the victim through the Python client (as ansflow's steps make them) shows in
+    the audit check, so its "nothing audited" means something."""
+    import time
+
+    mark = audit_mark(dev_cluster)
+    assert mark is not None, "the dev cluster writes no audit log"
+    with dev_cluster.client() as api:
+        k8s.CoreV1Api(api).read_namespaced_config_map("victim", world.victim_ns)
+    deadline = time.monotonic() + 10
+    while not (found := audited_escapes(dev_cluster, world, mark)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert any(f"/namespaces/{world.victim_ns}/configmaps/victim" in e for e in found), found
