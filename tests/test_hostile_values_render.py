@@ -25,6 +25,7 @@ from hostile_values import (
 from ansflow.errors import StepFailed
 from ansflow.shellquote import shell_fields
 from ansflow.templating import RenderSession, TemplateError, render_config
+from ansflow.yamltemplate import yaml_fields
 
 MARK = new_mark()
 MAX_MESSAGE = 2000  # a refusal is one line that names the problem, not the value dumped
@@ -43,7 +44,7 @@ def render(step_type: str, config: dict, value: str) -> dict:
     from ansflow.flows.step_task import validate_config_for
 
     rendered = render_config(config, {"vars": {"v": value}}, RenderSession(),
-                             shell_fields(step_type, config))
+                             shell_fields(step_type, config), yaml_fields(step_type, config))
     validate_config_for(step_type, rendered)
     return rendered
 
@@ -121,12 +122,23 @@ def test_every_templated_field_gets_the_value_literally_or_refuses_it(hostile):
         shell = shell_fields(step_type, config).get(where[:1]) if len(where) == 1 else None
         if shell is not None:
             ok = _one_word(got) == value
+        elif where in yaml_fields(step_type, config):
+            ok = _one_scalar(got) == value
         else:
             ok = got == value
         if not ok:
             problems[case] = f"got {str(got)[:120]!r}"
     assert not Path(MARK).exists()
     check_known(KNOWN, hostile.name, problems)
+
+
+def _one_scalar(text: str) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
 
 
 def _one_word(text: str) -> str | None:
@@ -178,16 +190,9 @@ MANIFESTS = (
 )
 
 
-ONE_SCALAR = "a manifest value is one YAML scalar (the manifest-values fix)"
-MANIFEST_KNOWN = {("block", "quotes"), ("block", "yaml-document"), ("quoted", "newline"),
-                  ("quoted", "yaml-structure"), ("flow", "newline")}
-
-
-@pytest.mark.parametrize(("text", "hostile"), [
-    pytest.param(text, h, id=f"{tid}-{h.name}", marks=[pytest.mark.xfail(
-        strict=True, reason=ONE_SCALAR)] if (tid, h.name) in MANIFEST_KNOWN else [])
-    for tid, text in zip(("block", "quoted", "flow"), MANIFESTS, strict=True) for h in HOSTILE])
-def test_a_value_in_a_manifest_is_one_scalar(text, hostile, tmp_path):
+@pytest.mark.parametrize("hostile", HOSTILE, ids=[h.name for h in HOSTILE])
+@pytest.mark.parametrize("text", MANIFESTS, ids=["block", "quoted", "flow"])
+def test_a_value_in_a_manifest_is_one_scalar(hostile, text, tmp_path):
     from ansflow.spec.steps import K8sDeployConfig
     from ansflow.tasks.k8s_manifests import load_documents
 
