@@ -312,6 +312,9 @@ def _allocate_build(plan: Plan, flow_run_id) -> RunStart:  # noqa: ANN001
                      if flow_run is not None else None)
 
 
+_RunLogger = logging.Logger | logging.LoggerAdapter
+
+
 def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_run_id) -> State:
     """Run a validated plan inside the current flow run; returns the run's final state."""
     logger = get_run_logger()
@@ -321,23 +324,44 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
         message = f"the run did not start: {exc}"
         logger.error(message)
         return Failed(message=message)
-    build_number = start.build_number
-    if start.note:
-        logger.warning(start.note)
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(flow_run_id, name=f"{plan.name} #{build_number}")
-    logger.info(f"pipeline {plan.name!r} build #{build_number}: {len(plan.steps)} steps, "
-                f"{len(plan.finally_steps)} finally")
+    _announce_build(plan, start, flow_run_id, logger)
 
     control = RunControl()
-    info = RunInfo(plan.name, str(flow_run_id), build_number, values, secrets)
+    info = RunInfo(plan.name, str(flow_run_id), start.build_number, values, secrets)
     scheduler = Scheduler(plan, info, control, reused=start.reused)
     for value in credential_secrets(plan):
         scheduler.masker.add(value)
+    _run_steps(plan, scheduler, control, flow_run_id, logger)
+
+    state, message = scheduler.outcome()
+    summary = _run_summary(plan, start, scheduler, flow_run_id, state, message)
+    _record_end(plan, scheduler, flow_run_id, state, summary, logger)
+    (logger.info if state == "completed" else logger.error)(message)
+    publish_run(summary, scheduler.masker)
+    if state == "completed":
+        return Completed(message=message, data=summary)
+    if state == "cancelled":
+        return Cancelled(message=message, data=summary)
+    return Failed(message=message, data=summary)
+
+
+def _announce_build(plan: Plan, start: RunStart, flow_run_id: Any, logger: _RunLogger) -> None:
+    """The flow run named after the pipeline and its build number, which the log says too."""
+    if start.note:
+        logger.warning(start.note)
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run_id, name=f"{plan.name} #{start.build_number}")
+    logger.info(f"pipeline {plan.name!r} build #{start.build_number}: {len(plan.steps)} steps, "
+                f"{len(plan.finally_steps)} finally")
+
+
+def _run_steps(plan: Plan, scheduler: Scheduler, control: RunControl, flow_run_id: Any,
+               logger: _RunLogger) -> None:
+    """Run the steps to the end, within the pipeline's timeout; cancelling the flow run in
+    Prefect, or SIGTERM, cancels them."""
     stop = threading.Event()
-    watcher = threading.Thread(target=watch_cancellation, args=(flow_run_id, control, stop),
-                               daemon=True, name="ansflow-cancel-watch")
-    watcher.start()
+    threading.Thread(target=watch_cancellation, args=(flow_run_id, control, stop),
+                     daemon=True, name="ansflow-cancel-watch").start()
     deadline = time.monotonic() + plan.timeout if plan.timeout else None
     restore = _cancel_on_sigterm(scheduler, control, logger)
     try:
@@ -346,9 +370,12 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
         stop.set()
         restore()
         finish_remote_run(str(flow_run_id), logger.warning)
-    state, message = scheduler.outcome()
+
+
+def _run_summary(plan: Plan, start: RunStart, scheduler: Scheduler, flow_run_id: Any,
+                 state: str, message: str) -> dict[str, Any]:
     summary = {
-        "pipeline": plan.name, "run_id": str(flow_run_id), "build_number": build_number,
+        "pipeline": plan.name, "run_id": str(flow_run_id), "build_number": start.build_number,
         "state": state, "message": message,
         "steps": [scheduler.records[s.id].as_dict() for s in plan.steps + plan.finally_steps],
     }
@@ -356,6 +383,13 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
         summary["matrix"] = scheduler.matrix_summary()
     if start.retry:
         summary["reused"] = list(start.reused)
+    return summary
+
+
+def _record_end(plan: Plan, scheduler: Scheduler, flow_run_id: Any, state: str,
+                summary: dict[str, Any], logger: _RunLogger) -> None:
+    """The steps' results (what a retry of this flow run reuses) and the run's end, in the
+    store."""
     try:
         record_results(str(flow_run_id), step_results(plan, scheduler.records,
                                                       scheduler.attempts.outputs,
@@ -368,10 +402,3 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
     except AnsflowError as exc:  # the run happened: its artifacts and event still go out
         logger.warning(f"could not record the run's end: {exc}; the run's artifacts and event "
                        "are published anyway")
-    (logger.info if state == "completed" else logger.error)(message)
-    publish_run(summary, scheduler.masker)
-    if state == "completed":
-        return Completed(message=message, data=summary)
-    if state == "cancelled":
-        return Cancelled(message=message, data=summary)
-    return Failed(message=message, data=summary)
