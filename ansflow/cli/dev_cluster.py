@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ansflow.cli.common import fail as _fail
 from ansflow.errors import AnsflowError
+
+if TYPE_CHECKING:
+    from ansflow.devcluster.manager import UpResult
 
 app = typer.Typer(
     help="Run a real local Kubernetes control plane (etcd, API server, controller manager, "
@@ -82,9 +87,25 @@ def up(
         "default: $ANSFLOW_TEST_REGISTRY, the set-up's registry, when set)."),
 ) -> None:
     """Start the cluster (a no-op when it already runs) and wait until its nodes are Ready."""
-    import os
+    registries = _loopback_registries(registry)
+    started = time.monotonic()
+    result = _start(name, nodes=nodes, timeout=timeout, real_node=real_node,
+                    registries=registries)
+    _report_start(name, result, started)
+    if block:
+        _save_block_or_warn(name, result.paths.kubeconfig)
+    typer.echo(
+        "use it:\n"
+        f"  export KUBECONFIG={result.paths.kubeconfig}\n"
+        f"  kubectl get nodes        (kubectl is in {result.state.binaries})\n"
+        f"  KubernetesCluster.load({name!r}) in a flow\n"
+        f"stop it: ansflow dev-cluster down --name {name}"
+    )
 
-    from ansflow.devcluster import manager
+
+def _loopback_registries(registry: list[str]) -> list[str]:
+    """The --registry values, else $ANSFLOW_TEST_REGISTRY; exits unless each is on loopback."""
+    import os
 
     registries = list(registry)
     if not registries and os.environ.get("ANSFLOW_TEST_REGISTRY"):
@@ -93,17 +114,27 @@ def up(
         host, _, port = reg.rpartition(":")
         if host not in ("127.0.0.1", "localhost") or not port.isdigit():
             _fail(f"--registry {reg!r}: give a loopback registry as 127.0.0.1:PORT")
-    started = time.monotonic()
+    return registries
+
+
+def _start(name: str, *, nodes: int, timeout: float, real_node: bool,
+           registries: list[str]) -> UpResult:
+    """The manager's `up`; any failure is one line and a non-zero exit, never a traceback."""
+    from ansflow.devcluster import manager
+
     try:
-        result = manager.up(name, nodes=nodes, timeout=timeout, real_node=real_node,
-                            registries=registries)
+        return manager.up(name, nodes=nodes, timeout=timeout, real_node=real_node,
+                          registries=registries)
     except AnsflowError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted; the components started so far were stopped", 130)
     except Exception as exc:  # never a traceback for the user; the cause in one line
         _fail(f"dev cluster {name!r} failed to start: {type(exc).__name__}: {str(exc)[:500]}")
-    state, paths = result.state, result.paths
+
+
+def _report_start(name: str, result: UpResult, started: float) -> None:
+    state = result.state
     if result.recovered:
         typer.echo(f"recovered from a crashed run: stopped leftover {', '.join(result.recovered)}")
     if result.upgraded and (result.previous_security or 0) < 1:
@@ -125,23 +156,19 @@ def up(
             f"({state.nodes} Ready node(s) in {time.monotonic() - started:.1f} s; "
             f"Kubernetes {state.versions.get('kubernetes', '?')})"
         )
-    if block:
-        err = save_cluster_block(name, str(paths.kubeconfig))
-        if err:
-            typer.echo(
-                f"warning: could not save the Prefect block {name!r} ({err}); save it later "
-                f"with: ansflow cluster add {name} --kubeconfig {paths.kubeconfig}",
-                err=True,
-            )
-        else:
-            typer.echo(f"saved Prefect block ansflow-kubernetes-cluster/{name}")
-    typer.echo(
-        "use it:\n"
-        f"  export KUBECONFIG={paths.kubeconfig}\n"
-        f"  kubectl get nodes        (kubectl is in {state.binaries})\n"
-        f"  KubernetesCluster.load({name!r}) in a flow\n"
-        f"stop it: ansflow dev-cluster down --name {name}"
-    )
+
+
+def _save_block_or_warn(name: str, kubeconfig: Path) -> None:
+    """The cluster runs either way: a block that cannot be saved is a warning."""
+    err = save_cluster_block(name, str(kubeconfig))
+    if err:
+        typer.echo(
+            f"warning: could not save the Prefect block {name!r} ({err}); save it later "
+            f"with: ansflow cluster add {name} --kubeconfig {kubeconfig}",
+            err=True,
+        )
+    else:
+        typer.echo(f"saved Prefect block ansflow-kubernetes-cluster/{name}")
 
 
 @app.command()
