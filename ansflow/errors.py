@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+# A failure message a user sees (a task run's state, a log line, a summary) is bounded: a
+# refusal names the problem, it does not dump a 100 KiB value back.
+MAX_MESSAGE = 2000
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how much was left out. Cut
+    after masking, so that no cut leaves part of a secret the masker would not know."""
+    if len(text) <= limit:
+        return text
+    kept = max(0, limit - 40)
+    return f"{text[:kept]}... ({len(text) - kept} more characters)"
+
 
 class AnsflowError(Exception):
     """Base of every error ansflow raises on purpose; its message is meant for a user."""

@@ -15,6 +15,7 @@ import contextvars
 import inspect
 import logging
 import os
+import shlex
 import threading
 from typing import Any
 
@@ -25,7 +26,7 @@ from prefect.input import RunInput
 from prefect.states import Failed, State
 from pydantic import Field
 
-from ansflow.errors import StepFailed
+from ansflow.errors import StepFailed, bounded
 from ansflow.flows.deployment import RunFormSchema
 from ansflow.flows.manage_publish import publish_failure, publish_result
 from ansflow.manage import ObjectRef, Operation, load_operations
@@ -166,7 +167,7 @@ def check_cluster(name: str) -> None:
         return
     listed = ", ".join(names) if names else "none"
     raise StepFailed(f"no saved Kubernetes cluster block named {name!r} (saved: {listed})",
-                     hint=f"save one: ansflow cluster add {name} --kubeconfig FILE")
+                     hint=f"save one: ansflow cluster add {shlex.quote(name)} --kubeconfig FILE")
 
 
 def approval_timeout() -> int:
@@ -288,7 +289,7 @@ def run_operation(op: Operation, params: dict[str, Any]) -> dict[str, str] | Sta
             with cluster_session(ctx, cluster, namespace) as session:
                 result = op.func(ctx, session, **params)
     except StepFailed as exc:
-        message = ctx.masker(str(exc))
+        message = bounded(ctx.masker(str(exc)))
         get_run_logger().error(message)
         publish_failure(op.name, guessed_target(op, cluster, namespace, params), message,
                         ctx.masker, run_id)

@@ -21,7 +21,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture
 from prefect.utilities.annotations import quote
 
-from ansflow.errors import StepCancelled, StepTimedOut
+from ansflow.errors import StepCancelled, StepTimedOut, bounded
 from ansflow.flows.run_records import RunInfo, StepRecord, max_parallel  # noqa: F401
 from ansflow.flows.step_task import Attempts, not_run, run_pipeline_step
 from ansflow.flows.tag_limits import limited_tags, mark_unlimited
@@ -268,7 +268,8 @@ class Scheduler:
         else:
             error = self.attempts.last_error.get(sid)
             record.exit_code = getattr(error, "exit_code", None)
-            record.message = self.masker(str(error) if error else (state.message or "failed"))
+            shown = str(error) if error else (state.message or "failed")
+            record.message = bounded(self.masker(shown))
             record.state = ("timedout" if isinstance(error, StepTimedOut) else
                             "cancelled" if isinstance(error, StepCancelled) else "failed")
         self._notify(record)

@@ -23,6 +23,7 @@ from ansflow.errors import (
     StepPermanent,
     StepTimedOut,
     StepTransient,
+    bounded,
 )
 from ansflow.plan import PlannedStep
 from ansflow.shellquote import shell_fields
@@ -104,7 +105,7 @@ def run_pipeline_step(executor: Executor, ctx: StepContext, config: dict[str, An
             result = _attempt(executor, ctx, config, base_env, template_context)
         except StepFailed as exc:
             attempts.last_error[ctx.step_id] = exc
-            ctx.logger.error(ctx.masker(f"[ansflow] step failed: {exc}"))
+            ctx.logger.error(bounded(ctx.masker(f"[ansflow] step failed: {exc}")))
             if ctx.attempt > step.retries or not should_retry(step, exc) or ctx.cancelled:
                 return _failed(ctx, attempts, exc)
             if step.retry_delay:
@@ -163,7 +164,7 @@ def _failed(ctx: StepContext, attempts: Attempts, exc: StepFailed) -> State:
     attempts.last_error[ctx.step_id] = exc
     name = ("TimedOut" if isinstance(exc, StepTimedOut) else
             "Cancelled" if isinstance(exc, StepCancelled) else "Failed")
-    return Failed(name=name, message=ctx.masker(str(exc)))
+    return Failed(name=name, message=bounded(ctx.masker(str(exc))))
 
 
 def validate_config_for(step_type: str, rendered: dict[str, Any]):

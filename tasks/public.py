@@ -22,7 +22,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 
-from ansflow.errors import StepFailed
+from ansflow.errors import StepFailed, bounded
 from ansflow.spec.common import StrictModel
 from ansflow.tasks.base import RunControl, StepContext, StepResult
 
@@ -67,9 +67,12 @@ def validated_config(model: type[StrictModel], values: dict[str, Any], what: str
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
-                            for e in exc.errors())
-        raise StepFailed(f"{what}: {details}") from None
+        # Validators may echo the value: each detail is bounded (the whole message is
+        # bounded again after masking, where the step fails).
+        details = "; ".join(
+            bounded(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}", 400)
+            for e in exc.errors())
+        raise StepFailed(bounded(f"{what}: {details}")) from None
 
 
 def config_of(model: type[StrictModel], arguments: dict[str, Any]) -> Any:
