@@ -14,6 +14,7 @@ from typing import Any
 from prefect_docker import DockerHost, DockerRegistryCredentials
 from pydantic import SecretStr
 
+from ansflow.blocknames import check_block_name
 from ansflow.engines.docker_streams import looks_like_registry, normal_registry, registry_of_image
 from ansflow.errors import StepFailed
 from ansflow.masking import short_secret_error
@@ -69,6 +70,7 @@ def _host_of(url: str) -> str:
 
 
 def _load_credentials(name: str, what: str) -> DockerRegistryCredentials:
+    check_block_name(name, what)
     try:
         return DockerRegistryCredentials.load(name)
     except ValueError as exc:
@@ -147,6 +149,7 @@ def docker_base_url(host: str | None) -> str | None:
     """
     if not host or "://" in host:
         return host or None
+    check_block_name(host, "docker host")
     try:
         return DockerHost.load(host).base_url
     except ValueError as exc:

@@ -20,6 +20,7 @@ from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from ansflow.blocknames import check_block_name
 from ansflow.errors import AnsflowError
 from ansflow.flows.publish import publish_run
 from ansflow.flows.rerun import RunStart, record_results, start_run, step_results
@@ -86,6 +87,7 @@ def secret_names(plan: Plan) -> list[str]:
 def load_secrets(names: list[str]) -> dict[str, str]:
     values: dict[str, str] = {}
     for name in names:
+        check_block_name(name, "secret")
         try:
             value = Secret.load(name, _sync=True).get()
         except ValueError as exc:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ansflow.blocknames import check_block_name
 from ansflow.engines.process import run_process
 from ansflow.engines.reaper import private_dir
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
@@ -77,6 +78,7 @@ def playbook_argv(config: AnsibleConfig, playbook: str, inventory: str, extra: s
 def _vault_password(ctx: StepContext, name: str) -> str:
     from prefect.blocks.system import Secret  # noqa: PLC0415
 
+    check_block_name(name, "vault_password")
     try:
         value = Secret.load(name, _sync=True).get()
     except ValueError:

@@ -4,6 +4,7 @@ into a step error that names the cluster, in one place."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s
 
+from ansflow.blocknames import check_block_name
 from ansflow.engines.kube import api_client_for, translate_error
 from ansflow.engines.kube_objects import KubeApplyConflict, KubeError
 from ansflow.errors import StepFailed, StepTransient
@@ -48,12 +50,13 @@ def load_cluster(name: str | None, ctx: Any = None):
         return _masked(given, name or "given", ctx)
     if not name:
         raise StepFailed("no cluster given (set `cluster:` or `defaults.k8s.cluster`)")
+    check_block_name(name, "cluster")
     try:
         block = KubernetesCluster.load(name)
     except ValueError as exc:
         raise StepFailed(
             f"no saved Kubernetes cluster block named {name!r}",
-            hint=f"save one: ansflow cluster add {name} --kubeconfig FILE",
+            hint=f"save one: ansflow cluster add {shlex.quote(name)} --kubeconfig FILE",
         ) from exc
     return _masked(block, name, ctx)
 

@@ -3,10 +3,12 @@ its secrets added to the run's masker, as an engine `Target`."""
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 from typing import Any
 
+from ansflow.blocknames import check_block_name
 from ansflow.engines.ssh import Target
 from ansflow.errors import StepFailed
 from ansflow.tasks.base import mask_secrets
@@ -40,12 +42,13 @@ def load_host_block(name: str, run_id: str | None = None) -> Any:
 
 
 def _load(model: Any, name: str) -> Any:
+    check_block_name(name, "host")
     try:
         return model.load(name)
     except ValueError as exc:
         if "unable to find" in str(exc).lower() or "not found" in str(exc).lower():
             raise StepFailed(f"no saved SSH host block named {name!r}",
-                             hint=f"save one: ansflow host add {name} --hostname ... "
+                             hint=f"save one: ansflow host add {shlex.quote(name)} --hostname ... "
                                   "--user ... --key-file ... --known-host-key ...") from None
         raise StepFailed(f"host {name!r}: cannot load its block: {str(exc)[:300]}") from None
     except RuntimeError as exc:
@@ -54,7 +57,7 @@ def _load(model: Any, name: str) -> Any:
         if "failed validation" not in str(exc):
             raise
         raise StepFailed(f"host {name!r}: its saved block is refused: {_invalid(exc)}",
-                         hint=f"save it again: ansflow host add {name} ... --overwrite"
+                         hint=f"save it again: ansflow host add {shlex.quote(name)} ... --overwrite"
                          ) from None
 
 

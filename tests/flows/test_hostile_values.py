@@ -51,9 +51,6 @@ THROUGH_CLI = {"non-utf8"}
 # (value, case) -> the fix it waits on. Cases are step ids (type__field), `op.param`, or
 # code-ran / victims / audit / log / stderr / summary / run; both may be fnmatch patterns.
 # None of these has a fix in flight yet; each reason says where it belongs.
-BLOCK_NAME = ("a block name with a control character or past the URL limit reaches Prefect's "
-              "client (httpx InvalidURL) instead of being refused as a name where blocks are "
-              "loaded")
 NUL_ARGV = ("a NUL in a program or argument raises ValueError in the process spawn (local "
             "runner, helm) instead of a refusal")
 NAME_TOO_LONG = ("ENAMETOOLONG (OSError) from path confinement or the program lookup escapes "
@@ -63,12 +60,6 @@ ECHOED = ("the refusal repeats the whole 100 KiB value: no bound on a failure me
 NON_UTF8 = ("`ansflow run --var` with a non-UTF-8 value ends in 'internal error' "
             "(UnicodeEncodeError) instead of refusing the value")
 KNOWN: dict[tuple[str, str], str] = {
-    **{(v, c): BLOCK_NAME for v in ("newline", "yaml-*", "nul", "long")
-       for c in ("*__host", "k8s_*__cluster")},
-    **{(v, c): BLOCK_NAME for v in ("newline", "nul", "long")
-       for c in ("docker_p*__registry", "docker_p*__credentials")},
-    **{("yaml-document", c): BLOCK_NAME for c in ("ansible__hosts_0",
-                                                  "ansible__vault_password")},
     **{("nul", c): NUL_ARGV for c in ("command__command_0", "command__shell",
                                       "script__args_0", "script__interpreter",
                                       "k8s_deploy__helm_*")},

@@ -155,3 +155,13 @@ def test_a_runs_names_are_checked_before_any_approval_is_asked():
     check_names(ops["delete"], "team-a", {"resource_type": "configmap",
                                           "label_selector": "app=x,foo"})
     check_names(ops["rollback"], None, {"resource_name": "web.v2", "revision": None})
+
+
+def test_the_hint_for_a_missing_cluster_quotes_the_name_for_a_shell(prefect_server):
+    from ansflow.errors import StepFailed
+    from ansflow.flows.manage import check_cluster
+
+    with pytest.raises(StepFailed) as caught:
+        check_cluster("x; touch /tmp/hv-mark")
+    assert caught.value.hint == ("save one: ansflow cluster add 'x; touch /tmp/hv-mark' "
+                                 "--kubeconfig FILE")
