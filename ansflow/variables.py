@@ -153,5 +153,20 @@ def parse_var_options(items: list[str]) -> dict[str, str]:
         if "=" not in item or not item.split("=", 1)[0].strip():
             raise UsageError(f"--var expects NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = value
+        key = key.strip()
+        # A non-UTF-8 byte from argv arrives as a lone surrogate, which no later stage (the
+        # Prefect API, a log, a file) can encode.
+        if not _utf8(key):
+            raise UsageError(f"--var: the variable name {key[:60]!r} is not valid UTF-8")
+        if not _utf8(value):
+            raise UsageError(f"variable {key}: the value is not valid UTF-8")
+        out[key] = value
     return out
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -93,9 +93,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "ansible.ansible_cfg.hvkey.hvkey", "ansible.groups.hvkey.0", "k8s_delete.label_selector",
         "k8s_exec.pod_selector", "k8s_logs.pod_selector", "k8s_restart.resource_type",
         "k8s_rollback.resource_type", "k8s_scale.resource_type", "k8s_wait.condition")},
-    ("non-utf8", "ansible.groups.hvkey.0"): (
-        "UnicodeEncodeError escapes the config check: the groups check puts the raw value in "
-        "its message and pydantic-core cannot encode a lone surrogate"),
 }
 
 

@@ -54,3 +54,13 @@ def test_declared_constraints_are_checked_by_validate_with_positions(tmp_path):
     assert "v.yaml:7:8: maxLength applies to string variables, not an integer" in out
     assert "v.yaml:8:8: enum value 7 is not a string" in out
     assert "5 problem(s)" in out
+
+
+def test_a_var_value_that_is_not_utf8_is_refused_by_name():
+    # What `--var K=<bytes>` becomes in sys.argv for a byte that is not UTF-8.
+    raw = b"K=x\xff\xfe; touch /tmp/m".decode("utf-8", "surrogateescape")
+    with pytest.raises(UsageError, match=r"^variable K: the value is not valid UTF-8$"):
+        parse_var_options([raw])
+    with pytest.raises(UsageError, match=r"the variable name .* is not valid UTF-8"):
+        parse_var_options([b"K\xff=x".decode("utf-8", "surrogateescape")])
+    assert parse_var_options(["K=caf\u00e9"]) == {"K": "caf\u00e9"}

@@ -136,7 +136,9 @@ class AnsibleConfig(StrictModel):
         unknown = sorted({h for members in self.groups.values() for h in members}
                          - set(self.hosts))
         if unknown and not any("{{" in h for h in unknown):
-            raise ValueError(f"groups name hosts not in 'hosts': {', '.join(unknown)}")
+            # repr: a lone surrogate (a non-UTF-8 byte) in the raw name would make the
+            # message itself unencodable for pydantic-core.
+            raise ValueError(f"groups name hosts not in 'hosts': {', '.join(map(repr, unknown))}")
         return self
 
 

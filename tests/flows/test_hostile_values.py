@@ -57,8 +57,6 @@ NAME_TOO_LONG = ("ENAMETOOLONG (OSError) from path confinement or the program lo
                  "as an unexpected error")
 ECHOED = ("the refusal repeats the whole 100 KiB value: no bound on a failure message (to "
           "be cut after masking, where a step or an operation fails)")
-NON_UTF8 = ("`ansflow run --var` with a non-UTF-8 value ends in 'internal error' "
-            "(UnicodeEncodeError) instead of refusing the value")
 KNOWN: dict[tuple[str, str], str] = {
     **{("nul", c): NUL_ARGV for c in ("command__command_0", "command__shell",
                                       "script__args_0", "script__interpreter",
@@ -71,7 +69,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "docker_build__*", "docker_pull__*", "docker_push__*", "docker_run__*",
         "k8s_*__pod_selector", "k8s_*__resource_type", "k8s_delete__label_selector",
         "k8s_wait__condition", "k8s_deploy__helm_*", "k8s_deploy__manifest_path")},
-    ("non-utf8", "run"): NON_UTF8,
 }
 KNOWN_OPERATIONS: dict[tuple[str, str], str] = {
     ("long", c): ECHOED for c in ("delete.label_selector", "logs.pod_selector", "logs.since",

@@ -23,7 +23,7 @@ steps:
   - {id: pod, type: command, runs_on: kubernetes, config: {command: x}}
 """)
     assert len(out) == 3 and out[0].startswith("p.yaml:2:")
-    assert "groups name hosts not in 'hosts': b" in out[0]
+    assert "groups name hosts not in 'hosts': 'b'" in out[0]
     assert out[1] == ("p.yaml:3:5: step 'pod' runs on kubernetes but names no image: set its "
                       "config.image or `defaults.kubernetes.image`")
     assert out[2].startswith("p.yaml:3:5: step 'pod' runs on kubernetes but names no cluster")

@@ -62,6 +62,16 @@ def test_summary_and_failure_message_units():
         AnsibleConfig(playbook="p", hosts=["a"], groups={"g": ["b"]})
 
 
+def test_a_group_member_that_is_not_utf8_is_refused_with_an_encodable_message():
+    # A non-UTF-8 byte reaches Python as a lone surrogate; pydantic-core must be able to
+    # encode the validator's message, so the raw name is never in it.
+    with pytest.raises(ValueError) as caught:
+        AnsibleConfig(playbook="p", hosts=["a"], groups={"g": ["x\udcff\udcfe"]})
+    message = str(caught.value)
+    message.encode("utf-8")
+    assert "groups name hosts not in 'hosts': 'x\\udcff\\udcfe'" in message
+
+
 def test_playbook_template_handler_and_check(run_pipeline, ssh_host, tmp_path):
     target = tmp_path / "remote"
     target.mkdir()
