@@ -10,6 +10,7 @@ the pipeline file cannot widen that list. Errors name the path, never a file's c
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 
@@ -22,6 +23,29 @@ def allowed_host_paths() -> list[str]:
     """The worker's extra roots, resolved (relative entries are ignored)."""
     raw = os.environ.get(ALLOWED_HOST_PATHS_ENV, "")
     return [os.path.realpath(p) for p in re.split(r"[:,]", raw) if p.strip().startswith("/")]
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """``value`` as an error repeats it: quoted, cut to ``limit`` characters."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def _check_length(path: str, resolved: str, what: str) -> None:
+    """Refuse a path the system cannot look up (longer than PATH_MAX, or a part longer than
+    NAME_MAX): realpath lets it through, and every later stat or open would fail with
+    ENAMETOOLONG, far from where the path was given."""
+    try:
+        path_max = os.pathconf("/", "PC_PATH_MAX")
+        name_max = os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        path_max, name_max = 4096, 255
+    longest = max((len(os.fsencode(part)) for part in resolved.split("/")), default=0)
+    if len(os.fsencode(resolved)) >= path_max or longest > name_max:
+        raise StepFailed(f"{what} {_shown(path)} cannot be used: the path is too long "
+                         f"({len(path)} characters; at most {path_max} bytes in all and "
+                         f"{name_max} per name)")
 
 
 def _inside(path: str, root: str) -> bool:
@@ -51,14 +75,23 @@ def confine(path: str, workspace: str, what: str) -> str:
         StepFailed: the path is outside (the message names the path and how to allow it).
     """
     if "\0" in path:
-        raise StepFailed(f"{what} {path!r} contains a NUL byte")
+        raise StepFailed(f"{what} {_shown(path)} contains a NUL byte")
     root = os.path.realpath(workspace)
-    resolved = os.path.realpath(os.path.join(root, path))
+    try:
+        resolved = os.path.realpath(os.path.join(root, path))
+    except OSError as exc:  # resolving stats each part: ENAMETOOLONG, ELOOP, EACCES, ...
+        if exc.errno == errno.ENAMETOOLONG:
+            raise StepFailed(f"{what} {_shown(path)} cannot be used: the path is too long "
+                             f"({len(path)} characters)") from None
+        raise StepFailed(f"{what} {_shown(path)} cannot be resolved: "
+                         f"{exc.strerror or exc}") from None
+    _check_length(path, resolved, what)
     if _inside(resolved, root):
         return resolved
     if any(_inside(resolved, allowed) for allowed in allowed_host_paths()):
         return resolved
-    shown = repr(path) if path == resolved else f"{path!r} (resolved: {resolved})"
+    shown = _shown(path) if path == resolved else \
+        f"{_shown(path)} (resolved: {resolved})"  # at most PATH_MAX: checked above
     raise StepFailed(
         f"{what} {shown} is outside the workspace; steps reach only files under "
         f"{root} unless the worker's operator allows a host path in "

@@ -24,8 +24,10 @@ from typing import Any
 
 from ansflow.engines import pidrange, reaper
 from ansflow.engines.lines import MAX_LINE_BYTES, LineSplitter
+from ansflow.errors import StepFailed
 
 READ_CHUNK = 65536
+SHOWN_CHARS = 80  # how much of a refused program, argument or directory a message repeats
 KILL_GRACE = 2.0
 TOKEN_ENV = reaper.TOKEN_ENV
 
@@ -186,16 +188,25 @@ def run_process(
 
     Raises:
         FileNotFoundError / PermissionError: the program cannot be started.
+        StepFailed: a NUL byte in ``argv``, ``cwd`` or ``env`` (refused before the spawn), or
+            another reason the program cannot be started (a name too long, ...).
     """
+    check_spawnable(argv, cwd, env)
     token = reaper.new_token()
     since = pidrange.cursor()  # before the spawn: the step's processes all come after it
     # No preexec function when the reaper runs: CPython then spawns with vfork (start_new_session
     # and close_fds keep that path; a preexec_fn, user, group or groups would not).
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env={**env, TOKEN_ENV: token}, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        preexec_fn=reaper.guard(),  # noqa: PLW1509 (None, or the fallback without a reaper)
-    )
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env={**env, TOKEN_ENV: token}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            preexec_fn=reaper.guard(),  # noqa: PLW1509 (None, or the fallback without a reaper)
+        )
+    except (FileNotFoundError, PermissionError):
+        raise  # the callers turn these into "not found" / "permission denied" (127 / 126)
+    except OSError as exc:  # ENAMETOOLONG, E2BIG, ENOEXEC, ...: the user's value, not a bug
+        raise StepFailed(f"cannot start {shown(argv[0])}: "
+                         f"{exc.strerror or exc}") from None
     reaper.track(proc.pid)
 
     def kill_all() -> None:
@@ -248,6 +259,41 @@ def run_process(
     outcome.exit_code = proc.wait()
     reaper.untrack(proc.pid)
     return outcome
+
+
+def shown(value: str) -> str:
+    """``value`` as a message repeats it: quoted, cut to SHOWN_CHARS."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
+def check_spawnable(argv: list[str], cwd: str, env: dict[str, str]) -> None:
+    """Refuse what no process can receive, before the spawn: a NUL byte ends a C string, so
+    the kernel would get another value than the one given (Popen raises ValueError for it).
+
+    Raises:
+        StepFailed: a NUL in the program, an argument or the working directory, or a NUL or
+            ``=`` in an environment variable's name, or a NUL in its value (not repeated: it
+            may be a secret).
+    """
+    if not argv:
+        raise StepFailed("the command is empty: there is no program to start")
+    for index, arg in enumerate(argv):
+        if "\0" in arg:
+            what = f"the program {shown(arg)}" if index == 0 else \
+                f"argument {index} of the command ({shown(arg)})"
+            raise StepFailed(f"{what} contains a NUL byte, which no program can receive")
+    if "\0" in cwd:
+        raise StepFailed(f"the working directory {shown(cwd)} contains a NUL byte, which no "
+                         "path can hold")
+    for name, value in env.items():
+        if "\0" in name or "=" in name or not name:
+            raise StepFailed(f"the environment variable name {shown(name)} is not one a "
+                             "process can receive (empty, or holding '=' or a NUL byte)")
+        if "\0" in value:
+            raise StepFailed(f"the environment variable {shown(name)} has a NUL byte in its "
+                             "value, which no process can receive")
 
 
 def _kill_rest(proc: subprocess.Popen) -> None:

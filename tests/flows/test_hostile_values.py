@@ -51,19 +51,9 @@ THROUGH_CLI = {"non-utf8"}
 # (value, case) -> the fix it waits on. Cases are step ids (type__field), `op.param`, or
 # code-ran / victims / audit / log / stderr / summary / run; both may be fnmatch patterns.
 # None of these has a fix in flight yet; each reason says where it belongs.
-NUL_ARGV = ("a NUL in a program or argument raises ValueError in the process spawn (local "
-            "runner, helm) instead of a refusal")
-NAME_TOO_LONG = ("ENAMETOOLONG (OSError) from path confinement or the program lookup escapes "
-                 "as an unexpected error")
 ECHOED = ("the refusal repeats the whole 100 KiB value: no bound on a failure message (to "
           "be cut after masking, where a step or an operation fails)")
 KNOWN: dict[tuple[str, str], str] = {
-    **{("nul", c): NUL_ARGV for c in ("command__command_0", "command__shell",
-                                      "script__args_0", "script__interpreter",
-                                      "k8s_deploy__helm_*")},
-    **{("long", c): NAME_TOO_LONG for c in ("command__command_0", "command__shell",
-                                            "command__working_dir", "script__file",
-                                            "script__interpreter", "script__working_dir")},
     **{("long", c): ECHOED for c in (
         "command__download_0", "command__image", "script__download_0", "script__image",
         "docker_build__*", "docker_pull__*", "docker_push__*", "docker_run__*",
