@@ -37,6 +37,13 @@ from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 
 POLL_SECONDS = 0.5
 DRAIN_SECONDS = 30.0
+# A container's argv and environment travel through the engine's JSON, containerd and runc.
+# An executable name far past PATH_MAX makes the runtime's error never come back: the start
+# call hangs for minutes and leaves a "Created" container that only an engine restart removes.
+# These bounds are checked before any request, so a run-form value cannot wedge a shared engine.
+MAX_ARGV_ENV_BYTES = 64 * 1024
+MAX_EXECUTABLE_BYTES = 4096
+PREVIEW_CHARS = 60
 
 
 @dataclass
@@ -143,6 +150,42 @@ def ensure_image(
     return None
 
 
+def _size(text: str) -> int:
+    # surrogatepass: a non-UTF-8 byte from argv or the environment is a lone surrogate here.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _preview(text: str) -> str:
+    return repr(text[:PREVIEW_CHARS]) + ("..." if len(text) > PREVIEW_CHARS else "")
+
+
+def check_spec_size(spec: ContainerSpec) -> None:
+    """Refuse a command, entrypoint and environment too large to hand to the engine.
+
+    Raises:
+        StepFailed: the executable name (the first word of the entrypoint, else of the
+            command) is over ``MAX_EXECUTABLE_BYTES``, or argv and environment together
+            (``KEY=value`` each) are over ``MAX_ARGV_ENV_BYTES``.
+    """
+    for name, argv in (("entrypoint", spec.entrypoint), ("command", spec.command)):
+        if argv and _size(argv[0]) > MAX_EXECUTABLE_BYTES:
+            raise StepFailed(
+                f"the container's {name} starts with a word of {_size(argv[0])} bytes "
+                f"({_preview(argv[0])}), longer than the {MAX_EXECUTABLE_BYTES} bytes an "
+                "executable name may have",
+                hint="pass long data in a file in the workspace, not on the command line")
+        if argv:
+            break  # the first non-empty one names the executable
+    total = sum(_size(word) + 1 for word in [*(spec.entrypoint or ()), *(spec.command or ())])
+    total += sum(_size(key) + _size(value) + 2 for key, value in spec.env.items())
+    if total > MAX_ARGV_ENV_BYTES:
+        raise StepFailed(
+            f"the container's command, entrypoint and environment take {total} bytes, more "
+            f"than the {MAX_ARGV_ENV_BYTES} bytes allowed",
+            hint="pass long data in a file in the workspace, not on the command line or in "
+                 "the environment")
+
+
 def _remove_quietly(container_id: str, base_url: str | None) -> None:
     """Kill and remove a container with a client of its own (called from other threads)."""
     try:
@@ -210,9 +253,12 @@ def run_container(
 
     Raises:
         StepFailed: the engine refused to create or start the container (e.g. no such
-            executable: exit code 127), or the image is missing.
+            executable: exit code 127), or the image is missing; or the command,
+            entrypoint and environment are too large (``check_spec_size``, before any
+            request to the engine).
         EngineUnavailable: no engine answers.
     """
+    check_spec_size(spec)
     client = docker_client(base_url)
     container_id = ""
     unregister: Callable[[], None] = lambda: None  # noqa: E731
