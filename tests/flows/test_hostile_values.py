@@ -51,18 +51,8 @@ THROUGH_CLI = {"non-utf8"}
 # (value, case) -> the fix it waits on. Cases are step ids (type__field), `op.param`, or
 # code-ran / victims / audit / log / stderr / summary / run; both may be fnmatch patterns.
 # None of these has a fix in flight yet; each reason says where it belongs.
-ECHOED = ("the refusal repeats the whole 100 KiB value: no bound on a failure message (to "
-          "be cut after masking, where a step or an operation fails)")
-KNOWN: dict[tuple[str, str], str] = {
-    **{("long", c): ECHOED for c in (
-        "command__download_0", "command__image", "script__download_0", "script__image",
-        "docker_build__*", "docker_pull__*", "docker_push__*", "docker_run__*",
-        "k8s_*__pod_selector", "k8s_*__resource_type", "k8s_delete__label_selector",
-        "k8s_wait__condition", "k8s_deploy__helm_*", "k8s_deploy__manifest_path")},
-}
-KNOWN_OPERATIONS: dict[tuple[str, str], str] = {
-    ("long", c): ECHOED for c in ("delete.label_selector", "logs.pod_selector", "logs.since",
-                                  "secret.keys")}
+KNOWN: dict[tuple[str, str], str] = {}
+KNOWN_OPERATIONS: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
