@@ -179,7 +179,13 @@ def database_url() -> str:
     db = home / "ansflow.db"
     try:
         ensure_home()
-        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        # Only a store that does not exist yet is opened here (O_EXCL): closing any
+        # descriptor of the database file drops every POSIX lock this process holds on it,
+        # so touching an existing store would pull the locks from under this process's own
+        # SQLite connections (stale reads, and writes another process can interleave).
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        pass
     except OSError as exc:
         raise StoreError(f"the ansflow store cannot be created under ANSFLOW_HOME {home}: "
                          f"{exc.strerror or exc}") from None
