@@ -14,27 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ansflow.blocknames import check_block_name
 from ansflow.errors import AnsflowError
 from ansflow.flows.publish import publish_run
 from ansflow.flows.rerun import RunStart, record_results, start_run, step_results
 from ansflow.flows.run_records import RunInfo, max_parallel
+from ansflow.flows.run_secrets import credential_secrets, load_secrets, secret_names
 from ansflow.flows.scheduler import Scheduler
-from ansflow.masking import short_secret_error
 from ansflow.paths import check_state_outside, confine_pipeline_file
 from ansflow.plan import Plan
 from ansflow.spec.validate import load_plan
-from ansflow.steptypes import acts_on
 from ansflow.store import Store
 from ansflow.tasks.base import RunControl
 from ansflow.tasks.public import watch_cancellation
-from ansflow.templating import has_template, references
+from ansflow.templating import has_template
 from ansflow.variables import resolve_variables
 
 MAX_CONCURRENT_STEPS = 4096
@@ -57,90 +54,6 @@ def _quiet_empty_tracebacks() -> None:
     task_logger = logging.getLogger("prefect.task_runs")
     if not any(isinstance(f, _NoEmptyTraceback) for f in task_logger.filters):
         task_logger.addFilter(_NoEmptyTraceback())
-
-
-def secret_names(plan: Plan) -> list[str]:
-    """Names used as `secrets.<NAME>` anywhere in the plan's templates."""
-    names: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str) and "secrets" in value:
-            try:
-                refs = references(value)
-            except Exception:  # noqa: BLE001 - validation already reported it
-                return
-            names.update(r.parts[1] for r in refs if r.parts[0] == "secrets" and len(r.parts) > 1)
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    for step in plan.steps + plan.finally_steps:
-        walk(step.config)
-        walk(step.env)
-        walk(step.when)
-    return sorted(names)
-
-
-def load_secrets(names: list[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name in names:
-        check_block_name(name, "secret")
-        try:
-            value = Secret.load(name, _sync=True).get()
-        except ValueError as exc:
-            raise AnsflowError(f"secret {name!r} is not saved: create a Prefect Secret block "
-                               f"named {name!r} (prefect block create secret)") from exc
-        value = value if isinstance(value, str) else str(value)
-        refused = short_secret_error(f"secret {name!r}", value)
-        if refused:
-            raise AnsflowError(refused)
-        values[name] = value
-    return values
-
-
-def credential_secrets(plan: Plan) -> list[str]:
-    """The secret values of the credential blocks the plan's steps name literally (registry
-    passwords, cluster tokens / keys / passwords), so that the run masks them from its first
-    step on, not only from the step that uses them. A block that cannot be loaded is left to
-    the step using it to report. The block modules (the Docker and Kubernetes clients) are
-    imported only when a step names one: a plan without such steps does not load them (they
-    cost ~12 MB of peak RSS and, imported here for every run, seconds before the first step)."""
-    from ansflow.engines.docker_streams import looks_like_registry  # noqa: PLC0415
-
-    registries: set[str] = set()
-    clusters: set[str] = set()
-    for step in plan.steps + plan.finally_steps:
-        config = step.config if isinstance(step.config, dict) else {}
-        where = acts_on(step.type, step.runs_on)
-        keys = ("registry", "credentials") if where == "docker" else ()
-        for key in keys:
-            value = config.get(key)
-            if isinstance(value, str) and "{{" not in value and value.strip() \
-                    and not looks_like_registry(value.strip()):
-                registries.add(value.strip())
-        cluster = config.get("cluster") if where == "kubernetes" else None
-        if isinstance(cluster, str) and cluster and "{{" not in cluster:
-            clusters.add(cluster)
-    values: list[str] = []
-    if registries:
-        from ansflow.blocks.docker import DockerRegistryCredentials  # noqa: PLC0415 - heavy
-    if clusters:
-        from ansflow.blocks.kubernetes import KubernetesCluster  # noqa: PLC0415 - heavy
-    for name in sorted(registries):
-        try:
-            values.append(DockerRegistryCredentials.load(name, _sync=True)
-                          .password.get_secret_value())
-        except Exception:  # noqa: BLE001,S112 - the step using it says what is wrong
-            continue
-    for name in sorted(clusters):
-        try:
-            values += [v for _what, v in KubernetesCluster.load(name, _sync=True).secret_values()]
-        except Exception:  # noqa: BLE001,S112
-            continue
-    return values
 
 
 def run_engines(plan: Plan) -> list[str | None]:
