@@ -31,8 +31,8 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.25")  # before Prefect loads
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from ansflow.runtime.base import StepContext
 from ansflow.spec.steps import DockerBuildConfig, DockerPushConfig, DockerRunConfig
-from ansflow.tasks.base import StepContext
 from ansflow.tasks.docker_build import execute_docker_build
 from ansflow.tasks.docker_push import execute_docker_push
 from ansflow.tasks.docker_run import execute_docker_run

@@ -33,7 +33,7 @@ _CHILD = r"""
 import json, logging, os, resource, sys, time
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.spec.steps import K8sLogsConfig
-from ansflow.tasks.base import StepContext
+from ansflow.runtime.base import StepContext
 from ansflow.tasks.k8s_logs import execute_k8s_logs
 
 kubeconfig, ns, pod, fd = sys.argv[1:5]

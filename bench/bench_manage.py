@@ -55,8 +55,8 @@ def create_deployment(api, ns: str) -> None:
 
 
 def scale_step(block, ns: str, replicas: int) -> float:
+    from ansflow.runtime.base import StepContext
     from ansflow.spec.steps import K8sScaleConfig
-    from ansflow.tasks.base import StepContext
     from ansflow.tasks.k8s_scale import execute_k8s_scale
 
     ctx = StepContext(pipeline="bench", run_id="bench", build_number=0, step_id="scale",

@@ -67,8 +67,8 @@ def measure(home: Path, rounds: int) -> list[tuple[float, float]]:
 
     from ansflow.blocks.kubernetes import KubernetesCluster
     from ansflow.devcluster.state import ClusterPaths, load_state
+    from ansflow.runtime.base import StepContext
     from ansflow.spec.steps import CommandConfig
-    from ansflow.tasks.base import StepContext
     from ansflow.tasks.command import execute_command
 
     state = load_state(ClusterPaths.for_name("benchpod"))

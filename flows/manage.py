@@ -31,10 +31,10 @@ from ansflow.flows.deployment import RunFormSchema
 from ansflow.flows.manage_publish import publish_failure, publish_result
 from ansflow.manage import ObjectRef, Operation, load_operations
 from ansflow.manage.secret_blocks import mask_allowed_values
+from ansflow.runtime.base import StepContext
+from ansflow.runtime.k8s_session import cluster_session
+from ansflow.runtime.public import cancellation_watch, standalone_context
 from ansflow.spec.steps_k8s import check_kube_field
-from ansflow.tasks.base import StepContext
-from ansflow.tasks.k8s_session import cluster_session
-from ansflow.tasks.public import cancellation_watch, standalone_context
 
 FLOW_NAME = "ansflow-k8s"
 TAGS = ["ansflow", "ansflow-k8s"]

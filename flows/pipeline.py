@@ -27,10 +27,10 @@ from ansflow.flows.run_secrets import credential_secrets, load_secrets, secret_n
 from ansflow.flows.scheduler import Scheduler
 from ansflow.paths import check_state_outside, confine_pipeline_file
 from ansflow.plan import Plan
+from ansflow.runtime.base import RunControl
+from ansflow.runtime.public import watch_cancellation
 from ansflow.spec.validate import load_plan
 from ansflow.store import Store
-from ansflow.tasks.base import RunControl
-from ansflow.tasks.public import watch_cancellation
 from ansflow.templating import has_template
 from ansflow.variables import resolve_variables
 
@@ -211,7 +211,7 @@ def finish_remote_run(run_id: str, warn: Callable[[str], None]) -> None:
     the SSH engine is only imported by them)."""
     if "ansflow.engines.ssh" not in sys.modules:
         return
-    from ansflow.tasks.remote import finish_run  # noqa: PLC0415
+    from ansflow.runtime.remote import finish_run  # noqa: PLC0415
 
     finish_run(run_id, warn)
 

@@ -26,10 +26,10 @@ from ansflow.flows.run_records import RunInfo, StepRecord, max_parallel  # noqa:
 from ansflow.flows.step_task import Attempts, not_run, run_pipeline_step
 from ansflow.flows.tag_limits import limited_tags, mark_unlimited
 from ansflow.plan import Plan, PlannedStep
+from ansflow.runtime.base import Masker, RunControl, StepContext
+from ansflow.runtime.public import executor_of
 from ansflow.stepenv import inherited_env
 from ansflow.steptypes import step_type
-from ansflow.tasks.base import Masker, RunControl, StepContext
-from ansflow.tasks.public import executor_of
 
 # Set by the CLI to follow a run live: called with (step, state) on each change. A context
 # variable, not a parameter: the pipeline flow's parameters are JSON the server records, and

@@ -26,10 +26,10 @@ from ansflow.errors import (
     bounded,
 )
 from ansflow.plan import PlannedStep
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.public import Executor, validated_config
 from ansflow.shellquote import shell_fields
 from ansflow.steptypes import CONFIG_MODELS
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import Executor, validated_config
 from ansflow.templating import (
     RenderSession,
     TemplateCancelled,

@@ -43,7 +43,7 @@ class _TasksPackage(types.ModuleType):
 
     def __getattr__(self, name: str) -> Any:
         if name == "StepOutput":
-            from ansflow.tasks.public import StepOutput  # noqa: PLC0415
+            from ansflow.runtime.public import StepOutput  # noqa: PLC0415
 
             return StepOutput
         module = _TASK_MODULES.get(name)

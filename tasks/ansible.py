@@ -22,19 +22,19 @@ from ansflow.engines.reaper import private_dir
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.masking import short_secret_error
 from ansflow.paths import confine
-from ansflow.spec.steps import AnsibleConfig
-from ansflow.stepenv import inherited_env
-from ansflow.tasks.ansible_data import check_handoff
-from ansflow.tasks.ansible_files import (
+from ansflow.runtime.ansible_data import check_handoff
+from ansflow.runtime.ansible_files import (
     plugin_dir,
     write_cfg,
     write_extra_vars,
     write_inventory,
     write_vault_password,
 )
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
-from ansflow.tasks.ssh_session import host_target
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
+from ansflow.runtime.ssh_session import host_target
+from ansflow.spec.steps import AnsibleConfig
+from ansflow.stepenv import inherited_env
 
 TOTALS = ("ok", "changed", "failed", "unreachable", "skipped")
 

@@ -27,9 +27,9 @@ from typing import Any
 from pydantic import Field, ValidationError, create_model
 
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import ApprovalConfig, ApprovalField
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 EVENT_REQUESTED = "ansflow.pipeline.approval.requested"
 EVENT_DECIDED = "ansflow.pipeline.approval.decided"

@@ -13,17 +13,17 @@ from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import OutputFormatError, parse_outputs, read_outputs_file
 from ansflow.paths import confine
-from ansflow.spec.steps import CommandConfig, ScriptConfig
-from ansflow.stepenv import inherited_env
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import (
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.public import (
     StepOutput,
     cluster_argument,
     config_of,
     run_standalone,
     step_task,
 )
-from ansflow.tasks.remote import SCRIPT_PATH, execute_remote
+from ansflow.runtime.remote import SCRIPT_PATH, execute_remote
+from ansflow.spec.steps import CommandConfig, ScriptConfig
+from ansflow.stepenv import inherited_env
 
 _SHELL_FLAGS = {"sh": ["-e", "-c"], "bash": ["--noprofile", "--norc", "-eo", "pipefail", "-c"]}
 _INTERPRETER_FLAGS = {"sh": ["-e"], "bash": ["--noprofile", "--norc", "-eo", "pipefail"]}
@@ -51,7 +51,7 @@ def execute_command(ctx: StepContext, config: CommandConfig) -> StepResult:
     if ctx.runs_on == "remote":
         return execute_remote(ctx, config, argv)
     if ctx.runs_on == "kubernetes":
-        from ansflow.tasks.pod_step import execute_in_pod  # noqa: PLC0415 - kubernetes client
+        from ansflow.runtime.pod_step import execute_in_pod  # noqa: PLC0415 - kubernetes client
 
         return execute_in_pod(ctx, config, argv)
     return _run(ctx, argv, config.working_dir, config.image, config.host)
@@ -89,7 +89,7 @@ def _script_elsewhere(ctx: StepContext, config: ScriptConfig) -> StepResult:
         text = path.read_text(encoding="utf-8", errors="replace")
     argv = script_argv(config.interpreter, SCRIPT_PATH, config.args)
     if ctx.runs_on == "kubernetes":
-        from ansflow.tasks.pod_step import execute_in_pod  # noqa: PLC0415 - kubernetes client
+        from ansflow.runtime.pod_step import execute_in_pod  # noqa: PLC0415 - kubernetes client
 
         return execute_in_pod(ctx, config, argv, inline=text)
     return execute_remote(ctx, config, argv, inline=text)

@@ -13,9 +13,9 @@ from ansflow.engines.docker_context import ContextFiles, ContextStream, scan_con
 from ansflow.engines.docker_streams import StreamEvent
 from ansflow.errors import StepFailed
 from ansflow.paths import confine
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerBuildConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 DEFAULT_MAX_CONTEXT_BYTES = 2 * 1024**3
 MAX_CONTEXT_ENV = "ANSFLOW_DOCKER_MAX_CONTEXT_BYTES"

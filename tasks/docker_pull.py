@@ -11,10 +11,10 @@ from ansflow.blocks.docker import (
 )
 from ansflow.engines.docker import docker_client, engine_error
 from ansflow.engines.docker_streams import image_ref, registry_of, retarget
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerPullConfig
-from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.docker_push import registry_stream
-from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 
 def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResult:

@@ -18,9 +18,9 @@ from ansflow.blocks.docker import (
 from ansflow.engines.docker import docker_client, encode_auth, engine_error, stream_engine
 from ansflow.engines.docker_streams import StreamEvent, image_ref, retarget
 from ansflow.errors import StepFailed, StepTransient
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerPushConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 # Engine messages meaning "the registry could not be reached": worth a retry.
 TRANSIENT_MARKERS = (

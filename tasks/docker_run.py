@@ -13,9 +13,9 @@ from ansflow.engines.docker_container import ContainerOutcome, ContainerSpec, ru
 from ansflow.engines.docker_mounts import parse_volumes
 from ansflow.engines.docker_streams import command_argv, port_bindings
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerRunConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.public import StepOutput, config_of, run_standalone, step_task
 
 
 def _deadline(ctx: StepContext, own_timeout: float | None):

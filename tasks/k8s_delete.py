@@ -16,12 +16,12 @@ from ansflow.engines.kube_objects import (
     resolve_type,
 )
 from ansflow.errors import StepCancelled, StepFailed
+from ansflow.runtime.base import StepContext, StepResult, step_deadline
+from ansflow.runtime.k8s_session import api_errors, cluster_session
+from ansflow.runtime.k8s_watch import wait_for
+from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
 from ansflow.spec.conditions import parse_condition
 from ansflow.spec.steps import K8sDeleteConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.k8s_wait import step_deadline, wait_for
-from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 PROPAGATION = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan"}
 MAX_SUGGESTIONS = 3

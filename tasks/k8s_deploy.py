@@ -22,9 +22,8 @@ from ansflow.engines.kube_objects import (
     served_scopes,
 )
 from ansflow.errors import StepCancelled, StepFailed
-from ansflow.spec.steps import DeploymentSpec, HelmSpec, K8sDeployConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.k8s_manifests import (
+from ansflow.runtime.base import StepContext, StepResult, step_deadline
+from ansflow.runtime.k8s_manifests import (
     add_expiry,
     add_labels,
     diff_objects,
@@ -32,22 +31,23 @@ from ansflow.tasks.k8s_manifests import (
     object_ref,
     rollback_patch,
 )
-from ansflow.tasks.k8s_rollout import (
+from ansflow.runtime.k8s_rollout import (
     AFTER_ROLLBACK,
     REVISION_ANNOTATION,
     WORKLOAD_KINDS,
     WaitCondition,
     selector_string,
 )
-from ansflow.tasks.k8s_session import WRONG_TYPE_HINT, api_errors, cluster_session, wrong_types
-from ansflow.tasks.k8s_wait import step_deadline, wait_for
-from ansflow.tasks.public import (
+from ansflow.runtime.k8s_session import WRONG_TYPE_HINT, api_errors, cluster_session, wrong_types
+from ansflow.runtime.k8s_watch import wait_for
+from ansflow.runtime.public import (
     StepOutput,
     cluster_argument,
     config_of,
     run_standalone,
     step_task,
 )
+from ansflow.spec.steps import DeploymentSpec, HelmSpec, K8sDeployConfig
 
 ROLLOUT = WaitCondition("rollout")
 # In a manifest template a `{{ }}` string value is a string scalar (ansflow.yamltemplate).
@@ -247,7 +247,7 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
         StepTimedOut / StepCancelled: stopped by the deadline or a cancel.
     """
     if config.helm is not None:
-        from ansflow.tasks.k8s_helm import deploy_with_helm
+        from ansflow.runtime.k8s_helm import deploy_with_helm
 
         known = None
         with cluster_session(ctx, config.cluster, config.namespace) as session:

@@ -13,12 +13,12 @@ from ansflow.engines.kube_kinds import PODS
 from ansflow.engines.kube_objects import get_object, list_objects
 from ansflow.engines.lines import LineSplitter
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.k8s_rollout import pod_ready
+from ansflow.runtime.k8s_session import api_errors, cluster_session
+from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
 from ansflow.spec.steps import K8sExecConfig
-from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.command import command_argv
-from ansflow.tasks.k8s_rollout import pod_ready
-from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 SECRET_PREFIX = "ANSFLOW_SECRET_"
 POD_GRACE = 30.0  # seconds to wait for a Running+Ready pod to match a selector

@@ -17,12 +17,12 @@ from ansflow.engines.kube_kinds import PODS
 from ansflow.engines.kube_objects import KubeError, get_object, list_objects, request
 from ansflow.engines.lines import LineSplitter
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.k8s_session import api_errors, cluster_session
+from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
 from ansflow.spec.steps import K8sLogsConfig
-from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_delete import close_names
 from ansflow.tasks.k8s_exec import pick_container
-from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
 
 TAIL_KEPT = 200  # lines kept in memory for the artifact
 FOLLOW_DEFAULT = 300.0  # seconds a follow lasts without a timeout

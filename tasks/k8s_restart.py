@@ -12,13 +12,11 @@ from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_kinds import CONTROLLER_REVISIONS
 from ansflow.engines.kube_objects import Resource, get_object, list_objects
 from ansflow.errors import StepFailed
-from ansflow.spec.conditions import WaitCondition
-from ansflow.spec.steps import K8sRestartConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.k8s_rollout import REVISION_ANNOTATION, selector_string
-from ansflow.tasks.k8s_session import api_errors
-from ansflow.tasks.k8s_wait import wait_for
-from ansflow.tasks.k8s_workload import (
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.k8s_rollout import REVISION_ANNOTATION, selector_string
+from ansflow.runtime.k8s_session import api_errors
+from ansflow.runtime.k8s_watch import wait_for
+from ansflow.runtime.k8s_workload import (
     MERGE_PATCH,
     ROLLOUT_TYPES,
     Workload,
@@ -27,7 +25,9 @@ from ansflow.tasks.k8s_workload import (
     revision_number,
     workload_session,
 )
-from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
+from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
+from ansflow.spec.conditions import WaitCondition
+from ansflow.spec.steps import K8sRestartConfig
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ROLLOUT = WaitCondition("rollout")

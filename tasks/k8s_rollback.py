@@ -10,14 +10,11 @@ from kubernetes import client as k8s
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_objects import Resource, list_objects
 from ansflow.errors import StepFailed
-from ansflow.spec.conditions import WaitCondition
-from ansflow.spec.steps import K8sRollbackConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.k8s_manifests import rollback_patch
-from ansflow.tasks.k8s_restart import controller_revisions, rolled_out_revision
-from ansflow.tasks.k8s_rollout import AFTER_ROLLBACK, selector_string
-from ansflow.tasks.k8s_session import api_errors
-from ansflow.tasks.k8s_workload import (
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.k8s_manifests import rollback_patch
+from ansflow.runtime.k8s_rollout import AFTER_ROLLBACK, selector_string
+from ansflow.runtime.k8s_session import api_errors
+from ansflow.runtime.k8s_workload import (
     JSON_PATCH,
     KINDS,
     ROLLOUT_TYPES,
@@ -27,7 +24,10 @@ from ansflow.tasks.k8s_workload import (
     revision_number,
     workload_session,
 )
-from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
+from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
+from ansflow.spec.conditions import WaitCondition
+from ansflow.spec.steps import K8sRollbackConfig
+from ansflow.tasks.k8s_restart import controller_revisions, rolled_out_revision
 
 # Right after an undo, the failed rollout's ProgressDeadlineExceeded is not a failure yet.
 UNDONE = WaitCondition("rollout", AFTER_ROLLBACK)

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_objects import request
-from ansflow.spec.conditions import WaitCondition
-from ansflow.spec.steps import K8sScaleConfig
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.k8s_rollout import SCALED, evaluate
-from ansflow.tasks.k8s_session import api_errors
-from ansflow.tasks.k8s_wait import wait_for
-from ansflow.tasks.k8s_workload import (
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.k8s_rollout import SCALED, evaluate
+from ansflow.runtime.k8s_session import api_errors
+from ansflow.runtime.k8s_watch import wait_for
+from ansflow.runtime.k8s_workload import (
     MERGE_PATCH,
     SCALABLE_TYPES,
     patch,
     replica_count,
     workload_session,
 )
-from ansflow.tasks.public import StepOutput, run_cluster_task, step_task
+from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
+from ansflow.spec.conditions import WaitCondition
+from ansflow.spec.steps import K8sScaleConfig
 
 
 def execute_k8s_scale(ctx: StepContext, config: K8sScaleConfig) -> StepResult:

@@ -107,7 +107,7 @@ def step_logger(caplog) -> logging.Logger:
 @pytest.fixture
 def make_ctx(tmp_path: Path, step_logger) -> Callable[..., object]:
     """Build a StepContext for calling an executor directly (fresh run id per call)."""
-    from ansflow.tasks.base import Masker, StepContext
+    from ansflow.runtime.base import Masker, StepContext
 
     def make(step_type: str = "docker_run", *, timeout: float | None = None,
              secrets: list[str] | None = None, logger=None, **kw) -> StepContext:

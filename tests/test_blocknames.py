@@ -37,8 +37,8 @@ def test_every_loader_by_name_refuses_before_asking_prefect():
     # No Prefect server here: a name that got past the check would fail differently.
     from ansflow.blocks.docker import docker_base_url, resolve_registry
     from ansflow.flows.run_secrets import load_secrets
-    from ansflow.tasks.k8s_session import load_cluster
-    from ansflow.tasks.ssh_session import load_host_block
+    from ansflow.runtime.k8s_session import load_cluster
+    from ansflow.runtime.ssh_session import load_host_block
 
     bad = "x\ntouch /tmp/m"
     for load, what in ((lambda: load_cluster(bad), "cluster"),

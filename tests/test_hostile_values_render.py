@@ -183,8 +183,8 @@ MANIFESTS = (
 @pytest.mark.parametrize("hostile", HOSTILE, ids=[h.name for h in HOSTILE])
 @pytest.mark.parametrize("text", MANIFESTS, ids=["block", "quoted", "flow"])
 def test_a_value_in_a_manifest_is_one_scalar(hostile, text, tmp_path):
+    from ansflow.runtime.k8s_manifests import load_documents
     from ansflow.spec.steps import K8sDeployConfig
-    from ansflow.tasks.k8s_manifests import load_documents
 
     value = hostile.value(MARK)
     config = {"manifest": text.replace("{v}", TEMPLATE)}

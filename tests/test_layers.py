@@ -43,10 +43,10 @@ def test_a_backward_import_breaks_the_layer_contract(tmp_path):
     """The check can fail: an engine adapter importing a step task is reported."""
     src = _wheel_layout(tmp_path)
     (src / "ansflow" / "engines" / "backwards.py").write_text(
-        "from ansflow.tasks.base import label_value\n")
+        "from ansflow.runtime.base import label_value\n")
     out = _lint(src, ROOT / "pyproject.toml")
     assert out.returncode == 1
-    assert "ansflow.engines.backwards -> ansflow.tasks.base" in out.stdout
+    assert "ansflow.engines.backwards -> ansflow.runtime.base" in out.stdout
 
 
 def _private_imports(path: Path, package: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Secret masking (ansflow/masking.py, the Masker of tasks/base.py): pure logic.
+"""Secret masking (ansflow/masking.py, the Masker of ansflow/runtime/base.py): pure logic.
 
 The end-to-end cases (real processes, containers, the Prefect server's logs) are in
 tests/flows/test_masking_run.py.
@@ -17,7 +17,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from ansflow.engines.lines import LineSplitter
-from ansflow.tasks.base import Masker, StepContext
+from ansflow.runtime.base import Masker, StepContext
 
 SECRET = 'p@ss/w0rd+"x y$z'
 PEM = ("-----BEGIN PRIVATE KEY-----\n"
@@ -216,7 +216,7 @@ def test_secret_values_of_cluster_credentials():
 def test_loading_a_cluster_adds_its_secrets_and_refuses_short_ones():
     from ansflow.blocks.kubernetes import KubernetesCluster
     from ansflow.errors import StepFailed
-    from ansflow.tasks.k8s_session import load_cluster
+    from ansflow.runtime.k8s_session import load_cluster
 
     records: list = []
     ctx = _ctx(Masker(), records)

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from ansflow.runtime.base import Masker
 from ansflow.shellquote import shell_fields
-from ansflow.tasks.base import Masker
 from ansflow.templating import (
     RenderSession,
     TemplateCancelled,

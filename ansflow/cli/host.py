@@ -148,7 +148,7 @@ def list_() -> None:
 def check(name: str = typer.Argument(..., help="The host block's name.")) -> None:
     """Connect once: says whether the network, the host key or the authentication fails."""
     from ansflow.engines.ssh import SshAuthError, SshHostKeyError, SshNetworkError, check_host
-    from ansflow.tasks.ssh_session import host_target
+    from ansflow.runtime.ssh_session import host_target
 
     try:
         target = host_target(name)

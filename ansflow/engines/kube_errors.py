@@ -2,7 +2,7 @@
 name rules of ``ansflow.engines.kube_names`` can use it without loading the client).
 
 ``ansflow.engines.kube_objects`` re-exports every class; the step tasks turn them into step
-errors in one place (``ansflow.tasks.k8s_session.api_errors``).
+errors in one place (``ansflow.runtime.k8s_session.api_errors``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ a cache on disk. Requests go through the isolated ApiClient of ``ansflow.engines
 Failures raise the adapter's small error tree (KubeNotFound, KubeConflict, KubeForbidden,
 KubeInvalid, KubeUnavailable; ``ansflow.engines.kube_errors``, re-exported here), the
 client's exception chained; the step tasks turn them into step errors in one place
-(``ansflow.tasks.k8s_session.api_errors``). Names, namespaces and label selectors are checked
+(``ansflow.runtime.k8s_session.api_errors``). Names, namespaces and label selectors are checked
 by the API server's rules (``ansflow.engines.kube_names``) before any request, and path
 segments quoted: KubeNameError, nothing sent. Nothing here knows about pipelines or steps.
 """

@@ -3,8 +3,8 @@
 The contract between an operation and the flow that serves it:
 
 * An operation is a plain function ``op(ctx, session, **params) -> OperationResult``.
-  ``ctx`` is a :class:`ansflow.tasks.base.StepContext` (log with ``ctx.emit``, deadline,
-  cancellation, masker), ``session`` an open :class:`ansflow.tasks.k8s_session.ClusterSession`
+  ``ctx`` is a :class:`ansflow.runtime.base.StepContext` (log with ``ctx.emit``, deadline,
+  cancellation, masker), ``session`` an open :class:`ansflow.runtime.k8s_session.ClusterSession`
   (``session.api``, ``session.name``, ``session.namespace``: the form's namespace, else the
   block's). ``params`` are the operation's own run-form fields: keyword-only, annotated with
   types Prefect renders as form widgets (``Literal`` for dropdowns, ``int``, ``dict[str, str]``

@@ -24,12 +24,12 @@ from ansflow.manage.validation import (
     check_object_name,
     require_namespace,
 )
+from ansflow.runtime.k8s_session import api_errors, wrong_types
 from ansflow.spec.yaml_loader import YamlError, load_plain_all
 from ansflow.tasks.k8s_deploy import (  # discovery, CRDs of the batch; the scope rule
     object_scopes,
     refuse_out_of_scope,
 )
-from ansflow.tasks.k8s_session import api_errors, wrong_types
 
 MAX_MANIFEST_BYTES = 1024 * 1024  # the API server's own request limit is ~3 MiB
 MAX_OBJECTS = 200

@@ -12,8 +12,8 @@ from ansflow.errors import StepFailed
 from ansflow.manage import ObjectRef, OperationResult, register
 from ansflow.manage.present import LAST_APPLIED, clean, fenced, table, to_yaml
 from ansflow.manage.validation import Problems, check_object_name, require_namespace, shown
-from ansflow.tasks.k8s_session import api_errors
-from ansflow.tasks.k8s_workload import suggestion
+from ansflow.runtime.k8s_session import api_errors
+from ansflow.runtime.k8s_workload import suggestion
 
 MAX_EVENTS = 20
 MAX_EVENTS_LISTED = 500  # events asked of the server, newest kept

@@ -36,10 +36,11 @@ from ansflow.manage.present import fenced, object_diff
 from ansflow.manage.secret_blocks import check_allowed
 from ansflow.manage.validation import require_namespace
 from ansflow.masking import short_secret_error
+from ansflow.runtime.base import step_deadline
+from ansflow.runtime.k8s_rollout import evaluate
+from ansflow.runtime.k8s_session import api_errors
+from ansflow.runtime.k8s_watch import wait_for
 from ansflow.spec.conditions import WaitCondition
-from ansflow.tasks.k8s_rollout import evaluate
-from ansflow.tasks.k8s_session import api_errors
-from ansflow.tasks.k8s_wait import step_deadline, wait_for
 
 MAX_SHOWN_VALUE = 200
 

@@ -9,6 +9,10 @@ from typing import Any, Literal
 from ansflow.engines.kube_objects import Resource
 from ansflow.errors import StepFailed
 from ansflow.manage import ObjectRef, OperationResult, register
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.k8s_session import ClusterSession, api_errors
+from ansflow.runtime.k8s_workload import get_workload, revision_number, workload_resource
+from ansflow.runtime.public import validated_config
 from ansflow.spec.common import StrictModel
 from ansflow.spec.steps import (
     ROLLOUT_TYPES,
@@ -19,15 +23,11 @@ from ansflow.spec.steps import (
     K8sRollbackConfig,
     K8sScaleConfig,
 )
-from ansflow.tasks.base import StepContext, StepResult
 from ansflow.tasks.k8s_delete import execute_k8s_delete
 from ansflow.tasks.k8s_logs import execute_k8s_logs
 from ansflow.tasks.k8s_restart import RESTARTED_AT, controller_revisions, execute_k8s_restart
 from ansflow.tasks.k8s_rollback import execute_k8s_rollback
 from ansflow.tasks.k8s_scale import execute_k8s_scale
-from ansflow.tasks.k8s_session import ClusterSession, api_errors
-from ansflow.tasks.k8s_workload import get_workload, revision_number, workload_resource
-from ansflow.tasks.public import validated_config
 
 ScalableKind = Literal["deployment", "statefulset", "replicaset"]
 RolloutKind = Literal["deployment", "statefulset", "daemonset"]

@@ -1,7 +1,7 @@
 """Cleanup of what pipeline runs leave behind: plan first, then delete what the plan names.
 
 Only what carries ansflow's run labels (``ansflow.dev/run-id``, ``ansflow.dev/pipeline``,
-put by every step on its containers and objects, see ``ansflow.tasks.base``) is ever a
+put by every step on its containers and objects, see ``ansflow.runtime.base``) is ever a
 candidate:
 
 - Kubernetes step pods (and their Secrets) of runs that have finished (the Prefect server
@@ -33,7 +33,7 @@ from typing import Any
 
 from ansflow.engines.untrusted import clean_text
 from ansflow.errors import AnsflowError
-from ansflow.tasks.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL
+from ansflow.runtime.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL
 
 __all__ = ["EXPIRES_ANNOTATION", "EXPIRES_LABEL"]  # re-exported: cleanup selects by them
 

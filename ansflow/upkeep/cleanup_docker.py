@@ -18,7 +18,7 @@ import requests
 from ansflow.engines.docker import docker_client, engine_error
 from ansflow.engines.untrusted import clean_text as _clean
 from ansflow.errors import EngineUnavailable
-from ansflow.tasks.base import label_value
+from ansflow.runtime.base import label_value
 from ansflow.upkeep.cleanup import (
     BUILD_LABEL,
     KEEP_ANNOTATION,

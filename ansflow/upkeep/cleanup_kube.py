@@ -26,7 +26,7 @@ from ansflow.engines.kube_objects import (
 from ansflow.engines.kube_pod import STEP_POD_LABEL
 from ansflow.engines.untrusted import clean_text as _clean
 from ansflow.errors import AnsflowError
-from ansflow.tasks.base import label_value
+from ansflow.runtime.base import label_value
 from ansflow.upkeep.cleanup import (
     EXPIRES_LABEL,
     KEEP_ANNOTATION,
@@ -201,7 +201,7 @@ def plan_cluster(cluster: str, options: CleanupOptions, states: RunStates,
 
 
 def _load(cluster: str):  # noqa: ANN202
-    from ansflow.tasks.k8s_session import load_cluster  # noqa: PLC0415
+    from ansflow.runtime.k8s_session import load_cluster  # noqa: PLC0415
 
     return load_cluster(cluster)
 

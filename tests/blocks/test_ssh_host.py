@@ -18,7 +18,7 @@ from ansflow.engines.ssh import (
     check_host,
 )
 from ansflow.masking import Masker
-from ansflow.tasks.ssh_session import host_target
+from ansflow.runtime.ssh_session import host_target
 
 
 def _target(block: SshHost, name: str = "t") -> Target:

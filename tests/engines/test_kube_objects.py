@@ -27,7 +27,7 @@ from ansflow.engines.kube_objects import (
     watch_events,
 )
 from ansflow.errors import EngineUnavailable, StepFailed
-from ansflow.tasks.k8s_session import api_errors
+from ansflow.runtime.k8s_session import api_errors
 
 pytestmark = pytest.mark.k8s
 

@@ -16,8 +16,8 @@ from ansflow.engines.kube_pod import (
     secret_manifest,
 )
 from ansflow.outputs import MAX_OUTPUT_BYTES
-from ansflow.tasks.pod_step import step_script
-from ansflow.tasks.remote import SCRIPT_PATH
+from ansflow.runtime.pod_step import step_script
+from ansflow.runtime.remote import SCRIPT_PATH
 
 
 def spec(**kw) -> PodSpecInput:

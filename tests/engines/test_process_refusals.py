@@ -10,8 +10,8 @@ import pytest
 
 from ansflow.engines.process import check_spawnable, run_process
 from ansflow.errors import StepFailed
+from ansflow.runtime.base import StepContext
 from ansflow.spec.steps import CommandConfig, ScriptConfig
-from ansflow.tasks.base import StepContext
 from ansflow.tasks.command import execute_command, execute_script
 
 LONG = "a" * (100 * 1024)

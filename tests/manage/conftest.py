@@ -13,7 +13,7 @@ from kubernetes import client as k8s
 @pytest.fixture
 def run_op(dev_cluster, make_ctx):
     """``run_op(op, namespace, block=None, ctx=None, **params)`` -> (OperationResult, ctx)."""
-    from ansflow.tasks.k8s_session import cluster_session
+    from ansflow.runtime.k8s_session import cluster_session
 
     def run(op, namespace, *, block=None, ctx=None, **params):
         ctx = ctx or make_ctx("manage")

@@ -17,9 +17,9 @@ from fixtures_ssh import other_key, remote_processes
 
 from ansflow.engines.reaper import private_dir
 from ansflow.errors import StepCancelled, StepFailed
+from ansflow.runtime.base import StepContext
 from ansflow.spec.steps import AnsibleConfig
 from ansflow.tasks.ansible import execute_ansible, failure_message, summary_outputs
-from ansflow.tasks.base import StepContext
 
 # The sshd's host is this machine: its login PATH may hold shims (pyenv); use Debian's python.
 CFG = "ansible_cfg: {defaults: {interpreter_python: /usr/bin/python3}}"

@@ -13,11 +13,11 @@ from fixtures_pipeline import by_id
 from plan_text import problems
 
 from ansflow.errors import StepFailed
+from ansflow.runtime.ansible_data import data_yaml
+from ansflow.runtime.base import StepContext
 from ansflow.spec.ansible_cfg import check_settings
 from ansflow.spec.steps import AnsibleConfig
 from ansflow.tasks.ansible import execute_ansible
-from ansflow.tasks.ansible_data import data_yaml
-from ansflow.tasks.base import StepContext
 
 CFG = {"defaults": {"interpreter_python": "/usr/bin/python3"}}
 CFG_TEXT = "ansible_cfg: {defaults: {interpreter_python: /usr/bin/python3}}"

@@ -12,6 +12,7 @@ import pytest
 from fixtures_docker import count_run_containers
 
 from ansflow.errors import SpecError, StepFailed
+from ansflow.runtime.k8s_manifests import load_documents
 from ansflow.spec.steps import (
     CommandConfig,
     DockerBuildConfig,
@@ -23,7 +24,6 @@ from ansflow.spec.validate import plan_from_bytes
 from ansflow.tasks.command import execute_command, execute_script
 from ansflow.tasks.docker_build import execute_docker_build
 from ansflow.tasks.docker_run import execute_docker_run
-from ansflow.tasks.k8s_manifests import load_documents
 
 SECRET_LINE = "root:$6$not-a-real-hash-but-secret:19000:0:99999:7:::"
 
@@ -146,7 +146,7 @@ def test_manifest_path_link_out_is_refused_without_its_content(tmp_path, tmp_pat
 
 
 def test_script_file_and_working_dir_outside_are_refused(tmp_path, caplog):
-    from ansflow.tasks.base import StepContext
+    from ansflow.runtime.base import StepContext
 
     ctx = StepContext(pipeline="p", run_id="r", build_number=1, step_id="s", step_name="s",
                       stage="x", step_type="script", workspace=str(tmp_path),

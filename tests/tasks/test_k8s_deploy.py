@@ -11,13 +11,13 @@ from k8s_workloads import configmap_body, deploy
 from kubernetes import client as k8s
 
 from ansflow.errors import StepFailed
-from ansflow.spec.steps import DeploymentSpec, K8sDeployConfig
-from ansflow.tasks.k8s_manifests import (
+from ansflow.runtime.k8s_manifests import (
     deployment_manifest,
     diff_objects,
     load_documents,
     rollback_patch,
 )
+from ansflow.spec.steps import DeploymentSpec, K8sDeployConfig
 
 # ---- pure ----------------------------------------------------------------------------------
 

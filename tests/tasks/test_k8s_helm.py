@@ -15,7 +15,7 @@ from ansflow.spec.steps import K8sDeployConfig
 
 
 def test_helm_command_line_and_rendered_objects():
-    from ansflow.tasks.k8s_helm import helm_argv, manifest_objects
+    from ansflow.runtime.k8s_helm import helm_argv, manifest_objects
 
     cfg = K8sDeployConfig(cluster="c", namespace="n", create_namespace=True, timeout=90,
                           helm={"chart": "repo/app", "release": "r", "version": "1.2.3",
@@ -39,7 +39,7 @@ def _post_render(config: K8sDeployConfig, manifest: str, known=None):
     """Run the helm post-renderer of `config` as helm does (a real process, stdin/stdout)."""
     import subprocess
 
-    from ansflow.tasks.k8s_helm import helm_argv, render_rules
+    from ansflow.runtime.k8s_helm import helm_argv, render_rules
 
     argv = helm_argv("helm", config, "n", "/k", None, {"run": "1"}, "/ws",
                      rules=render_rules(config, "n", known))

@@ -18,12 +18,12 @@ from prefect import flow
 
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.errors import EngineUnavailable, StepCancelled, StepFailed, StepTimedOut
+from ansflow.runtime.k8s_rollout import scale_status
+from ansflow.runtime.k8s_workload import KINDS, suggestion
 from ansflow.spec.steps import K8sRestartConfig, K8sScaleConfig
 from ansflow.tasks.k8s_restart import RESTARTED_AT, execute_k8s_restart
 from ansflow.tasks.k8s_rollback import pick_revision
-from ansflow.tasks.k8s_rollout import scale_status
 from ansflow.tasks.k8s_scale import execute_k8s_scale
-from ansflow.tasks.k8s_workload import KINDS, suggestion
 
 # ---- pure decisions -------------------------------------------------------------------------
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansflow.errors import StepFailed
-from ansflow.spec.conditions import parse_condition
-from ansflow.tasks.k8s_exec import LineEmitter, exec_argv, pick_container, pick_pod
-from ansflow.tasks.k8s_rollout import (
+from ansflow.runtime.k8s_rollout import (
     WaitCondition,
     evaluate,
     jsonpath_status,
@@ -15,6 +13,8 @@ from ansflow.tasks.k8s_rollout import (
     selector_string,
     stuck_pod,
 )
+from ansflow.spec.conditions import parse_condition
+from ansflow.tasks.k8s_exec import LineEmitter, exec_argv, pick_container, pick_pod
 
 
 def deployment(generation=2, observed=2, replicas=3, updated=3, total=3, available=3,

@@ -19,10 +19,10 @@ from pydantic import SecretStr
 
 from ansflow.engines.ssh import POOL
 from ansflow.errors import StepCancelled, StepFailed
+from ansflow.runtime.base import StepContext
+from ansflow.runtime.remote import remote_working_dir, run_dir, step_script
 from ansflow.spec.steps import CommandConfig
-from ansflow.tasks.base import StepContext
 from ansflow.tasks.command import execute_command
-from ansflow.tasks.remote import remote_working_dir, run_dir, step_script
 
 
 def _ctx(tmp_path: Path, **kw) -> StepContext:
@@ -240,7 +240,7 @@ def test_a_long_command_keeps_its_pooled_connection_past_the_idle_limit(sshd, tm
     """The pool closes connections idle past IDLE_SECONDS; one whose command is still
     running is in use, not idle, however long the command runs."""
     from ansflow.engines import ssh
-    from ansflow.tasks.ssh_session import host_target
+    from ansflow.runtime.ssh_session import host_target
 
     monkeypatch.setattr(ssh, "IDLE_SECONDS", 0.2)
     block = sshd.block()

@@ -13,8 +13,8 @@ import pytest
 
 from ansflow.engines.archive import ArchiveRefused
 from ansflow.errors import StepFailed
+from ansflow.runtime.base import StepContext
 from ansflow.spec.steps import CommandConfig
-from ansflow.tasks.base import StepContext
 from ansflow.tasks.command import execute_command
 from ansflow.tasks.docker_run import run_in_container
 

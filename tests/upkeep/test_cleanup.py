@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ansflow.engines.kube_pod import STEP_POD_LABEL
+from ansflow.runtime.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL, add_expiry
 from ansflow.spec.steps import K8sDeployConfig, expiry_seconds
-from ansflow.tasks.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL, add_expiry
 from ansflow.upkeep.cleanup import (
     BUILD_LABEL,
     KEEP_ANNOTATION,

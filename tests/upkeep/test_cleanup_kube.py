@@ -17,8 +17,8 @@ from cleanup_runs import finished_and_running_runs, run_labels
 from kubernetes import client as k8s
 
 from ansflow.engines.kube_pod import STEP_POD_LABEL
+from ansflow.runtime.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL
 from ansflow.spec.steps import K8sDeployConfig
-from ansflow.tasks.k8s_manifests import EXPIRES_ANNOTATION, EXPIRES_LABEL
 from ansflow.upkeep.cleanup import (
     KEEP_ANNOTATION,
     PIPELINE_LABEL,

@@ -23,8 +23,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 
 from ansflow.errors import StepFailed, bounded
+from ansflow.runtime.base import RunControl, StepContext, StepResult
 from ansflow.spec.common import StrictModel
-from ansflow.tasks.base import RunControl, StepContext, StepResult
 
 CANCEL_POLL_SECONDS = 1.0
 

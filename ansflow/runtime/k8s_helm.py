@@ -17,8 +17,8 @@ from ansflow.engines.process import run_process
 from ansflow.engines.reaper import private_dir
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.paths import confine
+from ansflow.runtime.base import StepContext, StepResult
 from ansflow.spec.steps import K8sDeployConfig
-from ansflow.tasks.base import StepContext, StepResult
 
 HELM_QUERY_SECONDS = 60.0  # `helm status` / `helm get manifest` after the install
 HELM_OUTPUT_LINE_BYTES = 16 * 1024 * 1024  # status JSON is one line: never cut it

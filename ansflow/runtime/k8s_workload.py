@@ -14,10 +14,9 @@ from kubernetes import client as k8s
 
 from ansflow.engines.kube_objects import Resource, get_object, list_objects, request
 from ansflow.errors import StepFailed
+from ansflow.runtime.base import StepContext, step_deadline
+from ansflow.runtime.k8s_session import api_errors, cluster_session
 from ansflow.spec.steps import ROLLOUT_TYPES, SCALABLE_TYPES
-from ansflow.tasks.base import StepContext
-from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.k8s_wait import step_deadline
 
 __all__ = ["ROLLOUT_TYPES", "SCALABLE_TYPES", "KINDS", "workload_resource", "get_workload",
            "Workload", "workload_session",

@@ -11,7 +11,7 @@ from typing import Any
 from ansflow.blocknames import check_block_name
 from ansflow.engines.ssh import Target
 from ansflow.errors import StepFailed
-from ansflow.tasks.base import mask_secrets
+from ansflow.runtime.base import mask_secrets
 
 MAX_JUMPS = 5
 CACHE_SECONDS = 30.0  # a run's steps re-use a block loaded this recently

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ansflow.errors import StepFailed
+from ansflow.runtime.ansible_data import data_yaml, write_data
 from ansflow.spec.ansible_cfg import check_settings
-from ansflow.tasks.ansible_data import data_yaml, write_data
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

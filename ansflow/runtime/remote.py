@@ -24,8 +24,8 @@ from ansflow.engines.ssh_exec import run_remote
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import MAX_OUTPUT_BYTES, OutputFormatError, parse_outputs
 from ansflow.paths import confine, lexically_outside
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.ssh_session import host_target
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.ssh_session import host_target
 
 RUNS_DIR = ".ansflow/runs"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -55,9 +55,9 @@ from ansflow.engines.lines import clean_lines
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import OutputFormatError, parse_outputs
 from ansflow.paths import confine, lexically_outside
-from ansflow.tasks.base import StepContext, StepResult
-from ansflow.tasks.k8s_session import api_errors, cluster_session
-from ansflow.tasks.remote import SCRIPT_PATH
+from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.k8s_session import api_errors, cluster_session
+from ansflow.runtime.remote import SCRIPT_PATH
 
 # In the argv of a script step: the path of the step's script in the pod.
 SCRIPT_IN_POD = f"{SECRET_DIR}/{SCRIPT_KEY}"

@@ -12,9 +12,9 @@ import yaml
 
 from ansflow.errors import StepFailed
 from ansflow.paths import confine
+from ansflow.runtime.base import LABEL_PREFIX
+from ansflow.runtime.k8s_rollout import REVISION_ANNOTATION
 from ansflow.spec.steps import DeploymentSpec, K8sDeployConfig, expiry_seconds
-from ansflow.tasks.base import LABEL_PREFIX
-from ansflow.tasks.k8s_rollout import REVISION_ANNOTATION
 
 # kubectl rollback.go: annotations a rollback never copies from the ReplicaSet.
 ROLLBACK_SKIPPED_ANNOTATIONS = frozenset({

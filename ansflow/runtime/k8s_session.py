@@ -17,7 +17,7 @@ from ansflow.blocknames import check_block_name
 from ansflow.engines.kube import api_client_for, translate_error
 from ansflow.engines.kube_objects import KubeApplyConflict, KubeError
 from ansflow.errors import StepFailed, StepTransient
-from ansflow.tasks.base import mask_secrets
+from ansflow.runtime.base import mask_secrets
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ StepResult``. It validates before any I/O, streams its output through ``ctx.emit
 bounded, live), enforces its own deadline (``ctx.budget()``), stops when
 ``ctx.cancelled`` is set, registers a cleanup for anything it creates outside the process
 (``ctx.on_cancel``), and raises ``StepFailed`` (or a subclass) on failure.
-``ansflow.tasks.public`` turns each executor into the step type's public Prefect task.
+``ansflow.runtime.public`` turns each executor into the step type's public Prefect task.
 """
 
 from __future__ import annotations
@@ -242,3 +242,9 @@ def mask_secrets(ctx: Any, owner: str, values: list[tuple[str, str]]) -> None:
     if masker is not None:
         for _what, value in values:
             masker.add(value)
+
+
+def step_deadline(ctx: StepContext, timeout: float | None) -> float:
+    """The monotonic deadline of a wait: its own timeout, cut by the step's deadline."""
+    budget = ctx.budget(timeout)
+    return time.monotonic() + (budget if budget is not None else 3600.0)
