@@ -123,6 +123,18 @@ def _check_request(path: str, query: list | None) -> None:
             check_selector(value)
 
 
+def _send(api: k8s.ApiClient, method: str, path: str, query: list | None, body: Any,
+          content_type: str | None, timeout: Any, accept: str) -> Any:
+    _check_request(path, query)
+    headers = {"Accept": accept}
+    if content_type:
+        headers["Content-Type"] = content_type
+    serialized = api.param_serialize(method, path, query_params=list(query or []),
+                                     header_params=headers, body=body,
+                                     auth_settings=["BearerToken"])
+    return api.call_api(*serialized, _request_timeout=timeout)
+
+
 def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = None,
             body: Any = None, content_type: str | None = None, timeout: Any = None,
             stream: bool = False, accept: str = "application/json") -> Any:
@@ -134,16 +146,10 @@ def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = 
     Raises:
         KubeError: a non-2xx answer or no answer (the subclass says which; the client's
             ApiException, with the server's Status body, is chained).
+        ValueError: the answer is not JSON.
     """
-    _check_request(path, query)
-    headers = {"Accept": accept}
-    if content_type:
-        headers["Content-Type"] = content_type
-    serialized = api.param_serialize(method, path, query_params=list(query or []),
-                                     header_params=headers, body=body,
-                                     auth_settings=["BearerToken"])
     try:
-        response = api.call_api(*serialized, _request_timeout=timeout)
+        response = _send(api, method, path, query, body, content_type, timeout, accept)
         if not 200 <= response.status <= 299:
             response.read()
             raise k8s.ApiException.from_response(http_resp=response, body=None, data=None)
@@ -153,6 +159,44 @@ def request(api: k8s.ApiClient, method: str, path: str, *, query: list | None = 
     except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise classify(exc) from exc
     return json.loads(data) if data else {}
+
+
+def get_raw(api: k8s.ApiClient, path: str, *, query: list | None = None, timeout: Any = None,
+            accept: str = "application/json") -> tuple[int, bytes]:
+    """One GET answered whatever its HTTP status: (status, body). For the paths whose
+    non-2xx answer is the news (``/readyz?verbose`` lists its failing checks in a 500).
+
+    Raises:
+        KubeError: no answer (KubeUnavailable), or a path refused before sending.
+    """
+    try:
+        response = _send(api, "GET", path, query, None, None, timeout, accept)
+        return response.status, response.read()
+    except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise classify(exc) from exc
+
+
+def list_pages(api: k8s.ApiClient, path: str, *, query: list | None = None,
+               page_size: int = 500, timeout: Any = None,
+               accept: str = "application/json") -> Iterator[dict]:
+    """The pages of a list path (``limit`` / ``continue``), each the API server's answer
+    as a dict (a non-dict answer counts as an empty page).
+
+    Raises:
+        KubeError: a page was refused or not answered.
+        ValueError: a page is not JSON.
+    """
+    token = ""
+    while True:
+        page_query = list(query or []) + [("limit", str(page_size))]
+        if token:
+            page_query.append(("continue", token))
+        page = request(api, "GET", path, query=page_query, timeout=timeout, accept=accept)
+        page = page if isinstance(page, dict) else {}
+        yield page
+        token = str((page.get("metadata") or {}).get("continue") or "")
+        if not token:
+            return
 
 
 def resolve_kind(api: k8s.ApiClient, api_version: str, kind: str) -> Resource:

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import urllib3
 from kubernetes import client as k8s
 
 from ansflow.engines.kube import ClusterSource
-from ansflow.engines.kube_objects import KubeError, KubeForbidden, KubeUnavailable, classify
+from ansflow.engines.kube_objects import (
+    KubeError,
+    KubeForbidden,
+    get_raw,
+    list_pages,
+    request,
+)
 from ansflow.errors import AnsflowError
 from ansflow.upkeep.fields import text
 from ansflow.upkeep.inventory import Inventory, now
@@ -72,55 +78,44 @@ class _Refused(Exception):
         super().__init__(reason)
 
 
-def _get(api: k8s.ApiClient, path: str, query: list | None = None,
-         accept: str = "application/json") -> tuple[int, bytes]:
-    serialized = api.param_serialize("GET", path, query_params=list(query or []),
-                                     header_params={"Accept": accept},
-                                     auth_settings=["BearerToken"])
-    try:
-        response = api.call_api(*serialized, _request_timeout=TIMEOUT)
-        return response.status, response.read()
-    except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise _refusal(classify(exc), path) from None
-
-
 def _refusal(exc: KubeError, path: str) -> _Refused:
     if isinstance(exc, KubeForbidden):
         what = ("401 Unauthorized: the credentials were rejected" if exc.status == 401
                 else f"403 Forbidden: the identity may not read {path}")
         return _Refused("forbidden", what)
-    if isinstance(exc, KubeUnavailable) and not exc.status:
-        return _Refused("unreachable", f"{path}: {exc}")
+    if exc.status:  # an HTTP answer other than 2xx
+        return _Refused("unreachable", f"{path}: HTTP {exc.status}")
     return _Refused("unreachable", f"{path}: {exc}")
 
 
-def _json(api: k8s.ApiClient, path: str, query: list | None = None,
-          accept: str = "application/json") -> dict:
-    status, body = _get(api, path, query, accept)
-    if status in (401, 403):
-        raise _refusal(KubeForbidden("", status=status), path)
-    if not 200 <= status <= 299:
-        raise _Refused("unreachable", f"{path}: HTTP {status}")
+@contextmanager
+def _reading(path: str):
+    """A refusal, no answer or a non-JSON answer of ``path`` as _Refused."""
     try:
-        data = json.loads(body)
+        yield
+    except KubeError as exc:
+        raise _refusal(exc, path) from None
     except ValueError:
         raise _Refused("unreachable", f"{path}: not a JSON answer") from None
+
+
+def _json(api: k8s.ApiClient, path: str) -> dict:
+    with _reading(path):
+        data = request(api, "GET", path, timeout=TIMEOUT)
     return data if isinstance(data, dict) else {}
 
 
 def _pages(api: k8s.ApiClient, path: str, query: list | None = None,
-           accept: str = "application/json", key: str = "items"):
-    token = ""
-    while True:
-        page_query = list(query or []) + [("limit", str(PAGE_SIZE))]
-        if token:
-            page_query.append(("continue", token))
-        page = _json(api, path, page_query, accept)
-        items = page.get(key)
+           accept: str = "application/json"):
+    with _reading(path):
+        yield from list_pages(api, path, query=query, page_size=PAGE_SIZE, timeout=TIMEOUT,
+                              accept=accept)
+
+
+def _items(api: k8s.ApiClient, path: str, query: list | None = None):
+    for page in _pages(api, path, query):
+        items = page.get("items")
         yield from items if isinstance(items, list) else []
-        token = str((page.get("metadata") or {}).get("continue") or "")
-        if not token:
-            return
 
 
 def failed_checks(verbose: str) -> list[str]:
@@ -134,7 +129,10 @@ def failed_checks(verbose: str) -> list[str]:
 
 
 def _probe(api: k8s.ApiClient, path: str, report: HealthReport) -> None:
-    status, body = _get(api, path, [("verbose", "true")])
+    try:
+        status, body = get_raw(api, path, query=[("verbose", "true")], timeout=TIMEOUT)
+    except KubeError as exc:
+        raise _refusal(exc, path) from None
     if status in (401, 403):
         raise _refusal(KubeForbidden("", status=status), path)
     if status != 200:
@@ -160,12 +158,7 @@ def node_problems(node: dict) -> tuple[bool, list[str]]:
 def _pods(api: k8s.ApiClient, report: HealthReport) -> None:
     total = running = failing = 0
     columns: dict[str, int] = {}
-    token = ""
-    while True:
-        query = [("limit", str(PAGE_SIZE)), ("includeObject", "None")]
-        if token:
-            query.append(("continue", token))
-        page = _json(api, "/api/v1/pods", query, TABLE)
+    for page in _pages(api, "/api/v1/pods", [("includeObject", "None")], TABLE):
         if not columns:
             columns = {str(c.get("name")): i
                        for i, c in enumerate(page.get("columnDefinitions") or [])}
@@ -180,9 +173,6 @@ def _pods(api: k8s.ApiClient, report: HealthReport) -> None:
                 if len(report.stuck_pods) < MAX_NAMED:
                     report.stuck_pods.append(f"{text(cells[columns.get('Name', 0)], 253)}: "
                                              f"{text(reason, 64)}")
-        token = str((page.get("metadata") or {}).get("continue") or "")
-        if not token:
-            break
     report.pods_total, report.pods_running, report.pods_failing = total, running, failing
 
 
@@ -195,7 +185,7 @@ def _event_time(event: dict) -> str:
 
 def _warnings(api: k8s.ApiClient, report: HealthReport, since: datetime) -> None:
     cutoff = since.strftime("%Y-%m-%dT%H:%M:%S")
-    for event in _pages(api, "/api/v1/events", [("fieldSelector", "type=Warning")]):
+    for event in _items(api, "/api/v1/events", [("fieldSelector", "type=Warning")]):
         if not isinstance(event, dict) or _event_time(event)[:19] < cutoff:
             continue
         report.warnings += 1
@@ -249,7 +239,7 @@ def check_health(name: str, source: ClusterSource, *, interval: float = 60.0,
             _probe(api, "/livez", report)
             _probe(api, "/readyz", report)
             report.server_version = text(_json(api, "/version").get("gitVersion"), 64)
-            nodes = list(_pages(api, "/api/v1/nodes"))
+            nodes = list(_items(api, "/api/v1/nodes"))
             report.nodes_total = len(nodes)
             for node in nodes:
                 ready, problems = node_problems(node)

@@ -28,6 +28,7 @@ from ansflow.engines.kube_objects import (
     KubeUnavailable,
     request,
 )
+from ansflow.engines.kube_objects import list_pages as kube_pages
 from ansflow.errors import AnsflowError
 from ansflow.upkeep import fields as F
 from ansflow.upkeep.inventory import Changes, Inventory, Known, Snapshot, now
@@ -105,16 +106,14 @@ def list_pages(api: k8s.ApiClient, path: str, page_size: int = PAGE_SIZE, *,
                metadata_only: bool = False) -> Iterator[list]:
     """The items of a list path, page by page (``limit`` / ``continue``); with
     ``metadata_only``, each item's metadata only (PartialObjectMetadata)."""
-    token = ""
     accept = METADATA if metadata_only else "application/json"
-    while True:
-        query = [("limit", str(page_size))] + ([("continue", token)] if token else [])
-        page = _get_json(api, path, query, accept)
-        items = page.get("items")
-        yield items if isinstance(items, list) else []
-        token = str((page.get("metadata") or {}).get("continue") or "")
-        if not token:
-            return
+    try:
+        for page in kube_pages(api, path, page_size=page_size, timeout=REQUEST_TIMEOUT,
+                               accept=accept):
+            items = page.get("items")
+            yield items if isinstance(items, list) else []
+    except ValueError:  # not JSON, or not UTF-8
+        raise KubeError(f"{path}: the API server's answer is not JSON") from None
 
 
 def object_path(kind: F.Kind, namespace: str, name: str) -> str:
