@@ -87,38 +87,31 @@ def check(
     namespace: str = typer.Option(None, "--namespace", help="Namespace for the rules review."),
 ) -> None:
     """Reachability, server version, and what the identity may do (SelfSubjectRulesReview)."""
-    from kubernetes import client as k8s
-
     from ansflow.engines.kube import translate_error
+    from ansflow.engines.kube_cluster import one_attempt_client, rules_review, server_version
 
     block = _load(name)
     ns = namespace or block.namespace
     try:
-        with block.get_client() as built:
-            configuration = built.configuration
+        api = one_attempt_client(block)  # that answer (or error) is what we report
     except AnsflowError as exc:
         _fail(f"cluster {name!r}: {exc}")
-    configuration.retries = 0  # one attempt: that answer (or error) is what we report
-    with k8s.ApiClient(configuration) as api:
+    with api:
         try:
-            version = k8s.VersionApi(api).get_code(_request_timeout=10)
+            version = server_version(api)
         except Exception as exc:
             _fail(str(translate_error(exc, cluster=name, action="read the server version")))
         typer.echo(f"cluster {name!r}: reachable at {api.configuration.host}, "
-                   f"Kubernetes {version.git_version}")
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
-                  "spec": {"namespace": ns}}
+                   f"Kubernetes {version}")
         try:
-            result = k8s.AuthorizationV1Api(api).create_self_subject_rules_review(
-                review, _request_timeout=10
-            )
+            status = rules_review(api, ns)
         except Exception as exc:
             _fail(str(translate_error(
                 exc, cluster=name, action="create selfsubjectrulesreviews (authorization.k8s.io)"
             )))
     typer.echo(f"permissions in namespace {ns!r}:")
-    for rule in result.status.resource_rules or []:
+    for rule in status.resource_rules or []:
         groups = ",".join(g or "core" for g in rule.api_groups or [])
         typer.echo(f"  {','.join(rule.verbs):<40} {','.join(rule.resources or [])} [{groups}]")
-    if result.status.incomplete:
-        typer.echo(f"  (incomplete: {result.status.evaluation_error or 'authorizer gave up'})")
+    if status.incomplete:
+        typer.echo(f"  (incomplete: {status.evaluation_error or 'authorizer gave up'})")

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import urllib3
 from kubernetes import client as k8s
 
 from ansflow.devcluster import components as comp
@@ -38,6 +37,8 @@ from ansflow.devcluster.state import (
     save_state,
 )
 from ansflow.engines.kube import build_api_client
+from ansflow.engines.kube_cluster import ensure_nodes, ready_nodes, service_account_exists
+from ansflow.engines.kube_errors import KubeError
 
 START_TIMEOUT = 90.0
 # (components, seconds from SIGTERM to SIGKILL); only etcd has data worth a clean stop.
@@ -99,34 +100,13 @@ def _start(state: ClusterState, name: str, argv: list[str], paths: ClusterPaths)
 
 def _nodes_ready(api: k8s.ApiClient, count: int) -> bool:
     try:
-        nodes = k8s.CoreV1Api(api).list_node(_request_timeout=5).items
-    except (k8s.ApiException, urllib3.exceptions.HTTPError):
-        return False
-    ready = [
-        n
-        for n in nodes
-        if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-    ]
-    return len(ready) >= count
-
-
-def _default_sa_exists(api: k8s.ApiClient) -> bool:
-    try:
-        k8s.CoreV1Api(api).read_namespaced_service_account(
-            "default", "default", _request_timeout=5
-        )
-        return True
-    except (k8s.ApiException, urllib3.exceptions.HTTPError):
+        return ready_nodes(api) >= count
+    except KubeError:
         return False
 
 
 def _ensure_nodes(api: k8s.ApiClient, count: int) -> None:
-    core = k8s.CoreV1Api(api)
-    existing = {n.metadata.name for n in core.list_node(_request_timeout=5).items}
-    for i in range(count):
-        body = comp.node_manifest(i)
-        if body["metadata"]["name"] not in existing:
-            core.create_node(body, _request_timeout=10)
+    ensure_nodes(api, [comp.node_manifest(i) for i in range(count)])
 
 
 def _prepare_files(paths: ClusterPaths, state: ClusterState, pki: Pki) -> None:
@@ -309,7 +289,7 @@ def _start_components(
             timeout=timeout,
         )
         proc.wait_until(
-            lambda: _default_sa_exists(api),
+            lambda: service_account_exists(api, "default", "default"),
             what="the default service account",
             component="kube-controller-manager",
             record=cm,

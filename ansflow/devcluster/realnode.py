@@ -52,6 +52,8 @@ from ansflow.devcluster.realnode_files import (
     socket_path,
 )
 from ansflow.devcluster.state import ClusterPaths, ClusterState, save_state
+from ansflow.engines.kube_cluster import ensure_cluster_role_binding, node_ready_since
+from ansflow.engines.kube_errors import KubeError
 
 __all__ = ["LABEL", "NODE_NAME", "NodeSettings", "cleanup", "cni_config", "containerd_config",
            "hierarchies", "kubelet_argv", "kubelet_config", "mounts_under", "node_dir",
@@ -181,10 +183,9 @@ def _rbac(api: k8s.ApiClient) -> None:
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
                           "name": "system:nodes"}]}
     try:
-        k8s.RbacAuthorizationV1Api(api).create_cluster_role_binding(body, _request_timeout=10)
-    except k8s.ApiException as exc:
-        if exc.status != 409:
-            raise DevClusterError(f"cannot grant the real node its role: {exc.reason}") from None
+        ensure_cluster_role_binding(api, body)
+    except KubeError as exc:
+        raise DevClusterError(f"cannot grant the real node its role: {exc}") from None
 
 
 def _ctr(key: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -201,13 +202,9 @@ def containerd_answers(key: str) -> bool:
 
 def _node_ready_since(api: k8s.ApiClient, since: float) -> bool:
     try:
-        node = k8s.CoreV1Api(api).read_node(NODE_NAME, _request_timeout=5)
+        return node_ready_since(api, NODE_NAME, since)
     except Exception:  # noqa: BLE001 - not registered yet, API busy
         return False
-    for cond in node.status.conditions or []:
-        if cond.type == "Ready" and cond.status == "True" and cond.last_heartbeat_time:
-            return cond.last_heartbeat_time.timestamp() >= since - 1
-    return False
 
 
 def start(paths: ClusterPaths, state: ClusterState, bins: Binaries, pki: Pki,

@@ -31,6 +31,7 @@ from kubernetes.config.kube_config import KubeConfigLoader
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
+from ansflow.engines.kube_errors import KubeError
 from ansflow.engines.kube_exec import check_exec_plugins
 from ansflow.engines.kube_names import check_container, check_name, check_namespace
 from ansflow.engines.reaper import private_dir
@@ -178,6 +179,10 @@ def translate_error(exc: BaseException, *, cluster: str, action: str) -> StepFai
         errors are StepTransient/EngineUnavailable (retryable), the rest StepFailed.
     """
     where = f"cluster {cluster!r}: {action}"
+    if isinstance(exc, KubeError):  # the adapter's own error: what the client raised, if any
+        if exc.__cause__ is None:
+            return StepFailed(f"{where}: {exc}")
+        exc = exc.__cause__
     if isinstance(exc, k8s.ApiException):
         body = _status_body(exc)
         message = str(body.get("message") or exc.reason or "")[:ERROR_BODY_LIMIT]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import urllib3
 from kubernetes import client as k8s
 
-from ansflow.engines.kube import check_exec_target
+from ansflow.engines.kube_cluster import container_log
 from ansflow.engines.kube_objects import (
     Resource,
     get_object,
@@ -94,10 +94,8 @@ def crash_report(api: k8s.ApiClient, pod: dict, status: dict) -> str:
     if last.get("reason"):
         report += f" ({clean_text(str(last['reason']), 60)})"
     try:
-        check_exec_target(meta.get("namespace"), meta.get("name"), status.get("name"))
-        text = k8s.CoreV1Api(api).read_namespaced_pod_log(
-            meta.get("name"), meta.get("namespace"), container=status.get("name"),
-            previous=True, tail_lines=CRASH_LINES, limit_bytes=8192, _request_timeout=10)
+        text = container_log(api, meta.get("namespace"), meta.get("name"), status.get("name"),
+                             previous=True, tail_lines=CRASH_LINES, limit_bytes=8192)
     except Exception:  # noqa: BLE001 - the log is a courtesy: the failure stands without it
         return report
     lines = [clean_text(line, 300) for line in str(text or "").splitlines()[-CRASH_LINES:]]
