@@ -1,8 +1,10 @@
 """Safe YAML loading that remembers where every key and value came from.
 
-Only plain YAML data is accepted: any explicit tag (`!!python/object`, `!Ref`, ...) is refused
-without being constructed, duplicate keys are errors, and alias expansion is bounded so an
-alias bomb is refused in milliseconds.
+Mapping keys are always the text written (YAML 1.2's reading of `on:`, `yes:`, `no:`,
+`off:`); values keep YAML 1.1's meaning (`yes`/`no`/`on`/`off` are booleans; quote them for
+the word). Only plain YAML data is accepted: any explicit tag (`!!python/object`, `!Ref`,
+...) is refused without being constructed, duplicate keys are errors, and alias expansion is
+bounded so an alias bomb is refused in milliseconds.
 """
 
 from __future__ import annotations
@@ -112,9 +114,15 @@ class _Builder:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     raise YamlError(_pos(key_node), "YAML merge keys ('<<') are not supported")
                 key = self.build(key_node, path + ("<key>",))
-                if not isinstance(key, (str, int, float, bool)) or key is None:
+                if key is None and isinstance(key_node, ScalarNode):
+                    raise YamlError(_pos(key_node), "a mapping key cannot be null (`~`, "
+                                                    "`null` or nothing); quote it for the word")
+                if not isinstance(key, (str, int, float, bool)):
                     raise YamlError(_pos(key_node), "a mapping key must be a plain scalar")
-                key = str(key) if not isinstance(key, str) else key
+                # Keys are names, as YAML 1.2 (and GitHub's workflow parser) reads them:
+                # `on:`, `yes:`, `no:`, `off:` are the words, `0x1F:` and `1_000:` the text
+                # written, never a boolean or a number turned back into text.
+                key = key_node.value
                 if key in result:
                     raise YamlError(_pos(key_node), f"duplicate key {key!r}")
                 self.out.keys[path + (key,)] = _pos(key_node)
