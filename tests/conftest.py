@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-pytest_plugins = ["fixtures_docker", "fixtures_git", "fixtures_k8s", "fixtures_pipeline", "fixtures_ssh"]
+pytest_plugins = ["fixtures_docker", "fixtures_git", "fixtures_k8s", "fixtures_pipeline",
+                  "fixtures_ssh"]
 
 _TMP = Path(tempfile.mkdtemp(prefix="ansflow-tests-"))
 
