@@ -5,7 +5,8 @@ Each cluster's sync publishes a table artifact (`ansflow-sync-<cluster>`: counts
 added / changed / removed) and the event `ansflow.k8s.sync.completed` with the counts;
 objects that drifted from what ansflow applied get the event `ansflow.k8s.resource.drifted`
 (naming the object and the fields) and the artifact `ansflow-drift-<cluster>`. Drift is
-reported, never reverted.
+reported, never reverted. The inventory itself is then published as browsable tables
+(``ansflow.flows.inventory_publish``: one per cluster, one per namespace, a summary).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ansflow.errors import AnsflowError
 from ansflow.flows.clusters import choose_clusters, ensure_concurrency_limit, load_cluster
+from ansflow.flows.inventory_publish import publish_after_sync
 from ansflow.upkeep.sync import SyncResult, sync_cluster
 
 FLOW_NAME = "ansflow-sync"
@@ -115,8 +117,9 @@ def sync_cluster_task(cluster: str, page_size: int = 500) -> dict[str, Any]:
         The sync's result as a dict (counts per kind, drift, outcome).
     """
     logger = get_run_logger()
+    block = load_cluster(cluster)
     with concurrency(LIMIT_NAME, occupy=1, strict=False):
-        result = sync_cluster(cluster, load_cluster(cluster), page_size=page_size)
+        result = sync_cluster(cluster, block, page_size=page_size)
     totals = result.totals
     logger.info(f"cluster {cluster!r}: {result.outcome}: {totals.total} objects, "
                 f"{totals.added} added, {totals.changed} changed, {totals.removed} removed, "
@@ -124,6 +127,8 @@ def sync_cluster_task(cluster: str, page_size: int = 500) -> dict[str, Any]:
     for kind, reason in result.skipped.items():
         logger.warning(f"cluster {cluster!r}: {kind} skipped: {reason}")
     publish_sync(result)
+    if result.outcome == "synced":
+        publish_after_sync(cluster, block, logger)
     return result.as_dict()
 
 
