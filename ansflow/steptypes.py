@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from ansflow.spec import steps as cfg
 from ansflow.spec.common import StrictModel
+from ansflow.spec.steps_k8s import K8sGetConfig, K8sListConfig
 
 # Where a step acts. `runs_on`: a command or script, run where its `runs_on` says;
 # `prefect`: on the flow run itself (an approval pauses it).
@@ -84,6 +85,13 @@ REGISTRY: dict[str, StepType] = {t.name: t for t in (
     _t("k8s_rollback", cfg.K8sRollbackConfig, "ansflow.tasks.k8s_rollback:k8s_rollback",
        {"revision", "new_revision"}, "kubernetes",
        "roll a workload back to the previous or a given revision, then wait for the rollout"),
+    _t("k8s_list", K8sListConfig, "ansflow.tasks.k8s_list:k8s_list",
+       {"count", "names", "items", "truncated"}, "kubernetes",
+       "list objects of any kind with their health (kubectl get), never a Secret's values"),
+    _t("k8s_get", K8sGetConfig, "ansflow.tasks.k8s_get:k8s_get",
+       {"found", "kind", "name", "namespace", "uid", "resource_version", "health",
+        "health_message", "keys", "object"}, "kubernetes",
+       "read one object of any kind with its health; of a Secret, its key names only"),
     # Outputs: approved, comment and the step's own `fields` (validated per step).
     _t("approval", cfg.ApprovalConfig, "ansflow.tasks.approval:approval", None, "prefect",
        "pause the run until someone approves it (Prefect UI form or `ansflow approve`)"),

@@ -1,5 +1,6 @@
 """The `config` models of the Kubernetes steps' target (cluster, namespace) and of the
-management steps: k8s_scale, k8s_restart, k8s_rollback, k8s_delete, k8s_logs."""
+management steps: k8s_scale, k8s_restart, k8s_rollback, k8s_delete, k8s_logs, k8s_list,
+k8s_get."""
 
 from __future__ import annotations
 
@@ -198,4 +199,55 @@ def _workload_type(value: str, accepted: dict[str, str]) -> str:
     if value.strip().lower() not in accepted:
         kinds = ", ".join(sorted({k.lower() for k in accepted.values()}))
         raise ValueError(f"resource_type {value!r} is not one of {kinds}")
+    return value
+
+
+MAX_LIST = 5000  # objects one k8s_list returns at most
+
+
+class K8sListConfig(K8sTarget):
+    """List objects of any kind the cluster serves (as `kubectl get`), small summaries with
+    their health; a Secret's values are never read into them."""
+
+    resource_type: str = Field(description="pod, deployment, service, configmap, secret, "
+                                           "namespace, node, jobs.batch... or any kind / short "
+                                           "name / plural the cluster serves.")
+    label_selector: str | None = Field(None, description="Only objects matching it, e.g. "
+                                                         "app=web,tier!=db.")
+    all_namespaces: bool = Field(False, description="List in every namespace (kubectl -A).")
+    limit: int = Field(500, ge=1, le=MAX_LIST,
+                       description=f"Return at most this many objects (1 to {MAX_LIST}).")
+
+    @field_validator("resource_type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        return check_resource_type(value)
+
+
+class K8sGetConfig(K8sTarget):
+    """Read one object of any kind (as `kubectl get -o json`): the object without its
+    managedFields, its health; of a Secret, its key names only (never a value)."""
+
+    resource_type: str = Field(description="pod, deployment, service, configmap, secret, "
+                                           "namespace, node... or any kind / short name / "
+                                           "plural the cluster serves.")
+    resource_name: str
+    ignore_not_found: bool = Field(False, description="A missing object is not an error "
+                                                      "(output found=false).")
+
+    @field_validator("resource_type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        return check_resource_type(value)
+
+
+def check_resource_type(value: str) -> str:
+    """A resource type as users write it (`deploy`, `jobs.batch`, a CRD's plural): a
+    template as is; otherwise 1 to 253 characters without control characters or '/'."""
+    if "{{" in value or "{%" in value:
+        return value
+    stripped = value.strip()
+    if not stripped or len(stripped) > 253 or path_segment_problem(stripped):
+        raise ValueError(f"resource_type {value[:80]!r} is not a resource type (a kind, "
+                         "short name or plural such as deployment, svc, jobs.batch)")
     return value
