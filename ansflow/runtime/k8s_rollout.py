@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ansflow.engines.object_health import assess
 from ansflow.spec.conditions import WaitCondition
 
 # A container stuck in one of these will not recover by waiting longer.
@@ -206,7 +207,9 @@ def pod_ready(pod: dict) -> bool:
 
 
 def job_status(obj: dict) -> Verdict:
-    """A Job is complete with Complete=True and failed for good with Failed=True."""
+    """A Job is complete with Complete=True and failed for good with Failed=True; a
+    suspended one (spec.suspend, or Suspended=True) fails at once, as a paused Deployment
+    does: no pod runs until someone resumes it."""
     name = _get(obj, "metadata", "name", default="?")
     for cond in _conditions(obj):
         if cond.get("status") != "True":
@@ -217,9 +220,48 @@ def job_status(obj: dict) -> Verdict:
             return Verdict(failed=f"job {name!r} failed: {cond.get('reason', '')} "
                                   f"{cond.get('message', '')}".rstrip())
     status = obj.get("status") or {}
-    return Verdict(progress=f"job {name!r}: {status.get('active', 0)} active, "
-                            f"{status.get('succeeded', 0)} succeeded, "
-                            f"{status.get('failed', 0)} failed")
+    progress = (f"job {name!r}: {status.get('active', 0)} active, "
+                f"{status.get('succeeded', 0)} succeeded, {status.get('failed', 0)} failed")
+    suspended = any(c.get("type") == "Suspended" and c.get("status") == "True"
+                    for c in _conditions(obj))
+    if _get(obj, "spec", "suspend") is True or suspended:
+        return Verdict(failed=f"job {name!r} is suspended, so it cannot complete (resume it: "
+                              "set spec.suspend to false)", progress=progress)
+    return Verdict(progress=progress)
+
+
+def replicaset_status(obj: dict, *, ready_only: bool = False) -> Verdict:
+    """A ReplicaSet (which reports no Available or Ready condition) is available when its
+    generation is observed and availableReplicas (ready: readyReplicas) reaches
+    spec.replicas, as Argo CD's health and `kubectl scale`'s wait read it."""
+    name = _get(obj, "metadata", "name", default="?")
+    status = obj.get("status") or {}
+    if _get(obj, "metadata", "generation", default=0) > status.get("observedGeneration", 0):
+        return Verdict(progress=f"waiting for replicaset {name!r} spec update to be observed")
+    want = _get(obj, "spec", "replicas", default=1)
+    word = "ready" if ready_only else "available"
+    have = status.get("readyReplicas" if ready_only else "availableReplicas") or 0
+    failure = next((c for c in _conditions(obj) if c.get("type") == "ReplicaFailure"
+                    and c.get("status") == "True"), None)
+    why = (f" (ReplicaFailure: {str(failure.get('message') or failure.get('reason'))[:300]})"
+           if failure else "")
+    if have < want:
+        return Verdict(progress=f"replicaset {name!r}: {have} of {want} replicas are "
+                                f"{word}{why}")
+    return Verdict(done=True, progress=f"replicaset {name!r}: {have} of {want} replicas are "
+                                       f"{word}")
+
+
+def pod_ready_status(obj: dict) -> Verdict:
+    """Condition Ready=True; a pod that has ended (Failed, or Succeeded) never will, so it
+    fails at once, naming the container and exit code that ended it."""
+    phase = _get(obj, "status", "phase")
+    if phase in ("Failed", "Succeeded"):
+        name = _get(obj, "metadata", "name", default="?")
+        why = assess(obj, "Pod").message if phase == "Failed" else "it completed"
+        return Verdict(failed=f"pod {name!r} has ended ({phase}) and will never be ready: "
+                              f"{why}", progress=f"pod phase {phase}")
+    return condition_status(obj, "Ready", "true")
 
 
 def evaluate(obj: dict, cond: WaitCondition) -> Verdict:
@@ -228,12 +270,20 @@ def evaluate(obj: dict, cond: WaitCondition) -> Verdict:
     if cond.mode == "rollout":
         if kind in WORKLOAD_KINDS:
             return rollout_status(obj, after_rollback=cond.name == AFTER_ROLLBACK)
-        return condition_status(obj, "Ready" if kind == "Pod" else "Available", "true")
+        if kind == "ReplicaSet":
+            return replicaset_status(obj)
+        if kind == "Pod":
+            return pod_ready_status(obj)
+        return condition_status(obj, "Available", "true")
     if cond.mode == SCALED:
         return scale_status(obj)
     if cond.mode == "ready":
         if kind in WORKLOAD_KINDS:
             return rollout_status(obj)
+        if kind == "ReplicaSet":
+            return replicaset_status(obj, ready_only=True)
+        if kind == "Pod":
+            return pod_ready_status(obj)
         return condition_status(obj, "Ready", "true")
     if cond.mode == "complete":
         if kind == "Job":
@@ -253,26 +303,55 @@ def evaluate(obj: dict, cond: WaitCondition) -> Verdict:
     raise ValueError(f"unknown wait mode {cond.mode}")
 
 
-def stuck_pod(pods: list[dict]) -> str | None:
+def stuck_pod(pods: list[dict], **rules: bool) -> str | None:
     """Why the first pod that cannot come up is stuck: 'pod P, container C: Reason: msg'."""
-    found = stuck_container(pods)
+    found = stuck_container(pods, **rules)
     return found[0] if found else None
 
 
-def stuck_container(pods: list[dict]) -> tuple[str, dict, dict] | None:
-    """The first stuck container: (why, as stuck_pod says it; its pod; its status)."""
+def _exit_code(terminated: Any) -> int:
+    code = terminated.get("exitCode") if isinstance(terminated, dict) else None
+    return code if isinstance(code, int) else 0
+
+
+def stuck_container(pods: list[dict], *, final_exits: bool = False,
+                    restarts: bool = True) -> tuple[str, dict, dict] | None:
+    """The first stuck container: (why, as stuck_pod says it; its pod; its status).
+
+    Stuck: waiting in one of BAD_WAITING_REASONS (CrashLoopBackOff, ImagePullBackOff...);
+    with ``final_exits`` (the wait is on the pod itself), a container that exited with an
+    error in a pod whose restartPolicy is Never (it will never run again); with
+    ``restarts`` (not for a Job's pods: the Job retries), a container that just exited with
+    an error and is about to be restarted, or that was restarted after one and is not
+    ready: Argo CD counts such a pod Degraded, before the kubelet's back-off shows
+    CrashLoopBackOff. ``crash_report`` adds the exit code and the last lines.
+    """
     for pod in pods:
         if _get(pod, "metadata", "deletionTimestamp"):
             continue
+        policy = _get(pod, "spec", "restartPolicy", default="Always")
         statuses = (_get(pod, "status", "initContainerStatuses", default=[])
                     + _get(pod, "status", "containerStatuses", default=[]))
+        where = f"pod {_get(pod, 'metadata', 'name')!r}, container "
         for cs in statuses:
+            if not isinstance(cs, dict):
+                continue
             waiting = _get(cs, "state", "waiting", default={})
-            reason = waiting.get("reason")
+            reason = waiting.get("reason") if isinstance(waiting, dict) else None
             if reason in BAD_WAITING_REASONS:
                 message = str(waiting.get("message") or "")[:300]
-                return (f"pod {_get(pod, 'metadata', 'name')!r}, container {cs.get('name')!r}: "
-                        f"{reason}" + (f": {message}" if message else ""), pod, cs)
+                return (f"{where}{cs.get('name')!r}: {reason}"
+                        + (f": {message}" if message else ""), pod, cs)
+            ended = _exit_code(_get(cs, "state", "terminated"))
+            if ended and (policy == "Never" and final_exits or restarts and policy != "Never"):
+                final = " (restartPolicy Never: it will not run again)" \
+                    if policy == "Never" else ""
+                return f"{where}{cs.get('name')!r} exited with an error{final}", pod, cs
+            if restarts and policy != "Never" and not cs.get("ready") \
+                    and (cs.get("restartCount") or 0) >= 1 \
+                    and _exit_code(_get(cs, "lastState", "terminated")):
+                return (f"{where}{cs.get('name')!r} was restarted after an error and is not "
+                        f"ready ({cs.get('restartCount')} restart(s))", pod, cs)
     return None
 
 

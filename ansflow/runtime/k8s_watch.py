@@ -64,7 +64,9 @@ class _Watcher:
         now = time.monotonic()
         if self.fail_fast and (force_pods or now - self.last_pod_check >= POD_CHECK_EVERY):
             self.last_pod_check = now
-            stuck = stuck_container(rollout_pods(self.api, obj))
+            kind = obj.get("kind")
+            stuck = stuck_container(rollout_pods(self.api, obj), final_exits=kind == "Pod",
+                                    restarts=kind != "Job")
             if stuck:
                 raise StepFailed(f"{self.res.ref(self.name, self.namespace)} will not become "
                                  f"ready: {stuck[0]}{crash_report(self.api, *stuck[1:])}",
@@ -83,10 +85,13 @@ CRASH_LINES = 10
 
 
 def crash_report(api: k8s.ApiClient, pod: dict, status: dict) -> str:
-    """For a container that ran and died (CrashLoopBackOff): its last exit code and the
-    last lines it wrote (the previous container's log), as text to append to the failure.
+    """For a container that ran and died: its exit code and the last lines it wrote (the
+    ended container's own log when it has not been restarted yet, else the previous
+    container's), as text to append to the failure.
     The lines come from the cluster: control characters are dropped, lengths bounded."""
-    last = ((status.get("lastState") or {}).get("terminated")) or {}
+    last = ((status.get("state") or {}).get("terminated")) or {}
+    previous = not last
+    last = last or ((status.get("lastState") or {}).get("terminated")) or {}
     if not last:
         return ""
     meta = pod.get("metadata") or {}
@@ -95,7 +100,7 @@ def crash_report(api: k8s.ApiClient, pod: dict, status: dict) -> str:
         report += f" ({clean_text(str(last['reason']), 60)})"
     try:
         text = container_log(api, meta.get("namespace"), meta.get("name"), status.get("name"),
-                             previous=True, tail_lines=CRASH_LINES, limit_bytes=8192)
+                             previous=previous, tail_lines=CRASH_LINES, limit_bytes=8192)
     except Exception:  # noqa: BLE001 - the log is a courtesy: the failure stands without it
         return report
     lines = [clean_text(line, 300) for line in str(text or "").splitlines()[-CRASH_LINES:]]
