@@ -8,6 +8,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -15,6 +16,7 @@ from pydantic import (
 
 from ansflow.spec.common import Duration, EnvMap, StrictModel, require_exactly_one
 from ansflow.spec.matrix import Matrix
+from ansflow.spec.source import GitSource, parameter_clash
 from ansflow.spec.steps_k8s import KubeNamespace
 from ansflow.stepenv import check_pattern
 from ansflow.steptypes import CONFIG_MODELS
@@ -173,6 +175,9 @@ class Pipeline(StrictModel):
     name: str = Field(min_length=1)
     type: PipelineType = "local"
     description: str | None = None
+    source: GitSource | None = Field(
+        None, description="Check this repository's commit out into each run's workspace "
+                          "(docs/git-sources.md).")
     variables: dict[str, VariableOrDefault] = Field(default_factory=dict)
     schedule: Schedule | str | None = None
     env: EnvMap = Field(default_factory=dict)
@@ -199,6 +204,14 @@ class Pipeline(StrictModel):
             problem = check_pattern(pattern)
             if problem:
                 raise ValueError(problem)
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _not_run_parameters(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        problem = parameter_clash(value) if info.data.get("source") is not None else None
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -142,6 +142,7 @@ def _empty_plan(pipeline: Pipeline, file: str, workspace: str) -> Plan:
         env=dict(pipeline.env), env_passthrough=list(pipeline.env_passthrough),
         defaults=pipeline.defaults.model_dump(),
         timeout=pipeline.timeout, max_parallel=pipeline.max_parallel,
+        git_source=pipeline.source.model_dump() if pipeline.source else None,
     )
     if pipeline.workspace:
         plan.workspace = str((FsPath(workspace) / pipeline.workspace).resolve())
