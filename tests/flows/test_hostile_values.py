@@ -199,6 +199,8 @@ OPERATION_BASE = {
     "apply": {"manifest": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hv-apply}\n",
               "dry_run": True},
     "describe": {"resource_type": "configmap", "resource_name": "hv-present"},
+    "list": {"resource_type": "configmap"},
+    "get": {"resource_type": "configmap", "resource_name": "hv-present"},
     "namespace": {"name": "{ns}"},
     "configmap": {"name": "hv-form-cm", "data": {"k": "v"}},
     "secret": {"name": "hv-form-secret", "keys": {"k": "vvvv"}},
