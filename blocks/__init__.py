@@ -4,4 +4,4 @@ Importing this module imports every Block subclass, so that Prefect's `prefect.c
 entry point registers them all with a starting server.
 """
 
-from ansflow.blocks import docker, kubernetes, ssh  # noqa: F401  (registers the blocks)
+from ansflow.blocks import docker, git, kubernetes, ssh  # noqa: F401  (registers the blocks)
