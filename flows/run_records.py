@@ -54,3 +54,5 @@ class RunInfo:
     build_number: int
     variables: dict[str, Any]
     secrets: dict[str, str]
+    # The commit the run checked out (`git.*` in templates; flows.git_source), else empty.
+    git: dict[str, str] = field(default_factory=dict)
