@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from kubernetes import client as k8s
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
+from ansflow.blocks.saved import BlockNotFound, load_saved_block, saved_block_names
 from ansflow.engines.kube import build_api_client
 from ansflow.engines.kube_exec import check_exec_plugins
 
@@ -226,6 +228,32 @@ class KubernetesCluster(Block):
         return KubernetesCredentials(
             cluster_config=KubernetesClusterConfig(config=doc, context_name=context)
         )
+
+
+class ClusterNotFound(BlockNotFound):
+    """No saved KubernetesCluster block of that name (or its block cannot be loaded)."""
+
+
+def saved_cluster_names() -> list[str]:
+    """The names of the saved KubernetesCluster blocks, sorted.
+
+    Raises:
+        AnsflowError: the Prefect API cannot be reached.
+    """
+    return saved_block_names(KubernetesCluster.get_block_type_slug(), "Kubernetes clusters")
+
+
+def load_saved_cluster(name: str) -> KubernetesCluster:
+    """The saved KubernetesCluster block ``name``.
+
+    Raises:
+        StepFailed: ``name`` is not a block name.
+        ClusterNotFound: no such block (the hint says how to save one), or it cannot be
+            loaded.
+    """
+    return load_saved_block(KubernetesCluster, name, "cluster", "Kubernetes cluster",
+                            f"ansflow cluster add {shlex.quote(name)} --kubeconfig FILE",
+                            ClusterNotFound)
 
 
 _USER_SECRET_KEYS = ("token", "password", "client-key-data", "id-token", "refresh-token",

@@ -42,12 +42,6 @@ def publish_report(report: CleanupReport) -> None:
                           description=f"ansflow cleanup: {report.summary()}{more}")
 
 
-def saved_cluster_names() -> list[str]:
-    from ansflow.flows.manage import saved_clusters  # noqa: PLC0415
-
-    return saved_clusters()
-
-
 @flow(name=FLOW_NAME, persist_result=False, log_prints=False, validate_parameters=True)
 def cleanup_flow(clusters: list[str] | None = None, docker: bool = True,
                  keep_builds: int = DEFAULT_KEEP_BUILDS,
@@ -75,6 +69,8 @@ def cleanup_flow(clusters: list[str] | None = None, docker: bool = True,
         The counts (planned, kept, removed, failed, problems); the run fails when a delete
         failed or a source could not be read (after everything else was done).
     """
+    from ansflow.blocks.kubernetes import saved_cluster_names  # noqa: PLC0415
+
     log = get_run_logger()
     names = list(clusters) if clusters else saved_cluster_names()
     options = CleanupOptions(clusters=names, docker=docker, keep_builds=keep_builds,

@@ -1,36 +1,15 @@
-"""The saved clusters the upkeep flows work on, and their Prefect concurrency limits."""
+"""The saved clusters the upkeep flows work on (chosen by name, checked against the saved
+blocks of ``ansflow.blocks.kubernetes``), and their Prefect concurrency limits."""
 
 from __future__ import annotations
 
 import logging
 import re
 
-from ansflow.errors import AnsflowError
+from ansflow.blocks.kubernetes import ClusterNotFound, saved_cluster_names
 
-CLUSTER_BLOCK_SLUG = "ansflow-kubernetes-cluster"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$")
 log = logging.getLogger("ansflow.flows")
-
-
-class ClusterNotFound(AnsflowError):
-    """No saved KubernetesCluster block of that name (or its block cannot be loaded)."""
-
-
-def saved_cluster_names() -> list[str]:
-    """The names of every saved KubernetesCluster block, sorted.
-
-    Raises:
-        AnsflowError: the Prefect API cannot be reached.
-    """
-    from prefect.client.orchestration import get_client  # noqa: PLC0415
-
-    try:
-        with get_client(sync_client=True) as client:
-            docs = client.read_block_documents_by_type(CLUSTER_BLOCK_SLUG)
-    except Exception as exc:  # noqa: BLE001 - any API failure is one line to the user
-        raise AnsflowError(f"cannot list the saved clusters: the Prefect API failed "
-                           f"({type(exc).__name__})") from None
-    return sorted(d.name for d in docs if d.name and not d.is_anonymous)
 
 
 def choose_clusters(names: list[str] | None) -> list[str]:
@@ -54,24 +33,6 @@ def choose_clusters(names: list[str] | None) -> list[str]:
         raise ClusterNotFound(f"no saved cluster named {', '.join(map(repr, missing))} "
                               "(see `ansflow cluster list`)")
     return chosen
-
-
-def load_cluster(name: str):
-    """The KubernetesCluster block ``name``.
-
-    Raises:
-        ClusterNotFound: no such block, or it cannot be loaded.
-    """
-    from ansflow.blocks.kubernetes import KubernetesCluster  # noqa: PLC0415
-
-    try:
-        return KubernetesCluster.load(name)
-    except Exception as exc:  # noqa: BLE001 - ObjectNotFound, ValueError, API errors
-        if "not found" in str(exc).lower() or type(exc).__name__ == "ObjectNotFound":
-            raise ClusterNotFound(f"no saved cluster named {name!r} "
-                                  "(see `ansflow cluster list`)") from None
-        raise ClusterNotFound(f"cluster {name!r}: cannot load its block "
-                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def ensure_concurrency_limit(name: str, limit: int) -> None:

@@ -14,8 +14,9 @@ from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from ansflow.blocks.kubernetes import load_saved_cluster
 from ansflow.errors import AnsflowError
-from ansflow.flows.clusters import choose_clusters, ensure_concurrency_limit, load_cluster
+from ansflow.flows.clusters import choose_clusters, ensure_concurrency_limit
 from ansflow.flows.sync import MAX_PARALLEL, cluster_resource, slug
 from ansflow.upkeep.health import HealthReport, check_health
 
@@ -75,7 +76,7 @@ def health_task(cluster: str, interval: float = 60.0) -> dict[str, Any]:
     """
     logger = get_run_logger()
     with concurrency(LIMIT_NAME, occupy=1, strict=False):
-        report = check_health(cluster, load_cluster(cluster), interval=interval)
+        report = check_health(cluster, load_saved_cluster(cluster), interval=interval)
     log = logger.info if report.status == "ok" else logger.warning
     log(f"cluster {cluster!r}: {report.status}: {report.message}")
     publish_health(report)

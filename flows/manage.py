@@ -26,6 +26,7 @@ from prefect.input import RunInput
 from prefect.states import Failed, State
 from pydantic import Field
 
+from ansflow.blocks.kubernetes import saved_cluster_names
 from ansflow.errors import StepFailed, bounded
 from ansflow.flows.deployment import RunFormSchema
 from ansflow.flows.manage_publish import publish_failure, publish_result
@@ -39,7 +40,6 @@ from ansflow.spec.steps_k8s import check_kube_field
 FLOW_NAME = "ansflow-k8s"
 TAGS = ["ansflow", "ansflow-k8s"]
 ATTRIBUTE_PREFIX = "manage_"
-CLUSTER_BLOCK_SLUG = "ansflow-kubernetes-cluster"
 RESERVED = ("cluster", "namespace", "confirm")
 APPROVAL_TIMEOUT_ENV = "ANSFLOW_APPROVAL_TIMEOUT"
 DEFAULT_APPROVAL_TIMEOUT = 3600
@@ -146,23 +146,9 @@ def __getattr__(attr: str) -> Flow:
     return operation_flow(op)
 
 
-def saved_clusters() -> list[str]:
-    """The names of the KubernetesCluster blocks saved on the Prefect server, sorted."""
-    from prefect.client.orchestration import get_client  # noqa: PLC0415
-    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
-
-    with get_client(sync_client=True) as client:
-        try:
-            docs = client.read_block_documents_by_type(CLUSTER_BLOCK_SLUG,
-                                                       include_secrets=False)
-        except ObjectNotFound:  # the block type was never registered: none saved
-            return []
-    return sorted(str(d.name) for d in docs if d.name)
-
-
 def check_cluster(name: str) -> None:
     """Refuse a cluster that is not a saved block, listing the saved ones."""
-    names = saved_clusters()
+    names = saved_cluster_names()
     if name in names:
         return
     listed = ", ".join(names) if names else "none"
@@ -347,7 +333,7 @@ def refresh_cluster_choices(stop: threading.Event, every: float,
     current = list(served or [])
     while not stop.wait(every):
         try:
-            names = saved_clusters()
+            names = saved_cluster_names()
             if not names or names == current:
                 continue
             with get_client(sync_client=True) as client:

@@ -20,8 +20,9 @@ from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from ansflow.blocks.kubernetes import load_saved_cluster
 from ansflow.errors import AnsflowError
-from ansflow.flows.clusters import choose_clusters, ensure_concurrency_limit, load_cluster
+from ansflow.flows.clusters import choose_clusters, ensure_concurrency_limit
 from ansflow.flows.inventory_publish import publish_after_sync
 from ansflow.upkeep.sync import SyncResult, sync_cluster
 
@@ -117,7 +118,7 @@ def sync_cluster_task(cluster: str, page_size: int = 500) -> dict[str, Any]:
         The sync's result as a dict (counts per kind, drift, outcome).
     """
     logger = get_run_logger()
-    block = load_cluster(cluster)
+    block = load_saved_cluster(cluster)
     with concurrency(LIMIT_NAME, occupy=1, strict=False):
         result = sync_cluster(cluster, block, page_size=page_size)
     totals = result.totals

@@ -68,12 +68,9 @@ def cleanup(
 
 
 def _check_clusters(names: list[str]) -> None:
-    from ansflow.flows.manage import saved_clusters  # noqa: PLC0415
+    from ansflow.blocks.kubernetes import saved_cluster_names  # noqa: PLC0415
 
-    try:
-        saved = saved_clusters()
-    except Exception as exc:  # noqa: BLE001 - the server refused: say so in one line
-        raise AnsflowError(f"cannot list the saved Kubernetes clusters: {exc}") from None
+    saved = saved_cluster_names()  # AnsflowError: the server refused, said in one line
     missing = [n for n in names if n not in saved]
     if missing:
         listed = ", ".join(saved) if saved else "none"

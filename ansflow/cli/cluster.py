@@ -14,24 +14,14 @@ app = typer.Typer(
     help="Manage saved Kubernetes cluster credentials (Prefect blocks).", no_args_is_help=True
 )
 
-BLOCK_SLUG = "ansflow-kubernetes-cluster"
-
 
 def _load(name: str):
-    from prefect.exceptions import ObjectNotFound
-
-    from ansflow.blocks.kubernetes import KubernetesCluster
+    from ansflow.blocks.kubernetes import load_saved_cluster
 
     try:
-        return KubernetesCluster.load(name)
-    except (ObjectNotFound, ValueError) as exc:
-        text = str(exc).lower()
-        if isinstance(exc, ObjectNotFound) or "not found" in text or "unable to find" in text:
-            _fail(f"no cluster block named {name!r} (see `ansflow cluster list`)")
-        _fail(f"cluster {name!r}: cannot load its block: {str(exc)[:300]}")
-    except Exception as exc:
-        _fail(f"cluster {name!r}: cannot reach the Prefect API to load its block "
-              f"({type(exc).__name__})")
+        return load_saved_cluster(name)
+    except AnsflowError as exc:
+        _fail(str(exc))
 
 
 def _server_of(block) -> str:
@@ -76,7 +66,8 @@ def list_() -> None:
     """The saved cluster blocks: name, how they authenticate, server, namespace."""
     from ansflow.blocks.kubernetes import KubernetesCluster
 
-    list_blocks(BLOCK_SLUG, "cluster", "ansflow cluster add", KubernetesCluster.load,
+    list_blocks(KubernetesCluster.get_block_type_slug(), "cluster", "ansflow cluster add",
+                KubernetesCluster.load,
                 [("AUTH", 20), ("NAMESPACE", 16), ("SERVER", 0)],
                 lambda b: (b.auth_method, b.namespace, _server_of(b)))
 

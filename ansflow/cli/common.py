@@ -31,14 +31,13 @@ def list_blocks(slug: str, what: str, add_command: str, load: Callable[[str], An
         row: The column values of a loaded block; a block that cannot be loaded is shown
             as "unreadable".
     """
-    from prefect.client.orchestration import get_client
+    from ansflow.blocks.saved import saved_block_names
 
     try:
-        with get_client(sync_client=True) as client:
-            docs = client.read_block_documents_by_type(slug)
-    except Exception as exc:
-        fail(f"cannot list {what} blocks: the Prefect API failed ({type(exc).__name__})")
-    if not docs:
+        names = saved_block_names(slug, f"{what} blocks")
+    except AnsflowError as exc:
+        fail(str(exc))
+    if not names:
         typer.echo(f"no {what} blocks (add one with `{add_command}`)")
         return
 
@@ -47,12 +46,12 @@ def list_blocks(slug: str, what: str, add_command: str, load: Callable[[str], An
         return f"{name:<24}" + "".join(cells) + values[-1]
 
     typer.echo(line("NAME", tuple(h for h, _ in columns)))
-    for doc in sorted(docs, key=lambda d: d.name or ""):
+    for name in names:
         try:
-            values = row(load(doc.name))
+            values = row(load(name))
         except Exception:  # noqa: BLE001 - one broken block must not hide the others
             values = ("unreadable",) + ("-",) * (len(columns) - 1)
-        typer.echo(line(doc.name, values))
+        typer.echo(line(name, values))
 
 
 def save_block(block: Any, what: str, name: str, overwrite: bool) -> None:

@@ -263,10 +263,10 @@ def _upkeep_deployments(crons: dict[str, str]) -> list:
 
 
 def _saved_clusters() -> list[str]:
-    from ansflow.flows.manage import saved_clusters  # noqa: PLC0415
+    from ansflow.blocks.kubernetes import saved_cluster_names  # noqa: PLC0415
 
     try:
-        return saved_clusters()
+        return saved_cluster_names()
     except Exception as exc:  # noqa: BLE001 - a server refusal: serve with a free-text field
         typer.echo(f"warning: could not list the saved Kubernetes clusters: {exc}", err=True)
         return []

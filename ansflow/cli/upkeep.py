@@ -12,8 +12,9 @@ from ansflow.errors import AnsflowError
 
 
 def _names(clusters: list[str] | None) -> list[str]:
+    from ansflow.blocks.kubernetes import ClusterNotFound  # noqa: PLC0415
     from ansflow.cli.runner import ensure_server  # noqa: PLC0415
-    from ansflow.flows.clusters import ClusterNotFound, choose_clusters  # noqa: PLC0415
+    from ansflow.flows.clusters import choose_clusters  # noqa: PLC0415
 
     try:
         ensure_server()

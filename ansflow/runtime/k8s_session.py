@@ -4,7 +4,6 @@ into a step error that names the cluster, in one place."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s
 
-from ansflow.blocknames import check_block_name
 from ansflow.engines.kube import api_client_for, translate_error
 from ansflow.engines.kube_objects import KubeApplyConflict, KubeError
 from ansflow.errors import StepFailed, StepTransient
@@ -40,25 +38,18 @@ def cluster_session(ctx: Any, cluster: str | None, namespace: str | None
 
 
 def load_cluster(name: str | None, ctx: Any = None):
-    """The saved KubernetesCluster block `name`, or a StepFailed saying how to save one.
+    """The saved KubernetesCluster block `name`, or a StepFailed saying how to save one;
+    its secrets are added to the run's masker (short ones refused).
 
     A block object handed to a task directly (``ctx.blocks["cluster"]``) is used as is."""
-    from ansflow.blocks.kubernetes import KubernetesCluster
+    from ansflow.blocks.kubernetes import load_saved_cluster
 
     given = getattr(ctx, "blocks", {}).get("cluster") if ctx is not None else None
     if given is not None:
         return _masked(given, name or "given", ctx)
     if not name:
         raise StepFailed("no cluster given (set `cluster:` or `defaults.k8s.cluster`)")
-    check_block_name(name, "cluster")
-    try:
-        block = KubernetesCluster.load(name)
-    except ValueError as exc:
-        raise StepFailed(
-            f"no saved Kubernetes cluster block named {name!r}",
-            hint=f"save one: ansflow cluster add {shlex.quote(name)} --kubeconfig FILE",
-        ) from exc
-    return _masked(block, name, ctx)
+    return _masked(load_saved_cluster(name), name, ctx)
 
 
 def _masked(block: Any, name: str, ctx: Any):

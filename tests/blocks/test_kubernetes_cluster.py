@@ -205,4 +205,6 @@ def test_cluster_check_errors_name_the_cluster_and_the_cause(
     out = _cli("cluster", "check", "nowhere")
     assert out.exit_code == 1 and "unreachable" in out.output
     out = _cli("cluster", "check", "no-such-block")
-    assert out.exit_code == 1 and "no cluster block named 'no-such-block'" in out.output
+    assert out.exit_code == 1
+    assert "no saved Kubernetes cluster block named 'no-such-block'" in out.output
+    assert "hint: save one: ansflow cluster add no-such-block --kubeconfig FILE" in out.output
