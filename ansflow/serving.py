@@ -104,8 +104,30 @@ def parameter_schema(plan: Plan) -> dict[str, Any]:
             if spec.get(key) is not None:
                 prop[key] = spec[key]
         properties[name] = prop
+    properties.update(git_parameters(plan, len(properties)))
     return {"title": "Parameters", "type": "object", "properties": properties,
             "required": [], "definitions": {}, "additionalProperties": False}
+
+
+def git_parameters(plan: Plan, position: int) -> dict[str, Any]:
+    """The run form's `ref` and `sha` fields of a pipeline with a git `source:` (none
+    without): `ref` defaults to the source's ref (the deployment's default); `sha` is the
+    exact commit a push trigger passes."""
+    source = plan.git_source
+    if source is None:
+        return {}
+    ref: dict[str, Any] = {
+        "title": "ref", "type": "string", "position": position, "maxLength": 1024,
+        "description": "Branch, tag, full ref name (refs/heads/...) or commit SHA to build"
+                       + ("" if source.get("ref") else
+                          " (empty: the repository's default branch)") + "."}
+    if source.get("ref"):
+        ref["default"] = source["ref"]
+    sha = {"title": "sha", "type": "string", "position": position + 1,
+           "pattern": "^([0-9a-fA-F]{40}|[0-9a-fA-F]{64})?$",
+           "description": "The exact commit to build (full SHA), as push triggers pass it; "
+                          "`ref` then only names where it came from. Empty: the tip of `ref`."}
+    return {"ref": ref, "sha": sha}
 
 
 def form_variables(plan: Plan) -> dict[str, dict[str, Any]]:
