@@ -41,8 +41,9 @@ from ansflow.template_bounds import (
 )
 from ansflow.template_refs import SIMPLE_BLOCK, Reference, references  # noqa: F401
 
-ROOT_NAMES = ("pipeline", "vars", "env", "stage", "step", "steps", "secrets", "matrix")
+ROOT_NAMES = ("pipeline", "vars", "env", "stage", "step", "steps", "secrets", "matrix", "run")
 PIPELINE_KEYS = ("name", "build_number", "run_id", "type")
+RUN_KEYS = ("workspace",)  # the run's own directory (ansflow.workspaces)
 
 # How long one render may take (besides the step's own deadline); sizes: ansflow.template_bounds.
 TIMEOUT_ENV = "ANSFLOW_TEMPLATE_TIMEOUT"

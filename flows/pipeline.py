@@ -21,9 +21,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ansflow.errors import AnsflowError
 from ansflow.flows.publish import publish_run
-from ansflow.flows.rerun import RunStart, record_results, start_run, step_results
+from ansflow.flows.rerun import (
+    RunStart,
+    record_results,
+    reuse_needs_workspace,
+    start_run,
+    step_results,
+)
 from ansflow.flows.run_records import RunInfo, max_parallel
 from ansflow.flows.run_secrets import credential_secrets, load_secrets, secret_names
+from ansflow.flows.run_workspace import close_run_workspace, open_run_workspace, with_workspace
 from ansflow.flows.scheduler import Scheduler
 from ansflow.paths import check_state_outside, confine_pipeline_file
 from ansflow.plan import Plan
@@ -240,16 +247,28 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
         logger.error(message)
         return Failed(message=message)
     _announce_build(plan, start, flow_run_id, logger)
-
-    control = RunControl()
-    info = RunInfo(plan.name, str(flow_run_id), start.build_number, values, secrets)
-    scheduler = Scheduler(plan, info, control, reused=start.reused)
-    for value in credential_secrets(plan):
-        scheduler.masker.add(value)
-    _run_steps(plan, scheduler, control, flow_run_id, logger)
-
-    state, message = scheduler.outcome()
+    try:
+        workspace = open_run_workspace(plan, str(flow_run_id), logger)
+    except AnsflowError as exc:
+        message = f"the run did not start: {exc}"
+        logger.error(message)
+        _record_not_started(flow_run_id, message, logger)
+        return Failed(message=message)
+    plan = with_workspace(plan, workspace)
+    start = reuse_needs_workspace(start, workspace, logger)
+    state = "failed"
+    try:
+        control = RunControl()
+        info = RunInfo(plan.name, str(flow_run_id), start.build_number, values, secrets)
+        scheduler = Scheduler(plan, info, control, reused=start.reused)
+        for value in credential_secrets(plan):
+            scheduler.masker.add(value)
+        _run_steps(plan, scheduler, control, flow_run_id, logger)
+        state, message = scheduler.outcome()
+    finally:
+        close_run_workspace(workspace, state, logger)
     summary = _run_summary(plan, start, scheduler, flow_run_id, state, message)
+    summary["workspace"] = workspace.as_dict()
     _record_end(plan, scheduler, flow_run_id, state, summary, logger)
     (logger.info if state == "completed" else logger.error)(message)
     publish_run(summary, scheduler.masker)
@@ -299,6 +318,20 @@ def _run_summary(plan: Plan, start: RunStart, scheduler: Scheduler, flow_run_id:
     if start.retry:
         summary["reused"] = list(start.reused)
     return summary
+
+
+def _record_not_started(flow_run_id: Any, message: str, logger: _RunLogger) -> None:
+    """A run that failed before its first step (its workspace could not be made): ended in
+    the store, so neither a cleanup nor a retry takes it for a run still going."""
+    try:
+        store = Store()
+        try:
+            store.record_end(str(flow_run_id), "failed", {"state": "failed", "message": message,
+                                                          "run_id": str(flow_run_id), "steps": []})
+        finally:
+            store.close()
+    except AnsflowError as exc:
+        logger.warning(f"could not record the run's end: {exc}")
 
 
 def _record_end(plan: Plan, scheduler: Scheduler, flow_run_id: Any, state: str,

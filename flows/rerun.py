@@ -12,6 +12,10 @@ recorded as reusable (the store never holds a secret): it runs again.
 A retry runs exactly what the run recorded, or refuses: the digest of the flow run's
 parameters (which the Prefect API can change, `PATCH /flow_runs/{id}`) and the hash of the
 pipeline file's bytes about to run must both equal what the run recorded when it started.
+
+Completed steps are reused only where their files are: in the kept workspace of the earlier
+attempt (ansflow.workspaces). A retry that finds none on its machine (removed after
+ANSFLOW_WORKSPACE_KEEP, or another worker) fills a new workspace and runs every step again.
 """
 
 from __future__ import annotations
@@ -114,6 +118,17 @@ def retry_start(plan: Plan, previous: dict[str, Any], results: dict[str, dict[st
         f"retry of build #{build}: {len(reused)} step(s) reused from the earlier attempt, "
         f"{again} run again" + (f" ({', '.join(sid for sid in main if sid not in reused)})"
                                 if again and again <= 20 else "")))
+
+
+def reuse_needs_workspace(start: RunStart, workspace: Any, logger: Any) -> RunStart:
+    """``start`` without reused steps when the retry's workspace is not the earlier
+    attempt's: what those steps left in their workspace is gone, so they run again."""
+    if not start.retry or not start.reused or workspace.reused or workspace.in_place:
+        return start
+    logger.warning(f"retry of build #{start.build_number}: the earlier attempt's workspace is "
+                   "not on this machine any more (removed after its keep time, or the retry "
+                   "runs on another worker); a new one was filled and every step runs again")
+    return RunStart(start.build_number, retry=True, reused={}, note=start.note)
 
 
 def step_results(plan: Plan, records: dict, real_outputs: dict[str, dict[str, str]],

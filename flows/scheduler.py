@@ -323,6 +323,7 @@ class Scheduler:
         return {
             "pipeline": {"name": self.plan.name, "build_number": self.info.build_number,
                          "run_id": self.info.run_id, "type": self.plan.type},
+            "run": {"workspace": self.plan.workspace},  # the run's own (flows.run_workspace)
             "vars": dict(self.info.variables),
             # What the step's process sees (ansflow.stepenv), never the worker's credentials.
             "env": {**inherited_env(self.plan.env_passthrough), **self._ansflow_env(step),

@@ -16,6 +16,7 @@ from ansflow.steptypes import REGISTRY
 from ansflow.templating import (
     PIPELINE_KEYS,
     ROOT_NAMES,
+    RUN_KEYS,
     Reference,
     TemplateError,
     check_shell_template,
@@ -150,6 +151,9 @@ def _check_reference(ref: Reference, plan: Plan, step: PlannedStep,
                 "worker's environment holds its credentials); declare it under `env:`, or "
                 f"pass it through with the pipeline's `env_passthrough: [{key}]` (or the "
                 "worker's ANSFLOW_ENV_PASSTHROUGH)")
+    if root == "run" and key not in RUN_KEYS:
+        return f"unknown name {ref.dotted!r}{suggest(key, RUN_KEYS)} " \
+               f"(run has: {', '.join(RUN_KEYS)})"
     if root in ("stage", "step") and key not in ("name", "id"):
         return f"unknown name {ref.dotted!r} ({root} has: name, id)"
     if root == "steps":
