@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import typer
 
+from ansflow.cli import inventory as inventory_cli
 from ansflow.cli.common import fail as _fail
 from ansflow.errors import AnsflowError
 
@@ -73,68 +71,7 @@ def health(
     raise typer.Exit(0 if all(r["status"] == "ok" for r in results.values()) else 1)
 
 
-def _summary(kind: str, fields: dict[str, Any]) -> str:
-    if kind == "pods":
-        return (f"{fields.get('phase')} node={fields.get('node')} ip={fields.get('pod_ip')} "
-                f"restarts={fields.get('restarts')}")
-    if kind == "deployments":
-        return (f"{fields.get('ready')}/{fields.get('replicas')} ready "
-                f"images={','.join(i or '' for i in fields.get('images') or [])}")
-    if kind == "services":
-        ports = ",".join(str(p.get("port")) for p in fields.get("ports") or [])
-        return f"{fields.get('type')} {fields.get('cluster_ip')} ports={ports}"
-    if kind in ("configmaps", "secrets"):
-        prefix = f"{fields.get('type')} " if kind == "secrets" else ""
-        return f"{prefix}keys={','.join(fields.get('keys') or [])}"[:200]
-    return str(fields.get("status"))
-
-
-def _jsonable(item: dict) -> dict:
-    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in item.items()}
-
-
-def inventory(
-    cluster: str = typer.Argument(..., help="The cluster (its block's name)."),
-    kind: str = typer.Option(None, "--kind", help="Only this kind (pods, deploy, svc, cm...)."),
-    namespace: str = typer.Option(None, "--namespace", "-n", help="Only this namespace."),
-    removed: bool = typer.Option(False, "--removed", help="Include objects found removed."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
-) -> None:
-    """What the inventory holds of CLUSTER (as of its last sync)."""
-    from ansflow.upkeep.fields import kind_named  # noqa: PLC0415
-    from ansflow.upkeep.inventory import Inventory  # noqa: PLC0415
-
-    try:
-        wanted = kind_named(kind) if kind else None
-    except ValueError as exc:
-        _fail(str(exc), 2)
-    try:
-        with Inventory() as inv:
-            record = inv.cluster_record(cluster)
-            if record is None or record.get("last_sync") is None:
-                _fail(f"cluster {cluster!r} has no inventory yet (run `ansflow sync "
-                      f"{cluster}`)")
-            items = inv.objects(cluster, kind=wanted, namespace=namespace, removed=removed)
-            if as_json:
-                typer.echo(json.dumps({"cluster": _jsonable(record),
-                                       "objects": [_jsonable(i) for i in items]}))
-                return
-            typer.echo(f"cluster {cluster}: {record['status'] or 'not checked'}, last sync "
-                       f"{record['last_sync']:%Y-%m-%d %H:%M:%S}Z")
-            typer.echo(f"{'KIND':<12}{'NAMESPACE':<24}{'NAME':<40}DETAILS")
-            count = 0
-            for item in items:
-                count += 1
-                mark = " [removed]" if item["removed"] else (
-                    " [drifted]" if item["drift"] else "")
-                typer.echo(f"{item['kind']:<12}{item['namespace'] or '-':<24}"
-                           f"{item['name']:<40}{_summary(item['kind'], item['fields'])}{mark}")
-            typer.echo(f"{count} object(s)")
-    except AnsflowError as exc:
-        _fail(str(exc))
-
-
 def register(app: typer.Typer) -> None:
     app.command("sync")(sync)
     app.command("health")(health)
-    app.command("inventory")(inventory)
+    app.command("inventory")(inventory_cli.inventory)
