@@ -495,7 +495,7 @@ def resolve_ref(refs: RemoteRefs, wanted: str | None, url: str = "") -> Resolved
 
 
 def not_found_message(refs: RemoteRefs, wanted: str, url: str = "") -> str:
-    names = refs.branches + refs.tags
+    names = list(dict.fromkeys(refs.branches + refs.tags))
     short = wanted.removeprefix("refs/heads/").removeprefix("refs/tags/")
     close = difflib.get_close_matches(short, names, n=5, cutoff=0.5)
     where = public_url(url) or "the repository"
