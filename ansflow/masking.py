@@ -26,6 +26,8 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
+from ansflow.errors import StepFailed
+
 MIN_SECRET_LEN = 4  # shorter values are refused at load (they would mask every "1" in a log)
 MIN_LINE_PART = 8  # lines of a multi-line secret at least this long are masked on their own
 MASK = "***"
@@ -40,6 +42,32 @@ def short_secret_error(what: str, value: str | None) -> str | None:
     return (f"{what} is {len(value)} character(s) long: secrets must have at least "
             f"{MIN_SECRET_LEN} characters (ansflow masks every occurrence of a secret in the "
             f"logs, and a shorter one would hide ordinary text)")
+
+
+class SecretTooShort(StepFailed):
+    """A secret shorter than MIN_SECRET_LEN: refused, since masking it would hide ordinary
+    text."""
+
+
+def mask_checked(masker: Masker | None, values: Iterable[tuple[str, str | None]],
+                 note: str = "") -> None:
+    """Refuse short secrets, then mask: when any value is too short, nothing is added and
+    :class:`SecretTooShort` names the first one (``note`` appended); else every value is
+    added to ``masker`` (None: only the check). Each value comes as (what it is, value),
+    ``what`` naming it for the message ("secret 'db'", "cluster 'prod': its token").
+
+    Raises:
+        SecretTooShort: a value shorter than MIN_SECRET_LEN characters.
+    """
+    values = list(values)
+    for what, value in values:
+        refused = short_secret_error(what, value)
+        if refused:
+            raise SecretTooShort(refused + note)
+    if masker is not None:
+        for _what, value in values:
+            if value:
+                masker.add(value)
 
 
 def encodings(value: str) -> set[str]:

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from ansflow.blocknames import check_block_name
 from ansflow.engines.docker_streams import looks_like_registry, normal_registry, registry_of_image
 from ansflow.errors import StepFailed
-from ansflow.masking import short_secret_error
+from ansflow.masking import mask_checked
 
 __all__ = ["DockerHost", "DockerRegistryCredentials", "RegistryAccess", "resolve_registry",
            "docker_base_url", "standalone_docker"]
@@ -101,11 +101,7 @@ def resolve_registry(registry: str | None, credentials: str | None,
     """
     access = _resolve(registry, credentials, block)
     password = access.password.get_secret_value() if access.password is not None else None
-    refused = short_secret_error(f"the password of {access.source}", password)
-    if refused:
-        raise StepFailed(refused)
-    if masker is not None and password:
-        masker.add(password)
+    mask_checked(masker, [(f"the password of {access.source}", password)])
     return access
 
 

@@ -20,7 +20,7 @@ from ansflow.blocknames import check_block_name
 from ansflow.engines.process import run_process
 from ansflow.engines.reaper import private_dir
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
-from ansflow.masking import short_secret_error
+from ansflow.masking import mask_checked
 from ansflow.paths import confine
 from ansflow.runtime.ansible_data import check_handoff
 from ansflow.runtime.ansible_files import (
@@ -86,10 +86,7 @@ def _vault_password(ctx: StepContext, name: str) -> str:
                          hint=f"create one: prefect block create secret (named {name!r})"
                          ) from None
     value = value if isinstance(value, str) else str(value)
-    refused = short_secret_error(f"vault_password {name!r}", value)
-    if refused:
-        raise StepFailed(refused)
-    ctx.masker.add(value)
+    mask_checked(ctx.masker, [(f"vault_password {name!r}", value)])
     return value
 
 

@@ -303,3 +303,30 @@ def test_a_secret_longer_than_a_piece_stays_whole_in_one_piece():
     masked = [m(p) for p in pieces]
     assert not any(c in p for p in masked for c in "0123456789") and "other" not in "".join(masked)
     assert sum(p.count("***") for p in masked) == 4
+
+
+def test_mask_checked_refuses_the_lot_when_one_secret_is_short():
+    from ansflow.errors import StepFailed
+    from ansflow.masking import SecretTooShort, mask_checked
+
+    masker = Masker()
+    with pytest.raises(SecretTooShort, match=r"^cluster 'c': its key is 2 character\(s\) long"
+                                             r".*; nothing was changed$") as caught:
+        mask_checked(masker, [("cluster 'c': its token", "long-enough-token"),
+                              ("cluster 'c': its key", "ab")], "; nothing was changed")
+    assert isinstance(caught.value, StepFailed)
+    # Nothing was added: the first, long value is not masked either.
+    assert masker("long-enough-token") == "long-enough-token"
+
+
+def test_mask_checked_adds_every_value_and_only_checks_without_a_masker():
+    from ansflow.masking import SecretTooShort, mask_checked
+
+    masker = Masker()
+    hostile = "p@ss'; rm -rf / {{ x }}\n../..é"
+    mask_checked(masker, [("a", "tok-123456"), ("b", hostile), ("c", None)])
+    assert masker("x tok-123456 y") == "x *** y"
+    assert "rm -rf" not in masker(f"> {hostile}")
+    mask_checked(None, [("secret 'x'", "long-enough")])  # no masker: the check alone
+    with pytest.raises(SecretTooShort, match=r"^secret 'x' is 1 character\(s\) long"):
+        mask_checked(None, [("secret 'x'", "1")])

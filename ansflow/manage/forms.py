@@ -35,7 +35,7 @@ from ansflow.manage.builders import (
 from ansflow.manage.present import fenced, object_diff
 from ansflow.manage.secret_blocks import check_allowed
 from ansflow.manage.validation import require_namespace
-from ansflow.masking import short_secret_error
+from ansflow.masking import mask_checked
 from ansflow.runtime.base import step_deadline
 from ansflow.runtime.k8s_rollout import evaluate
 from ansflow.runtime.k8s_session import api_errors
@@ -217,11 +217,8 @@ def load_secret_values(ctx, keys: dict[str, str]) -> dict[str, str]:
                              f"could not be loaded ({type(exc).__name__}); nothing was "
                              "changed") from None
         value = value if isinstance(value, str) else json.dumps(value)
-        refused = short_secret_error(f"secret: the value of key {key!r} (block "
-                                     f"{block.strip()!r})", value)
-        if refused:
-            raise StepFailed(refused + "; nothing was changed")
-        ctx.masker.add(value)
+        mask_checked(ctx.masker, [(f"secret: the value of key {key!r} (block "
+                                   f"{block.strip()!r})", value)], "; nothing was changed")
         values[key] = value
     return values
 

@@ -20,8 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ansflow.errors import StepFailed
-from ansflow.masking import MIN_SECRET_LEN, Masker, short_secret_error
+from ansflow.masking import MIN_SECRET_LEN, Masker, mask_checked
 
 MAX_LINE_CHARS = 8192
 # The one log cap: what a step logs beyond it is counted, not sent (the step runs on).
@@ -234,14 +233,8 @@ def mask_secrets(ctx: Any, owner: str, values: list[tuple[str, str]]) -> None:
     Raises:
         StepFailed: a value shorter than the minimum, named ``"<owner>: <what>"``.
     """
-    for what, value in values:
-        refused = short_secret_error(f"{owner}: {what}", value)
-        if refused:
-            raise StepFailed(refused)
-    masker = getattr(ctx, "masker", None)
-    if masker is not None:
-        for _what, value in values:
-            masker.add(value)
+    mask_checked(getattr(ctx, "masker", None),
+                 [(f"{owner}: {what}", value) for what, value in values])
 
 
 def step_deadline(ctx: StepContext, timeout: float | None) -> float:
