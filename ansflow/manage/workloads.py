@@ -47,13 +47,13 @@ def run_executor(executor: Any, ctx: StepContext, session: ClusterSession,
                  model: type[StrictModel], operation: str, **fields: Any) -> StepResult:
     """Run a step executor on the operation's open session's cluster and namespace.
 
-    The executor finds the session's block through ``ctx.blocks`` (no second block load);
-    fields left None take the step type's defaults.
+    The executor works in the open session, handed over through ``ctx.blocks`` (no second
+    block load, API client or masking); fields left None take the step type's defaults.
 
     Raises:
         StepFailed: a field the step's config refuses (named), or the executor's failure.
     """
-    ctx.blocks["cluster"] = session.block
+    ctx.blocks["cluster"] = session
     given = {k: v for k, v in fields.items() if v is not None}
     config = validated_config(model, {"cluster": session.name, "namespace": session.namespace,
                                       **given}, f"{operation}: invalid parameters")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import urllib3
@@ -31,7 +31,14 @@ class ClusterSession:
 @contextmanager
 def cluster_session(ctx: Any, cluster: str | None, namespace: str | None
                     ) -> Iterator[ClusterSession]:
-    """Load the step's cluster and open a fresh ApiClient for the block (closed after)."""
+    """Load the step's cluster and open a fresh ApiClient for the block (closed after).
+
+    An open session handed over in ``ctx.blocks["cluster"]`` (a management operation running
+    a step executor) is worked in as it is: its client, its block already masked."""
+    given = getattr(ctx, "blocks", {}).get("cluster") if ctx is not None else None
+    if isinstance(given, ClusterSession):
+        yield replace(given, namespace=namespace or given.block.namespace)
+        return
     block = load_cluster(cluster, ctx)
     with api_client_for(block) as api:
         yield ClusterSession(cluster or "?", block, api, namespace or block.namespace)
