@@ -40,6 +40,20 @@ NEVER_INHERITED = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRIN
                    "PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_SSL_CERT_FILE")
 
 
+def ansflow_env(*, pipeline: str, build_number: int, run_id: str, step_id: str,
+                workspace: str | None = None, output: str | None = None) -> dict[str, str]:
+    """The variables ansflow sets for a step's process (:data:`ANSFLOW_NAMES`).
+
+    ``workspace`` and ``output`` are where the step's process sees the run's workspace and
+    its outputs file (a path in a container or pod is not the worker's); left out when None
+    (a remote script sets them from the host's own home).
+    """
+    env = {"ANSFLOW_OUTPUT": output, "ANSFLOW_PIPELINE": pipeline,
+           "ANSFLOW_BUILD_NUMBER": str(build_number), "ANSFLOW_RUN_ID": run_id,
+           "ANSFLOW_STEP_ID": step_id, "ANSFLOW_WORKSPACE": workspace, "CI": "true"}
+    return {k: v for k, v in env.items() if v is not None}
+
+
 def check_pattern(pattern: str) -> str | None:
     """Why ``pattern`` is not a valid pass-through entry, or None."""
     if not isinstance(pattern, str) or not _PATTERN.match(pattern):

@@ -132,7 +132,7 @@ def execute_ansible(ctx: StepContext, config: AnsibleConfig) -> StepResult:
                "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCAL_TEMP": str(scratch / "tmp"),
                "ANSFLOW_ANSIBLE_EVENTS": str(scratch / "events.json"),
                "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-               "ANSFLOW_RUN_ID": ctx.run_id, "ANSFLOW_STEP_ID": ctx.step_id, "CI": "true"}
+               **ctx.ansflow_env(workspace=ctx.workspace)}
         errors: collections.deque[str] = collections.deque(maxlen=5)
 
         def emit(line: str, stream: str) -> None:

@@ -131,16 +131,9 @@ def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str 
     output_file = Path(scratch, "outputs")
     output_file.touch()
     in_docker = ctx.runs_on == "docker"
-    env = {
-        **ctx.env,
-        "ANSFLOW_OUTPUT": f"{CONTAINER_SCRATCH}/outputs" if in_docker else str(output_file),
-        "ANSFLOW_PIPELINE": ctx.pipeline,
-        "ANSFLOW_BUILD_NUMBER": str(ctx.build_number),
-        "ANSFLOW_RUN_ID": ctx.run_id,
-        "ANSFLOW_STEP_ID": ctx.step_id,
-        "ANSFLOW_WORKSPACE": ctx.workspace,
-        "CI": "true",
-    }
+    env = {**ctx.env, **ctx.ansflow_env(
+        workspace=ctx.workspace,
+        output=f"{CONTAINER_SCRATCH}/outputs" if in_docker else str(output_file))}
     try:
         if ctx.runs_on == "docker":
             exit_code = _run_in_docker(ctx, argv, cwd, env, image, host, scratch)

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ansflow.masking import MIN_SECRET_LEN, Masker, mask_checked
+from ansflow.stepenv import ansflow_env
 
 MAX_LINE_CHARS = 8192
 # The one log cap: what a step logs beyond it is counted, not sent (the step runs on).
@@ -110,6 +111,14 @@ class StepContext:
             f"{LABEL_PREFIX}run-id": self.run_id,
             f"{LABEL_PREFIX}step": label_value(self.step_id),
         }
+
+    def ansflow_env(self, workspace: str | None = None,
+                    output: str | None = None) -> dict[str, str]:
+        """The ``ANSFLOW_*`` variables (and CI) of this step's process; ``workspace`` and
+        ``output`` as its process sees them (see :func:`ansflow.stepenv.ansflow_env`)."""
+        return ansflow_env(pipeline=self.pipeline, build_number=self.build_number,
+                           run_id=self.run_id, step_id=self.step_id, workspace=workspace,
+                           output=output)
 
     @property
     def cancelled(self) -> bool:

@@ -118,9 +118,7 @@ def execute_in_pod(ctx: StepContext, config: Any, argv: list[str],
     upload = config.upload_workspace is not False
     name = pod_name(ctx.step_id, secrets.token_hex(3))
     mark = f"ansflow-{secrets.token_hex(16)}"
-    plain = {"ANSFLOW_OUTPUT": f"{STEP_DIR}/outputs", "ANSFLOW_WORKSPACE": WORKSPACE,
-             "ANSFLOW_PIPELINE": ctx.pipeline, "ANSFLOW_BUILD_NUMBER": str(ctx.build_number),
-             "ANSFLOW_RUN_ID": ctx.run_id, "ANSFLOW_STEP_ID": ctx.step_id, "CI": "true"}
+    plain = ctx.ansflow_env(workspace=WORKSPACE, output=f"{STEP_DIR}/outputs")
     env = {k: v for k, v in env.items() if k not in plain}
     stop = StopSignal(ctx, ctx.budget())
     try:

@@ -78,9 +78,7 @@ def step_script(ctx: StepContext, argv: list[str], scratch: str, workspace: str,
     delimiter (re-drawn in the unlikely case the script holds it).
     """
     q = shlex.quote
-    env = {**ctx.env,
-           "ANSFLOW_PIPELINE": ctx.pipeline, "ANSFLOW_BUILD_NUMBER": str(ctx.build_number),
-           "ANSFLOW_RUN_ID": ctx.run_id, "ANSFLOW_STEP_ID": ctx.step_id, "CI": "true"}
+    env = {**ctx.env, **ctx.ansflow_env()}  # the workspace and outputs: exported below
     lines = ['cd "$HOME" || exit 125', 'set -- "$PWD"',
              f"mkdir -p {q(workspace)} {q(scratch)} || exit 125",
              f": > {q(scratch + '/outputs')} || exit 125"]
