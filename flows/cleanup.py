@@ -46,15 +46,17 @@ def publish_report(report: CleanupReport) -> None:
 def cleanup_flow(clusters: list[str] | None = None, docker: bool = True,
                  keep_builds: int = DEFAULT_KEEP_BUILDS,
                  run_retention_days: float | None = DEFAULT_RUN_RETENTION_DAYS,
-                 pipelines: list[str] | None = None, dry_run: bool = False
-                 ) -> dict[str, int] | State:
+                 pipelines: list[str] | None = None, dry_run: bool = False,
+                 workspaces: bool = True) -> dict[str, int] | State:
     """Remove what pipeline runs left behind, and only what carries ansflow's run labels.
 
     Step pods of finished runs and objects deployed with `expire_after:` once expired
     (in each cluster), containers of finished runs and images beyond the newest
     `keep_builds` builds of each pipeline (on the worker's Docker engine), run records
-    older than the retention. Never kube-system, kube-public, kube-node-lease, an object
-    annotated `ansflow.dev/keep: "true"` or anything of a run still going.
+    older than the retention, and this machine's run workspaces kept after a failure past
+    their keep time (ANSFLOW_WORKSPACE_KEEP) or left by a crashed run. Never kube-system,
+    kube-public, kube-node-lease, an object annotated `ansflow.dev/keep: "true"` or anything
+    of a run still going.
 
     Args:
         clusters: Saved KubernetesCluster blocks to clean (empty: every saved cluster).
@@ -64,6 +66,7 @@ def cleanup_flow(clusters: list[str] | None = None, docker: bool = True,
             days are removed; empty: kept forever.
         pipelines: Only what these pipelines left (empty: every pipeline).
         dry_run: Only publish the plan; delete nothing.
+        workspaces: Clean this machine's run workspaces too (under ANSFLOW_WORKSPACES).
 
     Returns:
         The counts (planned, kept, removed, failed, problems); the run fails when a delete
@@ -75,7 +78,8 @@ def cleanup_flow(clusters: list[str] | None = None, docker: bool = True,
     names = list(clusters) if clusters else saved_cluster_names()
     options = CleanupOptions(clusters=names, docker=docker, keep_builds=keep_builds,
                              run_retention_days=run_retention_days,
-                             pipelines=list(pipelines or []), dry_run=dry_run)
+                             pipelines=list(pipelines or []), dry_run=dry_run,
+                             workspaces=workspaces)
     report = cleanup(options)
     verb = "would remove" if dry_run else "removed"
     for item in report.remove if dry_run else report.removed:

@@ -21,6 +21,9 @@ def cleanup(
     records: bool = typer.Option(
         False, "--records", help="Remove run records (and removed inventory records) older "
                                  "than --retention-days."),
+    workspaces: bool = typer.Option(
+        False, "--workspaces", help="Remove this machine's run workspaces kept after a failure "
+                                    "past their keep time, or left by a crashed run."),
     run_id: str | None = typer.Option(
         None, "--run-id", help="Only what this pipeline run created, whatever its state "
                                "(default: every finished run)."),
@@ -42,17 +45,18 @@ def cleanup(
     or engine could not be read (the rest is done all the same); 2 for bad input.
     """
     clusters = list(cluster or [])
-    if not (clusters or docker or records):
-        typer.echo("error: say what to clean up: --cluster NAME, --docker or --records",
-                   err=True)
+    if not (clusters or docker or records or workspaces):
+        typer.echo("error: say what to clean up: --cluster NAME, --docker, --records or "
+                   "--workspaces", err=True)
         raise typer.Exit(2)
     from ansflow.upkeep.cleanup import CleanupOptions  # noqa: PLC0415
 
     options = CleanupOptions(clusters=clusters, docker=docker, keep_builds=keep_builds,
                              run_retention_days=retention_days if records else None,
-                             pipelines=list(pipeline or []), run_id=run_id, dry_run=dry_run)
+                             pipelines=list(pipeline or []), run_id=run_id, dry_run=dry_run,
+                             workspaces=workspaces)
     try:
-        if clusters or records or not run_id:
+        if clusters or records or (docker and not run_id):  # run states: the server
             from ansflow.cli.runner import ensure_server  # noqa: PLC0415 - imports Prefect
 
             ensure_server()

@@ -15,6 +15,8 @@ candidate:
   ``keep_builds`` builds (an image a container uses is kept).
 - Run records of ansflow's store, and removed-object records of the inventory (when that
   module is installed), older than a retention.
+- Run workspaces on this machine (``ansflow.upkeep.cleanup_workspaces``): kept after a
+  failure past their keep time, or left by a run whose process died.
 
 Never: anything in kube-system, kube-public or kube-node-lease; an object annotated
 ``ansflow.dev/keep: "true"`` (an image or container labelled so). Labels are re-read just
@@ -72,6 +74,7 @@ class CleanupOptions:
     blocks: dict[str, Any] = field(default_factory=dict)
     docker: bool = False
     docker_host: str | None = None
+    workspaces: bool = False  # this machine's run workspaces (ansflow.workspaces)
     keep_builds: int = DEFAULT_KEEP_BUILDS
     run_retention_days: float | None = DEFAULT_RUN_RETENTION_DAYS
     pipelines: list[str] = field(default_factory=list)  # empty: every pipeline
@@ -227,6 +230,10 @@ def plan(options: CleanupOptions) -> CleanupReport:
         from ansflow.upkeep.cleanup_docker import plan_docker  # noqa: PLC0415
 
         plan_docker(options, states, report)
+    if options.workspaces:
+        from ansflow.upkeep.cleanup_workspaces import plan_workspaces  # noqa: PLC0415
+
+        plan_workspaces(options, report)
     if options.run_retention_days is not None and not options.run_id:
         _plan_records(options, report)
     report.problems.extend(states.notes)
@@ -252,6 +259,10 @@ def execute(report: CleanupReport, options: CleanupOptions) -> CleanupReport:
             docker_delete(items, options, report, report.states)
         elif where == "store":
             _delete_records(items, report)
+        elif where == "workspaces":
+            from ansflow.upkeep.cleanup_workspaces import delete_workspaces  # noqa: PLC0415
+
+            delete_workspaces(items, options, report)
     return report
 
 
