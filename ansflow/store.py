@@ -213,7 +213,7 @@ class Store:
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect",
                          functools.partial(_sqlite_pragmas, busy_ms=int(wait * 1000)))
-        metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine, metadata)
 
     @guarded("allocate a build number")
     def next_build_number(self, pipeline: str) -> int:
@@ -370,6 +370,48 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def create_tables(engine: Engine, tables: MetaData) -> None:
+    """Create the tables that do not exist yet; several processes opening a new store at
+    once race between checking and creating: the loser finds them made, and checks again."""
+    for attempt in range(len(tables.tables) + 1):
+        try:
+            tables.create_all(engine, checkfirst=True)
+            return
+        except SQLAlchemyError:
+            if attempt == len(tables.tables):
+                raise  # not a race: each lost race leaves one table fewer to make
+
+
+def add_missing_columns(engine: Engine, table: Table) -> list[str]:
+    """Add to ``table`` in the database the columns its definition has and the database
+    lacks (an additive migration: a store written by an earlier release keeps its rows, the
+    new columns start NULL, so each must be nullable). Safe when several processes open
+    the same old store at once. The names of the columns added.
+    """
+    from sqlalchemy import inspect  # noqa: PLC0415
+
+    present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+    added = []
+    for column in table.columns:
+        if column.name in present:
+            continue
+        if not column.nullable or column.primary_key:
+            raise StoreError(f"the store's table {table.name} lacks column {column.name}, "
+                             "which cannot be added to existing rows")
+        ddl = (f"ALTER TABLE {engine.dialect.identifier_preparer.format_table(table)} ADD "
+               f"COLUMN {engine.dialect.identifier_preparer.format_column(column)} "
+               f"{column.type.compile(dialect=engine.dialect)}")
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(ddl))
+        except SQLAlchemyError:
+            # Another process added it first: fine if it is there now.
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                raise
+        added.append(column.name)
+    return added
 
 
 def _sqlite_pragmas(dbapi_conn, _record, busy_ms: int = 60000) -> None:  # noqa: ANN001

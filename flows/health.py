@@ -1,7 +1,9 @@
 """The health flow (`ansflow-health`): each saved cluster's health checked (one task per
 cluster, in parallel under the concurrency limit `ansflow-k8s-health`) and stored on its
 inventory record; `ansflow.k8s.cluster.unhealthy` / `ansflow.k8s.cluster.healthy` is
-emitted when a cluster's status changes, so that an Automation can notify.
+emitted when a cluster's status changes, so that an Automation can notify. The verdict counts
+the cluster's objects by health at its last sync (``objects_by_health``: Healthy,
+Progressing, Degraded, ...; each object's own changes are the sync's events).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def publish_health(report: HealthReport) -> None:
                                     if k in ("server_version", "nodes_total", "nodes_ready",
                                              "pods_total", "pods_running", "pods_failing",
                                              "failed_checks", "node_problems",
-                                             "stuck_pods", "warnings")}})
+                                             "stuck_pods", "warnings",
+                                             "objects_by_health")}})
         except Exception as exc:  # noqa: BLE001
             logger.warning(f"could not emit the health event: {type(exc).__name__}")
     try:

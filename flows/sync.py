@@ -5,8 +5,12 @@ Each cluster's sync publishes a table artifact (`ansflow-sync-<cluster>`: counts
 added / changed / removed) and the event `ansflow.k8s.sync.completed` with the counts;
 objects that drifted from what ansflow applied get the event `ansflow.k8s.resource.drifted`
 (naming the object and the fields) and the artifact `ansflow-drift-<cluster>`. Drift is
-reported, never reverted. The inventory itself is then published as browsable tables
-(``ansflow.flows.inventory_publish``: one per cluster, one per namespace, a summary).
+reported, never reverted. An object whose health changed (``ansflow.engines.object_health``)
+gets the event `ansflow.k8s.health.<status>` (healthy, progressing, degraded, suspended,
+missing, unknown), its resource the object as management operations name it, so that an
+Automation can page someone when a Deployment turns Degraded. The inventory itself is then
+published as browsable tables (``ansflow.flows.inventory_publish``: one per cluster, one per
+namespace, a summary).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from ansflow.blocks.kubernetes import load_saved_cluster
 from ansflow.errors import AnsflowError
 from ansflow.flows.clusters import choose_clusters, ensure_concurrency_limit
 from ansflow.flows.inventory_publish import publish_after_sync
+from ansflow.flows.manage_publish import resource_of
+from ansflow.manage import ObjectRef
+from ansflow.upkeep.inventory import by_severity
 from ansflow.upkeep.sync import SyncResult, sync_cluster
 
 FLOW_NAME = "ansflow-sync"
@@ -33,6 +40,8 @@ MAX_PARALLEL = 64
 SYNC_EVENT = "ansflow.k8s.sync.completed"
 DRIFT_EVENT = "ansflow.k8s.resource.drifted"
 MAX_DRIFT_EVENTS = 100
+HEALTH_EVENT_PREFIX = "ansflow.k8s.health."
+MAX_HEALTH_EVENTS = 200  # per cluster and sync, the worst first
 
 
 class SyncFailures(AnsflowError):
@@ -88,7 +97,8 @@ def publish_sync(result: SyncResult) -> None:
         emit_event(event=SYNC_EVENT, resource=cluster_resource(result.cluster),
                    payload={"outcome": result.outcome, "counts": data["counts"],
                             "totals": data["totals"], "skipped": result.skipped,
-                            "drifted": len(result.drift), "seconds": result.seconds})
+                            "drifted": len(result.drift), "seconds": result.seconds,
+                            "health_changes": len(result.health_changes)})
         for item in result.drifted[:MAX_DRIFT_EVENTS]:
             ns = item["namespace"]
             emit_event(
@@ -104,6 +114,41 @@ def publish_sync(result: SyncResult) -> None:
                 payload={"object": item, "fields": [f["field"] for f in item["fields"]]})
     except Exception as exc:  # noqa: BLE001
         logger.warning(f"could not emit the sync's events: {type(exc).__name__}")
+    publish_health_changes(result)
+
+
+def health_event(status: str) -> str:
+    """``ansflow.k8s.health.<status>``, the status lowercased."""
+    return HEALTH_EVENT_PREFIX + status.lower()
+
+
+def health_resource(cluster: str, change: dict) -> dict[str, str]:
+    """The object whose health changed, as docs/manage.md names an object."""
+    return resource_of(ObjectRef(cluster, change["kind"], change["name"],
+                                 change["namespace"] or None))
+
+
+def publish_health_changes(result: SyncResult) -> int:
+    """One event per object whose health changed (the worst first, at most
+    MAX_HEALTH_EVENTS); how many were emitted. A failure here only warns."""
+    logger = get_run_logger()
+    changes = by_severity(result.health_changes)
+    emitted = 0
+    try:
+        for change in changes[:MAX_HEALTH_EVENTS]:
+            emit_event(event=health_event(change["health"]),
+                       resource=health_resource(result.cluster, change),
+                       related=[{**cluster_resource(result.cluster),
+                                 "prefect.resource.role": "cluster"}],
+                       payload={k: change[k] for k in ("health", "previous", "message",
+                                                       "kind", "namespace", "name", "uid")})
+            emitted += 1
+    except Exception as exc:  # noqa: BLE001 - the sync's outcome must not depend on it
+        logger.warning(f"could not emit the health events: {type(exc).__name__}")
+    if len(changes) > MAX_HEALTH_EVENTS:
+        logger.warning(f"cluster {result.cluster!r}: {len(changes)} objects changed health; "
+                       f"events for the {MAX_HEALTH_EVENTS} worst only")
+    return emitted
 
 
 @task(name="sync-cluster", task_run_name="sync-{cluster}")

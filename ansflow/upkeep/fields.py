@@ -40,12 +40,28 @@ KINDS: tuple[Kind, ...] = (
     Kind("pods", "Pod", "/api/v1/pods"),
     Kind("configmaps", "ConfigMap", "/api/v1/configmaps"),
     Kind("secrets", "Secret", "/api/v1/secrets"),
+    # Kept for their health (ansflow.engines.object_health); a cluster that does not serve
+    # one of them (404) has it skipped.
+    Kind("statefulsets", "StatefulSet", "/apis/apps/v1/statefulsets"),
+    Kind("daemonsets", "DaemonSet", "/apis/apps/v1/daemonsets"),
+    Kind("replicasets", "ReplicaSet", "/apis/apps/v1/replicasets"),
+    Kind("jobs", "Job", "/apis/batch/v1/jobs"),
+    Kind("cronjobs", "CronJob", "/apis/batch/v1/cronjobs"),
+    Kind("persistentvolumeclaims", "PersistentVolumeClaim", "/api/v1/persistentvolumeclaims"),
+    Kind("ingresses", "Ingress", "/apis/networking.k8s.io/v1/ingresses"),
+    Kind("horizontalpodautoscalers", "HorizontalPodAutoscaler",
+         "/apis/autoscaling/v2/horizontalpodautoscalers"),
 )
 KIND_NAMES = tuple(k.name for k in KINDS)
 _ALIASES = {"ns": "namespaces", "namespace": "namespaces", "deploy": "deployments",
             "deployment": "deployments", "svc": "services", "service": "services",
             "po": "pods", "pod": "pods", "cm": "configmaps", "configmap": "configmaps",
-            "secret": "secrets"}
+            "secret": "secrets", "sts": "statefulsets", "statefulset": "statefulsets",
+            "ds": "daemonsets", "daemonset": "daemonsets", "rs": "replicasets",
+            "replicaset": "replicasets", "job": "jobs", "cj": "cronjobs", "cronjob": "cronjobs",
+            "pvc": "persistentvolumeclaims", "persistentvolumeclaim": "persistentvolumeclaims",
+            "ing": "ingresses", "ingress": "ingresses", "hpa": "horizontalpodautoscalers",
+            "horizontalpodautoscaler": "horizontalpodautoscalers"}
 
 
 def kind_named(name: str) -> str:
@@ -177,13 +193,102 @@ def _secret(obj: dict) -> dict:
             "keys": sorted(text(k, 253) for k in keys)[:MAX_ITEMS * 10]}
 
 
+def _images(template: Any) -> list:
+    pod_spec = _d(_d(template).get("spec"))
+    return [text(c.get("image")) for c in _items(pod_spec.get("containers"))
+            if isinstance(c, dict)]
+
+
+def _workload(obj: dict) -> dict:
+    """StatefulSet, DaemonSet, ReplicaSet: images, replicas and their readiness."""
+    spec, status = _d(obj.get("spec")), _d(obj.get("status"))
+    daemon = "desiredNumberScheduled" in status
+    return {
+        "images": _images(spec.get("template")),
+        "replicas": status.get("desiredNumberScheduled", 0) if daemon else spec.get("replicas"),
+        "ready": status.get("numberReady" if daemon else "readyReplicas", 0),
+        "available": status.get("numberAvailable" if daemon else "availableReplicas", 0),
+        "updated": status.get("updatedNumberScheduled" if daemon else "updatedReplicas", 0),
+        "strategy": text(_d(spec.get("updateStrategy")).get("type"), 32),
+        "conditions": _conditions(status),
+        "labels": _strings(_d(obj.get("metadata")).get("labels")),
+        "selector": _strings(_d(spec.get("selector")).get("matchLabels")),
+        "owner": _owner(obj),
+    }
+
+
+def _owner(obj: dict) -> str | None:
+    owners = [o for o in _items(_d(obj.get("metadata")).get("ownerReferences"))
+              if isinstance(o, dict)]
+    return f"{text(owners[0].get('kind'), 64)}/{text(owners[0].get('name'), 253)}" \
+        if owners else None
+
+
+def _job(obj: dict) -> dict:
+    spec, status = _d(obj.get("spec")), _d(obj.get("status"))
+    return {"images": _images(spec.get("template")), "completions": spec.get("completions"),
+            "active": status.get("active", 0), "succeeded": status.get("succeeded", 0),
+            "failed": status.get("failed", 0), "suspend": bool(spec.get("suspend")),
+            "conditions": _conditions(status), "owner": _owner(obj),
+            "labels": _strings(_d(obj.get("metadata")).get("labels"))}
+
+
+def _cronjob(obj: dict) -> dict:
+    spec, status = _d(obj.get("spec")), _d(obj.get("status"))
+    template = _d(_d(spec.get("jobTemplate")).get("spec")).get("template")
+    return {"images": _images(template), "schedule": text(spec.get("schedule"), 128),
+            "suspend": bool(spec.get("suspend")), "active": len(_items(status.get("active"))),
+            "last_schedule": text(status.get("lastScheduleTime"), 32),
+            "last_success": text(status.get("lastSuccessfulTime"), 32),
+            "labels": _strings(_d(obj.get("metadata")).get("labels"))}
+
+
+def _pvc(obj: dict) -> dict:
+    spec, status = _d(obj.get("spec")), _d(obj.get("status"))
+    return {"phase": text(status.get("phase"), 32),
+            "storage_class": text(spec.get("storageClassName"), 253),
+            "volume": text(spec.get("volumeName"), 253),
+            "requested": text(_d(_d(spec.get("resources")).get("requests")).get("storage"), 32),
+            "capacity": text(_d(status.get("capacity")).get("storage"), 32),
+            "labels": _strings(_d(obj.get("metadata")).get("labels"))}
+
+
+def _ingress(obj: dict) -> dict:
+    spec = _d(obj.get("spec"))
+    ingress = _d(_d(obj.get("status")).get("loadBalancer")).get("ingress")
+    return {"class": text(spec.get("ingressClassName"), 253),
+            "hosts": [text(r.get("host"), 253) for r in _items(spec.get("rules"))
+                      if isinstance(r, dict)],
+            "addresses": [text(i.get("ip") or i.get("hostname"), 253) for i in _items(ingress)
+                          if isinstance(i, dict)],
+            "labels": _strings(_d(obj.get("metadata")).get("labels"))}
+
+
+def _hpa(obj: dict) -> dict:
+    spec, status = _d(obj.get("spec")), _d(obj.get("status"))
+    target = _d(spec.get("scaleTargetRef"))
+    return {"target": f"{text(target.get('kind'), 64)}/{text(target.get('name'), 253)}",
+            "min": spec.get("minReplicas"), "max": spec.get("maxReplicas"),
+            "replicas": status.get("currentReplicas"), "desired": status.get("desiredReplicas"),
+            "conditions": _conditions(status),
+            "labels": _strings(_d(obj.get("metadata")).get("labels"))}
+
+
 _SUMMARIES = {"namespaces": _namespace, "deployments": _deployment, "services": _service,
-              "pods": _pod, "configmaps": _configmap, "secrets": _secret}
+              "pods": _pod, "configmaps": _configmap, "secrets": _secret,
+              "statefulsets": _workload, "daemonsets": _workload, "replicasets": _workload,
+              "jobs": _job, "cronjobs": _cronjob, "persistentvolumeclaims": _pvc,
+              "ingresses": _ingress, "horizontalpodautoscalers": _hpa}
 
 
 def summarize(kind: str, obj: dict) -> dict:
-    """What the inventory keeps of ``obj`` (a kind of ``KIND_NAMES``)."""
-    return _SUMMARIES[kind](obj)
+    """What the inventory keeps of ``obj`` (a kind of ``KIND_NAMES``), with ``created``
+    (its creationTimestamp) when it has one."""
+    summary = _SUMMARIES[kind](obj)
+    created = _d(obj.get("metadata")).get("creationTimestamp")
+    if created is not None:
+        summary["created"] = text(created, 32)
+    return summary
 
 
 # ---- what ansflow applied (drift) -----------------------------------------------------------

@@ -30,7 +30,7 @@ from ansflow.engines.kube_objects import (
 )
 from ansflow.errors import AnsflowError
 from ansflow.upkeep.fields import text
-from ansflow.upkeep.inventory import Inventory, now
+from ansflow.upkeep.inventory import Inventory, now, objects_health_text, total_by_health
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 TIMEOUT = (5, 30)
@@ -61,6 +61,8 @@ class HealthReport:
     warning_samples: list[str] = field(default_factory=list)
     previous_status: str | None = None
     seconds: float = 0.0
+    # The cluster's objects by health at its last sync (Healthy, Progressing, Degraded...).
+    objects_by_health: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -267,8 +269,11 @@ def _store(name: str, report: HealthReport, inventory: Inventory | None) -> None
     own = inventory is None
     inventory = inventory or Inventory()
     try:
+        report.objects_by_health = total_by_health(inventory.health_counts(name))
+        report.message += objects_health_text(report.objects_by_health)
         checks: dict[str, Any] = {k: getattr(report, k) for k in (
-            "failed_checks", "node_problems", "stuck_pods", "warnings", "warning_samples")}
+            "failed_checks", "node_problems", "stuck_pods", "warnings", "warning_samples",
+            "objects_by_health")}
         report.previous_status = inventory.record_health(name, {
             "status": report.status, "message": report.message[:2000],
             "server_version": report.server_version, "nodes_total": report.nodes_total,

@@ -29,11 +29,13 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ansflow.store import Store, guarded
+from ansflow.engines.object_health import HEALTHY, MAX_MESSAGE, MISSING, STATUSES, Health
+from ansflow.store import Store, add_missing_columns, create_tables, guarded
 
 CLUSTER_STATUSES = ("ok", "degraded", "unreachable", "forbidden")
 WRITE_BATCH = 500
@@ -70,6 +72,10 @@ objects = Table(
     Column("applied_time", String(64)),  # ansflow's last server-side apply (managedFields)
     Column("applied_fields", Text),  # JSON list: the fields that apply owned then
     Column("drift", Text),  # JSON list of {"field", "manager"} (null: no drift)
+    # Its health (ansflow.engines.object_health: Healthy, Progressing, Degraded, Suspended,
+    # Missing, Unknown) and why; NULL only on rows a store from before health kept.
+    Column("health", String(16)),
+    Column("health_message", Text),
     Index("ix_ansflow_k8s_objects_kind", "cluster", "kind", "namespace"),
 )
 
@@ -90,6 +96,7 @@ class Known:
     drift: list | None = None
     namespace: str = ""
     name: str = ""
+    health: str | None = None
 
 
 @dataclass
@@ -137,7 +144,8 @@ class Inventory:
 
     @guarded("create the inventory tables")
     def _create(self) -> None:
-        inventory_metadata.create_all(self.store.engine, checkfirst=True)
+        create_tables(self.store.engine, inventory_metadata)
+        add_missing_columns(self.store.engine, objects)  # a store from before health
 
     def close(self) -> None:
         self.store.close()
@@ -159,13 +167,13 @@ class Inventory:
             known: dict[str, Known] = {}
             cols = (objects.c.uid, objects.c.resource_version, objects.c.kind,
                     objects.c.removed, objects.c.applied_time, objects.c.applied_fields,
-                    objects.c.drift, objects.c.namespace, objects.c.name)
+                    objects.c.drift, objects.c.namespace, objects.c.name, objects.c.health)
             result = conn.execution_options(stream_results=True, yield_per=2000).execute(
                 select(*cols).where(objects.c.cluster == cluster))
-            for uid, rv, kind, removed, a_time, a_fields, drift, ns, name in result:
+            for uid, rv, kind, removed, a_time, a_fields, drift, ns, name, health in result:
                 known[uid] = Known(rv, kind, removed is not None, a_time,
                                    json.loads(a_fields) if a_fields else None,
-                                   json.loads(drift) if drift else None, ns, name)
+                                   json.loads(drift) if drift else None, ns, name, health)
         return Snapshot(row[0] if row else 0, known, _aware(row[1]) if row else None)
 
     @guarded("write the cluster's inventory")
@@ -240,10 +248,11 @@ class Inventory:
 
     @guarded("read the inventory")
     def objects(self, cluster: str, *, kind: str | None = None, namespace: str | None = None,
-                removed: bool = False) -> Iterator[dict]:
+                removed: bool = False, health: str | None = None) -> Iterator[dict]:
         """The inventory's objects of ``cluster`` (present ones; with ``removed``, also
         those found removed), ordered by kind, namespace, name. A present object's
-        ``last_seen`` is the cluster's last sync."""
+        ``last_seen`` is the cluster's last sync; ``health`` / ``health_message`` its health
+        at that sync (``health`` filters on it)."""
         last_sync = (self.cluster_record(cluster) or {}).get("last_sync")
         query = objects.select().where(objects.c.cluster == cluster)
         if kind:
@@ -252,6 +261,8 @@ class Inventory:
             query = query.where(objects.c.namespace == namespace)
         if not removed:
             query = query.where(objects.c.removed.is_(None))
+        if health is not None:
+            query = query.where(objects.c.health == health)
         query = query.order_by(objects.c.kind, objects.c.namespace, objects.c.name)
         with self.store.engine.connect() as conn:
             for row in conn.execution_options(stream_results=True, yield_per=1000).execute(
@@ -265,6 +276,20 @@ class Inventory:
                 if item["removed"] is None and last_sync is not None:
                     item["last_seen"] = last_sync
                 yield item
+
+    @guarded("count the objects by health")
+    def health_counts(self, cluster: str) -> dict[str, dict[str, int]]:
+        """How many present objects of ``cluster`` are in each health, per kind:
+        {kind: {status: count}} (status "" for rows not assessed yet)."""
+        query = (select(objects.c.kind, objects.c.health, func.count())
+                 .where(objects.c.cluster == cluster, objects.c.removed.is_(None))
+                 .group_by(objects.c.kind, objects.c.health))
+        counts: dict[str, dict[str, int]] = {}
+        with self.store.engine.connect() as conn:
+            for kind, health, count in conn.execute(query):
+                per_kind = counts.setdefault(kind, {})
+                per_kind[health or ""] = per_kind.get(health or "", 0) + int(count)
+        return counts
 
     @guarded("purge removed objects")
     def purge_removed(self, older_than: timedelta | datetime,
@@ -294,3 +319,60 @@ def purge_removed(older_than: timedelta | datetime) -> int:
         return inventory.purge_removed(older_than)
     finally:
         inventory.close()
+
+
+# ---- health changes --------------------------------------------------------------------------
+
+
+def health_change(kind: str, namespace: str, name: str, uid: str, health: Health,
+                  known: Known | None) -> dict | None:
+    """The change a sync reports when an object's health differs from the one the inventory
+    held (None: no change). An object new to the inventory is reported unless Healthy (a
+    healthy newcomer is not news; a Degraded one is); a row written before health was kept
+    (health NULL) is not a change, only its first assessment."""
+    if known is not None and not known.removed:
+        if known.health is None or known.health == health.status:
+            return None
+        previous: str | None = known.health
+    elif health.status == HEALTHY:
+        return None
+    else:
+        previous = None
+    return {"kind": kind, "namespace": namespace, "name": name, "uid": uid,
+            "health": health.status, "message": health.message[:MAX_MESSAGE],
+            "previous": previous}
+
+
+def missing_change(kind: str, uid: str, known: Known) -> dict | None:
+    """An object ansflow applied that has gone from the cluster is Missing (Argo CD: the
+    desired object is not there); an object only observed that goes is just removed."""
+    if known.applied_time is None or known.removed:
+        return None
+    return {"kind": kind, "namespace": known.namespace, "name": known.name, "uid": uid,
+            "health": MISSING, "message": "ansflow applied it; it is gone from the cluster",
+            "previous": known.health}
+
+
+def by_severity(changes: list[dict]) -> list[dict]:
+    """Changes, the worst health first (what a capped list of events must not drop)."""
+    rank = {s: i for i, s in enumerate(STATUSES)}
+    return sorted(changes, key=lambda c: -rank.get(c["health"], len(STATUSES)))
+
+
+def total_by_health(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """{kind: {status: n}} summed over kinds, in Argo CD's order (worst last)."""
+    totals: dict[str, int] = {}
+    for per_kind in counts.values():
+        for status, n in per_kind.items():
+            totals[status] = totals.get(status, 0) + n
+    order = {s: i for i, s in enumerate(STATUSES)}
+    return dict(sorted(totals.items(), key=lambda kv: order.get(kv[0], len(STATUSES))))
+
+
+
+def objects_health_text(totals: dict[str, int]) -> str:
+    """``; objects at the last sync: 950 Healthy, 3 Degraded`` (empty before any sync)."""
+    if not totals:
+        return ""
+    return "; objects at the last sync: " + ", ".join(
+        f"{n} {status or 'not assessed'}" for status, n in totals.items())

@@ -29,9 +29,18 @@ from ansflow.engines.kube_objects import (
     request,
 )
 from ansflow.engines.kube_objects import list_pages as kube_pages
+from ansflow.engines.object_health import assess
 from ansflow.errors import AnsflowError
 from ansflow.upkeep import fields as F
-from ansflow.upkeep.inventory import Changes, Inventory, Known, Snapshot, now
+from ansflow.upkeep.inventory import (
+    Changes,
+    Inventory,
+    Known,
+    Snapshot,
+    health_change,
+    missing_change,
+    now,
+)
 
 PAGE_SIZE = 500
 REQUEST_TIMEOUT = (10, 120)
@@ -71,6 +80,9 @@ class SyncResult:
     drift: list[dict] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # Objects whose health changed (inventory.health_change): kind, namespace, name, uid,
+    # health, message, previous.
+    health_changes: list[dict] = field(default_factory=list)
 
     @property
     def totals(self) -> KindCounts:
@@ -149,11 +161,14 @@ class _Diff:
         self.counts: dict[str, KindCounts] = {}
         self.drifted: list[dict] = []
         self.drift: list[dict] = []
+        self.health_changes: list[dict] = []
+        self._kind_health: list[dict] = []  # this kind's, kept once its listing completes
 
     def kind(self, api: k8s.ApiClient, kind: F.Kind, page_size: int) -> None:
         """Diff one kind: its metadata listed first (uid, resourceVersion); the objects new
         or changed since then read in full (one GET each, or a full listing when many)."""
         counts, seen, stale = KindCounts(), set(), {}
+        self._kind_health = []
         for page in list_pages(api, kind.path, page_size, metadata_only=True):
             for item in page:
                 self._metadata(kind, item, counts, seen, stale)
@@ -178,7 +193,11 @@ class _Diff:
             if known.kind == kind.name and not known.removed and uid not in seen:
                 self.changes.removed.append(uid)
                 counts.removed += 1
+                gone = missing_change(kind.kind, uid, known)
+                if gone:
+                    self._kind_health.append(gone)
         self.counts[kind.name] = counts
+        self.health_changes += self._kind_health
 
     def restart(self, kind: F.Kind, mark: tuple[int, int, int, int]) -> None:
         """Forget what a listing of ``kind`` that could not finish collected."""
@@ -200,7 +219,8 @@ class _Diff:
         namespace = F.text(meta.get("namespace"), 253) or ""
         name = F.text(meta.get("name"), 253) or ""
         known = self.snapshot.known.get(uid)
-        if known is not None and not known.removed and known.resource_version == rv:
+        if known is not None and not known.removed and known.resource_version == rv \
+                and known.health is not None:  # (a row from before health: read it once)
             if known.drift:
                 self.drift.append(_ref(kind, namespace, name, uid, known.drift))
             return
@@ -214,12 +234,17 @@ class _Diff:
         name = F.text(meta.get("name"), 253) or ""
         known = self.snapshot.known.get(uid)
         applied_time, baseline, drift = _drift_state(obj, known)
+        health = assess(obj, kind.kind)
+        change = health_change(kind.kind, namespace, name, uid, health, known)
+        if change:
+            self._kind_health.append(change)
         row = {"uid": uid, "kind": kind.name, "namespace": namespace, "name": name,
                "resource_version": rv, "last_seen": self.when, "changed": self.when,
                "removed": None, "fields": json.dumps(F.summarize(kind.name, obj)),
                "applied_time": applied_time,
                "applied_fields": json.dumps(baseline) if baseline is not None else None,
-               "drift": json.dumps(drift) if drift else None}
+               "drift": json.dumps(drift) if drift else None,
+               "health": health.status, "health_message": health.message}
         if known is None:
             self.changes.added.append({**row, "cluster": self.cluster,
                                        "first_seen": self.when})
@@ -289,7 +314,8 @@ def sync_cluster(name: str, source: ClusterSource, *, inventory: Inventory | Non
             inventory.close()
     return SyncResult(name, "synced" if written else "superseded", diff.counts,
                       diff.drifted if written else [], diff.drift, skipped,
-                      round(time.monotonic() - started, 3))
+                      round(time.monotonic() - started, 3),
+                      diff.health_changes if written else [])
 
 
 def _list_kind(api: k8s.ApiClient, name: str, diff: _Diff, kind: F.Kind, page_size: int,
@@ -310,6 +336,10 @@ def _list_kind(api: k8s.ApiClient, name: str, diff: _Diff, kind: F.Kind, page_si
         except KubeUnavailable as exc:
             raise SyncFailed(f"cluster {name!r}: list {kind.name}: {exc}",
                              status="unreachable") from None
+        except KubeNotFound:  # a kind (or API version) this cluster does not serve
+            diff.restart(kind, mark)
+            skipped[kind.name] = f"list {kind.name}: not served by this cluster"
+            return
         except KubeError as exc:
             diff.restart(kind, mark)
             if exc.status == GONE and attempt == 1:

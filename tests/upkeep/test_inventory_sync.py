@@ -152,6 +152,8 @@ def test_sync_adds_changes_and_removes_and_never_stores_a_secret_value(
     assert first.outcome == "synced" and first.totals.changed == 0
     assert first.totals.added == first.totals.total >= 8
     seen = _present(inventory, name, ns)
+    for item in seen.values():
+        assert item["fields"].pop("created").endswith("Z")  # its creationTimestamp
     assert seen[("configmaps", "settings")]["fields"] == {"keys": ["level", "mode"]}
     assert seen[("secrets", "creds")]["fields"] == {"type": "Opaque", "keys": ["password"]}
     svc = seen[("services", "web")]["fields"]
