@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s
@@ -34,7 +32,8 @@ from ansflow.engines.kube_errors import (  # noqa: F401 - re-exported: the adapt
     KubeNotFound,
     KubeUnavailable,
 )
-from ansflow.engines.kube_names import check_name, check_namespace, check_selector
+from ansflow.engines.kube_kinds import KIND_ALIASES, Resource  # noqa: F401 - Resource re-exported
+from ansflow.engines.kube_names import check_name, check_selector
 from ansflow.engines.untrusted import clean_text as _clean
 
 FIELD_MANAGER = "ansflow"
@@ -43,27 +42,6 @@ METADATA_LIST_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8
                         "application/json")
 METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
-
-# Names users write for common kinds -> (apiVersion, kind); everything else goes to discovery.
-_ALIASES: dict[str, tuple[str, str]] = {}
-for _names, _gv, _kind in (
-    (("deployment", "deployments", "deploy"), "apps/v1", "Deployment"),
-    (("statefulset", "statefulsets", "sts"), "apps/v1", "StatefulSet"),
-    (("daemonset", "daemonsets", "ds"), "apps/v1", "DaemonSet"),
-    (("replicaset", "replicasets", "rs"), "apps/v1", "ReplicaSet"),
-    (("job", "jobs"), "batch/v1", "Job"),
-    (("cronjob", "cronjobs", "cj"), "batch/v1", "CronJob"),
-    (("pod", "pods", "po"), "v1", "Pod"),
-    (("service", "services", "svc"), "v1", "Service"),
-    (("configmap", "configmaps", "cm"), "v1", "ConfigMap"),
-    (("secret", "secrets"), "v1", "Secret"),
-    (("namespace", "namespaces", "ns"), "v1", "Namespace"),
-    (("persistentvolumeclaim", "persistentvolumeclaims", "pvc"), "v1", "PersistentVolumeClaim"),
-    (("serviceaccount", "serviceaccounts", "sa"), "v1", "ServiceAccount"),
-):
-    for _name in _names:
-        _ALIASES[_name] = (_gv, _kind)
-
 
 _BY_STATUS = {404: KubeNotFound, 409: KubeConflict, 401: KubeForbidden, 403: KubeForbidden,
               422: KubeInvalid}
@@ -77,38 +55,6 @@ def classify(exc: BaseException) -> KubeError:
             KubeUnavailable if status in (0, 429) or status >= 500 else KubeError)
         return cls(f"{status} {exc.reason}", status=status)
     return KubeUnavailable(f"the API server is unreachable ({type(exc).__name__})")
-
-
-@dataclass(frozen=True)
-class Resource:
-    """Where objects of one kind live in the REST API."""
-
-    api_version: str
-    kind: str
-    plural: str
-    namespaced: bool
-
-    def path(self, namespace: str | None = None, name: str | None = None) -> str:
-        """The REST path of the kind (in `namespace`), or of one object.
-
-        Raises:
-            KubeNameError: `namespace` or `name` breaks the API server's rules for it (a
-                ``..`` would otherwise reach another namespace or kind).
-        """
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        if namespace:
-            check_namespace(namespace)  # even where unused: a bad value is a mistake
-        if self.namespaced and namespace:
-            base += f"/namespaces/{quote(namespace, safe='')}"
-        base += f"/{self.plural}"
-        if name is None:
-            return base
-        return f"{base}/{quote(check_name(name, self.kind), safe='')}"
-
-    def ref(self, name: str, namespace: str | None = None) -> str:
-        """`kind/name` (with the namespace when it has one), for messages."""
-        where = f" in namespace {namespace}" if self.namespaced and namespace else ""
-        return f"{self.kind.lower()}/{name}{where}"
 
 
 def _check_request(path: str, query: list | None) -> None:
@@ -234,8 +180,8 @@ def resolve_type(api: k8s.ApiClient, resource_type: str) -> Resource:
     """The Resource a user's `resource_type` means: `deployment`, `deploy`, `jobs.batch`,
     `Deployment`, a CRD's plural or short name..."""
     wanted = resource_type.strip().lower()
-    if wanted in _ALIASES:
-        return resolve_kind(api, *_ALIASES[wanted])
+    if wanted in KIND_ALIASES:
+        return resolve_kind(api, KIND_ALIASES[wanted].api_version, KIND_ALIASES[wanted].kind)
     name, _, group = wanted.partition(".")
     groups = request(api, "GET", "/apis").get("groups", [])
     versions = ["v1"] + [g["preferredVersion"]["groupVersion"] for g in groups
