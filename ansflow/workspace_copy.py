@@ -34,7 +34,7 @@ import pathspec
 IGNORE_FILE = ".ansflowignore"
 MAX_FILES_ENV = "ANSFLOW_WORKSPACE_MAX_FILES"
 DEFAULT_MAX_FILES = 1_000_000
-MAX_DEPTH = 512
+MAX_DEPTH = 200  # two frames and two descriptors per level
 MAX_IGNORE_BYTES = 1024 * 1024
 _SHOWN_SKIPS = 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
