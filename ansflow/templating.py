@@ -41,9 +41,12 @@ from ansflow.template_bounds import (
 )
 from ansflow.template_refs import SIMPLE_BLOCK, Reference, references  # noqa: F401
 
-ROOT_NAMES = ("pipeline", "vars", "env", "stage", "step", "steps", "secrets", "matrix", "run")
+ROOT_NAMES = ("pipeline", "vars", "env", "stage", "step", "steps", "secrets", "matrix", "run",
+              "git")
 PIPELINE_KEYS = ("name", "build_number", "run_id", "type")
 RUN_KEYS = ("workspace",)  # the run's own directory (ansflow.workspaces)
+# The commit a pipeline with a git `source:` checked out (flows.git_source; empty without one).
+GIT_KEYS = ("sha", "short_sha", "ref", "branch", "tag", "message", "author", "repository")
 
 # How long one render may take (besides the step's own deadline); sizes: ansflow.template_bounds.
 TIMEOUT_ENV = "ANSFLOW_TEMPLATE_TIMEOUT"

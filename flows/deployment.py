@@ -66,7 +66,7 @@ def run_served(name: str, values: dict[str, Any]) -> State:
         return Failed(message=str(exc))
     get_run_logger().info(f"pipeline file: {file}")
     # The file comes from this machine's signed served map, not from the run form.
-    return run_pipeline_file(file, values, confined=False)
+    return run_pipeline_file(file, values, confined=False, run_form=True)
 
 
 def pipeline_deployment_flow(name: str, variables: list[str]) -> VariablesFlow:

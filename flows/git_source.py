@@ -36,8 +36,8 @@ from ansflow.engines.lines import clean_line
 from ansflow.errors import AnsflowError, StepFailed, UsageError
 from ansflow.plan import Plan
 from ansflow.spec.source import GitSource
+from ansflow.templating import GIT_KEYS
 
-GIT_KEYS = ("sha", "short_sha", "ref", "branch", "tag", "message", "author", "repository")
 _RunLogger = logging.Logger | logging.LoggerAdapter
 
 
@@ -181,3 +181,40 @@ def run_label(plan: Plan) -> str:
     ref = str(resolved.get("ref") or "")
     name = ref.removeprefix("refs/heads/").removeprefix("refs/tags/") if ref else ""
     return f"{name}@{short}" if name else short
+
+
+def split_run_parameters(plan: Plan, values: dict[str, Any] | None
+                         ) -> tuple[Any, Any, dict[str, Any]]:
+    """A served run form's values as (ref, sha, the pipeline's variables): `ref` and `sha`
+    are the git fields unless the pipeline declares variables of those names (it then has no
+    source: the spec refuses both together)."""
+    rest = dict(values or {})
+    found = [rest.pop(name) if name not in plan.variables else None for name in ("ref", "sha")]
+    return found[0], found[1], rest
+
+
+GIT_ENV = {"sha": "ANSFLOW_GIT_SHA", "ref": "ANSFLOW_GIT_REF", "branch": "ANSFLOW_GIT_BRANCH",
+           "tag": "ANSFLOW_GIT_TAG", "repository": "ANSFLOW_GIT_REPOSITORY"}
+
+
+def with_git(plan: Plan, values: dict[str, str]) -> Plan:
+    """The plan whose steps also get the commit in their environment (ANSFLOW_GIT_SHA, _REF,
+    _BRANCH, _TAG, _REPOSITORY; the pipeline's own `env:` wins); unchanged without one."""
+    if not values:
+        return plan
+    env = {name: str(values.get(key) or "") for key, name in GIT_ENV.items()}
+    return replace(plan, env={**env, **plan.env})
+
+
+def scheduler_with_git(scheduler_cls: type) -> type:
+    """``scheduler_cls`` whose template context also holds ``git`` (the run's RunInfo.git;
+    empty strings without a source), unless the scheduler puts it there itself."""
+
+    class GitScheduler(scheduler_cls):  # type: ignore[misc, valid-type]
+        def _template_context(self, step: Any) -> dict[str, Any]:
+            context = super()._template_context(step)
+            context.setdefault("git", {**dict.fromkeys(GIT_KEYS, ""), **self.info.git})
+            return context
+
+    GitScheduler.__name__ = GitScheduler.__qualname__ = scheduler_cls.__name__
+    return GitScheduler

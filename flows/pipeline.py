@@ -20,6 +20,13 @@ from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ansflow.errors import AnsflowError
+from ansflow.flows.git_source import (
+    prepare_git,
+    run_label,
+    scheduler_with_git,
+    split_run_parameters,
+    with_git,
+)
 from ansflow.flows.publish import publish_run
 from ansflow.flows.rerun import (
     RunStart,
@@ -122,7 +129,9 @@ def _cleanup_leftovers(flow, flow_run, state) -> None:  # noqa: ANN001 - Prefect
     on_cancellation=[_cleanup_leftovers],
     on_crashed=[_cleanup_leftovers],
 )
-def pipeline_flow(pipeline_file: str, variables: dict[str, Any] | None = None) -> State:
+def pipeline_flow(pipeline_file: str, variables: dict[str, Any] | None = None,
+                  ref: str | None = None, sha: str | None = None,
+                  source: dict[str, Any] | None = None) -> State:
     """Run a hybrid pipeline file: stages of shell, Docker and Kubernetes steps.
 
     Run from a deployment, ``pipeline_file`` (a run-form value) must name a file under the
@@ -133,16 +142,25 @@ def pipeline_flow(pipeline_file: str, variables: dict[str, Any] | None = None) -
     Args:
         pipeline_file: Path of the pipeline YAML file.
         variables: Values for the pipeline's `variables` (override their defaults).
+        ref: For a pipeline with a git `source:`: the branch, tag or commit to build
+            (default: the source's ref).
+        sha: The exact commit to build (full SHA), as push triggers pass it.
+        source: A git source for a pipeline without its own `source:` (same keys), the
+            deployment's default.
     """
     run_ctx = FlowRunContext.get()
     confined = getattr(run_ctx.flow_run, "deployment_id", None) is not None
-    return run_pipeline_file(pipeline_file, variables, confined=confined)
+    return run_pipeline_file(pipeline_file, variables, confined=confined, ref=ref, sha=sha,
+                             source=source)
 
 
 def run_pipeline_file(pipeline_file: str, variables: dict[str, Any] | None, *,
-                      confined: bool) -> State:
+                      confined: bool, ref: str | None = None, sha: str | None = None,
+                      source: dict[str, Any] | None = None, run_form: bool = False) -> State:
     """The body of the pipeline flow; ``confined``: ``pipeline_file`` came from a run form
-    and must lie under the pipelines root (ansflow serve's own map is trusted instead)."""
+    and must lie under the pipelines root (ansflow serve's own map is trusted instead);
+    ``run_form``: ``variables`` are a served run form's values, git's `ref` and `sha`
+    among them."""
     logger = get_run_logger()
     _quiet_empty_tracebacks()
     run_ctx = FlowRunContext.get()
@@ -152,6 +170,9 @@ def run_pipeline_file(pipeline_file: str, variables: dict[str, Any] | None, *,
             pipeline_file = confine_pipeline_file(pipeline_file)
         plan = _preloaded_plan(pipeline_file) or load_plan(pipeline_file)
         check_state_outside(plan.workspace)
+        if run_form:
+            ref, sha, variables = split_run_parameters(plan, variables)
+        plan = prepare_git(plan, ref, sha, source)  # the commit, before any step
         values = resolve_variables(plan, variables)
         secrets = load_secrets(secret_names(plan))
     except AnsflowError as exc:
@@ -254,13 +275,14 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
         logger.error(message)
         _record_not_started(flow_run_id, message, logger)
         return Failed(message=message)
-    plan = with_workspace(plan, workspace)
+    git = dict(workspace.facts.get("git") or {})
+    plan = with_git(with_workspace(plan, workspace), git)
     start = reuse_needs_workspace(start, workspace, logger)
     state = "failed"
     try:
         control = RunControl()
-        info = RunInfo(plan.name, str(flow_run_id), start.build_number, values, secrets)
-        scheduler = Scheduler(plan, info, control, reused=start.reused)
+        info = RunInfo(plan.name, str(flow_run_id), start.build_number, values, secrets, git)
+        scheduler = scheduler_with_git(Scheduler)(plan, info, control, reused=start.reused)
         for value in credential_secrets(plan):
             scheduler.masker.add(value)
         _run_steps(plan, scheduler, control, flow_run_id, logger)
@@ -269,6 +291,8 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
         close_run_workspace(workspace, state, logger)
     summary = _run_summary(plan, start, scheduler, flow_run_id, state, message)
     summary["workspace"] = workspace.as_dict()
+    if git:
+        summary["git"] = git
     _record_end(plan, scheduler, flow_run_id, state, summary, logger)
     (logger.info if state == "completed" else logger.error)(message)
     publish_run(summary, scheduler.masker)
@@ -284,9 +308,11 @@ def _announce_build(plan: Plan, start: RunStart, flow_run_id: Any, logger: _RunL
     if start.note:
         logger.warning(start.note)
     with get_client(sync_client=True) as client:
-        client.update_flow_run(flow_run_id, name=f"{plan.name} #{start.build_number}")
+        label = run_label(plan)  # the commit: main@1a2b3c4
+        client.update_flow_run(flow_run_id, name=f"{plan.name} #{start.build_number}"
+                                                 + (f" {label}" if label else ""))
     logger.info(f"pipeline {plan.name!r} build #{start.build_number}: {len(plan.steps)} steps, "
-                f"{len(plan.finally_steps)} finally")
+                f"{len(plan.finally_steps)} finally" + (f", commit {label}" if label else ""))
 
 
 def _run_steps(plan: Plan, scheduler: Scheduler, control: RunControl, flow_run_id: Any,

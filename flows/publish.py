@@ -83,6 +83,9 @@ def summary_markdown(summary: dict[str, Any], secrets: Masker | dict[str, str]) 
             produced.append(f"- **{step.get('name')}** ({step.get('type')}): {parts}")
     if produced:
         lines += ["## Built, pushed, deployed", "", *produced, ""]
+    commit = commit_lines(summary, secrets)
+    if commit:
+        lines += ["## Commit", "", *commit, ""]
     approvals = approval_lines(summary, secrets)
     if approvals:
         lines += ["## Approvals", "", *approvals, ""]
@@ -92,6 +95,33 @@ def summary_markdown(summary: dict[str, Any], secrets: Masker | dict[str, str]) 
         lines += [f"- **{s['name']}** (`{s['id']}`): "
                   f"{mask(str(s['message'] or s['state']), secrets)}" for s in failed]
     return "\n".join(lines)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+_CONTROLS = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f]")
+
+
+def markdown_text(text: str, limit: int = _MAX_CELL) -> str:
+    """Untrusted text (a commit message, an author) as literal markdown on one line: controls
+    dropped, every markdown / HTML character escaped, cut to ``limit``."""
+    text = _CONTROLS.sub(" ", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def commit_lines(summary: dict[str, Any], secrets: Masker | dict[str, str]) -> list[str]:
+    """The commit a run with a git source built: repository, ref, SHA, author, subject."""
+    git = summary.get("git")
+    if not isinstance(git, dict) or not git.get("sha"):
+        return []
+    subject = str(git.get("message") or "").split("\n", 1)[0]
+    ref = git.get("branch") or git.get("tag") or git.get("ref") or "(a commit)"
+    return [f"- repository: {markdown_text(mask(str(git.get('repository') or ''), secrets))}",
+            f"- ref: {markdown_text(mask(str(ref), secrets))}",
+            f"- commit: `{str(git['sha'])[:64]}`",
+            f"- author: {markdown_text(mask(str(git.get('author') or ''), secrets))}",
+            f"- message: {markdown_text(mask(subject, secrets))}"]
 
 
 def approval_lines(summary: dict[str, Any], secrets: Masker | dict[str, str]) -> list[str]:
@@ -133,6 +163,9 @@ def emit_run_event(summary: dict[str, Any], secrets: Masker | dict[str, str]) ->
                          for s in failed_steps(summary)],
         "flow_run_id": summary.get("run_id"),
     }
+    git = summary.get("git")
+    if isinstance(git, dict) and git.get("sha"):
+        payload["git"] = {k: str(git.get(k) or "") for k in ("sha", "ref", "repository")}
     emit_event(
         event=event_name(str(summary.get("state"))),
         resource={"prefect.resource.id": f"{EVENT_PREFIX}.{pipeline}",

@@ -49,6 +49,10 @@ def folder_filler(folder: str, logger: _RunLogger) -> Filler:
 def filler_for(plan: Plan, logger: _RunLogger) -> Filler | None:
     """How a new workspace of this run is filled; None: the run works in place (the
     pipeline's folder itself, ANSFLOW_WORKSPACE_MODE=in-place)."""
+    if plan.git_source is not None:  # a checkout, whatever the mode
+        from ansflow.flows.git_source import git_filler  # noqa: PLC0415
+
+        return git_filler(plan, logger)
     if workspace_mode() == "in-place":
         return None
     return folder_filler(plan.workspace, logger)

@@ -78,6 +78,10 @@ def run(
         None, "--dev-host", metavar="NAME",
         help="Save the private sshd of scripts/sshd.sh (its ANSFLOW_SSHD_* variables) as the "
              "SSH host block NAME on this run's Prefect server before the run."),
+    ref: Optional[str] = typer.Option(
+        None, "--ref", help="With a git `source:`: the branch, tag or commit to build."),
+    sha: Optional[str] = typer.Option(
+        None, "--sha", help="With a git `source:`: the exact commit (full SHA) to build."),
 ) -> None:
     """Run a pipeline as a Prefect flow (ephemeral Prefect unless PREFECT_API_URL is set)."""
     plan = _load(file, invalid_code=2)
@@ -91,7 +95,8 @@ def run(
     try:
         summary = run_pipeline(file, values, live=not as_json and sys.stdout.isatty(),
                                dev_clusters=dev_cluster or [], dev_hosts=dev_host or [],
-                               plan=plan)
+                               plan=plan, git={k: v for k, v in (("ref", ref), ("sha", sha))
+                                               if v is not None})
     except AnsflowError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None

@@ -87,16 +87,18 @@ def _check_health(url: str) -> None:
 
 def run_pipeline(file: Path, values: dict[str, Any], *, live: bool,
                  dev_clusters: list[str] = (), dev_hosts: list[str] = (),
-                 plan: Plan | None = None) -> dict[str, Any]:
+                 plan: Plan | None = None, git: dict[str, str] | None = None
+                 ) -> dict[str, Any]:
     """Run ``file`` with ``values`` as one Prefect flow run; returns the JSON summary.
 
     ``dev_clusters`` are running dev clusters whose blocks are saved first, on the same
     Prefect server as the run (with the ephemeral server: one server for both); so are the
     SshHost blocks ``dev_hosts`` of the private sshd (scripts/sshd.sh). ``plan``
     is the file's plan when the caller has loaded it already (the file is not parsed again).
+    ``git``: the run's `ref` / `sha` (a pipeline with a git `source:`).
     """
     _save_dev_blocks(dev_clusters, dev_hosts)
-    state = _run_flow(file, values, live=live, plan=plan)
+    state = _run_flow(file, values, live=live, plan=plan, git=git or {})
     summary = summary_of(state)
     if summary is not None:
         return summary
@@ -130,7 +132,8 @@ def _save_dev_blocks(dev_clusters: list[str], dev_hosts: list[str]) -> None:
                                f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
-def _run_flow(file: Path, values: dict[str, Any], *, live: bool, plan: Plan | None) -> Any:
+def _run_flow(file: Path, values: dict[str, Any], *, live: bool, plan: Plan | None,
+              git: dict[str, str]) -> Any:
     """The pipeline flow's final state (None when it did not start); an interrupt or SIGTERM
     becomes an AnsflowError."""
     from ansflow.flows.pipeline import PRELOADED_PLAN, pipeline_flow  # noqa: PLC0415
@@ -139,7 +142,7 @@ def _run_flow(file: Path, values: dict[str, Any], *, live: bool, plan: Plan | No
     token = progress_listener.set(_progress_printer()) if live else None
     preload = PRELOADED_PLAN.set(plan)
     try:
-        return pipeline_flow(str(file.resolve()), values, return_state=True)
+        return pipeline_flow(str(file.resolve()), values, **git, return_state=True)
     except KeyboardInterrupt:
         raise AnsflowError("interrupted") from None
     except BaseException as exc:  # Prefect's TerminationSignal: SIGTERM outside the steps

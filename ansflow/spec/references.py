@@ -14,6 +14,7 @@ from ansflow.spec.yaml_loader import Located, Path, Problem
 from ansflow.stepenv import reachable
 from ansflow.steptypes import REGISTRY
 from ansflow.templating import (
+    GIT_KEYS,
     PIPELINE_KEYS,
     ROOT_NAMES,
     RUN_KEYS,
@@ -154,6 +155,9 @@ def _check_reference(ref: Reference, plan: Plan, step: PlannedStep,
     if root == "run" and key not in RUN_KEYS:
         return f"unknown name {ref.dotted!r}{suggest(key, RUN_KEYS)} " \
                f"(run has: {', '.join(RUN_KEYS)})"
+    if root == "git" and key not in GIT_KEYS:
+        return f"unknown name {ref.dotted!r}{suggest(key, GIT_KEYS)} " \
+               f"(git has: {', '.join(GIT_KEYS)})"
     if root in ("stage", "step") and key not in ("name", "id"):
         return f"unknown name {ref.dotted!r} ({root} has: name, id)"
     if root == "steps":
