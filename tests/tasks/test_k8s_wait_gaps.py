@@ -148,8 +148,9 @@ def test_real_node_a_replicaset_default_wait_finishes(real_node_cluster, make_ct
         real_node_cluster, ns, resource_type="replicaset", resource_name="plain", timeout=180))
     assert result.outputs["status"] == "replicaset 'plain': 2 of 2 replicas are available"
     with real_node_cluster.client() as api:
-        status = k8s.AppsV1Api(api).read_namespaced_replica_set("plain", ns).status
-    assert status.available_replicas == 2
+        apps = k8s.AppsV1Api(api)
+        assert apps.read_namespaced_replica_set("plain", ns).status.available_replicas == 2
+        apps.delete_namespaced_replica_set("plain", ns)  # its real containers go now
 
 
 @real_node
