@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from ansflow.blocknames import check_block_name
-from ansflow.engines.git import GitError, check_ref_text, parse_remote
+from ansflow.engines.git_urls import GitError, check_ref_text, parse_remote
 from ansflow.errors import StepFailed
 from ansflow.spec.common import Duration, StrictModel
 
