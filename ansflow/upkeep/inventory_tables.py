@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -62,6 +63,7 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&\"'])")
 _MD_LINE_START = re.compile(r"^([-+=:>]|\d+[.)])")
 _AUTOLINK = re.compile(r"(?i)(://|www\.)")
+_MD_ANY = re.compile(r"""[\\`*_{}\[\]()<>#!|~&"']|://|(?i:www\.)|^(?:[-+=:>]|\d+[.)])""")
 
 
 def _identity(text: str) -> str:
@@ -71,21 +73,42 @@ def _identity(text: str) -> str:
 # ---- cells and keys -------------------------------------------------------------------------
 
 
+def _clean(value: Any) -> str:
+    if value is None:
+        return ""
+    text = (value if isinstance(value, str) else str(value))[:MAX_PRECUT]
+    if not (text.isascii() and text.isprintable()):
+        text = _CONTROL.sub(" ", text)
+    if "  " in text or text[:1].isspace() or text[-1:].isspace() or not text.isprintable():
+        text = _SPACES.sub(" ", text).strip()
+    return text
+
+
+def _cut(text: str, limit: int = MAX_CELL) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def plain(value: Any, mask: Mask = _identity, limit: int = MAX_CELL) -> str:
     """``value`` as one printable line: control and invisible characters and line breaks
     turned into spaces, masked, at most ``limit`` characters (cut with "…")."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    text = _CONTROL.sub(" ", text[:MAX_PRECUT])
-    text = _SPACES.sub(" ", text).strip()
-    text = mask(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _cut(mask(_clean(value)), limit)
+
+
+def plain_all(values: list[Any], mask: Mask = _identity) -> list[str]:
+    """:func:`plain` of each value, masked in one call (cells joined by NUL, which no
+    cleaned cell holds)."""
+    cleaned = [_clean(v) for v in values]
+    masked = mask("\0".join(cleaned)).split("\0")
+    if len(masked) != len(cleaned):  # a secret held a NUL: mask each on its own
+        masked = [mask(c) for c in cleaned]
+    return [_cut(c) for c in masked]
 
 
 def md(text: str) -> str:
     """``text`` (already one plain line) escaped so a markdown renderer shows it as it is:
     no link, image, emphasis, HTML, entity, table cell break, heading or list."""
+    if not _MD_ANY.search(text):
+        return text
     text = _MD_SPECIAL.sub(r"\\\1", text)
     text = _AUTOLINK.sub(lambda m: m.group(1).replace("/", "\\/").replace(".", "\\."), text)
     return _MD_LINE_START.sub(r"\\\1", text)
@@ -158,10 +181,22 @@ def _time(value: Any) -> datetime | None:
     return None
 
 
-def created_time(item: dict) -> datetime | None:
+def _json(value: Any, default: Any) -> Any:
+    """A JSON column as read (text, parsed only for the rows shown) or already parsed."""
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return default
+    return default if value is None else value
+
+
+def created_time(item: dict, fields: dict | None = None) -> datetime | None:
     """When the object was created (its summary's ``created``), else first seen by a sync."""
-    fields = item.get("fields") if isinstance(item.get("fields"), dict) else {}
-    return _time(fields.get("created")) or _time(item.get("first_seen"))
+    if fields is None:
+        fields = _json(item.get("fields"), {})
+    created = fields.get("created") if isinstance(fields, dict) else None
+    return _time(created) or _time(item.get("first_seen"))
 
 
 def images(fields: dict) -> list[str]:
@@ -198,19 +233,17 @@ def health_of(item: dict) -> str:
 
 def object_row(item: dict, now: datetime, mask: Mask = _identity) -> dict[str, str]:
     """One namespace-table row: kind, name, health, message, age, images, replicas, drift."""
-    fields = item.get("fields") if isinstance(item.get("fields"), dict) else {}
+    fields = _json(item.get("fields"), {})
+    fields = fields if isinstance(fields, dict) else {}
     shown = images(fields)
     more = f" +{len(shown) - MAX_IMAGES} more" if len(shown) > MAX_IMAGES else ""
-    return {
-        "kind": plain(kind_name(str(item.get("kind") or "")), mask),
-        "name": plain(item.get("name"), mask),
-        "health": health_of(item),
-        "message": plain(item.get("health_message"), mask),
-        "age": human_age(created_time(item), now),
-        "images": plain(", ".join(shown[:MAX_IMAGES]) + more, mask),
-        "replicas": plain(replicas(fields), mask),
-        "drift": plain(drift_text(item.get("drift")), mask),
-    }
+    kind, name, message, shown_images, count, drift = plain_all(
+        [kind_name(str(item.get("kind") or "")), item.get("name"), item.get("health_message"),
+         ", ".join(shown[:MAX_IMAGES]) + more, replicas(fields),
+         drift_text(_json(item.get("drift"), None))], mask)
+    return {"kind": kind, "name": name, "health": health_of(item), "message": message,
+            "age": human_age(created_time(item, fields), now), "images": shown_images,
+            "replicas": count, "drift": drift}
 
 
 # ---- the whole cluster ----------------------------------------------------------------------
@@ -306,38 +339,13 @@ def build(cluster: str, items: Iterable[dict], record: dict | None = None, *,
         table.by_health[health] += 1
         by_kind[kind] += 1
         by_health[health] += 1
-        # A bounded heap of the least healthy rows (negated: heapq keeps the smallest).
-        heap = heaps[namespace]
-        key = _row_key(item)
-        entry = (_Inverted(key), n, item)
-        if len(heap) < max_rows:
-            heapq.heappush(heap, entry)
-        elif max_rows and _Inverted(key) > heap[0][0]:
-            heapq.heapreplace(heap, entry)
+        heaps[namespace].append((_row_key(item), n, item))
     for namespace, table in tables.items():
-        kept = sorted(heaps[namespace], key=lambda e: e[0].key)
+        kept = heapq.nsmallest(max_rows, heaps[namespace])  # the least healthy first
         table.rows = [object_row(item, now, mask) for _, _, item in kept]
         table.health = ns_health.get(namespace, "") if namespace else ""
     return ClusterTables(cluster, dict(sorted(tables.items())), by_kind, by_health,
                          dict(record or {}), now, max_rows)
-
-
-class _Inverted:
-    """A sort key compared the other way round (a max-heap through heapq)."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: tuple) -> None:
-        self.key = key
-
-    def __lt__(self, other: _Inverted) -> bool:
-        return self.key > other.key
-
-    def __gt__(self, other: _Inverted) -> bool:
-        return self.key < other.key
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Inverted) and self.key == other.key
 
 
 def _kind_columns(tables: ClusterTables) -> list[str]:
