@@ -63,6 +63,8 @@ class Plan:
     source_sha256: str = ""  # of the file's bytes: a retry tells whether the file changed
     # `source:` (ansflow.spec.source.GitSource's fields), None: the pipeline's folder is copied.
     git_source: dict[str, Any] | None = None
+    # `on.push`: {"repository": clone URL, "filters": {branches: [...], ...}}; None: no trigger.
+    on_push: dict[str, Any] | None = None
 
     def step(self, step_id: str) -> PlannedStep:
         for s in self.steps + self.finally_steps:

@@ -18,6 +18,7 @@ from ansflow.spec.common import Duration, EnvMap, StrictModel, require_exactly_o
 from ansflow.spec.matrix import Matrix
 from ansflow.spec.source import GitSource, parameter_clash
 from ansflow.spec.steps_k8s import KubeNamespace
+from ansflow.spec.triggers import On
 from ansflow.stepenv import check_pattern
 from ansflow.steptypes import CONFIG_MODELS
 
@@ -180,6 +181,10 @@ class Pipeline(StrictModel):
                           "(docs/git-sources.md).")
     variables: dict[str, VariableOrDefault] = Field(default_factory=dict)
     schedule: Schedule | str | None = None
+    on: On | None = Field(
+        None, description="The pushes that start the pipeline when served: "
+                          "{push: {branches, tags, paths, ..._ignore}} with GitHub's filter "
+                          "patterns (docs/triggers.md).")
     env: EnvMap = Field(default_factory=dict)
     env_passthrough: list[str] = Field(
         default_factory=list,
@@ -217,6 +222,14 @@ class Pipeline(StrictModel):
     @model_validator(mode="after")
     def _stages_or_steps(self) -> Pipeline:
         require_exactly_one(self, "stages", "steps")
+        return self
+
+    @model_validator(mode="after")
+    def _push_has_a_repository(self) -> Pipeline:
+        push = self.on.push if self.on else None
+        if push is not None and push.repository is None and self.source is None:
+            raise ValueError("`on.push` needs the repository whose pushes count: give "
+                             "`source: {git: URL}` or `on.push.repository`")
         return self
 
     def variable_defaults(self) -> dict[str, Any]:

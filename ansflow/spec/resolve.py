@@ -143,10 +143,19 @@ def _empty_plan(pipeline: Pipeline, file: str, workspace: str) -> Plan:
         defaults=pipeline.defaults.model_dump(),
         timeout=pipeline.timeout, max_parallel=pipeline.max_parallel,
         git_source=pipeline.source.model_dump() if pipeline.source else None,
+        on_push=_on_push(pipeline),
     )
     if pipeline.workspace:
         plan.workspace = str((FsPath(workspace) / pipeline.workspace).resolve())
     return plan
+
+
+def _on_push(pipeline: Pipeline) -> dict | None:
+    push = pipeline.on.push if pipeline.on else None
+    if push is None:
+        return None
+    repository = push.repository or (pipeline.source.git if pipeline.source else None)
+    return {"repository": repository, "filters": push.filters()}
 
 
 def _schedule(pipeline: Pipeline) -> dict | None:

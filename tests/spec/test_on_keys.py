@@ -82,3 +82,41 @@ def test_a_misspelled_boolean_word_key_is_named_as_written():
               "config: {command: 'true'}}]\n")
     assert "unknown key 'yes'" in str(info.value.problems[0])
     assert "True" not in str(info.value.problems[0])
+
+
+ON_PIPELINE = """\
+pipeline:
+  name: pushed
+  source: {git: "https://git.example/team/app.git"}
+  on:
+    push:
+      branches: [main, "release/*"]
+      tags: ["v*"]
+      paths-ignore: ["docs/**"]
+  steps:
+    - {name: s, type: command, config: {command: "true"}}
+"""
+
+
+def test_on_push_is_a_pipeline_key_and_lands_on_the_plan():
+    plan = _plan(ON_PIPELINE)
+    assert plan.on_push == {
+        "repository": "https://git.example/team/app.git",
+        "filters": {"branches": ["main", "release/*"], "tags": ["v*"],
+                    "paths_ignore": ["docs/**"]}}
+    assert _plan(ON_PIPELINE.replace("  on:\n    push:\n      branches: [main, \"release/*\"]\n"
+                                     "      tags: [\"v*\"]\n      paths-ignore: [\"docs/**\"]\n",
+                                     "  on: push\n")).on_push["filters"] == {}
+
+
+def test_on_push_problems_point_at_their_place():
+    with pytest.raises(SpecError) as info:
+        _plan(ON_PIPELINE.replace('"release/*"', '"?x"'))
+    [problem] = info.value.problems
+    assert problem.position.line == 6 and "follows no character" in problem.message
+    with pytest.raises(SpecError) as info:
+        _plan(ON_PIPELINE.replace('  source: {git: "https://git.example/team/app.git"}\n', ""))
+    assert "needs the repository" in str(info.value.problems[0])
+    with pytest.raises(SpecError) as info:
+        _plan(ON_PIPELINE.replace("push:", "pull_request:"))
+    assert "pull_request" in str(info.value.problems[0])

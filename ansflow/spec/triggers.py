@@ -1,0 +1,157 @@
+"""A pipeline's `on:` key: the pushes that start it (GitHub Actions' `on.push` filters).
+
+    on:
+      push:
+        branches: [main, "release/*"]      # or branches_ignore
+        tags: ["v*"]                       # or tags_ignore
+        paths: ["src/**"]                  # or paths_ignore
+        repository: https://git.example/app.git   # default: the pipeline's source.git
+
+`on: push`, `on: [push]` and `on: {push: {}}` mean every push of a branch or tag. Which push
+selects the pipeline follows GitHub's rules (:func:`PushFilter.selects`); the patterns are
+GitHub's (:mod:`ansflow.spec.globs`). Pure: no I/O, no Prefect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+
+from ansflow.spec.common import StrictModel
+from ansflow.spec.globs import PatternError, check_patterns, filter_matches
+
+MAX_PATTERNS = 100
+ZERO_SHA = "0" * 40
+_LISTS = ("branches", "branches_ignore", "tags", "tags_ignore", "paths", "paths_ignore")
+
+
+def _patterns_field(what: str, alias: str | None = None) -> Any:
+    choices = AliasChoices(what, alias) if alias else None
+    return Field(None, validation_alias=choices, max_length=MAX_PATTERNS,
+                 description=f"GitHub filter patterns for {what.replace('_', ' ')} "
+                             "(`*`, `**`, `?`, `+`, `[a-z]`, leading `!` negates; in order)")
+
+
+class PushFilter(StrictModel):
+    """Which pushes start the pipeline (GitHub's `on.push` keys; `branches-ignore` and the
+    other dashed spellings are accepted too)."""
+
+    branches: list[str] | None = _patterns_field("branches")
+    branches_ignore: list[str] | None = _patterns_field("branches_ignore", "branches-ignore")
+    tags: list[str] | None = _patterns_field("tags")
+    tags_ignore: list[str] | None = _patterns_field("tags_ignore", "tags-ignore")
+    paths: list[str] | None = _patterns_field("paths")
+    paths_ignore: list[str] | None = _patterns_field("paths_ignore", "paths-ignore")
+    repository: str | None = Field(
+        None, min_length=1, max_length=2048,
+        description="The repository whose pushes count (its clone URL); default: the "
+                    "pipeline's `source.git`.")
+
+    @field_validator(*_LISTS, mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator(*_LISTS)
+    @classmethod
+    def _valid_patterns(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            try:
+                check_patterns(value)
+            except PatternError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and (" " in value or not value.isprintable()):
+            raise ValueError("a repository URL is one line without spaces or control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _not_both(self) -> PushFilter:
+        for kind in ("branches", "tags", "paths"):
+            if getattr(self, kind) is not None and getattr(self, f"{kind}_ignore") is not None:
+                raise ValueError(f"give {kind!r} or {kind + '_ignore'!r}, not both (GitHub's "
+                                 f"rule: use {kind!r} with '!' patterns to exclude)")
+        return self
+
+    def filters(self) -> dict[str, list[str]]:
+        """The filter lists that are set (what an emitter evaluates)."""
+        return {k: list(getattr(self, k)) for k in _LISTS if getattr(self, k) is not None}
+
+
+class On(StrictModel):
+    """The events that start a pipeline; only `push` is supported (schedules are
+    `schedule:`)."""
+
+    push: PushFilter | None = Field(None, description="Pushes of branches and tags.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise ValueError("`on:` lists event names, such as [push]")
+            return {name: {} for name in value}
+        if isinstance(value, dict) and "push" in value and value["push"] is None:
+            return {**value, "push": {}}
+        return value
+
+    @field_validator("push", mode="before")
+    @classmethod
+    def _empty_is_every_push(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+def ref_kind(ref: str) -> tuple[str, str]:
+    """("branch", name), ("tag", name) or ("other", ref) of a full ref name."""
+    if ref.startswith("refs/heads/"):
+        return "branch", ref[len("refs/heads/"):]
+    if ref.startswith("refs/tags/"):
+        return "tag", ref[len("refs/tags/"):]
+    return "other", ref
+
+
+def selects(filters: dict[str, list[str]], ref: str, paths: list[str] | None, *,
+            deleted: bool = False) -> bool:
+    """Whether a push of ``ref`` changing ``paths`` starts a pipeline with ``filters``
+    (:meth:`PushFilter.filters`), by GitHub's rules:
+
+    - a deleted ref starts nothing; only branches and tags count;
+    - with branch filters but no tag filters a tag push starts nothing, and the other way
+      round; with neither, every branch and tag counts;
+    - path filters are not evaluated for tags; for a branch, ``paths`` needs one changed
+      path selected, ``paths_ignore`` one path not ignored, and no changed path starts
+      nothing; ``paths=None`` (the change list is not known, e.g. a truncated webhook
+      payload) passes the path filter, as GitHub runs when it cannot compute the diff;
+    - the ref filter and the path filter must both pass.
+    """
+    if deleted:
+        return False
+    kind, name = ref_kind(ref)
+    if kind == "other":
+        return False
+    has_branch = "branches" in filters or "branches_ignore" in filters
+    has_tag = "tags" in filters or "tags_ignore" in filters
+    if has_branch or has_tag:
+        plural = "branches" if kind == "branch" else "tags"
+        if plural in filters:
+            if not filter_matches(filters[plural], name):
+                return False
+        elif f"{plural}_ignore" in filters:
+            if filter_matches(filters[f"{plural}_ignore"], name):
+                return False
+        else:
+            return False  # only the other kind is filtered: GitHub does not run
+    if kind == "tag" or paths is None:
+        return True
+    if "paths" in filters:
+        return any(filter_matches(filters["paths"], p) for p in paths)
+    if "paths_ignore" in filters:
+        return any(not filter_matches(filters["paths_ignore"], p) for p in paths)
+    return True
