@@ -136,6 +136,12 @@ def form_variables(plan: Plan) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in plan.variables.items() if k.isidentifier()}
 
 
+def flow_parameters(plan: Plan) -> list[str]:
+    """The keyword parameters of a served pipeline's flow: its form variables, and `ref`
+    and `sha` when it has a git source (the spec keeps the two sets apart)."""
+    return [*form_variables(plan), *(("ref", "sha") if plan.git_source is not None else ())]
+
+
 def served_map_path() -> Path:
     return ansflow_home() / SERVED_MAP
 
@@ -190,7 +196,7 @@ def record_served(plans: dict[str, tuple[Path, Plan]]) -> None:
     key = state_key()
     current = read_served()  # verified entries only: a tampered one is dropped
     for name, (file, plan) in plans.items():
-        entry: dict[str, Any] = {"file": str(file), "variables": list(form_variables(plan))}
+        entry: dict[str, Any] = {"file": str(file), "variables": flow_parameters(plan)}
         entry["sig"] = _signature(key, name, entry)
         current[name] = entry
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".served-", suffix=".json")

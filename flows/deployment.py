@@ -24,7 +24,7 @@ from pydantic import ConfigDict
 from ansflow.errors import AnsflowError
 from ansflow.flows.pipeline import pipeline_flow, run_pipeline_file
 from ansflow.plan import Plan
-from ansflow.serving import form_variables, parameter_schema, served_entry
+from ansflow.serving import flow_parameters, parameter_schema, served_entry
 
 FLOW_NAME = "ansflow-pipeline"
 SERVED_TAG = "ansflow-served"  # on served runs: the lost-run Automation watches only these
@@ -119,7 +119,7 @@ def build_deployment(plan: Plan, file: Path) -> RunnerDeployment:
     if plan.schedule:
         schedules = [Cron(plan.schedule["cron"],
                           timezone=plan.schedule.get("timezone") or "UTC")]
-    flow = pipeline_deployment_flow(plan.name, list(form_variables(plan)))
+    flow = pipeline_deployment_flow(plan.name, flow_parameters(plan))
     deployment = flow.to_deployment(
         name=plan.name,
         description=plan.description or f"Pipeline {plan.name!r} ({file.name})",

@@ -189,7 +189,8 @@ def split_run_parameters(plan: Plan, values: dict[str, Any] | None
     are the git fields unless the pipeline declares variables of those names (it then has no
     source: the spec refuses both together)."""
     rest = dict(values or {})
-    found = [rest.pop(name) if name not in plan.variables else None for name in ("ref", "sha")]
+    found = [rest.pop(name, None) if name not in plan.variables else None
+             for name in ("ref", "sha")]
     return found[0], found[1], rest
 
 
