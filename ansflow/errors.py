@@ -1,6 +1,16 @@
-"""The exception tree shared by the pipeline language, the engines and the step tasks."""
+"""The exception tree of the pipeline language, the step runtime and the step tasks, and the
+one translation of the engine adapters' own errors into it (:func:`step_error`)."""
 
 from __future__ import annotations
+
+from ansflow.engines.errors import (
+    EngineCancelled,
+    EngineError,
+    EnginePermanent,
+    EngineTimedOut,
+    EngineTransient,
+    EngineUnreachable,
+)
 
 # A failure message a user sees (a task run's state, a log line, a summary) is bounded: a
 # refusal names the problem, it does not dump a 100 KiB value back.
@@ -62,3 +72,17 @@ class StepTransient(StepFailed):
 
 class EngineUnavailable(StepTransient):
     """The Docker engine or the Kubernetes API server cannot be reached (worth a retry)."""
+
+
+# Most specific first: an EngineUnreachable is an EngineTransient too.
+_STEP_ERRORS: tuple[tuple[type[EngineError], type[StepFailed]], ...] = (
+    (EngineUnreachable, EngineUnavailable), (EngineTransient, StepTransient),
+    (EnginePermanent, StepPermanent), (EngineTimedOut, StepTimedOut),
+    (EngineCancelled, StepCancelled), (EngineError, StepFailed))
+
+
+def step_error(exc: EngineError) -> StepFailed:
+    """The step error an engine adapter's error means (raise it ``from exc``): the same
+    message, exit code and hint; retryable, permanent, timed out or cancelled as it was."""
+    cls = next(step for engine, step in _STEP_ERRORS if isinstance(exc, engine))
+    return cls(exc.message, exit_code=exc.exit_code, hint=exc.hint)

@@ -13,8 +13,10 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
 from ansflow.blocks.saved import BlockNotFound, load_saved_block, saved_block_names
+from ansflow.engines.errors import EngineError
 from ansflow.engines.kube import build_api_client
 from ansflow.engines.kube_exec import check_exec_plugins
+from ansflow.errors import step_error
 
 KUBERNETES_LOGO = (
     "https://raw.githubusercontent.com/PrefectHQ/prefect/"
@@ -110,7 +112,17 @@ class KubernetesCluster(Block):
         return "none"
 
     def get_client(self) -> k8s.ApiClient:
-        """A new, isolated ApiClient for this cluster (close it when done)."""
+        """A new, isolated ApiClient for this cluster (close it when done).
+
+        Raises:
+            StepFailed: the credentials are incomplete or do not load.
+        """
+        try:
+            return self._build_client()
+        except EngineError as exc:
+            raise step_error(exc) from None  # the kubeconfig is never echoed
+
+    def _build_client(self) -> k8s.ApiClient:
         return build_api_client(
             kubeconfig=self.kubeconfig.get_secret_value() if self.kubeconfig else None,
             context=self.context,

@@ -30,7 +30,7 @@ from ansflow.runtime.ansible_files import (
     write_inventory,
     write_vault_password,
 )
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.runtime.ssh_session import host_target
 from ansflow.spec.steps import AnsibleConfig
@@ -90,6 +90,7 @@ def _vault_password(ctx: StepContext, name: str) -> str:
     return value
 
 
+@step_executor
 def execute_ansible(ctx: StepContext, config: AnsibleConfig) -> StepResult:
     """Run the playbook; outputs: the recap per host (JSON) and the totals.
 

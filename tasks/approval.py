@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import Field, ValidationError, create_model
 
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import ApprovalConfig, ApprovalField
 
@@ -156,6 +156,7 @@ def _take_turn(ctx: StepContext) -> None:
             raise StepCancelled("the run was cancelled while waiting for an approval")
 
 
+@step_executor
 def execute_approval(ctx: StepContext, config: ApprovalConfig) -> StepResult:
     """Pause the run until an answer, the timeout or a cancel; approved: the answer as
     outputs, rejected or not answered in time: StepFailed."""

@@ -13,7 +13,7 @@ from ansflow.engines.docker_context import ContextFiles, ContextStream, scan_con
 from ansflow.engines.docker_streams import StreamEvent
 from ansflow.errors import StepFailed
 from ansflow.paths import confine
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerBuildConfig
 
@@ -102,6 +102,7 @@ def build_params(config: DockerBuildConfig, plan: BuildPlan) -> list[tuple[str, 
     return params
 
 
+@step_executor
 def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepResult:
     """Build an image, streaming the builder's output into the step log as it comes.
 

@@ -11,12 +11,13 @@ from ansflow.blocks.docker import (
 )
 from ansflow.engines.docker import docker_client, engine_error
 from ansflow.engines.docker_streams import image_ref, registry_of, retarget
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerPullConfig
 from ansflow.tasks.docker_push import registry_stream
 
 
+@step_executor
 def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResult:
     """Pull an image; with ``registry:`` a short name is pulled from that registry.
 

@@ -18,7 +18,7 @@ from ansflow.blocks.docker import (
 from ansflow.engines.docker import docker_client, encode_auth, engine_error, stream_engine
 from ansflow.engines.docker_streams import StreamEvent, image_ref, retarget
 from ansflow.errors import StepFailed, StepTransient
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerPushConfig
 
@@ -91,6 +91,7 @@ def registry_stream(ctx: StepContext, client: Any, path: str, what: str, access:
     return digest
 
 
+@step_executor
 def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResult:
     """Push an image, tagging it for the target registry first.
 

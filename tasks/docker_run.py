@@ -13,7 +13,7 @@ from ansflow.engines.docker_container import ContainerOutcome, ContainerSpec, ru
 from ansflow.engines.docker_mounts import parse_volumes
 from ansflow.engines.docker_streams import command_argv, port_bindings
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerRunConfig
 
@@ -80,6 +80,7 @@ def build_spec(ctx: StepContext, config: DockerRunConfig) -> ContainerSpec:
     )
 
 
+@step_executor
 def execute_docker_run(ctx: StepContext, config: DockerRunConfig) -> StepResult:
     """Run a container to completion with live logs; its exit code is the step's.
 

@@ -16,7 +16,7 @@ from ansflow.engines.kube_objects import (
     resolve_type,
 )
 from ansflow.errors import StepCancelled, StepFailed
-from ansflow.runtime.base import StepContext, StepResult, step_deadline
+from ansflow.runtime.base import StepContext, StepResult, step_deadline, step_executor
 from ansflow.runtime.k8s_session import api_errors, cluster_session
 from ansflow.runtime.k8s_watch import wait_for
 from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
@@ -67,6 +67,7 @@ def deleted_uid(answer: dict) -> str:
     return str(uid) if uid else ""
 
 
+@step_executor
 def execute_k8s_delete(ctx: StepContext, config: K8sDeleteConfig) -> StepResult:
     """Delete objects by name or label selector and wait until they are gone.
 

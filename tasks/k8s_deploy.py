@@ -22,7 +22,7 @@ from ansflow.engines.kube_objects import (
     served_scopes,
 )
 from ansflow.errors import StepCancelled, StepFailed
-from ansflow.runtime.base import StepContext, StepResult, step_deadline
+from ansflow.runtime.base import StepContext, StepResult, step_deadline, step_executor
 from ansflow.runtime.k8s_manifests import (
     add_expiry,
     add_labels,
@@ -230,6 +230,7 @@ def _revision_after_apply(api: k8s.ApiClient, res: Resource, name: str, namespac
         time.sleep(0.2)
 
 
+@step_executor
 def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
     """Apply a Deployment (deployment_spec) or manifests with server-side apply, then wait.
 

@@ -13,7 +13,7 @@ from ansflow.engines.kube_kinds import PODS
 from ansflow.engines.kube_objects import get_object, list_objects
 from ansflow.engines.lines import LineSplitter
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.k8s_rollout import pod_ready
 from ansflow.runtime.k8s_session import api_errors, cluster_session
 from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
@@ -130,6 +130,7 @@ def _find_pod(api: k8s.ApiClient, ctx: StepContext, config: K8sExecConfig, names
         time.sleep(1.0)
 
 
+@step_executor
 def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
     """Run a command in a pod and stream its stdout/stderr live.
 

@@ -19,7 +19,7 @@ from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_objects import get_object, list_objects, resolve_type
 from ansflow.engines.object_health import assess
 from ansflow.errors import StepFailed
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.k8s_session import api_errors, cluster_session
 from ansflow.runtime.k8s_workload import suggestion
 from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
@@ -61,6 +61,7 @@ def shown_object(obj: dict, limit: int = MAX_OBJECT_BYTES) -> tuple[dict, bool]:
             "omitted": f"the object is larger than {limit} bytes"}, True
 
 
+@step_executor
 def execute_k8s_get(ctx: StepContext, config: K8sGetConfig) -> StepResult:
     """Read one object, with its health (kubectl get -o json).
 

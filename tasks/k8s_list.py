@@ -15,7 +15,7 @@ from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_objects import list_pages, resolve_type
 from ansflow.engines.object_health import assess
 from ansflow.errors import StepFailed
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.k8s_session import api_errors, cluster_session
 from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
 from ansflow.spec.steps_k8s import K8sListConfig
@@ -119,6 +119,7 @@ def list_summaries(api: Any, res: Any, namespace: str | None, label_selector: st
     return items, False
 
 
+@step_executor
 def execute_k8s_list(ctx: StepContext, config: K8sListConfig) -> StepResult:
     """List objects of a kind, with their health (kubectl get).
 

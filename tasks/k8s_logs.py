@@ -17,7 +17,7 @@ from ansflow.engines.kube_kinds import PODS
 from ansflow.engines.kube_objects import KubeError, get_object, list_objects, request
 from ansflow.engines.lines import LineSplitter
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.k8s_session import api_errors, cluster_session
 from ansflow.runtime.public import StepOutput, run_cluster_task, step_task
 from ansflow.spec.steps import K8sLogsConfig
@@ -173,6 +173,7 @@ def publish_tail(ctx: StepContext, sink: LogCollector, pods: list[str]) -> bool:
     return True
 
 
+@step_executor
 def execute_k8s_logs(ctx: StepContext, config: K8sLogsConfig) -> StepResult:
     """Stream the logs of a pod or of the pods a selector matches into the step's log.
 

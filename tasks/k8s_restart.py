@@ -12,7 +12,7 @@ from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_kinds import CONTROLLER_REVISIONS
 from ansflow.engines.kube_objects import Resource, get_object, list_objects
 from ansflow.errors import StepFailed
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.k8s_rollout import REVISION_ANNOTATION, selector_string
 from ansflow.runtime.k8s_session import api_errors
 from ansflow.runtime.k8s_watch import wait_for
@@ -89,6 +89,7 @@ def rolled_out_revision(ctx: StepContext, target: Workload, condition: WaitCondi
                                 min(target.deadline, time.monotonic() + 10))
 
 
+@step_executor
 def execute_k8s_restart(ctx: StepContext, config: K8sRestartConfig) -> StepResult:
     """Restart a Deployment's, StatefulSet's or DaemonSet's pods, then await the rollout.
 

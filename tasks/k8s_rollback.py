@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_objects import Resource, list_objects
 from ansflow.errors import StepFailed
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.k8s_manifests import rollback_patch
 from ansflow.runtime.k8s_rollout import AFTER_ROLLBACK, selector_string
 from ansflow.runtime.k8s_session import api_errors
@@ -102,6 +102,7 @@ def _undo_controller_revision(api: k8s.ApiClient, res: Resource, obj: dict, ns: 
     return target
 
 
+@step_executor
 def execute_k8s_rollback(ctx: StepContext, config: K8sRollbackConfig) -> StepResult:
     """Roll a Deployment, StatefulSet or DaemonSet back, as ``kubectl rollout undo``.
 

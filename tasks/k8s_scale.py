@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_objects import request
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.k8s_rollout import SCALED, evaluate
 from ansflow.runtime.k8s_session import api_errors
 from ansflow.runtime.k8s_watch import wait_for
@@ -21,6 +21,7 @@ from ansflow.spec.conditions import WaitCondition
 from ansflow.spec.steps import K8sScaleConfig
 
 
+@step_executor
 def execute_k8s_scale(ctx: StepContext, config: K8sScaleConfig) -> StepResult:
     """Scale through the /scale subresource (as kubectl scale), then wait for the count.
 

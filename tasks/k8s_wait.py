@@ -5,7 +5,7 @@ from __future__ import annotations
 from ansflow.blocks.kubernetes import KubernetesCluster
 from ansflow.engines.kube_objects import resolve_type
 from ansflow.errors import StepFailed
-from ansflow.runtime.base import StepContext, StepResult, step_deadline
+from ansflow.runtime.base import StepContext, StepResult, step_deadline, step_executor
 from ansflow.runtime.k8s_rollout import evaluate
 from ansflow.runtime.k8s_session import api_errors, cluster_session
 from ansflow.runtime.k8s_watch import wait_for
@@ -20,6 +20,7 @@ from ansflow.spec.conditions import parse_condition
 from ansflow.spec.steps import K8sWaitConfig
 
 
+@step_executor
 def execute_k8s_wait(ctx: StepContext, config: K8sWaitConfig) -> StepResult:
     """Wait until an object reaches a condition, the way kubectl rollout status / wait do.
 

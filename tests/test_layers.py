@@ -1,5 +1,6 @@
 """The architecture as checked contracts: import-linter's contracts of pyproject.toml
-(layers, a pure pipeline language, adapters that know no pipeline) hold over the tree laid
+(layers, a pure pipeline language, adapters that know no pipeline and raise their own
+errors) hold over the tree laid
 out as the wheel has it, and no module imports another package's private name."""
 
 from __future__ import annotations
@@ -36,7 +37,17 @@ def _lint(src: Path, config: Path) -> subprocess.CompletedProcess:
 def test_the_layer_contracts_hold(tmp_path):
     out = _lint(_wheel_layout(tmp_path), ROOT / "pyproject.toml")
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert "0 broken" in out.stdout and "3 kept" in out.stdout
+    assert "0 broken" in out.stdout and "4 kept" in out.stdout
+
+
+def test_an_engine_raising_a_pipeline_error_breaks_its_contract(tmp_path):
+    """The adapters raise their own errors: one importing the step errors is reported."""
+    src = _wheel_layout(tmp_path)
+    (src / "ansflow" / "engines" / "stepping.py").write_text(
+        "from ansflow.errors import StepFailed\n")
+    out = _lint(src, ROOT / "pyproject.toml")
+    assert out.returncode == 1
+    assert "ansflow.engines.stepping -> ansflow.errors" in out.stdout
 
 
 def test_a_backward_import_breaks_the_layer_contract(tmp_path):

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ansflow.errors import StepFailed
+from ansflow.engines.errors import EngineError
 
 MAX_BYTES_ENV = "ANSFLOW_DOWNLOAD_MAX_BYTES"
 MAX_FILES_ENV = "ANSFLOW_DOWNLOAD_MAX_FILES"
@@ -48,7 +48,7 @@ _KINDS = {tarfile.SYMTYPE: "symbolic link", tarfile.LNKTYPE: "hard link",
           tarfile.FIFOTYPE: "FIFO"}
 
 
-class ArchiveRefused(StepFailed):
+class ArchiveRefused(EngineError):
     """A download archive broke a rule (a name outside the declared paths, a link on the
     way in the workspace, too big, not a tar): nothing after the offending member is
     written."""
@@ -82,7 +82,7 @@ def _env_int(name: str, default: int) -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        raise StepFailed(f"{name}={raw!r} is not a positive whole number")
+        raise EngineError(f"{name}={raw!r} is not a positive whole number")
     return value
 
 

@@ -22,12 +22,12 @@ import requests
 from docker.utils.json_stream import json_stream
 
 from ansflow.engines.docker_streams import StreamEvent, parse_stream_event
-from ansflow.errors import (
-    EngineUnavailable,
-    StepCancelled,
-    StepFailed,
-    StepTimedOut,
-    StepTransient,
+from ansflow.engines.errors import (
+    EngineCancelled,
+    EngineError,
+    EngineTimedOut,
+    EngineTransient,
+    EngineUnreachable,
 )
 
 LABEL_PREFIX = "ansflow.dev/"
@@ -52,7 +52,7 @@ def docker_client(base_url: str | None = None, *, timeout: float = 60) -> docker
         A connected ``docker.DockerClient`` (the engine answered a ping).
 
     Raises:
-        EngineUnavailable: no engine answers; the message says how to start one.
+        EngineUnreachable: no engine answers; the message says how to start one.
     """
     where = base_url or os.environ.get("DOCKER_HOST") or "the default socket / docker context"
     if base_url:
@@ -65,26 +65,26 @@ def docker_client(base_url: str | None = None, *, timeout: float = 60) -> docker
         client.ping()
     except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
         reason = str(exc).split("\n")[0][:300]
-        raise EngineUnavailable(
+        raise EngineUnreachable(
             f"the Docker engine at {where} is unreachable ({reason})", hint=ENGINE_HINT
         ) from exc
     return client
 
 
-def engine_error(exc: Exception, doing: str) -> StepFailed:
+def engine_error(exc: Exception, doing: str) -> EngineError:
     """Translate a docker SDK / transport error into the ansflow error tree."""
     if isinstance(exc, docker.errors.ImageNotFound):
-        return StepFailed(f"{doing}: image not found: {_explanation(exc)}")
+        return EngineError(f"{doing}: image not found: {_explanation(exc)}")
     if isinstance(exc, docker.errors.NotFound):
-        return StepFailed(f"{doing}: not found: {_explanation(exc)}")
+        return EngineError(f"{doing}: not found: {_explanation(exc)}")
     if isinstance(exc, docker.errors.APIError):
         status = exc.status_code or 0
         transient = status >= 500 and "not found" not in _explanation(exc)
-        cls = StepTransient if transient else StepFailed
+        cls = EngineTransient if transient else EngineError
         return cls(f"{doing}: {_explanation(exc)}")
     if isinstance(exc, (requests.ConnectionError, ConnectionError)):
-        return EngineUnavailable(f"{doing}: lost the Docker engine ({exc})", hint=ENGINE_HINT)
-    return StepFailed(f"{doing}: {exc}")
+        return EngineUnreachable(f"{doing}: lost the Docker engine ({exc})", hint=ENGINE_HINT)
+    return EngineError(f"{doing}: {exc}")
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
@@ -241,7 +241,7 @@ def remove_labelled_containers(run_id: str | None = None, *, base_url: str | Non
         How many containers were removed.
 
     Raises:
-        EngineUnavailable: no engine answers.
+        EngineUnreachable: no engine answers.
     """
     client = docker_client(base_url)
     try:
@@ -278,13 +278,13 @@ def list_labelled_containers(
         client.close()
 
 
-def aborted_error(reason: str | None, what: str, timeout: float | None) -> StepFailed | None:
+def aborted_error(reason: str | None, what: str, timeout: float | None) -> EngineError | None:
     """The error for a stream stopped by a deadline or a cancel; None when it was not."""
     if reason == "timeout":
         limit = f" ({timeout:g} s)" if timeout is not None else ""
-        return StepTimedOut(f"{what} did not finish within the step timeout{limit}; stopped")
+        return EngineTimedOut(f"{what} did not finish within the step timeout{limit}; stopped")
     if reason == "cancelled":
-        return StepCancelled(f"{what} stopped: the run was cancelled")
+        return EngineCancelled(f"{what} stopped: the run was cancelled")
     return None
 
 
@@ -295,7 +295,7 @@ def stream_engine(
     what: str,
     timeout: float | None,
     on_cancel: Callable[[Callable[[], None]], Callable[[], None]],
-    fail: Callable[[str], StepFailed],
+    fail: Callable[[str], Exception],
     emit: Callable[[str], None] | None = None,
     on_event: Callable[[StreamEvent], None] | None = None,
     limit: float | None = None,
@@ -307,12 +307,13 @@ def stream_engine(
     Each event's text line goes to ``emit`` as it arrives, each event to ``on_event``; an
     event carrying an error raises ``fail(message)``. Past ``timeout`` seconds, or when the
     function registered with ``on_cancel`` is called, the connection is shut down (the engine
-    then stops the work) and StepTimedOut / StepCancelled is raised; any other failure of the
+    then stops the work) and EngineTimedOut / EngineCancelled is raised; any other failure of the
     engine is translated by :func:`engine_error`. ``limit`` is the step timeout the
-    StepTimedOut message names.
+    EngineTimedOut message names.
     """
     aborter = StreamAborter()
     unregister = on_cancel(lambda: aborter.abort("cancelled"))
+    failure: Exception | None = None
     try:
         with deadline_timer(timeout, lambda: aborter.abort("timeout")):
             for raw in stream_request(client, path, aborter=aborter, **request):
@@ -320,17 +321,21 @@ def stream_engine(
                 if event.line is not None and emit is not None:
                     emit(event.line)
                 if event.error:
-                    raise fail(event.error)
+                    failure = fail(event.error)  # the caller's error: raised as it is
+                    break
                 if on_event is not None:
                     on_event(event)
-        _raise_if_aborted(aborter, what, limit)
-    except StepFailed:
+        if failure is None:
+            _raise_if_aborted(aborter, what, limit)
+    except EngineError:
         raise
-    except Exception as exc:  # noqa: BLE001 - translated into the step error tree
+    except Exception as exc:  # noqa: BLE001 - translated into the adapter's error tree
         _raise_if_aborted(aborter, what, limit)
         raise engine_error(exc, what) from exc
     finally:
         unregister()
+    if failure is not None:
+        raise failure
 
 
 def _raise_if_aborted(aborter: StreamAborter, what: str, limit: float | None) -> None:

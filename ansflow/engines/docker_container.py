@@ -33,7 +33,7 @@ from ansflow.engines.docker_streams import (
     registry_of,
     split_image_ref,
 )
-from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
+from ansflow.engines.errors import EngineCancelled, EngineError, EngineTimedOut
 
 POLL_SECONDS = 0.5
 DRAIN_SECONDS = 30.0
@@ -122,7 +122,7 @@ def ensure_image(
         None, or "timeout" / "cancelled" when the pull was stopped.
 
     Raises:
-        StepFailed: the image is not here and cannot be pulled.
+        EngineError: the image is not here and cannot be pulled.
     """
     try:
         client.api.inspect_image(image)
@@ -131,7 +131,7 @@ def ensure_image(
         pass
     repo, tag = split_image_ref(image)
     if registry_of(repo) is None:
-        raise StepFailed(
+        raise EngineError(
             f"image {image!r} not found on the Docker engine",
             hint="build it first with a docker_build step, or pull it with docker_pull",
         )
@@ -141,11 +141,11 @@ def ensure_image(
         stream_engine(client, "/images/create", what=f"pull of {image}", timeout=deadline(),
                       on_cancel=on_stop, params=params,
                       headers={"X-Registry-Auth": encode_auth(None)},
-                      fail=lambda message: StepFailed(
+                      fail=lambda message: EngineError(
                           f"image {image!r} not found locally and the pull failed: {message}"))
-    except StepTimedOut:
+    except EngineTimedOut:
         return "timeout"
-    except StepCancelled:
+    except EngineCancelled:
         return "cancelled"
     return None
 
@@ -163,13 +163,13 @@ def check_spec_size(spec: ContainerSpec) -> None:
     """Refuse a command, entrypoint and environment too large to hand to the engine.
 
     Raises:
-        StepFailed: the executable name (the first word of the entrypoint, else of the
+        EngineError: the executable name (the first word of the entrypoint, else of the
             command) is over ``MAX_EXECUTABLE_BYTES``, or argv and environment together
             (``KEY=value`` each) are over ``MAX_ARGV_ENV_BYTES``.
     """
     for name, argv in (("entrypoint", spec.entrypoint), ("command", spec.command)):
         if argv and _size(argv[0]) > MAX_EXECUTABLE_BYTES:
-            raise StepFailed(
+            raise EngineError(
                 f"the container's {name} starts with a word of {_size(argv[0])} bytes "
                 f"({_preview(argv[0])}), longer than the {MAX_EXECUTABLE_BYTES} bytes an "
                 "executable name may have",
@@ -179,7 +179,7 @@ def check_spec_size(spec: ContainerSpec) -> None:
     total = sum(_size(word) + 1 for word in [*(spec.entrypoint or ()), *(spec.command or ())])
     total += sum(_size(key) + _size(value) + 2 for key, value in spec.env.items())
     if total > MAX_ARGV_ENV_BYTES:
-        raise StepFailed(
+        raise EngineError(
             f"the container's command, entrypoint and environment take {total} bytes, more "
             f"than the {MAX_ARGV_ENV_BYTES} bytes allowed",
             hint="pass long data in a file in the workspace, not on the command line or in "
@@ -190,7 +190,7 @@ def _remove_quietly(container_id: str, base_url: str | None) -> None:
     """Kill and remove a container with a client of its own (called from other threads)."""
     try:
         client = docker_client(base_url, timeout=30)
-    except StepFailed:
+    except EngineError:
         return
     try:
         client.api.remove_container(container_id, force=True, v=True)
@@ -252,11 +252,11 @@ def run_container(
         and its last output lines.
 
     Raises:
-        StepFailed: the engine refused to create or start the container (e.g. no such
+        EngineError: the engine refused to create or start the container (e.g. no such
             executable: exit code 127), or the image is missing; or the command,
             entrypoint and environment are too large (``check_spec_size``, before any
             request to the engine).
-        EngineUnavailable: no engine answers.
+        EngineUnreachable: no engine answers.
     """
     check_spec_size(spec)
     client = docker_client(base_url)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from docker.utils.build import exclude_paths
 
 from ansflow.engines.docker_streams import human_bytes
-from ansflow.errors import StepFailed
+from ansflow.engines.errors import EngineError
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -54,7 +54,7 @@ def scan_context(
         hint: What to tell the user when the limit is exceeded.
 
     Raises:
-        StepFailed: the context is over the limit or a file in it cannot be read.
+        EngineError: the context is over the limit or a file in it cannot be read.
     """
     patterns = ignore_patterns(root)
     try:
@@ -66,10 +66,10 @@ def scan_context(
                 total += os.lstat(path).st_size
                 os.close(os.open(path, os.O_RDONLY))  # readable? (os.access ignores euid)
     except OSError as exc:
-        raise StepFailed(f"build context unreadable: {exc.filename or root}: {exc.strerror}"
+        raise EngineError(f"build context unreadable: {exc.filename or root}: {exc.strerror}"
                          ) from None
     if total > limit:
-        raise StepFailed(f"build context {root} holds {human_bytes(total)}, over the limit of "
+        raise EngineError(f"build context {root} holds {human_bytes(total)}, over the limit of "
                          f"{human_bytes(limit)}", hint=hint)
     extra = []
     if extra_dockerfile:

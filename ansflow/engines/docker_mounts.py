@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ansflow.errors import StepFailed
-from ansflow.paths import ALLOWED_HOST_PATHS_ENV, confine
+from ansflow.engines.errors import EngineError
+from ansflow.engines.hostpaths import ALLOWED_HOST_PATHS_ENV, confine
 
 ALLOWED_VOLUMES_ENV = "ANSFLOW_ALLOWED_VOLUMES"
 # Docker's own rule for volume names (daemon/names: RestrictedNameChars), bounded.
@@ -66,7 +66,7 @@ def parse_volumes(volumes: list[str] | dict[str, str], workspace: str) -> list[M
     (symlinks followed; checked again at use).
 
     Raises:
-        StepFailed: a malformed entry, or a host path outside.
+        EngineError: a malformed entry, or a host path outside.
     """
     items = ([f"{host}:{target}" for host, target in volumes.items()]
              if isinstance(volumes, dict) else list(volumes))
@@ -74,16 +74,16 @@ def parse_volumes(volumes: list[str] | dict[str, str], workspace: str) -> list[M
     for item in items:
         parts = str(item).split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise StepFailed(f"volume {item!r} is not 'host:container[:ro|rw]'")
+            raise EngineError(f"volume {item!r} is not 'host:container[:ro|rw]'")
         source, target = parts[0], parts[1]
         if not target.startswith("/"):
-            raise StepFailed(f"volume {item!r}: the container path must be absolute")
+            raise EngineError(f"volume {item!r}: the container path must be absolute")
         mode = parts[2] if len(parts) == 3 else None
         if mode is not None and not set(mode.split(",")) <= _MODES:
-            raise StepFailed(f"volume {item!r}: mode must be ro or rw")
+            raise EngineError(f"volume {item!r}: mode must be ro or rw")
         volume = is_volume_name(source)
         if volume and not _VOLUME_NAME.fullmatch(source):
-            raise StepFailed(f"volume {item!r}: {source!r} is neither a host path (start it "
+            raise EngineError(f"volume {item!r}: {source!r} is neither a host path (start it "
                              "with ./ or /) nor a Docker volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)")
         if not volume:
             confine(source, workspace, f"volume {item!r}: host path")
@@ -97,7 +97,7 @@ def binds_at_use(client: Any, mounts: list[Mount], workspace: str) -> list[str]:
     named volume inspected (and created plain when missing).
 
     Raises:
-        StepFailed: a host path now outside, or a volume that is not plain and not allowed.
+        EngineError: a host path now outside, or a volume that is not plain and not allowed.
     """
     binds = []
     for mount in mounts:
@@ -114,7 +114,7 @@ def check_volume(client: Any, mount: Mount) -> None:
     """Refuse a named volume that can reach the host or a remote share, unless allowed.
 
     Raises:
-        StepFailed: the volume has driver options or a driver other than ``local``.
+        EngineError: the volume has driver options or a driver other than ``local``.
     """
     import docker.errors  # noqa: PLC0415
 
@@ -134,7 +134,7 @@ def check_volume(client: Any, mount: Mount) -> None:
         return
     what = f"driver {driver!r}" if driver != "local" else \
         f"driver options ({', '.join(sorted(str(k) for k in options))})"
-    raise StepFailed(
+    raise EngineError(
         f"volume {mount.item!r}: the Docker volume {name!r} has {what}, so it may mount a "
         f"host path or a share; steps mount only plain local volumes unless the worker's "
         f"operator allows the volume in {ALLOWED_VOLUMES_ENV} (host paths: "

@@ -9,9 +9,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from ansflow.engines.errors import EngineError
+from ansflow.engines.hostpaths import confine
 from ansflow.engines.lines import LineSplitter, clean_line
-from ansflow.errors import StepFailed
-from ansflow.paths import confine
 
 __all__ = ["LineSplitter", "clean_line"]  # also used from here by the container code
 
@@ -68,7 +68,7 @@ def split_image_ref(ref: str) -> tuple[str, str | None]:
     """``repo[:tag][@digest]`` -> (repository, tag or None). A digest stays in the repository."""
     ref = ref.strip()
     if not ref or any(c.isspace() for c in ref):
-        raise StepFailed(f"{ref!r} is not an image reference")
+        raise EngineError(f"{ref!r} is not an image reference")
     if "@" in ref:
         return ref, None
     slash = ref.rfind("/")
@@ -82,7 +82,7 @@ def image_ref(image: str, tag: str | None) -> tuple[str, str]:
     """(repository, tag) of ``image`` with ``tag`` overriding its own; tag defaults to latest."""
     repo, own_tag = split_image_ref(image)
     if "@" in repo:
-        raise StepFailed(f"{image!r} names a digest; give a tagged reference instead")
+        raise EngineError(f"{image!r} names a digest; give a tagged reference instead")
     return repo, tag or own_tag or "latest"
 
 
@@ -131,7 +131,7 @@ def retarget(repository: str, registry: str) -> str:
         if registry.startswith(scheme):
             registry = registry[len(scheme) :]
     if not registry or "/" in registry.split(":")[0]:
-        raise StepFailed(f"{registry!r} is not a registry host[:port]")
+        raise EngineError(f"{registry!r} is not a registry host[:port]")
     own = registry_of(repository)
     path = repository[len(own) + 1 :] if own else repository
     return f"{registry}/{path}"
@@ -146,9 +146,9 @@ def command_argv(command: str | list[str] | None, what: str = "command") -> list
     try:
         argv = shlex.split(command)
     except ValueError as exc:
-        raise StepFailed(f"{what} {command!r} cannot be split into arguments: {exc}") from exc
+        raise EngineError(f"{what} {command!r} cannot be split into arguments: {exc}") from exc
     if not argv:
-        raise StepFailed(f"{what} is empty")
+        raise EngineError(f"{what} is empty")
     return argv
 
 
@@ -175,7 +175,7 @@ def port_bindings(ports: list[str] | dict[str, int | str]) -> dict[str, object]:
             try:
                 result[_port_key(str(container))] = int(host) if str(host).isdigit() else host
             except ValueError:
-                raise StepFailed(f"port {container!r} is not 'number[/tcp|udp]'") from None
+                raise EngineError(f"port {container!r} is not 'number[/tcp|udp]'") from None
         return result
     for item in ports:
         parts = str(item).split(":")
@@ -189,7 +189,7 @@ def port_bindings(ports: list[str] | dict[str, int | str]) -> dict[str, object]:
             else:
                 raise ValueError
         except ValueError:
-            raise StepFailed(
+            raise EngineError(
                 f"port {item!r} is not '[ip:]host:container[/proto]' or 'container'"
             ) from None
     return result

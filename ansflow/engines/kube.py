@@ -31,11 +31,11 @@ from kubernetes.config.kube_config import KubeConfigLoader
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
+from ansflow.engines.errors import EngineError, EngineTimedOut, EngineTransient, EngineUnreachable
 from ansflow.engines.kube_errors import KubeError
 from ansflow.engines.kube_exec import check_exec_plugins
 from ansflow.engines.kube_names import check_container, check_name, check_namespace
 from ansflow.engines.reaper import private_dir
-from ansflow.errors import EngineUnavailable, StepFailed, StepTimedOut, StepTransient
 
 ERROR_BODY_LIMIT = 500
 DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
@@ -110,21 +110,21 @@ def build_api_client(
         A new ApiClient; close it (or use it as a context manager) when done.
 
     Raises:
-        StepFailed: the credentials are incomplete or the kubeconfig is invalid.
+        EngineError: the credentials are incomplete or the kubeconfig is invalid.
     """
     cfg = k8s.Configuration()
     try:
         if kubeconfig:
             doc = yaml.safe_load(kubeconfig)
             if not isinstance(doc, dict):
-                raise StepFailed("the kubeconfig is not a YAML mapping")
+                raise EngineError("the kubeconfig is not a YAML mapping")
             doc = _materialize_kubeconfig_data(check_exec_plugins(doc), _private_dir(cfg))
             KubeConfigLoader(config_dict=doc, active_context=context).load_and_set(cfg)
         elif in_cluster:
             InClusterConfigLoader(SERVICE_TOKEN_FILENAME, SERVICE_CERT_FILENAME).load_and_set(cfg)
         else:
             if not server:
-                raise StepFailed("no kubeconfig, no API server URL and not in-cluster")
+                raise EngineError("no kubeconfig, no API server URL and not in-cluster")
             cfg.host = server.rstrip("/")
             if token:
                 cfg.api_key = {"authorization": token}
@@ -133,18 +133,18 @@ def build_api_client(
                 cfg.ca_cert_data = ca_cert
             if client_cert or client_key:
                 if not (client_cert and client_key):
-                    raise StepFailed("a client certificate needs both the certificate and key")
+                    raise EngineError("a client certificate needs both the certificate and key")
                 directory = _private_dir(cfg)
                 for name, pem in (("client.crt", client_cert), ("client.key", client_key)):
                     (directory / name).touch(mode=0o600)
                     (directory / name).write_text(pem)
                 cfg.cert_file = str(directory / "client.crt")
                 cfg.key_file = str(directory / "client.key")
-    except StepFailed:
+    except EngineError:
         raise
     except Exception as exc:  # the loaders raise ConfigException, KeyError, yaml errors...
         # Never echo the kubeconfig (it holds keys); the exception text names the field.
-        raise StepFailed(f"invalid Kubernetes credentials: {type(exc).__name__}: {exc}") from None
+        raise EngineError(f"invalid Kubernetes credentials: {type(exc).__name__}: {exc}") from None
     if not verify_ssl:
         cfg.verify_ssl = False
     return k8s.ApiClient(cfg)
@@ -166,7 +166,7 @@ def _status_body(exc: k8s.ApiException) -> dict[str, Any]:
         return {}
 
 
-def translate_error(exc: BaseException, *, cluster: str, action: str) -> StepFailed:
+def translate_error(exc: BaseException, *, cluster: str, action: str) -> EngineError:
     """Map a kubernetes/urllib3 exception to ansflow's error tree, with an actionable message.
 
     Args:
@@ -176,12 +176,12 @@ def translate_error(exc: BaseException, *, cluster: str, action: str) -> StepFai
 
     Returns:
         The error to raise (`raise translate_error(...) from exc`). 5xx, 429 and network
-        errors are StepTransient/EngineUnavailable (retryable), the rest StepFailed.
+        errors are EngineTransient/EngineUnreachable (retryable), the rest EngineError.
     """
     where = f"cluster {cluster!r}: {action}"
     if isinstance(exc, KubeError):  # the adapter's own error: what the client raised, if any
         if exc.__cause__ is None:
-            return StepFailed(f"{where}: {exc}")
+            return EngineError(f"{where}: {exc}")
         exc = exc.__cause__
     if isinstance(exc, k8s.ApiException):
         body = _status_body(exc)
@@ -192,38 +192,38 @@ def translate_error(exc: BaseException, *, cluster: str, action: str) -> StepFai
             status = int(handshake.group(1))
             message = message or str(exc.reason)[:ERROR_BODY_LIMIT]
         if status == 401:
-            return StepFailed(
+            return EngineError(
                 f"{where}: 401 Unauthorized (the credentials were rejected)",
                 hint="the token or client certificate is wrong or expired",
             )
         if status == 403:
-            return StepFailed(f"{where}: 403 Forbidden: {message}",
+            return EngineError(f"{where}: 403 Forbidden: {message}",
                               hint="grant the identity this verb on this resource (RBAC)")
         if status == 404:
-            return StepFailed(f"{where}: 404 Not Found: {message}")
+            return EngineError(f"{where}: 404 Not Found: {message}")
         if status == 409:
-            return StepFailed(f"{where}: 409 Conflict: {message}")
+            return EngineError(f"{where}: 409 Conflict: {message}")
         if status == 422:
-            return StepFailed(f"{where}: invalid object: {message}")
+            return EngineError(f"{where}: invalid object: {message}")
         if status == 429 or status >= 500:
-            return StepTransient(f"{where}: {status} {exc.reason}: {message}")
+            return EngineTransient(f"{where}: {status} {exc.reason}: {message}")
         if status == 0:
-            return EngineUnavailable(f"{where}: no answer from the API server ({exc.reason})")
-        return StepFailed(f"{where}: {status} {exc.reason}: {message}")
+            return EngineUnreachable(f"{where}: no answer from the API server ({exc.reason})")
+        return EngineError(f"{where}: {status} {exc.reason}: {message}")
     if isinstance(exc, urllib3.exceptions.SSLError) or "SSL" in type(exc).__name__ or (
         isinstance(exc, urllib3.exceptions.MaxRetryError)
         and isinstance(exc.reason, urllib3.exceptions.SSLError)
     ):
-        return EngineUnavailable(
+        return EngineUnreachable(
             f"{where}: TLS failure talking to the API server",
             hint="check the CA certificate (or verify_ssl) and the server URL",
         )
     if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        return EngineUnavailable(
+        return EngineUnreachable(
             f"{where}: the API server is unreachable ({type(exc).__name__})",
             hint="is the cluster running and the server URL right?",
         )
-    return StepFailed(f"{where}: {type(exc).__name__}: {exc}")
+    return EngineError(f"{where}: {type(exc).__name__}: {exc}")
 
 
 # ---- exec -----------------------------------------------------------------------------------
@@ -250,17 +250,17 @@ def decode_exec_status(raw: str | bytes) -> int:
         InternalError whose message ends in `exit status N` (kwok).
 
     Raises:
-        StepFailed: the status is empty (exit code unknown: never taken for 0) or reports an
+        EngineError: the status is empty (exit code unknown: never taken for 0) or reports an
             error that is not an exit code.
     """
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", "replace")
     if not raw or not raw.strip():
-        raise StepFailed("exec ended without a status: the exit code is unknown")
+        raise EngineError("exec ended without a status: the exit code is unknown")
     try:
         status = json.loads(raw)
     except ValueError:
-        raise StepFailed(f"exec returned an unreadable status: {raw[:200]!r}") from None
+        raise EngineError(f"exec returned an unreadable status: {raw[:200]!r}") from None
     if status.get("status") == "Success":
         return 0
     reason = status.get("reason", "")
@@ -272,11 +272,11 @@ def decode_exec_status(raw: str | bytes) -> int:
                     return int(cause.get("message", ""))
                 except ValueError:
                     break
-        raise StepFailed(f"exec failed with a non-zero exit and no readable code: {message}")
+        raise EngineError(f"exec failed with a non-zero exit and no readable code: {message}")
     match = _EXIT_STATUS_RE.search(message)
     if reason == "InternalError" and match:
         return int(match.group(1))
-    raise StepFailed(f"exec failed: {reason or 'error'}: {message[:ERROR_BODY_LIMIT]}")
+    raise EngineError(f"exec failed: {reason or 'error'}: {message[:ERROR_BODY_LIMIT]}")
 
 
 def exec_in_pod(
@@ -295,8 +295,8 @@ def exec_in_pod(
     code); each stream keeps at most `max_output` bytes.
 
     Raises:
-        StepTimedOut: the command ran past `timeout` (the remote process is not killed).
-        StepFailed: exec could not start, or the status channel is empty or an error.
+        EngineTimedOut: the command ran past `timeout` (the remote process is not killed).
+        EngineError: exec could not start, or the status channel is empty or an error.
     """
     buffers = {"stdout": bytearray(), "stderr": bytearray()}
     truncated = False
@@ -311,7 +311,7 @@ def exec_in_pod(
 
     def check() -> None:
         if time.monotonic() > deadline:
-            raise StepTimedOut(f"exec in pod {namespace}/{pod} ran past {timeout:.0f} s")
+            raise EngineTimedOut(f"exec in pod {namespace}/{pod} ran past {timeout:.0f} s")
 
     code = exec_streaming(api, namespace=namespace, pod=pod, command=command,
                           on_output=collect, check=check, container=container)
@@ -351,7 +351,7 @@ def exec_streaming(
     cancel); the socket is then closed (the remote process is not killed).
 
     Raises:
-        StepFailed: exec could not start, or the status channel is empty or an error.
+        EngineError: exec could not start, or the status channel is empty or an error.
     """
     check_exec_target(namespace, pod, container)
     core = k8s.CoreV1Api(api)

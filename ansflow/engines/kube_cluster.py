@@ -35,7 +35,7 @@ def one_attempt_client(source: ClusterSource) -> k8s.ApiClient:
     check, whose report is that answer or that error. Close it when done.
 
     Raises:
-        StepFailed: the credentials do not load (as ``source.get_client()``).
+        What ``source.get_client()`` raises when the credentials do not load.
     """
     with source.get_client() as built:
         configuration = built.configuration

@@ -17,7 +17,7 @@ import os
 import shutil
 from typing import Any
 
-from ansflow.errors import StepFailed
+from ansflow.engines.errors import EngineError
 
 EXEC_ENV = "ANSFLOW_ALLOW_KUBECONFIG_EXEC"
 # Variables that pick the program, its libraries or its interpreter's start-up code.
@@ -34,8 +34,8 @@ def allowed_commands() -> list[str]:
     return [c.strip() for c in raw.split(",") if c.strip()]
 
 
-def _refused(user: str, why: str) -> StepFailed:
-    return StepFailed(f"kubeconfig user {user!r}: exec credential plugin refused: {why}",
+def _refused(user: str, why: str) -> EngineError:
+    return EngineError(f"kubeconfig user {user!r}: exec credential plugin refused: {why}",
                       hint=f"the worker's operator allows plugin commands in {EXEC_ENV} "
                            "(comma-separated names or absolute paths; `*` for any), or save "
                            "the cluster with a token or client certificate instead")
@@ -73,7 +73,7 @@ def check_exec_plugins(doc: dict) -> dict:
     absolute path the worker runs, when the operator allows it.
 
     Raises:
-        StepFailed: a user with an ``exec:`` plugin this worker does not allow (nothing ran).
+        EngineError: a user with an ``exec:`` plugin this worker does not allow (nothing ran).
     """
     users = doc.get("users")
     allowed = allowed_commands()

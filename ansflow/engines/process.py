@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansflow.engines import pidrange, reaper
+from ansflow.engines.errors import EngineError
 from ansflow.engines.lines import MAX_LINE_BYTES, LineSplitter
-from ansflow.errors import StepFailed
 
 READ_CHUNK = 65536
 SHOWN_CHARS = 80  # how much of a refused program, argument or directory a message repeats
@@ -188,7 +188,7 @@ def run_process(
 
     Raises:
         FileNotFoundError / PermissionError: the program cannot be started.
-        StepFailed: a NUL byte in ``argv``, ``cwd`` or ``env`` (refused before the spawn), or
+        EngineError: a NUL byte in ``argv``, ``cwd`` or ``env`` (refused before the spawn), or
             another reason the program cannot be started (a name too long, ...).
     """
     check_spawnable(argv, cwd, env)
@@ -205,7 +205,7 @@ def run_process(
     except (FileNotFoundError, PermissionError):
         raise  # the callers turn these into "not found" / "permission denied" (127 / 126)
     except OSError as exc:  # ENAMETOOLONG, E2BIG, ENOEXEC, ...: the user's value, not a bug
-        raise StepFailed(f"cannot start {shown(argv[0])}: "
+        raise EngineError(f"cannot start {shown(argv[0])}: "
                          f"{exc.strerror or exc}") from None
     reaper.track(proc.pid)
 
@@ -273,26 +273,26 @@ def check_spawnable(argv: list[str], cwd: str, env: dict[str, str]) -> None:
     the kernel would get another value than the one given (Popen raises ValueError for it).
 
     Raises:
-        StepFailed: a NUL in the program, an argument or the working directory, or a NUL or
+        EngineError: a NUL in the program, an argument or the working directory, or a NUL or
             ``=`` in an environment variable's name, or a NUL in its value (not repeated: it
             may be a secret).
     """
     if not argv:
-        raise StepFailed("the command is empty: there is no program to start")
+        raise EngineError("the command is empty: there is no program to start")
     for index, arg in enumerate(argv):
         if "\0" in arg:
             what = f"the program {shown(arg)}" if index == 0 else \
                 f"argument {index} of the command ({shown(arg)})"
-            raise StepFailed(f"{what} contains a NUL byte, which no program can receive")
+            raise EngineError(f"{what} contains a NUL byte, which no program can receive")
     if "\0" in cwd:
-        raise StepFailed(f"the working directory {shown(cwd)} contains a NUL byte, which no "
+        raise EngineError(f"the working directory {shown(cwd)} contains a NUL byte, which no "
                          "path can hold")
     for name, value in env.items():
         if "\0" in name or "=" in name or not name:
-            raise StepFailed(f"the environment variable name {shown(name)} is not one a "
+            raise EngineError(f"the environment variable name {shown(name)} is not one a "
                              "process can receive (empty, or holding '=' or a NUL byte)")
         if "\0" in value:
-            raise StepFailed(f"the environment variable {shown(name)} has a NUL byte in its "
+            raise EngineError(f"the environment variable {shown(name)} has a NUL byte in its "
                              "value, which no process can receive")
 
 

@@ -17,21 +17,21 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from ansflow.engines.errors import EnginePermanent, EngineTransient
 from ansflow.engines.ssh_keys import host_keys, load_client_key
-from ansflow.errors import StepPermanent, StepTransient
 
 IDLE_SECONDS = 60.0  # a pooled connection unused this long is closed
 
 
-class SshNetworkError(StepTransient):
+class SshNetworkError(EngineTransient):
     """The host cannot be reached, or the connection was lost (worth a retry)."""
 
 
-class SshHostKeyError(StepPermanent):
+class SshHostKeyError(EnginePermanent):
     """The server's host key is not one of the block's known keys (never retried)."""
 
 
-class SshAuthError(StepPermanent):
+class SshAuthError(EnginePermanent):
     """The server refused the credentials (never retried)."""
 
 

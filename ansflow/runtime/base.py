@@ -10,16 +10,20 @@ bounded, live), enforces its own deadline (``ctx.budget()``), stops when
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ansflow.engines.errors import EngineError
+from ansflow.errors import step_error
 from ansflow.masking import MIN_SECRET_LEN, Masker, mask_checked
 from ansflow.stepenv import ansflow_env
 
@@ -233,6 +237,32 @@ def label_value(value: str) -> str:
     cleaned = "".join(c if (c.isascii() and (c.isalnum() or c in "-_.")) else "-" for c in value)
     cleaned = cleaned.strip("-_.")[:63].strip("-_.")
     return cleaned or "x"
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """Where the step runtime calls into the engine adapters: their errors become step
+    errors (:func:`ansflow.errors.step_error`), message, exit code and hint kept."""
+    try:
+        yield
+    except EngineError as exc:
+        raise step_error(exc) from exc
+
+
+def step_executor(executor: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator of a step type's executor ``(ctx, config, ...) -> StepResult``: the engine
+    adapters' errors raised inside reach whoever runs it (a pipeline, a task in a user's
+    flow, a management operation) as step errors. Idempotent."""
+    if getattr(executor, "ansflow_step_errors", False):
+        return executor
+
+    @functools.wraps(executor)
+    def run(ctx: StepContext, config: Any, *args: Any, **kwargs: Any) -> Any:
+        with engine_errors():
+            return executor(ctx, config, *args, **kwargs)
+
+    run.ansflow_step_errors = True  # type: ignore[attr-defined]
+    return run
 
 
 def mask_secrets(ctx: Any, owner: str, values: list[tuple[str, str]]) -> None:

@@ -14,8 +14,8 @@ from kubernetes import client as k8s
 
 from ansflow.engines.kube import api_client_for, translate_error
 from ansflow.engines.kube_objects import KubeApplyConflict, KubeError
-from ansflow.errors import StepFailed, StepTransient
-from ansflow.runtime.base import mask_secrets
+from ansflow.errors import StepFailed, StepTransient, step_error
+from ansflow.runtime.base import engine_errors, mask_secrets
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ def api_errors(cluster: str, action: str) -> Iterator[None]:
     """Turn client/network exceptions raised inside into ansflow errors, and make every step
     failure raised inside name the cluster."""
     try:
-        yield
+        with engine_errors():
+            yield
     except StepFailed as exc:
         if f"cluster {cluster!r}" in str(exc):
             raise
@@ -88,9 +89,9 @@ def api_errors(cluster: str, action: str) -> Iterator[None]:
                                   "leave them out of what is applied") from exc
         if cause is None:  # the adapter's own finding (an unknown kind...)
             raise StepFailed(f"cluster {cluster!r}: {exc}") from exc
-        raise translate_error(cause, cluster=cluster, action=action) from exc
+        raise step_error(translate_error(cause, cluster=cluster, action=action)) from exc
     except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise translate_error(exc, cluster=cluster, action=action) from exc
+        raise step_error(translate_error(exc, cluster=cluster, action=action)) from exc
 
 
 WRONG_TYPE_HINT = ("a field has the wrong type: quote it if it must be text (e.g. '8080'), or "

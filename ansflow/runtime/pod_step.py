@@ -55,7 +55,7 @@ from ansflow.engines.lines import clean_lines
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import OutputFormatError, parse_outputs
 from ansflow.paths import confine, lexically_outside
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.k8s_session import api_errors, cluster_session
 from ansflow.runtime.remote import SCRIPT_PATH
 
@@ -96,6 +96,7 @@ def _download_paths(ctx: StepContext, paths: list[str]) -> list[str]:
     return out
 
 
+@step_executor
 def execute_in_pod(ctx: StepContext, config: Any, argv: list[str],
                    inline: str | None = None) -> StepResult:
     """Run ``argv`` (with an inline script's text, if any) for a command or script step in a

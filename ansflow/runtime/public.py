@@ -23,7 +23,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 
 from ansflow.errors import StepFailed, bounded
-from ansflow.runtime.base import RunControl, StepContext, StepResult
+from ansflow.runtime.base import (
+    RunControl,
+    StepContext,
+    StepResult,
+    engine_errors,
+    step_executor,
+)
 from ansflow.spec.common import StrictModel
 
 CANCEL_POLL_SECONDS = 1.0
@@ -40,11 +46,12 @@ class StepOutput(TypedDict):
 
 
 def step_task(step_type: str, executor: Executor) -> Callable[[Callable], Any]:
-    """Decorator: ``fn`` becomes the Prefect task ``step_type`` that runs ``executor``."""
+    """Decorator: ``fn`` becomes the Prefect task ``step_type`` that runs ``executor``
+    (whose engine adapters' errors reach the pipeline as step errors)."""
 
     def wrap(fn: Callable) -> Any:
         fn.ansflow_step_type = step_type  # type: ignore[attr-defined]
-        fn.ansflow_executor = executor  # type: ignore[attr-defined]
+        fn.ansflow_executor = step_executor(executor)  # type: ignore[attr-defined]
         return task(name=step_type, cache_policy=NO_CACHE, persist_result=False,
                     log_prints=False)(fn)
 
@@ -139,7 +146,8 @@ def cancellation_watch(ctx: StepContext) -> Iterator[None]:
         threading.Thread(target=watch_cancellation, args=(flow_run.id, ctx.control, stop),
                          daemon=True, name="ansflow-cancel-watch").start()
     try:
-        yield
+        with engine_errors():
+            yield
     except StepFailed:
         raise
     except Exception as exc:  # noqa: BLE001 - an executor bug: a clear step error

@@ -24,7 +24,7 @@ from ansflow.engines.ssh_exec import run_remote
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import MAX_OUTPUT_BYTES, OutputFormatError, parse_outputs
 from ansflow.paths import confine, lexically_outside
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.ssh_session import host_target
 
 RUNS_DIR = ".ansflow/runs"
@@ -103,6 +103,7 @@ def step_script(ctx: StepContext, argv: list[str], scratch: str, workspace: str,
     return "\n".join(lines) + "\n"
 
 
+@step_executor
 def execute_remote(ctx: StepContext, config: Any, argv: list[str],
                    inline: str | None = None) -> StepResult:
     """Run ``argv`` (with an inline script's text, if any) for a command or script step on

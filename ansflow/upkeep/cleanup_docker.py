@@ -16,8 +16,8 @@ import docker
 import requests
 
 from ansflow.engines.docker import docker_client, engine_error
+from ansflow.engines.errors import EngineUnreachable
 from ansflow.engines.untrusted import clean_text as _clean
-from ansflow.errors import EngineUnavailable
 from ansflow.runtime.base import label_value
 from ansflow.upkeep.cleanup import (
     BUILD_LABEL,
@@ -129,7 +129,7 @@ def plan_docker(options: CleanupOptions, states: RunStates, report: CleanupRepor
     """Add the engine's run containers and surplus images to the plan."""
     try:
         client = docker_client(options.docker_host)
-    except EngineUnavailable as exc:
+    except EngineUnreachable as exc:
         report.problems.append(f"{WHERE}: {str(exc).splitlines()[0]}")
         return
     try:
@@ -175,7 +175,7 @@ def delete_items(items: list[Item], options: CleanupOptions, report: CleanupRepo
     states = states or RunStates()
     try:
         client = docker_client(options.docker_host)
-    except EngineUnavailable as exc:
+    except EngineUnreachable as exc:
         for item in items:
             item.reason = f"not removed: {str(exc).splitlines()[0]}"
             report.failed.append(item)

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from ansflow.engines.docker import docker_client, remove_labelled_containers
-from ansflow.errors import EngineUnavailable
+from ansflow.engines.errors import EngineUnreachable
 
 pytestmark = pytest.mark.docker
 ANSFLOW = str(Path(sys.executable).parent / "ansflow")
 
 
 def test_unreachable_engine_says_how_to_start_one(tmp_path):
-    with pytest.raises(EngineUnavailable) as info:
+    with pytest.raises(EngineUnreachable) as info:
         docker_client(f"unix://{tmp_path}/no-engine.sock")
     message = str(info.value)
     assert "unreachable" in message and "no-engine.sock" in message
@@ -26,7 +26,7 @@ def test_unreachable_engine_says_how_to_start_one(tmp_path):
 
 def test_docker_host_env_is_respected(docker_env, monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/elsewhere.sock")
-    with pytest.raises(EngineUnavailable, match="elsewhere.sock"):
+    with pytest.raises(EngineUnreachable, match="elsewhere.sock"):
         docker_client()
     monkeypatch.setenv("DOCKER_HOST", docker_env.host)
     client = docker_client()

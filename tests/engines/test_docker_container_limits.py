@@ -14,7 +14,7 @@ from ansflow.engines.docker_container import (
     check_spec_size,
     run_container,
 )
-from ansflow.errors import StepFailed
+from ansflow.engines.errors import EngineError
 
 LONG = "a" * (100 * 1024)
 
@@ -32,7 +32,7 @@ LONG = "a" * (100 * 1024)
 ], ids=["command", "argument", "entrypoint", "entrypoint-and-command", "env", "executable",
         "multibyte", "non-utf8"])
 def test_too_large_is_refused_without_the_value(spec):
-    with pytest.raises(StepFailed) as caught:
+    with pytest.raises(EngineError) as caught:
         check_spec_size(spec)
     message = str(caught.value)
     assert "a" * 61 not in message and "é" * 61 not in message
@@ -71,7 +71,7 @@ def test_refused_before_any_request_to_the_engine(tmp_path):
 
     threading.Thread(target=accept, daemon=True).start()
     try:
-        with pytest.raises(StepFailed, match="bytes"):
+        with pytest.raises(EngineError, match="bytes"):
             run_container(ContainerSpec(image="busybox", command=[LONG]),
                           emit=lambda line, stream: None, deadline=lambda: 5.0,
                           stopped=lambda: False, on_stop=lambda cleanup: lambda: None,

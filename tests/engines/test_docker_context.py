@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ansflow.engines.docker_context import ContextStream, scan_context, write_tar
-from ansflow.errors import StepFailed
+from ansflow.engines.errors import EngineError
 
 
 def make_context(root: Path) -> None:
@@ -37,7 +37,7 @@ def test_scan_honours_dockerignore_and_counts_bytes(tmp_path):
 def test_scan_rejects_a_context_over_the_limit(tmp_path):
     make_context(tmp_path)
     (tmp_path / "big.bin").write_bytes(b"x" * 5000)
-    with pytest.raises(StepFailed, match="over the limit") as info:
+    with pytest.raises(EngineError, match="over the limit") as info:
         scan_context(str(tmp_path), "Dockerfile", None, 1000, hint="use a .dockerignore")
     assert info.value.hint == "use a .dockerignore"
 

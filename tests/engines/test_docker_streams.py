@@ -14,7 +14,7 @@ from ansflow.engines.docker_streams import (
     split_image_ref,
     volume_binds,
 )
-from ansflow.errors import StepFailed
+from ansflow.engines.errors import EngineError
 
 
 def test_build_stream_line_error_and_image_id():
@@ -53,7 +53,7 @@ def test_image_ref_tag_override_and_default():
     assert image_ref("my-app:5", None) == ("my-app", "5")
     assert image_ref("my-app:5", "6") == ("my-app", "6")
     assert image_ref("my-app", None) == ("my-app", "latest")
-    with pytest.raises(StepFailed):
+    with pytest.raises(EngineError):
         image_ref("bad ref", None)
 
 
@@ -65,7 +65,7 @@ def test_registry_detection_and_retarget():
     assert retarget("my-app", "127.0.0.1:5000") == "127.0.0.1:5000/my-app"
     assert retarget("team/app", "http://reg.local/") == "reg.local/team/app"
     assert retarget("old.reg:5000/team/app", "new.reg") == "new.reg/team/app"
-    with pytest.raises(StepFailed):
+    with pytest.raises(EngineError):
         retarget("app", "")
 
 
@@ -74,7 +74,7 @@ def test_command_argv_splits_like_a_shell_without_one():
     assert command_argv("sh -c 'echo a; echo b'") == ["sh", "-c", "echo a; echo b"]
     assert command_argv(["a", "b c"]) == ["a", "b c"]
     assert command_argv(None) is None
-    with pytest.raises(StepFailed, match="cannot be split"):
+    with pytest.raises(EngineError, match="cannot be split"):
         command_argv("echo 'unbalanced")
 
 
@@ -85,10 +85,10 @@ def test_volume_binds_resolve_relative_paths_against_the_workspace(monkeypatch):
         "/ws/data:/data", "/abs:/abs:ro", "named:/v"]
     assert volume_binds({"src/app": "/app"}, ws) == ["/ws/src/app:/app"]
     for bad in ("nocolon", "/a:relative", "/a:/b:xx"):
-        with pytest.raises(StepFailed):
+        with pytest.raises(EngineError):
             volume_binds([bad], ws)
     monkeypatch.delenv("ANSFLOW_ALLOWED_HOST_PATHS")
-    with pytest.raises(StepFailed, match="outside the workspace"):
+    with pytest.raises(EngineError, match="outside the workspace"):
         volume_binds(["/abs:/abs:ro"], ws)
 
 
@@ -96,5 +96,5 @@ def test_port_bindings():
     assert port_bindings(["8080:80", "53/udp", "127.0.0.1:9000:90"]) == {
         "80/tcp": 8080, "53/udp": None, "90/tcp": ("127.0.0.1", 9000)}
     assert port_bindings({"80": 8081}) == {"80/tcp": 8081}
-    with pytest.raises(StepFailed):
+    with pytest.raises(EngineError):
         port_bindings(["x:y"])

@@ -13,13 +13,13 @@ import yaml
 from kubernetes import client as k8s
 from polling import until as _wait
 
+from ansflow.engines.errors import EngineError, EngineTimedOut, EngineTransient, EngineUnreachable
 from ansflow.engines.kube import (
     build_api_client,
     decode_exec_status,
     exec_in_pod,
     translate_error,
 )
-from ansflow.errors import EngineUnavailable, StepFailed, StepTimedOut, StepTransient
 
 # ---- pure: the exec status channel and error translation ----------------------------------
 
@@ -48,14 +48,14 @@ def test_exec_status_kwok_internal_error_shape():
 
 @pytest.mark.parametrize("raw", ["", "   ", b""])
 def test_exec_status_empty_is_unknown_never_zero(raw):
-    with pytest.raises(StepFailed, match="exit code is unknown"):
+    with pytest.raises(EngineError, match="exit code is unknown"):
         decode_exec_status(raw)
 
 
 def test_exec_status_other_failures_carry_the_message():
     raw = json.dumps({"status": "Failure", "reason": "InternalError",
                       "message": "fork/exec /nope: no such file or directory"})
-    with pytest.raises(StepFailed, match="no such file"):
+    with pytest.raises(EngineError, match="no such file"):
         decode_exec_status(raw)
 
 
@@ -64,14 +64,14 @@ def test_api_errors_map_to_the_error_tree_with_the_cluster_named():
     forbidden.body = json.dumps({"message": 'deployments.apps is forbidden: User "x" cannot '
                                             'create resource "deployments"'})
     err = translate_error(forbidden, cluster="prod", action="create deployments")
-    assert type(err) is StepFailed and "cluster 'prod'" in str(err)
+    assert type(err) is EngineError and "cluster 'prod'" in str(err)
     assert 'cannot create resource "deployments"' in str(err)
     assert isinstance(translate_error(k8s.ApiException(status=503), cluster="c", action="a"),
-                      StepTransient)
+                      EngineTransient)
     ws = k8s.ApiException(status=0, reason="Handshake status 403 Forbidden -+-+- {...}")
     assert "403 Forbidden" in str(translate_error(ws, cluster="c", action="exec"))
     assert isinstance(translate_error(ConnectionRefusedError(), cluster="c", action="a"),
-                      EngineUnavailable)
+                      EngineUnreachable)
 
 
 def _two_context_kubeconfig() -> str:
@@ -99,13 +99,13 @@ def test_kubeconfig_context_is_honoured_and_inline_data_lives_only_as_long_as_th
     assert not ca_file.exists()
 
 
-def test_bad_credentials_are_step_failures_without_the_secret():
-    with pytest.raises(StepFailed, match="name nope in kube-config/contexts") as err:
+def test_bad_credentials_are_engine_errors_without_the_secret():
+    with pytest.raises(EngineError, match="name nope in kube-config/contexts") as err:
         build_api_client(kubeconfig=_two_context_kubeconfig(), context="nope")
     assert "tok" not in str(err.value)
-    with pytest.raises(StepFailed, match="invalid Kubernetes credentials"):
+    with pytest.raises(EngineError, match="invalid Kubernetes credentials"):
         build_api_client(in_cluster=True)
-    with pytest.raises(StepFailed, match="both the certificate and key"):
+    with pytest.raises(EngineError, match="both the certificate and key"):
         build_api_client(server="https://x", client_cert="PEM")
 
 
@@ -186,10 +186,10 @@ def test_exec_returns_stdout_stderr_and_exit_codes(dev_cluster):
         capped = exec_in_pod(api, namespace=ns, pod=pod, max_output=1000,
                              command=["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' b"])
         assert capped.stdout == "b" * 1000 and capped.truncated
-        with pytest.raises(StepFailed, match="no such file"):
+        with pytest.raises(EngineError, match="no such file"):
             exec_in_pod(api, namespace=ns, pod=pod, command=["/no/such/binary"])
         started = time.monotonic()
-        with pytest.raises(StepTimedOut, match="ran past 1 s"):
+        with pytest.raises(EngineTimedOut, match="ran past 1 s"):
             exec_in_pod(api, namespace=ns, pod=pod, container="main", timeout=1,
                         command=["sleep", "30"])
         assert time.monotonic() - started < 20

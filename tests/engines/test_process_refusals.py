@@ -8,9 +8,10 @@ import logging
 
 import pytest
 
+from ansflow.engines.errors import EngineError
 from ansflow.engines.process import check_spawnable, run_process
 from ansflow.errors import StepFailed
-from ansflow.runtime.base import StepContext
+from ansflow.runtime.base import StepContext, step_executor
 from ansflow.spec.steps import CommandConfig, ScriptConfig
 from ansflow.tasks.command import execute_command, execute_script
 
@@ -28,29 +29,29 @@ def _run(argv, cwd="/", env=None):
                                           "contains a NUL byte, which no program can receive"),
 ])
 def test_a_nul_in_argv_is_refused_before_the_spawn(argv, expected):
-    with pytest.raises(StepFailed, match=expected):
+    with pytest.raises(EngineError, match=expected):
         _run(argv)
 
 
 def test_a_nul_in_cwd_or_env_is_refused_and_an_env_value_is_not_repeated():
-    with pytest.raises(StepFailed, match="working directory '/tmp/\\\\x00x' contains a NUL"):
+    with pytest.raises(EngineError, match="working directory '/tmp/\\\\x00x' contains a NUL"):
         _run(["/bin/true"], cwd="/tmp/\0x")
-    with pytest.raises(StepFailed, match="variable 'TOKEN' has a NUL byte") as info:
+    with pytest.raises(EngineError, match="variable 'TOKEN' has a NUL byte") as info:
         _run(["/bin/true"], env={"TOKEN": "s3cret\0x"})
     assert "s3cret" not in str(info.value)
-    with pytest.raises(StepFailed, match="name 'A=B' is not one a process can receive"):
+    with pytest.raises(EngineError, match="name 'A=B' is not one a process can receive"):
         check_spawnable(["/bin/true"], "/", {"A=B": "v"})
 
 
 def test_a_long_nul_argument_is_cut_in_the_message():
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(EngineError) as info:
         _run(["/bin/true", "\0" + LONG])
     assert len(str(info.value)) < 300
     assert f"({len(LONG) + 1} characters)" in str(info.value)
 
 
 def test_a_program_name_too_long_cannot_start_with_a_short_message():
-    with pytest.raises(StepFailed, match=r"cannot start 'a{80}'\.\.\. \(102400 characters\): "
+    with pytest.raises(EngineError, match=r"cannot start 'a{80}'\.\.\. \(102400 characters\): "
                                          "File name too long") as info:
         _run([LONG])
     assert len(str(info.value)) < 300
@@ -78,7 +79,7 @@ def test_steps_refuse_nul_and_too_long_values_clearly(tmp_path):
     ]
     for config, expected in cases:
         with pytest.raises(StepFailed, match=expected) as info:
-            execute_command(ctx, config)
+            step_executor(execute_command)(ctx, config)
         assert len(str(info.value)) < 400
     for config, expected in [
         (ScriptConfig(script="true", args=["x\0y"]), r"argument \d of the command"),
@@ -88,5 +89,5 @@ def test_steps_refuse_nul_and_too_long_values_clearly(tmp_path):
         (ScriptConfig(script="true", working_dir=LONG), "working_dir 'aaa.* too long"),
     ]:
         with pytest.raises(StepFailed, match=expected) as info:
-            execute_script(ctx, config)
+            step_executor(execute_script)(ctx, config)
         assert len(str(info.value)) < 400
