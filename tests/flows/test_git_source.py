@@ -245,3 +245,29 @@ def test_wrong_token_fails_before_any_step(git_http, new_repo, per_run, tmp_path
     state, _ = _run(tmp_path, _pipeline(f"git-{uuid.uuid4().hex[:6]}",
                                         git_http.url(repo.bare.stem), "no-such-block"))
     assert state.is_failed() and "no GitCredentials block named 'no-such-block'" in state.message
+
+
+def test_an_ssh_key_block(sshd, git_root, per_run, tmp_path, prefect_server):
+    from fixtures_git import make_repo, ssh_url
+    from fixtures_ssh import other_key
+
+    from ansflow.blocks.git import GitCredentials
+
+    repo = make_repo(git_root, f"sshflow{uuid.uuid4().hex[:6]}", {"app.txt": "over ssh"})
+    good = f"git-ssh-{uuid.uuid4().hex[:8]}"
+    GitCredentials(private_key=sshd.key.read_text(), known_host_keys=[sshd.host_key]).save(good)
+    url = ssh_url(sshd, repo)
+    state, summary = _run(tmp_path, _pipeline(f"git-{uuid.uuid4().hex[:6]}", url, good))
+    assert state.is_completed(), summary
+    out = by_id(summary)["look"]["outputs"]
+    assert out["file"] == "over ssh" and out["repo"] == url
+    lines = logs(summary["run_id"], "[remote \"origin\"]")
+    assert all("PRIVATE KEY" not in line for line in lines)
+    # A server whose key is not the pinned one: refused before any step.
+    wrong = f"git-ssh-wrong-{uuid.uuid4().hex[:8]}"
+    GitCredentials(private_key=sshd.key.read_text(),
+                   known_host_keys=[Path(str(other_key(tmp_path)) + ".pub").read_text()]
+                   ).save(wrong)
+    state, _ = _run(tmp_path, _pipeline(f"git-{uuid.uuid4().hex[:6]}", url, wrong))
+    assert state.is_failed() and "not the pinned one" in state.message
+    assert task_runs(state.state_details.flow_run_id) == []
