@@ -85,11 +85,11 @@ def _cleanup_leftovers(flow, flow_run, state) -> None:  # noqa: ANN001 - Prefect
     """on_cancellation / on_crashed: remove containers the run left behind (by label), on
     every engine the run used: the default one, `defaults.docker.host` and steps' `host:`."""
     try:
-        from ansflow.blocks.docker import docker_base_url  # noqa: PLC0415
         from ansflow.engines.docker import (  # noqa: PLC0415
             ENGINES_USED,
             remove_labelled_containers,
         )
+        from ansflow.runtime.docker_access import docker_base_url  # noqa: PLC0415
     except Exception:  # noqa: BLE001 - no Docker SDK, nothing to clean
         return
     hosts: list[str | None] = [None]

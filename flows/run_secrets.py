@@ -81,7 +81,7 @@ def credential_secrets(plan: Plan) -> list[str]:
             clusters.add(cluster)
     values: list[str] = []
     if registries:
-        from ansflow.blocks.docker import DockerRegistryCredentials  # noqa: PLC0415 - heavy
+        from prefect_docker import DockerRegistryCredentials  # noqa: PLC0415 - heavy
     if clusters:
         from ansflow.blocks.kubernetes import KubernetesCluster  # noqa: PLC0415 - heavy
     for name in sorted(registries):

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from docker.utils.build import match_tag
 
-from ansflow.blocks.docker import DockerHost, docker_base_url, standalone_docker
 from ansflow.engines.docker import docker_client, engine_error, json_param, stream_engine
 from ansflow.engines.docker_context import ContextFiles, ContextStream, scan_context
 from ansflow.engines.docker_streams import StreamEvent
 from ansflow.errors import StepFailed
 from ansflow.paths import confine
 from ansflow.runtime.base import StepContext, StepResult, step_executor
+from ansflow.runtime.docker_access import DockerHost, docker_base_url, standalone_docker
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerBuildConfig
 

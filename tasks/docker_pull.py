@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from ansflow.blocks.docker import (
+from ansflow.engines.docker import docker_client, engine_error
+from ansflow.engines.docker_streams import image_ref, registry_of, retarget
+from ansflow.runtime.base import StepContext, StepResult, step_executor
+from ansflow.runtime.docker_access import (
     DockerHost,
     DockerRegistryCredentials,
     docker_base_url,
     resolve_registry,
     standalone_docker,
 )
-from ansflow.engines.docker import docker_client, engine_error
-from ansflow.engines.docker_streams import image_ref, registry_of, retarget
-from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerPullConfig
 from ansflow.tasks.docker_push import registry_stream

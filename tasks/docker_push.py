@@ -7,7 +7,11 @@ from typing import Any
 
 import docker.errors
 
-from ansflow.blocks.docker import (
+from ansflow.engines.docker import docker_client, encode_auth, engine_error, stream_engine
+from ansflow.engines.docker_streams import StreamEvent, image_ref, retarget
+from ansflow.errors import StepFailed, StepTransient
+from ansflow.runtime.base import StepContext, StepResult, step_executor
+from ansflow.runtime.docker_access import (
     DockerHost,
     DockerRegistryCredentials,
     RegistryAccess,
@@ -15,10 +19,6 @@ from ansflow.blocks.docker import (
     resolve_registry,
     standalone_docker,
 )
-from ansflow.engines.docker import docker_client, encode_auth, engine_error, stream_engine
-from ansflow.engines.docker_streams import StreamEvent, image_ref, retarget
-from ansflow.errors import StepFailed, StepTransient
-from ansflow.runtime.base import StepContext, StepResult, step_executor
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerPushConfig
 

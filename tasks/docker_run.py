@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 
-from ansflow.blocks.docker import DockerHost, docker_base_url, standalone_docker
 from ansflow.engines.docker_container import ContainerOutcome, ContainerSpec, run_container
 from ansflow.engines.docker_mounts import parse_volumes
 from ansflow.engines.docker_streams import command_argv, port_bindings
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.runtime.base import StepContext, StepResult, step_executor
+from ansflow.runtime.docker_access import DockerHost, docker_base_url, standalone_docker
 from ansflow.runtime.public import StepOutput, config_of, run_standalone, step_task
 from ansflow.spec.steps import DockerRunConfig
 

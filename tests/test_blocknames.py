@@ -35,8 +35,8 @@ def test_the_shown_value_is_cut():
 
 def test_every_loader_by_name_refuses_before_asking_prefect():
     # No Prefect server here: a name that got past the check would fail differently.
-    from ansflow.blocks.docker import docker_base_url, resolve_registry
     from ansflow.flows.run_secrets import load_secrets
+    from ansflow.runtime.docker_access import docker_base_url, resolve_registry
     from ansflow.runtime.k8s_session import load_cluster
     from ansflow.runtime.ssh_session import load_host_block
 

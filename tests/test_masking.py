@@ -229,8 +229,8 @@ def test_loading_a_cluster_adds_its_secrets_and_refuses_short_ones():
 
 
 def test_registry_password_is_added_to_the_masker_and_short_ones_refused():
-    from ansflow.blocks.docker import DockerRegistryCredentials, resolve_registry
     from ansflow.errors import StepFailed
+    from ansflow.runtime.docker_access import DockerRegistryCredentials, resolve_registry
 
     masker = Masker()
     block = DockerRegistryCredentials(username="u", password="reg-pass-1234",

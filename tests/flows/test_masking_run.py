@@ -134,7 +134,7 @@ def test_a_secret_shorter_than_4_characters_is_refused_before_any_step(run_pipel
 @pytest.mark.docker
 def test_a_registry_password_printed_by_any_step_of_the_run_is_masked(
         run_pipeline, docker_env, tmp_path):
-    from ansflow.blocks.docker import DockerRegistryCredentials
+    from ansflow.runtime.docker_access import DockerRegistryCredentials
 
     DockerRegistryCredentials(username=docker_env.user, password=docker_env.password,
                               registry_url=docker_env.auth_registry).save(

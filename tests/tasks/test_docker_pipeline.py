@@ -238,7 +238,7 @@ pipeline:
 
 def test_push_with_a_credentials_block_through_the_pipeline_hides_the_password(
         prefect_server, docker_env, base_image, tmp_path):
-    from ansflow.blocks.docker import DockerRegistryCredentials
+    from ansflow.runtime.docker_access import DockerRegistryCredentials
 
     DockerRegistryCredentials(username=docker_env.user, password=docker_env.password,
                               registry_url=docker_env.auth_registry).save(

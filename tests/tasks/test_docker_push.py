@@ -76,7 +76,7 @@ def test_unknown_block_name_is_a_clear_error(make_ctx, prefect_server, local_ima
 
 def test_push_and_pull_with_a_credentials_block_never_show_the_password(
         make_ctx, prefect_server, docker_env, local_image, docker_api, caplog):
-    from ansflow.blocks.docker import DockerRegistryCredentials
+    from ansflow.runtime.docker_access import DockerRegistryCredentials
 
     DockerRegistryCredentials(username=docker_env.user, password=docker_env.password,
                               registry_url=docker_env.auth_registry).save(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from ansflow.blocks.docker import RegistryAccess, docker_base_url, resolve_registry
 from ansflow.errors import StepFailed, StepTransient
+from ansflow.runtime.docker_access import RegistryAccess, docker_base_url, resolve_registry
 from ansflow.spec.steps import DockerPushConfig
 from ansflow.tasks.docker_push import plan_push, registry_failure
 

@@ -16,9 +16,13 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from ansflow.blocks.docker import DockerRegistryCredentials, RegistryAccess, resolve_registry
 from ansflow.engines.docker_streams import normal_registry, registry_of_image
 from ansflow.errors import StepFailed
+from ansflow.runtime.docker_access import (
+    DockerRegistryCredentials,
+    RegistryAccess,
+    resolve_registry,
+)
 from ansflow.spec.steps import DockerPullConfig, DockerPushConfig
 from ansflow.tasks.docker_pull import execute_docker_pull
 from ansflow.tasks.docker_push import execute_docker_push, plan_push

@@ -1,9 +1,10 @@
-"""Docker host and registry credentials: prefect-docker's blocks, and how step values name them.
+"""How a step's values name Docker hosts and registry credentials, resolved for its engine.
 
-ansflow re-uses prefect-docker's ``DockerHost`` and ``DockerRegistryCredentials`` blocks (the
-password is a ``SecretStr``). A step's ``registry:`` or ``credentials:`` value is either the
-name of a saved ``DockerRegistryCredentials`` block, or a plain registry host
-(``registry.example.com``, ``127.0.0.1:5000``) for anonymous access.
+ansflow defines no Docker block: it uses prefect-docker's ``DockerHost`` and
+``DockerRegistryCredentials`` blocks (the password is a ``SecretStr``). A step's
+``registry:`` or ``credentials:`` value is either the name of a saved
+``DockerRegistryCredentials`` block, or a plain registry host (``registry.example.com``,
+``127.0.0.1:5000``) for anonymous access.
 """
 
 from __future__ import annotations
