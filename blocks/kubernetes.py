@@ -27,9 +27,11 @@ KUBERNETES_LOGO = (
 class KubernetesCluster(Block):
     """Credentials of one Kubernetes cluster, for ansflow's Kubernetes steps.
 
-    Fill in exactly one way to authenticate: a kubeconfig (optionally with a context); or
-    the API server URL with a bearer token or a client certificate and key (plus the CA);
-    or `in_cluster` when the flow runs in a pod. Secrets are kept in secret fields and never
+    Fill in one way to authenticate: a kubeconfig (optionally with a context); or the API
+    server URL with a bearer token and/or a client certificate and key (plus the CA); or
+    `in_cluster` when the flow runs in a pod. At least one is required; when several are
+    filled in, the kubeconfig wins, then `in_cluster`, then the server fields (the
+    `auth_method` property says which is used). Secrets are kept in secret fields and never
     shown. Every `get_client()` builds a new, isolated `kubernetes.client.ApiClient`;
     kubernetes' process-global configuration is never touched, so flows can talk to several
     clusters at once. `ansflow dev-cluster up` saves one of these for its local cluster, and

@@ -2,7 +2,10 @@
 
 Every Docker call in ansflow gets its client from :func:`docker_client` (DOCKER_HOST, else
 the docker CLI's context, else the default socket) and its engine errors translated by
-:func:`engine_error`. Nothing here knows about pipelines: callers pass labels and callbacks.
+:func:`engine_error` into the adapter's own errors (``ansflow.engines.errors``). Nothing here
+knows about pipelines, steps or plans: callers pass labels, deadlines and callbacks. The one
+thing it knows of a run is the ``ansflow.dev/run-id`` label every container ansflow starts
+carries (:data:`LABEL_PREFIX`): the cleanup after a crashed run finds its leftovers by it.
 """
 
 from __future__ import annotations

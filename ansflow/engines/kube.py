@@ -1,9 +1,14 @@
-"""The one Kubernetes client factory and adapter: isolated ApiClients, exec, error translation.
+"""The one Kubernetes client factory, exec in a pod, and error translation.
 
-Every Kubernetes call in ansflow goes through here. Clients are built from explicit material
-(a kubeconfig text, or URL + token/client certificate, or the in-cluster service account) into
-a fresh `kubernetes.client.Configuration`; kubernetes' process-global default configuration is
-never read or written, so two clusters in one process never interfere.
+Every Kubernetes client in ansflow is built here (:func:`build_api_client`, or a block's
+``get_client()`` that calls it), and every call goes through the ``ansflow.engines.kube*``
+modules: exec here, the REST object calls in ``kube_objects`` (get, list, apply, watch,
+discovery, any raw path), the cluster-level reads in ``kube_cluster`` (version, rules review,
+nodes, logs). Clients are built from explicit material (a kubeconfig text, or URL +
+token/client certificate, or the in-cluster service account) into a fresh
+`kubernetes.client.Configuration`; kubernetes' process-global default configuration is never
+read or written, so two clusters in one process never interfere. Failures are the adapter's
+own errors (``ansflow.engines.errors``, ``ansflow.engines.kube_errors``).
 """
 
 from __future__ import annotations
