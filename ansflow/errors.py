@@ -10,6 +10,7 @@ from ansflow.engines.errors import (
     EngineTimedOut,
     EngineTransient,
     EngineUnreachable,
+    Failure,
 )
 
 # A failure message a user sees (a task run's state, a log line, a summary) is bounded: a
@@ -42,14 +43,9 @@ class SpecError(AnsflowError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-class StepFailed(AnsflowError):
+class StepFailed(AnsflowError, Failure):
     """A step failed for good (bad exit code, engine refused, ...). Not retried unless the
-    step's retry policy says so."""
-
-    def __init__(self, message: str, *, exit_code: int | None = None, hint: str | None = None):
-        self.exit_code = exit_code
-        self.hint = hint
-        super().__init__(message if not hint else f"{message}\n  hint: {hint}")
+    step's retry policy says so. Carries ``message``, ``exit_code`` and ``hint``."""
 
 
 class StepTimedOut(StepFailed):

@@ -11,8 +11,9 @@ cancelled). The Kubernetes object calls have their own, finer tree
 from __future__ import annotations
 
 
-class EngineError(Exception):
-    """An engine refused or failed the work for good (bad input, a refusal, a bad exit)."""
+class Failure(Exception):
+    """What every failure told to a user carries: its message, the exit code where there is
+    one, and a hint (shown on a line of its own). The step errors have the same shape."""
 
     def __init__(self, message: str, *, exit_code: int | None = None,
                  hint: str | None = None) -> None:
@@ -20,6 +21,10 @@ class EngineError(Exception):
         self.exit_code = exit_code
         self.hint = hint
         super().__init__(message if not hint else f"{message}\n  hint: {hint}")
+
+
+class EngineError(Failure):
+    """An engine refused or failed the work for good (bad input, a refusal, a bad exit)."""
 
 
 class EngineTimedOut(EngineError):

@@ -119,8 +119,12 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:60]}...' ({len(str(value))} characters)"
 
 
-def _refuse(field: str, value: object, what: str, problem: str) -> KubeNameError:
-    return KubeNameError(f"{field} {_show(value)} is not a valid Kubernetes {what}: {problem}")
+def _checked(value: str, problem: str | None, field: str, what: str) -> str:
+    """``value`` when there is no ``problem``; else the refusal naming field, value and rule."""
+    if problem:
+        raise KubeNameError(f"{field} {_show(value)} is not a valid Kubernetes {what}: "
+                            f"{problem}")
+    return value
 
 
 def check_name(value: str, kind: str | None = None, field: str = "resource name") -> str:
@@ -129,10 +133,8 @@ def check_name(value: str, kind: str | None = None, field: str = "resource name"
     Raises:
         KubeNameError: it is not (the message names `field`, the value and the rule).
     """
-    problem = name_problem(value, kind)
-    if problem:
-        raise _refuse(field, value, "name" + (f" for a {kind}" if kind else ""), problem)
-    return value
+    what = f"name for a {kind}" if kind else "name"
+    return _checked(value, name_problem(value, kind), field, what)
 
 
 def check_namespace(value: str, field: str = "namespace") -> str:
@@ -141,10 +143,7 @@ def check_namespace(value: str, field: str = "namespace") -> str:
     Raises:
         KubeNameError: it is not.
     """
-    problem = dns1123_label_problem(value)
-    if problem:
-        raise _refuse(field, value, "namespace", problem)
-    return value
+    return _checked(value, dns1123_label_problem(value), field, "namespace")
 
 
 def check_container(value: str, field: str = "container") -> str:
@@ -153,10 +152,7 @@ def check_container(value: str, field: str = "container") -> str:
     Raises:
         KubeNameError: it is not.
     """
-    problem = dns1123_label_problem(value)
-    if problem:
-        raise _refuse(field, value, "container name", problem)
-    return value
+    return _checked(value, dns1123_label_problem(value), field, "container name")
 
 
 def label_key_problem(key: str) -> str | None:
@@ -294,7 +290,4 @@ def check_selector(value: str, field: str = "label selector") -> str:
     Raises:
         KubeNameError: it would not.
     """
-    problem = selector_problem(value)
-    if problem:
-        raise _refuse(field, value, "label selector", problem)
-    return value
+    return _checked(value, selector_problem(value), field, "label selector")

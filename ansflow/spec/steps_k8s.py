@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from ansflow.engines.kube_errors import KubeNameError
+from ansflow.engines.kube_kinds import names_of
 from ansflow.engines.kube_names import (
     check_container,
     check_name,
@@ -183,14 +184,8 @@ class K8sRollbackConfig(_WorkloadOperation):
 
 
 # What k8s_scale / k8s_restart / k8s_rollback accept as resource_type -> the kind it means.
-SCALABLE_TYPES = {n: k for k, names in (
-    ("Deployment", ("deployment", "deployments", "deploy")),
-    ("StatefulSet", ("statefulset", "statefulsets", "sts")),
-    ("ReplicaSet", ("replicaset", "replicasets", "rs"))) for n in names}
-ROLLOUT_TYPES = {n: k for k, names in (
-    ("Deployment", ("deployment", "deployments", "deploy")),
-    ("StatefulSet", ("statefulset", "statefulsets", "sts")),
-    ("DaemonSet", ("daemonset", "daemonsets", "ds"))) for n in names}
+SCALABLE_TYPES = names_of("Deployment", "StatefulSet", "ReplicaSet")
+ROLLOUT_TYPES = names_of("Deployment", "StatefulSet", "DaemonSet")
 
 
 def _workload_type(value: str, accepted: dict[str, str]) -> str:
