@@ -8,14 +8,17 @@ raises one StepFailed naming every problem at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ansflow.engines.kube_names import (
+    dns1035_label_problem,
+    dns1123_label_problem,
+    dns1123_subdomain_problem,
+    label_value_problem,
+)
 from ansflow.errors import StepFailed
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_QUALIFIED = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -54,37 +57,38 @@ class Problems:
                          hint="correct the form's fields and run it again")
 
 
-def _check_name(problems: Problems, where: str, value: str, limit: int,
-                pattern: re.Pattern[str], rule: str) -> None:
+def _check_name(problems: Problems, where: str, value: str,
+                problem: Callable[[str], str | None], rule: str) -> None:
+    # The API server's rules (ansflow.engines.kube_names), told in the form's words.
     if not isinstance(value, str) or not value:
         problems.add(f"{where} is empty")
-    elif len(value) > limit or not pattern.match(value):
+    elif problem(value):
         problems.add(f"{where} {shown(value)} {rule}")
 
 
 def check_dns_label(problems: Problems, where: str, value: str) -> None:
     """A DNS-1123 label (a namespace's name): lower-case alphanumerics and '-', <= 63."""
-    _check_name(problems, where, value, 63, _DNS_LABEL,
+    _check_name(problems, where, value, dns1123_label_problem,
                 "is not a valid name: at most 63 lower-case letters, digits and '-', "
                 "starting and ending with a letter or digit")
 
 
 def check_dns_1035(problems: Problems, where: str, value: str) -> None:
     """A DNS-1035 label (a Service's name): as a DNS-1123 label, starting with a letter."""
-    _check_name(problems, where, value, 63, _DNS_1035,
+    _check_name(problems, where, value, dns1035_label_problem,
                 "is not a valid service name: at most 63 lower-case letters, digits and "
                 "'-', starting with a letter and ending with a letter or digit")
 
 
 def check_subdomain(problems: Problems, where: str, value: str) -> None:
     """A DNS-1123 subdomain (most objects' names): DNS labels joined by '.', <= 253."""
-    _check_name(problems, where, value, 253, _SUBDOMAIN,
+    _check_name(problems, where, value, dns1123_subdomain_problem,
                 "is not a valid name: lower-case letters, digits, '-' and '.', starting "
                 "and ending with a letter or digit, at most 253 characters")
 
 
 def _qualified_name(value: str) -> bool:
-    return len(value) <= 63 and bool(_QUALIFIED.match(value))
+    return bool(value) and label_value_problem(value) is None
 
 
 def check_labels(problems: Problems, where: str, labels: dict[str, str] | None) -> None:
@@ -94,8 +98,7 @@ def check_labels(problems: Problems, where: str, labels: dict[str, str] | None) 
         prefix, slash, name = str(key).rpartition("/")
         if not slash:
             prefix, name = "", str(key)
-        bad_prefix = bool(slash) and (not prefix or len(prefix) > 253
-                                      or not _SUBDOMAIN.match(prefix))
+        bad_prefix = bool(slash) and (not prefix or dns1123_subdomain_problem(prefix) is not None)
         if bad_prefix or not _qualified_name(name):
             problems.add(f"{where}: key {shown(key)} is not a valid label key: an optional "
                          "DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', "
