@@ -46,6 +46,11 @@ DEFAULT_TIMEOUT = 600.0
 LS_REMOTE_TIMEOUT = 120.0
 _KEEP_STDERR = 40  # lines of git's stderr kept for a failure message
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# git's and ssh's words for refused credentials (an HTTP 401/403 only as git reports it: a
+# SHA in a message may hold the digits).
+_AUTH_FAILED = re.compile(r"Permission denied \(publickey|Authentication failed|"
+                          r"could not read (?:Username|Password)|returned error: 40[13]\b|"
+                          r"HTTP 40[13]\b")
 
 
 @dataclass(frozen=True)
@@ -278,9 +283,7 @@ def _failure(what: str, result: _Result, remote: Remote) -> GitError:
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:
         return GitAuthError(f"{what}: the SSH server of {where} presented a host key that is "
                             "not the pinned one (Host key verification failed); refused")
-    if "Permission denied (publickey" in text or "Authentication failed" in text \
-            or "401" in text or "403" in text or "could not read Username" in text \
-            or "could not read Password" in text:
+    if _AUTH_FAILED.search(text):
         return GitAuthError(bounded(f"{what}: {where} refused the credentials ({detail})"))
     return GitError(bounded(f"{what}: {detail}"))
 

@@ -441,3 +441,16 @@ def test_ssh_wrong_client_key_refused(sshd, git_root, tmp_path):
         ls_remote(ssh_url(sshd, repo), _ssh_creds(sshd, private_key=key))
     assert "refused the credentials" in str(info.value)
     assert "PRIVATE KEY" not in str(info.value)
+
+
+@pytest.mark.parametrize("stderr, auth", [
+    ("fatal: remote error: upload-pack: not our ref 4013abcd4030", False),
+    ("fatal: unable to access 'x': The requested URL returned error: 403", True),
+    ("git@h: Permission denied (publickey).", True),
+    ("fatal: could not read Username for 'https://h': terminal prompts disabled", True),
+])
+def test_refusals_told_apart_from_other_failures(stderr, auth):
+    from ansflow.engines.git import _failure, _Result
+
+    error = _failure("cannot list", _Result(128, [], [stderr]), parse_remote("https://h/x"))
+    assert isinstance(error, GitAuthError) is auth
