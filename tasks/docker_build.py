@@ -106,10 +106,6 @@ def build_params(config: DockerBuildConfig, plan: BuildPlan) -> list[tuple[str, 
 def execute_docker_build(ctx: StepContext, config: DockerBuildConfig) -> StepResult:
     """Build an image, streaming the builder's output into the step log as it comes.
 
-    Args:
-        ctx: The step's context (workspace, deadline, cancellation, log).
-        config: The rendered, validated docker_build config.
-
     Returns:
         Outputs ``image`` (first name:tag), ``image_id`` and ``tags`` (comma-separated).
 

@@ -21,10 +21,6 @@ from ansflow.tasks.docker_push import registry_stream
 def execute_docker_pull(ctx: StepContext, config: DockerPullConfig) -> StepResult:
     """Pull an image; with ``registry:`` a short name is pulled from that registry.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated docker_pull config.
-
     Returns:
         Outputs ``image`` (the pulled reference), ``image_id`` and ``digest``.
 

@@ -99,10 +99,6 @@ def execute_docker_push(ctx: StepContext, config: DockerPushConfig) -> StepResul
     stream fails the step with the registry's message, and the digest comes from the
     engine's final ``aux`` event.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated docker_push config.
-
     Returns:
         Outputs ``image`` (the pushed reference) and ``digest``.
 

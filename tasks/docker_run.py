@@ -84,10 +84,6 @@ def build_spec(ctx: StepContext, config: DockerRunConfig) -> ContainerSpec:
 def execute_docker_run(ctx: StepContext, config: DockerRunConfig) -> StepResult:
     """Run a container to completion with live logs; its exit code is the step's.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, labels, log).
-        config: The rendered, validated docker_run config.
-
     Returns:
         Outputs ``exit_code`` and ``container_id``.
 

@@ -71,10 +71,6 @@ def deleted_uid(answer: dict) -> str:
 def execute_k8s_delete(ctx: StepContext, config: K8sDeleteConfig) -> StepResult:
     """Delete objects by name or label selector and wait until they are gone.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_delete config.
-
     Returns:
         Outputs ``deleted`` (``kind/name`` of each deleted object, comma-separated) and
         ``count``.

@@ -234,10 +234,6 @@ def _revision_after_apply(api: k8s.ApiClient, res: Resource, name: str, namespac
 def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
     """Apply a Deployment (deployment_spec) or manifests with server-side apply, then wait.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log, labels, workspace).
-        config: The rendered, validated k8s_deploy config.
-
     Returns:
         Outputs ``objects`` (comma-separated kind/name applied) and ``revision`` (the first
         Deployment's deployment.kubernetes.io/revision after the apply; "" without one).

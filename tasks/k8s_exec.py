@@ -134,10 +134,6 @@ def _find_pod(api: k8s.ApiClient, ctx: StepContext, config: K8sExecConfig, names
 def execute_k8s_exec(ctx: StepContext, config: K8sExecConfig) -> StepResult:
     """Run a command in a pod and stream its stdout/stderr live.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_exec config.
-
     Returns:
         exit_code 0 and outputs ``pod`` and ``container`` (where it ran), ``stdout_tail``
         (its last stdout line).

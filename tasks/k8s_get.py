@@ -65,10 +65,6 @@ def shown_object(obj: dict, limit: int = MAX_OBJECT_BYTES) -> tuple[dict, bool]:
 def execute_k8s_get(ctx: StepContext, config: K8sGetConfig) -> StepResult:
     """Read one object, with its health (kubectl get -o json).
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_get config.
-
     Returns:
         Outputs ``found``, ``kind``, ``name``, ``namespace``, ``uid``, ``resource_version``,
         ``health``, ``health_message``, ``keys`` (a ConfigMap's or Secret's key names) and

@@ -123,10 +123,6 @@ def list_summaries(api: Any, res: Any, namespace: str | None, label_selector: st
 def execute_k8s_list(ctx: StepContext, config: K8sListConfig) -> StepResult:
     """List objects of a kind, with their health (kubectl get).
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_list config.
-
     Returns:
         Outputs ``count``, ``names`` (comma-separated; ``namespace/name`` when listing
         several namespaces), ``items`` (JSON list of summaries) and ``truncated``.

@@ -177,10 +177,6 @@ def publish_tail(ctx: StepContext, sink: LogCollector, pods: list[str]) -> bool:
 def execute_k8s_logs(ctx: StepContext, config: K8sLogsConfig) -> StepResult:
     """Stream the logs of a pod or of the pods a selector matches into the step's log.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_logs config.
-
     Returns:
         Outputs ``pods`` (comma-separated names) and ``lines`` (how many were read).
 

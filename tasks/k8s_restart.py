@@ -93,10 +93,6 @@ def rolled_out_revision(ctx: StepContext, target: Workload, condition: WaitCondi
 def execute_k8s_restart(ctx: StepContext, config: K8sRestartConfig) -> StepResult:
     """Restart a Deployment's, StatefulSet's or DaemonSet's pods, then await the rollout.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_restart config.
-
     Returns:
         Outputs ``restarted_at`` (the annotation written) and ``revision`` (the workload's
         revision after the restart).

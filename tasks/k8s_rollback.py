@@ -106,10 +106,6 @@ def _undo_controller_revision(api: k8s.ApiClient, res: Resource, obj: dict, ns: 
 def execute_k8s_rollback(ctx: StepContext, config: K8sRollbackConfig) -> StepResult:
     """Roll a Deployment, StatefulSet or DaemonSet back, as ``kubectl rollout undo``.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_rollback config.
-
     Returns:
         Outputs ``revision`` (the revision rolled back to) and ``new_revision`` (the
         workload's revision number after the rollback).

@@ -25,10 +25,6 @@ from ansflow.spec.steps import K8sScaleConfig
 def execute_k8s_scale(ctx: StepContext, config: K8sScaleConfig) -> StepResult:
     """Scale through the /scale subresource (as kubectl scale), then wait for the count.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_scale config.
-
     Returns:
         Outputs ``previous_replicas`` and ``replicas`` (the new count).
 

@@ -24,10 +24,6 @@ from ansflow.spec.steps import K8sWaitConfig
 def execute_k8s_wait(ctx: StepContext, config: K8sWaitConfig) -> StepResult:
     """Wait until an object reaches a condition, the way kubectl rollout status / wait do.
 
-    Args:
-        ctx: The step's context (deadline, cancellation, log).
-        config: The rendered, validated k8s_wait config.
-
     Returns:
         Outputs ``resource`` (kind/name) and ``status`` (the last progress line).
 

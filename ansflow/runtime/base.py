@@ -252,7 +252,12 @@ def engine_errors() -> Iterator[None]:
 def step_executor(executor: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator of a step type's executor ``(ctx, config, ...) -> StepResult``: the engine
     adapters' errors raised inside reach whoever runs it (a pipeline, a task in a user's
-    flow, a management operation) as step errors. Idempotent."""
+    flow, a management operation) as step errors. Idempotent.
+
+    Every executor takes ``ctx``, the step's :class:`StepContext` (workspace, deadline,
+    cancellation, labels, log, masker), and ``config``, its step type's rendered and
+    validated config model; its docstring says what it does, returns and raises.
+    """
     if getattr(executor, "ansflow_step_errors", False):
         return executor
 
