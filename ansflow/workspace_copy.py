@@ -161,6 +161,7 @@ class _Copier:
         self.report = CopyReport()
         self.on_skip = on_skip
         self.seen = 0
+        self.umask = _umask()
 
     def skip(self, rel: str, why: str) -> None:
         self.report.skip(rel, why)
@@ -184,22 +185,33 @@ class _Copier:
             name = entry.name
             rel = f"{rel_dir}/{name}" if rel_dir else name
             try:
-                mode = entry.stat(follow_symlinks=False).st_mode
+                # The directory entry's type, without a stat (the file's own fstat decides
+                # once it is opened: a name turned into something else is skipped then).
+                is_dir = entry.is_dir(follow_symlinks=False)
+                kind = "dir" if is_dir else "file" if entry.is_file(follow_symlinks=False) \
+                    else "link" if entry.is_symlink() else "other"
             except OSError as exc:
                 self.skip(rel, f"cannot be read: {exc.strerror}")
                 continue
-            is_dir = stat.S_ISDIR(mode)
-            if rules.ignored(rel, is_dir):
+            if rules.chain and rules.ignored(rel, is_dir):
                 self.report.ignored += 1
                 continue
-            if is_dir:
+            if kind == "dir":
                 self._subdir(src_fd, dst_fd, name, rel, rules, depth)
-            elif stat.S_ISREG(mode):
+            elif kind == "file":
                 self._file(src_fd, dst_fd, name, rel)
-            elif stat.S_ISLNK(mode):
+            elif kind == "link":
                 self._link(src_fd, dst_fd, name, rel, rel_dir)
             else:
-                self.skip(rel, _kind(mode) + ": not copied")
+                self._special(entry, rel)
+
+    def _special(self, entry: os.DirEntry, rel: str) -> None:
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError as exc:
+            self.skip(rel, f"cannot be read: {exc.strerror}")
+            return
+        self.skip(rel, _kind(mode) + ": not copied")
 
     def _ignore_text(self, src_fd: int, rel_dir: str) -> str | None:
         try:
@@ -254,10 +266,12 @@ class _Copier:
             if not stat.S_ISREG(st.st_mode):
                 self.skip(rel, _kind(st.st_mode) + ": not copied")
                 return
-            fd_out = os.open(name, _WRITE_FLAGS, 0o600, dir_fd=dst_fd)
+            mode = stat.S_IMODE(st.st_mode)
+            fd_out = os.open(name, _WRITE_FLAGS, mode & 0o777, dir_fd=dst_fd)
             try:
                 _copy_bytes(fd_in, fd_out, st.st_size)
-                os.chmod(fd_out, stat.S_IMODE(st.st_mode))
+                if mode & (self.umask | 0o7000):  # bits the umask took, or setuid/gid/sticky
+                    os.chmod(fd_out, mode)
                 os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
             finally:
                 os.close(fd_out)
@@ -286,26 +300,48 @@ class _Copier:
         self.report.links += 1
 
 
+_SMALL = 64 * 1024
+
+
 def _copy_bytes(fd_in: int, fd_out: int, size: int) -> None:
-    """In the kernel (copy_file_range, else sendfile), as cp does; a file that grows while
-    it is copied is copied to its end."""
+    """The ``size`` bytes fstat gave (a file cut short meanwhile: what is there). Small
+    files by read and write (one call each), larger ones in the kernel (copy_file_range,
+    else sendfile), as cp does."""
     if size == 0:
-        size = 1  # a /proc-like file reporting 0: read until the end
+        return
+    if size <= _SMALL:
+        data = os.read(fd_in, size)
+        while data:
+            data = data[os.write(fd_out, data):]
+        return
     offset = 0
     try:
-        while True:
-            n = os.copy_file_range(fd_in, fd_out, max(size - offset, 1 << 20))
+        while offset < size:
+            n = os.copy_file_range(fd_in, fd_out, size - offset)
             if n == 0:
                 return
             offset += n
+        return
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
             raise
-    while True:
-        n = os.sendfile(fd_out, fd_in, offset, 1 << 24)
+    while offset < size:
+        n = os.sendfile(fd_out, fd_in, offset, size - offset)
         if n == 0:
             return
         offset += n
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (/proc; else the common 022)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def _inside(path: str, root: str) -> bool:
