@@ -142,6 +142,69 @@ def flow_parameters(plan: Plan) -> list[str]:
     return [*form_variables(plan), *(("ref", "sha") if plan.git_source is not None else ())]
 
 
+PUSH_TRIGGER_PARAMETERS = {"ref": "{{ event.payload.ref }}", "sha": "{{ event.payload.after }}"}
+MAX_REGISTRATION_CHARS = 4900  # a Prefect Variable's value holds at most 5000
+
+
+def push_registration(plan: Plan) -> dict[str, Any] | None:
+    """What `ansflow serve` publishes of the pipeline's `on.push` (a Prefect Variable read by
+    the git hook and the webhook receiver), or None without `on.push`.
+
+    Raises:
+        UsageError: the repository URL has no identity, or the filters are too long to
+            publish.
+    """
+    from ansflow.gitpush.events import registration  # noqa: PLC0415 - stdlib only
+
+    if not plan.on_push:
+        return None
+    try:
+        value = registration(plan.name, plan.on_push["repository"], plan.on_push["filters"])
+    except ValueError as exc:
+        raise UsageError(f"pipeline {plan.name!r}: on.push: {exc}") from None
+    if len(json.dumps(value)) > MAX_REGISTRATION_CHARS:
+        raise UsageError(f"pipeline {plan.name!r}: the on.push filters are longer than "
+                         f"{MAX_REGISTRATION_CHARS} characters once published; use fewer "
+                         "or shorter patterns")
+    return value
+
+
+def push_trigger(plan: Plan) -> dict[str, Any] | None:
+    """The keyword arguments of the served deployment's trigger (Prefect's
+    DeploymentEventTrigger) for the pipeline's `on.push`, or None.
+
+    It fires on every `ansflow.git.push` event (``within`` 0: two pushes a second apart
+    are two runs) whose resource is the pipeline's repository and that lists the pipeline
+    as a related resource (the emitter put it there after GitHub's filters selected it);
+    the run gets ``ref`` and ``sha`` = the event's ``after``, so it checks out exactly the
+    pushed commit.
+    """
+    from ansflow.gitpush.events import (  # noqa: PLC0415 - stdlib only
+        EVENT,
+        PIPELINE_ROLE,
+        pipeline_resource,
+    )
+    from ansflow.gitpush.repos import RESOURCE_PREFIX, fnmatch_literal  # noqa: PLC0415
+
+    value = push_registration(plan)
+    if value is None:
+        return None
+    return {
+        "name": f"ansflow push: {plan.name}"[:200],
+        "description": f"Runs pipeline {plan.name!r} at the pushed commit when a push to "
+                       f"{value['repository']} passes its on.push filters "
+                       f"({json.dumps(value['filters'])[:500]}).",
+        "expect": [EVENT],
+        "match": {"prefect.resource.id": fnmatch_literal(RESOURCE_PREFIX + value["repository"])},
+        "match_related": {"prefect.resource.role": PIPELINE_ROLE,
+                          "prefect.resource.id": fnmatch_literal(pipeline_resource(plan.name))},
+        "posture": "Reactive",
+        "threshold": 1,
+        "within": 0,
+        "parameters": dict(PUSH_TRIGGER_PARAMETERS),
+    }
+
+
 def served_map_path() -> Path:
     return ansflow_home() / SERVED_MAP
 

@@ -8,6 +8,7 @@ from ansflow.cli import approve as approve_cli
 from ansflow.cli import cleanup as cleanup_cli
 from ansflow.cli import cluster as cluster_cli
 from ansflow.cli import dev_cluster as dev_cluster_cli
+from ansflow.cli import git_hook as git_hook_cli
 from ansflow.cli import host as host_cli
 from ansflow.cli import pipeline as pipeline_cli
 from ansflow.cli import retry as retry_cli
@@ -30,3 +31,4 @@ upkeep_cli.register(app)
 app.add_typer(dev_cluster_cli.app, name="dev-cluster")
 app.add_typer(cluster_cli.app, name="cluster")
 app.add_typer(host_cli.app, name="host")
+app.add_typer(git_hook_cli.app, name="git-hook")

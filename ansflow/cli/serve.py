@@ -109,6 +109,8 @@ def _list_pipelines(plans: dict) -> None:
                            "default", err=True)
         cron = f"; schedule {plan.schedule['cron']} ({plan.schedule.get('timezone') or 'UTC'})" \
             if plan.schedule else ""
+        if plan.on_push:
+            cron += f"; on push to {plan.on_push['repository']}"
         typer.echo(f"serving ansflow-pipeline/{name} from {_shown(file)} "
                    f"({', '.join(fields) or 'no variables'}{cron})", err=True)
 
@@ -154,11 +156,47 @@ def _pipeline_deployments(plans: dict) -> list:
     deployments = []
     for name, (file, plan) in list(plans.items()):
         try:
-            deployments.append(build_deployment(plan, file))
-        except (ValueError, TypeError) as exc:  # e.g. a cron or timezone Prefect refuses
+            deployment = build_deployment(plan, file)
+            deployment.triggers = _push_triggers(plan)
+            deployments.append(deployment)
+        except (ValueError, TypeError, AnsflowError) as exc:  # e.g. a cron Prefect refuses
             typer.echo(f"error: {_shown(file)}: cannot serve {name!r}: {exc}", err=True)
             del plans[name]
+    _publish_push_filters(plans)
     return deployments
+
+
+def _push_triggers(plan) -> list:
+    """The deployment trigger of the pipeline's `on.push` (none without it). Raises
+    ValueError (a UsageError) when its filters cannot be published."""
+    from prefect.events import DeploymentEventTrigger  # noqa: PLC0415
+
+    from ansflow.serving import push_trigger  # noqa: PLC0415
+
+    spec = push_trigger(plan)
+    return [DeploymentEventTrigger(**spec)] if spec else []
+
+
+def _publish_push_filters(plans: dict) -> None:
+    """Publish each served pipeline's `on.push` filter as a Prefect Variable (the git hook
+    and the webhook receiver read them); a pipeline served without `on.push` has its old
+    one removed, so pushes stop selecting it."""
+    from prefect.variables import Variable  # noqa: PLC0415
+
+    from ansflow.gitpush.events import REGISTRATION_TAG, registration_name  # noqa: PLC0415
+    from ansflow.serving import push_registration  # noqa: PLC0415
+
+    for name, (_file, plan) in plans.items():
+        try:
+            value = push_registration(plan)
+            if value is None:
+                Variable.unset(registration_name(name))
+            else:
+                Variable.set(registration_name(name), value, tags=[REGISTRATION_TAG],
+                             overwrite=True)
+        except Exception as exc:  # noqa: BLE001 - the server refused: say so, serve the rest
+            typer.echo(f"warning: pipeline {name!r}: could not publish its on.push filters "
+                       f"({exc}); pushes will not start it", err=True)
 
 
 def _set_up_lost_run_automation() -> None:

@@ -227,9 +227,9 @@ class Pipeline(StrictModel):
     @model_validator(mode="after")
     def _push_has_a_repository(self) -> Pipeline:
         push = self.on.push if self.on else None
-        if push is not None and push.repository is None and self.source is None:
-            raise ValueError("`on.push` needs the repository whose pushes count: give "
-                             "`source: {git: URL}` or `on.push.repository`")
+        if push is not None and self.source is None:
+            raise ValueError("`on.push` needs `source: {git: URL}`: a pushed commit is "
+                             "checked out from that repository")
         return self
 
     def variable_defaults(self) -> dict[str, Any]:

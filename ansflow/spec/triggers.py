@@ -7,6 +7,8 @@
         paths: ["src/**"]                  # or paths_ignore
         repository: https://git.example/app.git   # default: the pipeline's source.git
 
+A pipeline with `on.push` needs `source:` (the pushed commit is checked out from it).
+
 `on: push`, `on: [push]` and `on: {push: {}}` mean every push of a branch or tag. Which push
 selects the pipeline follows GitHub's rules (:func:`PushFilter.selects`); the patterns are
 GitHub's (:mod:`ansflow.spec.globs`). Pure: no I/O, no Prefect.
@@ -19,10 +21,10 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ansflow.spec.common import StrictModel
-from ansflow.spec.globs import PatternError, check_patterns, filter_matches
+from ansflow.spec.globs import PatternError, check_patterns, ref_kind, selects
 
 MAX_PATTERNS = 100
-ZERO_SHA = "0" * 40
+ZERO_SHA = "0" * 40  # the old or new value of a created or deleted ref
 _LISTS = ("branches", "branches_ignore", "tags", "tags_ignore", "paths", "paths_ignore")
 
 
@@ -45,8 +47,9 @@ class PushFilter(StrictModel):
     paths_ignore: list[str] | None = _patterns_field("paths_ignore", "paths-ignore")
     repository: str | None = Field(
         None, min_length=1, max_length=2048,
-        description="The repository whose pushes count (its clone URL); default: the "
-                    "pipeline's `source.git`.")
+        description="The repository whose pushes count, when pushes arrive under another "
+                    "URL than `source.git` (e.g. the source is a mirror); default: "
+                    "`source.git`.")
 
     @field_validator(*_LISTS, mode="before")
     @classmethod
@@ -108,50 +111,4 @@ class On(StrictModel):
         return {} if value is None else value
 
 
-def ref_kind(ref: str) -> tuple[str, str]:
-    """("branch", name), ("tag", name) or ("other", ref) of a full ref name."""
-    if ref.startswith("refs/heads/"):
-        return "branch", ref[len("refs/heads/"):]
-    if ref.startswith("refs/tags/"):
-        return "tag", ref[len("refs/tags/"):]
-    return "other", ref
-
-
-def selects(filters: dict[str, list[str]], ref: str, paths: list[str] | None, *,
-            deleted: bool = False) -> bool:
-    """Whether a push of ``ref`` changing ``paths`` starts a pipeline with ``filters``
-    (:meth:`PushFilter.filters`), by GitHub's rules:
-
-    - a deleted ref starts nothing; only branches and tags count;
-    - with branch filters but no tag filters a tag push starts nothing, and the other way
-      round; with neither, every branch and tag counts;
-    - path filters are not evaluated for tags; for a branch, ``paths`` needs one changed
-      path selected, ``paths_ignore`` one path not ignored, and no changed path starts
-      nothing; ``paths=None`` (the change list is not known, e.g. a truncated webhook
-      payload) passes the path filter, as GitHub runs when it cannot compute the diff;
-    - the ref filter and the path filter must both pass.
-    """
-    if deleted:
-        return False
-    kind, name = ref_kind(ref)
-    if kind == "other":
-        return False
-    has_branch = "branches" in filters or "branches_ignore" in filters
-    has_tag = "tags" in filters or "tags_ignore" in filters
-    if has_branch or has_tag:
-        plural = "branches" if kind == "branch" else "tags"
-        if plural in filters:
-            if not filter_matches(filters[plural], name):
-                return False
-        elif f"{plural}_ignore" in filters:
-            if filter_matches(filters[f"{plural}_ignore"], name):
-                return False
-        else:
-            return False  # only the other kind is filtered: GitHub does not run
-    if kind == "tag" or paths is None:
-        return True
-    if "paths" in filters:
-        return any(filter_matches(filters["paths"], p) for p in paths)
-    if "paths_ignore" in filters:
-        return any(not filter_matches(filters["paths_ignore"], p) for p in paths)
-    return True
+__all__ = ["On", "PushFilter", "ref_kind", "selects", "ZERO_SHA"]

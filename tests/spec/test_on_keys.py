@@ -116,7 +116,7 @@ def test_on_push_problems_point_at_their_place():
     assert problem.position.line == 6 and "follows no character" in problem.message
     with pytest.raises(SpecError) as info:
         _plan(ON_PIPELINE.replace('  source: {git: "https://git.example/team/app.git"}\n', ""))
-    assert "needs the repository" in str(info.value.problems[0])
+    assert "needs `source: {git: URL}`" in str(info.value.problems[0])
     with pytest.raises(SpecError) as info:
         _plan(ON_PIPELINE.replace("push:", "pull_request:"))
     assert "pull_request" in str(info.value.problems[0])
