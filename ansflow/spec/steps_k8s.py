@@ -82,31 +82,42 @@ class _WorkloadOperation(K8sTarget):
     fail_fast: bool = Field(True, description="Fail early on CrashLoopBackOff/ImagePullBackOff.")
 
 
+# What k8s_scale / k8s_restart / k8s_rollback accept as resource_type -> the kind it means.
+SCALABLE_TYPES = names_of("Deployment", "StatefulSet", "ReplicaSet")
+ROLLOUT_TYPES = names_of("Deployment", "StatefulSet", "DaemonSet")
+
+
+def _workload_type(value: str, accepted: dict[str, str]) -> str:
+    if "{{" in value or "{%" in value:  # templated: checked once rendered
+        return value
+    if value.strip().lower() not in accepted:
+        kinds = ", ".join(sorted({k.lower() for k in accepted.values()}))
+        raise ValueError(f"resource_type {value!r} is not one of {kinds}")
+    return value
+
+
+# A workload's resource_type, checked against what its operation accepts.
+ScalableType = Annotated[str, AfterValidator(lambda v: _workload_type(v, SCALABLE_TYPES))]
+RolloutType = Annotated[str, AfterValidator(lambda v: _workload_type(v, ROLLOUT_TYPES))]
+
+
 class K8sScaleConfig(_WorkloadOperation):
     """Scale a Deployment, StatefulSet or ReplicaSet (its /scale subresource)."""
 
     replicas: int = Field(ge=0)
-    resource_type: str = Field("deployment", description="deployment, statefulset or "
-                                                          "replicaset (or deploy, sts, rs).")
+    resource_type: ScalableType = Field("deployment", description="deployment, statefulset "
+                                                                   "or replicaset (or deploy, "
+                                                                   "sts, rs).")
     wait: bool = Field(True, description="Wait until the new count of replicas is ready.")
-
-    @field_validator("resource_type")
-    @classmethod
-    def _scalable(cls, value: str) -> str:
-        return _workload_type(value, SCALABLE_TYPES)
 
 
 class K8sRestartConfig(_WorkloadOperation):
     """Restart a workload's pods as `kubectl rollout restart` does, then await the rollout."""
 
-    resource_type: str = Field("deployment", description="deployment, statefulset or "
-                                                          "daemonset (or deploy, sts, ds).")
+    resource_type: RolloutType = Field("deployment", description="deployment, statefulset "
+                                                                  "or daemonset (or deploy, "
+                                                                  "sts, ds).")
     wait: bool = Field(True, description="Wait for the rollout of the restarted pods.")
-
-    @field_validator("resource_type")
-    @classmethod
-    def _restartable(cls, value: str) -> str:
-        return _workload_type(value, ROLLOUT_TYPES)
 
 
 class K8sDeleteConfig(K8sTarget):
@@ -171,30 +182,12 @@ class K8sLogsConfig(K8sTarget):
 class K8sRollbackConfig(_WorkloadOperation):
     """Roll a workload back to the previous or a given revision (kubectl rollout undo)."""
 
-    resource_type: str = Field("deployment", description="deployment, statefulset or "
-                                                          "daemonset (or deploy, sts, ds).")
+    resource_type: RolloutType = Field("deployment", description="deployment, statefulset "
+                                                                  "or daemonset (or deploy, "
+                                                                  "sts, ds).")
     revision: int | None = Field(None, ge=1,
                                  description="Revision to go back to (default: previous).")
     wait: bool = True
-
-    @field_validator("resource_type")
-    @classmethod
-    def _rollbackable(cls, value: str) -> str:
-        return _workload_type(value, ROLLOUT_TYPES)
-
-
-# What k8s_scale / k8s_restart / k8s_rollback accept as resource_type -> the kind it means.
-SCALABLE_TYPES = names_of("Deployment", "StatefulSet", "ReplicaSet")
-ROLLOUT_TYPES = names_of("Deployment", "StatefulSet", "DaemonSet")
-
-
-def _workload_type(value: str, accepted: dict[str, str]) -> str:
-    if "{{" in value or "{%" in value:  # templated: checked once rendered
-        return value
-    if value.strip().lower() not in accepted:
-        kinds = ", ".join(sorted({k.lower() for k in accepted.values()}))
-        raise ValueError(f"resource_type {value!r} is not one of {kinds}")
-    return value
 
 
 MAX_LIST = 5000  # objects one k8s_list returns at most
