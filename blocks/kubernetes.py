@@ -172,7 +172,12 @@ class KubernetesCluster(Block):
         """
         if self.kubeconfig is not None:
             doc = yaml.safe_load(self.kubeconfig.get_secret_value())
-            return check_exec_plugins(doc) if check_exec and isinstance(doc, dict) else doc
+            if not (check_exec and isinstance(doc, dict)):
+                return doc
+            try:
+                return check_exec_plugins(doc)
+            except EngineError as exc:
+                raise step_error(exc) from None
         if self.in_cluster:
             raise ValueError("in-cluster credentials have no kubeconfig form")
         cluster: dict[str, Any] = {"server": self.server}

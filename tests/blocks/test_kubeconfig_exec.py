@@ -13,6 +13,7 @@ from kubernetes import client as k8s
 from pydantic import SecretStr
 
 from ansflow.blocks.kubernetes import KubernetesCluster
+from ansflow.engines.errors import EngineError
 from ansflow.engines.kube_exec import EXEC_ENV, check_exec_plugins
 from ansflow.errors import StepFailed
 
@@ -52,11 +53,11 @@ def test_the_operators_list_decides_and_resolves_the_command(tmp_path, monkeypat
     command, marker = _plugin(tmp_path)
     doc = _kubeconfig("https://127.0.0.1:1", "x", command)
     monkeypatch.delenv(EXEC_ENV, raising=False)
-    with pytest.raises(StepFailed, match=f"exec credential plugin refused: it would run "
+    with pytest.raises(EngineError, match=f"exec credential plugin refused: it would run "
                                          f"'{command}' and {EXEC_ENV} is not set"):
         check_exec_plugins(doc)
     monkeypatch.setenv(EXEC_ENV, "aws, kubelogin")
-    with pytest.raises(StepFailed, match="is not one of the allowed commands"):
+    with pytest.raises(EngineError, match="is not one of the allowed commands"):
         check_exec_plugins(doc)
     monkeypatch.setenv(EXEC_ENV, "true")  # a bare name: found on the worker's own PATH
     bare = check_exec_plugins(_kubeconfig("https://127.0.0.1:1", "x", "true"))
@@ -64,9 +65,9 @@ def test_the_operators_list_decides_and_resolves_the_command(tmp_path, monkeypat
     monkeypatch.setenv(EXEC_ENV, "*")
     for env in ([{"name": "PATH", "value": str(tmp_path)}],
                 [{"name": "LD_PRELOAD", "value": str(tmp_path / "x.so")}]):
-        with pytest.raises(StepFailed, match=f"its env sets {env[0]['name']}"):
+        with pytest.raises(EngineError, match=f"its env sets {env[0]['name']}"):
             check_exec_plugins(_kubeconfig("https://127.0.0.1:1", "x", command, env))
-    with pytest.raises(StepFailed, match="relative path"):
+    with pytest.raises(EngineError, match="relative path"):
         check_exec_plugins(_kubeconfig("https://127.0.0.1:1", "x", "./kube-token-plugin"))
     assert not marker.exists()
 
