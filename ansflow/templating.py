@@ -152,24 +152,28 @@ def render_config(config: dict[str, Any], context: dict[str, Any], session: Rend
     return out
 
 
+# How each failure of an evaluation reads ({where} is the template's kind and source);
+# the first class that matches wins, anything else "failed".
+_FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (UndefinedError, "undefined name in {where}: {message}"),
+    (SecurityError, "{where} refused by the sandbox: {exc}"),
+    (TemplateSyntaxError, "{where}: {message}"),
+    ((BoundExceeded, ShellQuoteError), "{where} refused: {exc}"),
+    (MemoryError, "{where} refused: out of memory"),
+    (Exception, "{where} failed: {exc}"),
+)
+
+
 def _evaluate(what: str, source: str, evaluate: Callable[[], Any]) -> Any:
     """Run a template evaluation, turning every failure into one TemplateError."""
     try:
         return evaluate()
     except TemplateError:
         raise
-    except UndefinedError as exc:
-        raise TemplateError(f"undefined name in {what} {source!r}: {exc.message}") from exc
-    except SecurityError as exc:
-        raise TemplateError(f"{what} {source!r} refused by the sandbox: {exc}") from exc
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"{what} {source!r}: {exc.message}") from exc
-    except (BoundExceeded, ShellQuoteError) as exc:
-        raise TemplateError(f"{what} {source!r} refused: {exc}") from exc
-    except MemoryError as exc:
-        raise TemplateError(f"{what} {source!r} refused: out of memory") from exc
     except Exception as exc:  # noqa: BLE001 - any evaluation error is the template's
-        raise TemplateError(f"{what} {source!r} failed: {exc}") from exc
+        text = next(t for kind, t in _FAILURES if isinstance(exc, kind))
+        raise TemplateError(text.format(where=f"{what} {source!r}", exc=exc,
+                                        message=getattr(exc, "message", exc))) from exc
 
 
 def _guarded(what: str, source: str, session: RenderSession | None,
