@@ -221,7 +221,8 @@ def _https_helper(private: str, remote: Remote, creds: GitCredentials,
     _write_private(os.path.join(private, "token"), creds.token)
     helper = os.path.join(private, "credential-helper")
     _write_private(helper, _HELPER, 0o700)
-    config.append(("credential.helper", helper))
+    # `!`: a shell command, so the path is quoted (a TMPDIR may hold spaces).
+    config.append(("credential.helper", "!" + shlex.quote(helper)))
 
 
 # -- running git ---------------------------------------------------------------------------

@@ -454,3 +454,14 @@ def test_refusals_told_apart_from_other_failures(stderr, auth):
 
     error = _failure("cannot list", _Result(128, [], [stderr]), parse_remote("https://h/x"))
     assert isinstance(error, GitAuthError) is auth
+
+
+def test_a_private_folder_path_with_spaces(git_http, new_repo, creds, tmp_path, monkeypatch):
+    spaced = tmp_path / "tmp dir with 'quotes' and spaces"
+    spaced.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spaced))
+    repo = new_repo({"a.txt": "x"})
+    target = resolve_ref(ls_remote(git_http.url(repo.bare.stem), creds), None)
+    checkout(git_http.url(repo.bare.stem), str(tmp_path / "ws"), target, creds=creds)
+    assert (tmp_path / "ws" / "a.txt").read_text() == "x"
+    assert list(spaced.iterdir()) == []
