@@ -14,6 +14,7 @@ from ansflow.cli import pipeline as pipeline_cli
 from ansflow.cli import retry as retry_cli
 from ansflow.cli import serve as serve_cli
 from ansflow.cli import upkeep as upkeep_cli
+from ansflow.cli import webhook as webhook_cli
 
 app = typer.Typer(
     name="ansflow",
@@ -27,6 +28,7 @@ retry_cli.register(app)
 approve_cli.register(app)
 app.command("serve")(serve_cli.serve)
 app.command("cleanup")(cleanup_cli.cleanup)
+app.command("webhook")(webhook_cli.webhook)
 upkeep_cli.register(app)
 app.add_typer(dev_cluster_cli.app, name="dev-cluster")
 app.add_typer(cluster_cli.app, name="cluster")
