@@ -7,6 +7,10 @@ shared machines, compare only within one run.
 
     python bench/bench_core.py            # all cases
     python bench/bench_core.py --steps 50 # smaller
+    python bench/bench_core.py --rounds 5 # rounds per compared pair (default 5)
+
+Each compared pair runs ``--rounds`` times, alternating which case goes first; the table
+shows the median round of each and, in brackets, the median of the rounds' own ratios.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def case_pipeline(kind: str, n: int, work: Path) -> dict:
     elif kind == "parallel":
         steps = "\n".join(f"        - {{id: s{i}, type: command, config: {{command: [\"true\"]}}}}"
                           for i in range(n))
-        body = f"pipeline:\n  name: bench-par\n  stages:\n    - name: all\n      parallel: true\n      steps:\n{steps}\n"
+        body = ("pipeline:\n  name: bench-par\n  stages:\n    - name: all\n      parallel: true\n"
+                f"      steps:\n{steps}\n")
     else:  # wide: 16 independent stages of 1 s
         stages = "\n".join(f"    - {{name: s{i}, needs: [], steps: [{{id: w{i}, type: command, "
                            f"config: {{command: [\"sleep\", \"1\"]}}}}]}}" for i in range(16))
@@ -67,12 +72,12 @@ def case_pipeline(kind: str, n: int, work: Path) -> dict:
             spans.append(time.perf_counter() - began)
 
     Scheduler.run = timed_run
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     state = pipeline_flow(path, return_state=True)
-    total = time.perf_counter() - start
+    total, cpu = time.perf_counter() - start, time.process_time() - cpu
     summary = state.result(raise_on_failure=False)
     assert summary["state"] == "completed", summary["message"]
-    return {"seconds": total, "steps_span": spans[0]}
+    return {"seconds": total, "steps_span": spans[0], "cpu": cpu}
 
 
 def case_bare(kind: str, n: int, work: Path) -> dict:
@@ -93,9 +98,9 @@ def case_bare(kind: str, n: int, work: Path) -> dict:
             for f in futures:
                 f.wait()
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     bare()
-    return {"seconds": time.perf_counter() - start}
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}
 
 
 def case_task_command(n: int, work: Path) -> dict:
@@ -214,10 +219,41 @@ def run_case(argv: list[str]) -> dict:
 
 
 # -- driver -------------------------------------------------------------------------------
+def _ratio(mine: dict, peer: dict, per_round: float) -> str:
+    """The ratio of the median rounds, and (in brackets) the median of the rounds' ratios."""
+    return f"{mine['seconds'] / peer['seconds']:.2f}x ({per_round:.2f}x)"
+
+
+def _median(values: list, key=None):  # noqa: ANN001
+    return sorted(values, key=key)[len(values) // 2]
+
+
+def _importable_copy(rev: str, into: Path) -> str:
+    """ansflow as of commit ``rev``, laid out for PYTHONPATH (flows/, tasks/, blocks/ and
+    deployments/ inside the package, as the installed package has them)."""
+    root = Path(__file__).resolve().parent.parent
+    src = into / "src"
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    package = into / "py" / "ansflow"
+    shutil.copytree(src / "ansflow", package)
+    for folder in ("flows", "tasks", "blocks", "deployments"):
+        shutil.copytree(src / folder, package / folder)
+    return str(into / "py")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per compared pair")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per compared group")
+    parser.add_argument("--core", action="store_true",
+                        help="only the pipeline rows (sequential and parallel steps)")
+    parser.add_argument("--commit", nargs="+", metavar="REV",
+                        help="measure ansflow as of these commits (copies made with git "
+                             "archive) instead of the working tree, in the same rounds: a "
+                             "before/after comparison on a busy machine")
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -226,11 +262,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ansflow-bench-"))
     # ansflow's state must not lie inside a pipeline's workspace (it refuses to run then).
     home = Path(tempfile.mkdtemp(prefix="ansflow-bench-home-"))
+    copies = Path(tempfile.mkdtemp(prefix="ansflow-bench-trees-"))
+    # (label, PYTHONPATH or None for the installed package)
+    trees = [(rev, _importable_copy(rev, copies / str(i))) for i, rev in
+             enumerate(args.commit)] if args.commit else [("ansflow", None)]
     port = _free_port()
     env = {**os.environ, "PREFECT_HOME": str(home / "prefect"), "ANSFLOW_HOME": str(home),
            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_API_PORT": str(port),
            "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.25"}
+    env.pop("PYTHONPATH", None)
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
@@ -242,65 +283,94 @@ def main() -> None:
             except OSError:
                 time.sleep(0.5)
 
-        def run(kind: str, n: int) -> dict:
+        def run(kind: str, n: int, path: str | None = trees[0][1]) -> dict:
+            case_env = env if path is None else {**env, "PYTHONPATH": path}
             out = subprocess.run([sys.executable, __file__, "--case", kind, str(n), str(work)],
-                                 env=env, capture_output=True, text=True)
+                                 env=case_env, capture_output=True, text=True)
             if out.returncode != 0:
                 raise SystemExit(f"case {kind} failed:\n{out.stderr[-3000:]}")
             return json.loads(out.stdout.strip().splitlines()[-1])
 
         n = args.steps
         rows = []
+        load_before = os.getloadavg()
 
-        def pair(mine: str, peer: str) -> tuple[dict, dict]:
-            """Both cases, alternating which goes first, ``--rounds`` times: the median
-            round of each (figures swing 2x on shared cores; ratios only within a run)."""
-            a, b = [], []
+        def group(mine: str, peer: str, mine_trees: list) -> tuple[list, dict]:
+            """``mine`` for each tree and ``peer``, ``--rounds`` times, the order rotating
+            each round: per tree its median round and the median of the rounds' own ratios
+            to the peer (the cases of a round ran back to back, under about the same load:
+            figures swing 2x on shared cores, so compare only within a run)."""
+            members = [(label, mine, path) for label, path in mine_trees] + [(peer, peer, None)]
+            results: dict[str, list[dict]] = {label: [] for label, _, _ in members}
+            ratios: dict[str, list[float]] = {label: [] for label, _ in mine_trees}
             for i in range(args.rounds):
-                first, second = (mine, peer) if i % 2 == 0 else (peer, mine)
-                x, y = run(first, n), run(second, n)
-                (a if first == mine else b).append(x)
-                (b if first == mine else a).append(y)
+                order = members[i % len(members):] + members[:i % len(members)]
+                got = {label: run(kind, n, path) for label, kind, path in order}
+                for label, result in got.items():
+                    results[label].append(result)
+                for label in ratios:
+                    ratios[label].append(got[label]["seconds"] / got[peer]["seconds"])
+                print(f"  round {i + 1}: " + ", ".join(
+                    f"{label} {mine if label != peer else ''} {got[label]['seconds']:.2f} s"
+                    for label, _, _ in order), file=sys.stderr, flush=True)
             key = lambda r: r["seconds"]  # noqa: E731
-            return sorted(a, key=key)[len(a) // 2], sorted(b, key=key)[len(b) // 2]
+            return ([(label, _median(results[label], key), _median(ratios[label]))
+                     for label, _ in mine_trees], _median(results[peer], key))
 
-        tcmd, shell = pair("task-command", "prefect-shell")
-        rows.append((f"{n} commands in a plain flow: ansflow.tasks.command vs prefect-shell's "
-                     "shell_run_command, per call", f"{tcmd['seconds'] / n * 1000:.1f} ms",
-                     f"{shell['seconds'] / n * 1000:.1f} ms (prefect-shell)",
-                     f"{tcmd['seconds'] / shell['seconds']:.2f}x", "<= 1.0x"))
-        seq, bseq = pair("sequential", "bare-sequential")
-        rows.append((f"{n} sequential steps: per step", f"{seq['seconds'] / n * 1000:.1f} ms",
-                     f"{bseq['seconds'] / n * 1000:.1f} ms",
-                     f"{seq['seconds'] / bseq['seconds']:.2f}x", "<= 1.25x"))
-        par, bpar = pair("parallel", "bare-parallel")
-        rows.append((f"{n} parallel steps: wall", f"{par['seconds']:.2f} s",
-                     f"{bpar['seconds']:.2f} s", f"{par['seconds'] / bpar['seconds']:.2f}x",
-                     "<= 1.0x"))
-        wide = run("wide", 16)
-        rows.append(("16 independent 1 s stages: steps' span / whole flow run",
-                     f"{wide['steps_span']:.2f} / {wide['seconds']:.2f} s", "", "", "<= 1.3 s"))
-        val = run("validate", 1000)
-        rows.append(("validate+compile 1,000 steps", f"{val['seconds'] * 1000:.0f} ms", "", "",
-                     "<= 200 ms"))
-        big = run("validate", 50_000)
-        rows.append(("validate+compile 50,000 steps (peak RSS)",
-                     f"{big['seconds']:.1f} s ({big['rss_mb']:.0f} MB)", "", "",
-                     "linear: seconds, < 1 GB"))
-        lat = run("latency", 0)
-        rows.append(("log line -> Prefect API (median / max)",
-                     f"{lat['median']:.2f} / {lat['max']:.2f} s", "", "", "<= 0.5 s"))
-        rows.append((f"peak RSS, {n}-step run", f"{seq['rss_mb']:.0f} MB", f"{bseq['rss_mb']:.0f} MB",
-                     f"{seq['rss_mb'] / bseq['rss_mb']:.2f}x", ""))
+        def cpu(mine: dict, peer: dict) -> str:
+            return (f"CPU {mine['cpu'] / n * 1000:.1f} / {peer['cpu'] / n * 1000:.1f} ms "
+                    f"({mine['cpu'] / peer['cpu']:.2f}x)")
+
+        if not args.core:
+            (( _, tcmd, r_cmd),), shell = group("task-command", "prefect-shell", trees[:1])
+            rows.append((f"{n} commands in a plain flow: ansflow.tasks.command vs prefect-shell's "
+                         "shell_run_command, per call", f"{tcmd['seconds'] / n * 1000:.1f} ms",
+                         f"{shell['seconds'] / n * 1000:.1f} ms (prefect-shell)",
+                         _ratio(tcmd, shell, r_cmd), "<= 1.0x"))
+        seqs, bseq = group("sequential", "bare-sequential", trees)
+        for label, seq, r_seq in seqs:
+            rows.append((f"{n} sequential steps: per step ({label}; {cpu(seq, bseq)})",
+                         f"{seq['seconds'] / n * 1000:.1f} ms",
+                         f"{bseq['seconds'] / n * 1000:.1f} ms", _ratio(seq, bseq, r_seq),
+                         "<= 1.25x"))
+        pars, bpar = group("parallel", "bare-parallel", trees)
+        for label, par, r_par in pars:
+            rows.append((f"{n} parallel steps: wall ({label}; {cpu(par, bpar)})",
+                         f"{par['seconds']:.2f} s", f"{bpar['seconds']:.2f} s",
+                         _ratio(par, bpar, r_par), "<= 1.0x"))
+        if not args.core:
+            wide = run("wide", 16)
+            rows.append(("16 independent 1 s stages: steps' span / whole flow run",
+                         f"{wide['steps_span']:.2f} / {wide['seconds']:.2f} s", "", "",
+                         "<= 1.3 s"))
+            val = run("validate", 1000)
+            rows.append(("validate+compile 1,000 steps", f"{val['seconds'] * 1000:.0f} ms", "",
+                         "", "<= 200 ms"))
+            big = run("validate", 50_000)
+            rows.append(("validate+compile 50,000 steps (peak RSS)",
+                         f"{big['seconds']:.1f} s ({big['rss_mb']:.0f} MB)", "", "",
+                         "linear: seconds, < 1 GB"))
+            lat = run("latency", 0)
+            rows.append(("log line -> Prefect API (median / max)",
+                         f"{lat['median']:.2f} / {lat['max']:.2f} s", "", "", "<= 0.5 s"))
+        for label, seq, _ in seqs:
+            rows.append((f"peak RSS, {n}-step run ({label})", f"{seq['rss_mb']:.0f} MB",
+                         f"{bseq['rss_mb']:.0f} MB", f"{seq['rss_mb'] / bseq['rss_mb']:.2f}x",
+                         ""))
         print("| measure | ansflow | bare Prefect | ratio | target |")
         print("|---|---|---|---|---|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
+        load_after = os.getloadavg()
+        print(f"\n{args.rounds} rounds per group; ratio: of the median rounds (median of the "
+              f"rounds' ratios); CPU: this process's CPU time while the flow ran; load average "
+              f"(1/5/15 min) at the start {'/'.join(f'{x:.1f}' for x in load_before)}, at the "
+              f"end {'/'.join(f'{x:.1f}' for x in load_after)}, on {os.cpu_count()} cores")
     finally:
         server.terminate()
         server.wait(20)
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(home, ignore_errors=True)
+        for folder in (work, home, copies):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

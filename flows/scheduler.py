@@ -24,10 +24,10 @@ from prefect.utilities.annotations import quote
 from ansflow.errors import StepCancelled, StepTimedOut, bounded
 from ansflow.flows.run_records import RunInfo, StepRecord, max_parallel  # noqa: F401
 from ansflow.flows.step_task import Attempts, not_run, run_pipeline_step
-from ansflow.flows.tag_limits import limited_tags, mark_unlimited
+from ansflow.flows.tag_limits import limited_tags, mark_unlimited, skip_known_unlimited
 from ansflow.plan import Plan, PlannedStep
 from ansflow.runtime.base import Masker, RunControl, StepContext
-from ansflow.runtime.public import executor_of
+from ansflow.runtime.public import Executor, executor_of
 from ansflow.stepenv import inherited_env
 from ansflow.steptypes import step_type
 
@@ -62,9 +62,12 @@ class Scheduler:
         self.abandoned: set[str] = set()
         self._cancel_seen_at: float | None = None
         self._done: queue.Queue[str] = queue.Queue()
-        self._tasks: dict[tuple[Callable, str], Task] = {}
+        self._tasks: dict[tuple, Task] = {}
+        self._executors: dict[str, Executor] = {}
+        self._inherited_env: dict[str, str] | None = None
         self._listener = progress_listener.get()
         self._limited_tags = limited_tags()
+        skip_known_unlimited()
         self.max_parallel = max_parallel(plan)
         # Matrix steps: a control per matrix (fail_fast cancels its combinations only; a
         # cancel of the run reaches it), how many of its combinations run, who failed first.
@@ -192,7 +195,9 @@ class Scheduler:
         record.state = "running"
         self._notify(record)
         template_context = self._template_context(step)
-        executor = executor_of(step_type(step.type).load_task())
+        executor = self._executors.get(step.type)
+        if executor is None:
+            executor = self._executors[step.type] = executor_of(step_type(step.type).load_task())
         future = self._submit(step, run_pipeline_step, (executor, ctx, step.config, step,
                                                         template_context, self.attempts),
                               wait_for)
@@ -228,16 +233,30 @@ class Scheduler:
         The arguments are quoted: they are in-process objects that Prefect must neither
         walk for futures nor send anywhere.
         """
-        key = (body, step.type)
-        base = self._tasks.get(key)
-        if base is None:  # one Task per body and type: building one costs ~0.2 ms
-            base = self._tasks[key] = Task(fn=_named(body, step.type), name=step.type,
-                                           cache_policy=NO_CACHE, persist_result=False,
-                                           log_prints=False)
-        task = self._task(base, step, reused)
+        tags = self._tags(step, reused)
+        if body is run_pipeline_step:
+            # One Task per type and tag set, the task run named from its `step` argument:
+            # copying a Task per step (with_options) cost ~1-3 ms of the flow's thread.
+            key = (body, step.type, tuple(tags))
+            task = self._tasks.get(key)
+            if task is None:
+                task = self._tasks[key] = Task(
+                    fn=_named(body, step.type), name=step.type, cache_policy=NO_CACHE,
+                    persist_result=False, log_prints=False, tags=tags,
+                    task_run_name=_step_run_name)
+        else:
+            key = (body, step.type)
+            base = self._tasks.get(key)
+            if base is None:
+                base = self._tasks[key] = Task(fn=_named(body, step.type), name=step.type,
+                                               cache_policy=NO_CACHE, persist_result=False,
+                                               log_prints=False)
+            # A callable, not a string: Prefect would run a string through str.format, which
+            # breaks on braces in a step's name and can read the task's parameters into it.
+            task = base.with_options(task_run_name=lambda name=step.name: name, tags=tags)
         return task.submit(*(quote(a) for a in args), wait_for=wait_for)
 
-    def _task(self, base: Task, step: PlannedStep, reused: bool = False) -> Task:
+    def _tags(self, step: PlannedStep, reused: bool = False) -> list[str]:
         # No per-step `id:` tag: Prefect acquires concurrency slots per distinct tag set, and a
         # tag unique to every step cost ~50 ms per step (measured, see README); stage and type
         # tags repeat, so they stay cheap, and a user's tag concurrency limit on them (say
@@ -245,9 +264,7 @@ class Scheduler:
         tags = [f"stage:{step.stage}", f"type:{step.type}"] + (["ansflow:reused"] if reused
                                                                  else [])
         mark_unlimited(tags, self._limited_tags)
-        # A callable, not a string: Prefect would run a string through str.format, which
-        # breaks on braces in a step's name and can read the task's parameters into it.
-        return base.with_options(task_run_name=lambda name=step.name: name, tags=tags)
+        return tags
 
     def _collect(self, sid: str) -> None:
         record = self.records[sid]
@@ -261,7 +278,12 @@ class Scheduler:
             if state.name == "Skipped":
                 record.state, record.message = "skipped", state.message
             else:
-                result = future.result()
+                # What the step returned, kept in-process by run_pipeline_step: reading it
+                # back from the state (future.result()) is a hop through Prefect's event loop.
+                with self.attempts.lock:
+                    result = self.attempts.results.get(sid)
+                if result is None:
+                    result = future.result()
                 record.state = "completed"
                 record.exit_code = result.get("exit_code")
                 record.outputs = result.get("outputs", {})
@@ -326,7 +348,7 @@ class Scheduler:
             "run": {"workspace": self.plan.workspace},  # the run's own (flows.run_workspace)
             "vars": dict(self.info.variables),
             # What the step's process sees (ansflow.stepenv), never the worker's credentials.
-            "env": {**inherited_env(self.plan.env_passthrough), **self._ansflow_env(step),
+            "env": {**self._worker_env(), **self._ansflow_env(step),
                     **self.plan.env, **step.env},
             "stage": {"name": step.stage, "id": step.stage},
             "step": {"name": step.name, "id": step.id},
@@ -346,6 +368,12 @@ class Scheduler:
             if combos:
                 steps[mid] = {"outputs": {}, "status": self.matrix_state(mid), "matrix": combos}
         return steps
+
+    def _worker_env(self) -> dict[str, str]:
+        """The worker variables the run's local steps inherit (read once per run)."""
+        if self._inherited_env is None:
+            self._inherited_env = inherited_env(self.plan.env_passthrough)
+        return self._inherited_env
 
     def _ansflow_env(self, step: PlannedStep) -> dict[str, str]:
         return {"ANSFLOW_PIPELINE": self.plan.name,
@@ -367,6 +395,13 @@ class Scheduler:
             names = ", ".join(r.step.id for r in bad)
             return "failed", f"{len(bad)} step(s) failed: {names}"
         return "completed", "all steps succeeded"
+
+
+def _step_run_name(parameters: dict[str, Any]) -> str:
+    """A pipeline step's task run name: its step's name (Prefect calls this with the task
+    run's parameters; a string would go through str.format, which breaks on braces in a
+    step's name and can read the task's parameters into it)."""
+    return parameters["step"].name
 
 
 def _named(body: Callable[..., Any], name: str) -> Callable[..., Any]:

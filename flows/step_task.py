@@ -55,6 +55,9 @@ class Attempts:
     started: dict[str, float] = field(default_factory=dict)
     # Each completed step's real outputs, for later steps' templates (what is shown is masked).
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # What each completed step's task run returned (exit code, masked outputs): the flow
+    # reads it here instead of from the task run's state.
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def begin(self, step_id: str) -> int:
@@ -118,10 +121,12 @@ def run_pipeline_step(executor: Executor, ctx: StepContext, config: dict[str, An
         if ctx.dropped_lines:
             ctx.logger.warning(f"[ansflow] {ctx.dropped_lines} output lines were not logged "
                                "(log size limit)")
+        returned = {"exit_code": result.exit_code,
+                    "outputs": {k: ctx.masker(str(v)) for k, v in result.outputs.items()}}
         with attempts.lock:
             attempts.outputs[ctx.step_id] = {k: str(v) for k, v in result.outputs.items()}
-        return {"exit_code": result.exit_code,
-                "outputs": {k: ctx.masker(str(v)) for k, v in result.outputs.items()}}
+            attempts.results[ctx.step_id] = returned
+        return returned
 
 
 def _attempt(executor: Executor, ctx: StepContext, config: dict[str, Any],

@@ -3,9 +3,13 @@ their executors and their public Prefect tasks."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import secrets
 import shutil
+import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +17,7 @@ from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import OutputFormatError, parse_outputs, read_outputs_file
 from ansflow.paths import confine
-from ansflow.runtime.base import StepContext, StepResult
+from ansflow.runtime.base import StepContext, StepResult, label_value
 from ansflow.runtime.public import (
     StepOutput,
     cluster_argument,
@@ -121,21 +125,77 @@ def _remove_scratch(scratch: str) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+# A local command step's $ANSFLOW_OUTPUT is a new file in one private directory of this
+# process (made on first use, removed at exit) rather than in a directory of its own: making
+# and removing a directory per step cost 1-4 ms at every step on a busy disk (measured in
+# bench/bench_core.py's profile), a file in an existing directory ~0.05 ms.
+_outputs_lock = threading.Lock()
+_outputs_dir: tuple[int, str] | None = None  # (the pid that made it, its path)
+
+
+def _outputs_folder() -> str:
+    global _outputs_dir
+    with _outputs_lock:
+        made = _outputs_dir
+        if made is not None and made[0] == os.getpid():
+            try:
+                if stat.S_ISDIR(os.lstat(made[1]).st_mode):
+                    return made[1]
+            except OSError:
+                pass  # removed (by a step): make another one
+        folder = tempfile.mkdtemp(prefix="ansflow-outputs-")  # 0700
+        if made is None or made[0] != os.getpid():
+            atexit.register(_remove_outputs_folder)
+        _outputs_dir = (os.getpid(), folder)
+        return folder
+
+
+def _remove_outputs_folder() -> None:
+    made = _outputs_dir
+    if made is not None and made[0] == os.getpid():
+        shutil.rmtree(made[1], ignore_errors=True)
+
+
+def _new_outputs_file(ctx: StepContext) -> Path:
+    """A new, empty (0600) $ANSFLOW_OUTPUT file for a step run as a local process."""
+    name = f"{label_value(ctx.step_id)[:40]}-{secrets.token_hex(8)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        path = os.path.join(_outputs_folder(), name)
+        os.close(os.open(path, flags, 0o600))
+    except FileNotFoundError:  # the folder went away between the check and the open
+        path = os.path.join(_outputs_folder(), name)
+        os.close(os.open(path, flags, 0o600))
+    return Path(path)
+
+
+def _remove_outputs_file(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:  # the step made a directory of it
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str | None,
          host: str | None, scratch: str | None = None) -> StepResult:
     # remote and kubernetes were dispatched by the callers; only a process here or a
     # container is left.
     cwd = confine(working_dir, ctx.workspace, "working_dir") if working_dir else ctx.workspace
-    own_scratch = scratch is None
-    scratch = scratch or _scratch_dir(ctx)
-    output_file = Path(scratch, "outputs")
-    output_file.touch()
     in_docker = ctx.runs_on == "docker"
+    own_scratch = scratch is None and in_docker  # a container mounts a directory of its own
+    if scratch is None and not in_docker:
+        output_file = _new_outputs_file(ctx)
+    else:
+        scratch = scratch or _scratch_dir(ctx)
+        output_file = Path(scratch, "outputs")
+        output_file.touch()
     env = {**ctx.env, **ctx.ansflow_env(
         workspace=ctx.workspace,
         output=f"{CONTAINER_SCRATCH}/outputs" if in_docker else str(output_file))}
     try:
-        if ctx.runs_on == "docker":
+        if in_docker:
             exit_code = _run_in_docker(ctx, argv, cwd, env, image, host, scratch)
         else:
             exit_code = _run_local(ctx, argv, cwd, env)
@@ -143,6 +203,8 @@ def _run(ctx: StepContext, argv: list[str], working_dir: str | None, image: str 
     finally:
         if own_scratch:
             _remove_scratch(scratch)
+        elif scratch is None:
+            _remove_outputs_file(output_file)
     if exit_code != 0:
         raise StepFailed(f"exited with code {exit_code}", exit_code=exit_code)
     return StepResult(exit_code=0, outputs=outputs)
