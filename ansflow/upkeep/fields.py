@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ansflow.engines.kube_kinds import KIND_ALIASES
+
 MAX_TEXT = 512
 MAX_ITEMS = 100
 FIELD_MANAGER = "ansflow"
@@ -53,17 +55,6 @@ KINDS: tuple[Kind, ...] = (
          "/apis/autoscaling/v2/horizontalpodautoscalers"),
 )
 KIND_NAMES = tuple(k.name for k in KINDS)
-_ALIASES = {"ns": "namespaces", "namespace": "namespaces", "deploy": "deployments",
-            "deployment": "deployments", "svc": "services", "service": "services",
-            "po": "pods", "pod": "pods", "cm": "configmaps", "configmap": "configmaps",
-            "secret": "secrets", "sts": "statefulsets", "statefulset": "statefulsets",
-            "ds": "daemonsets", "daemonset": "daemonsets", "rs": "replicasets",
-            "replicaset": "replicasets", "job": "jobs", "cj": "cronjobs", "cronjob": "cronjobs",
-            "pvc": "persistentvolumeclaims", "persistentvolumeclaim": "persistentvolumeclaims",
-            "ing": "ingresses", "ingress": "ingresses", "hpa": "horizontalpodautoscalers",
-            "horizontalpodautoscaler": "horizontalpodautoscalers"}
-
-
 def kind_named(name: str) -> str:
     """The inventory's name for a kind a user typed (`pod`, `svc`, `Deployment`...).
 
@@ -71,7 +62,8 @@ def kind_named(name: str) -> str:
         ValueError: not a kind the inventory keeps.
     """
     wanted = name.strip().lower()
-    wanted = _ALIASES.get(wanted, wanted)
+    alias = KIND_ALIASES.get(wanted)  # `svc`, `deploy`...: the one table of kind names
+    wanted = alias.plural if alias is not None else wanted
     if wanted not in KIND_NAMES:
         raise ValueError(f"unknown kind {name[:40]!r}: the inventory keeps "
                          f"{', '.join(KIND_NAMES)}")

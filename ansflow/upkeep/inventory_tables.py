@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ansflow.engines.kube_kinds import KIND_ALIASES, NODES
+
 STATUSES = ("Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
 # The order rows are shown in: what needs a look first.
 _SEVERITY = {"Degraded": 0, "Missing": 1, "Progressing": 2, "Unknown": 3, "Suspended": 4,
@@ -48,14 +50,7 @@ CLUSTER_SCOPED_LABEL = "(cluster-scoped)"
 Mask = Callable[[str], str]
 
 # The inventory's kind names -> the kind users know (the sync's kinds; others shown as kept).
-_KIND_NAMES = {
-    "namespaces": "Namespace", "deployments": "Deployment", "services": "Service",
-    "pods": "Pod", "configmaps": "ConfigMap", "secrets": "Secret",
-    "statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "replicasets": "ReplicaSet",
-    "jobs": "Job", "cronjobs": "CronJob", "persistentvolumeclaims": "PersistentVolumeClaim",
-    "ingresses": "Ingress", "horizontalpodautoscalers": "HorizontalPodAutoscaler",
-    "nodes": "Node",
-}
+_KIND_NAMES = {res.plural: res.kind for res in (*KIND_ALIASES.values(), NODES)}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
 _SPACES = re.compile(r"\s+")
 _SLUG = re.compile(r"[^a-z0-9]+")
