@@ -417,7 +417,8 @@ def _owner() -> dict[str, Any]:
 
 def _write_meta(home: Path, meta: dict[str, Any]) -> None:
     tmp = home / f"{META_FILE}.{os.getpid()}.tmp"
-    data = json.dumps(meta, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape")
+    # ASCII: a file name that is not UTF-8 (a lone surrogate here) reads back as it was.
+    data = json.dumps(meta, default=str).encode("ascii")
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

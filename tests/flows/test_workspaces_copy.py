@@ -175,6 +175,23 @@ def test_odd_names_are_copied_exactly(src, dest):
     assert not Path("PWNED").exists()
 
 
+def test_skipped_names_that_are_not_utf8_are_kept_in_the_workspace_record(src, tmp_path):
+    from ansflow.workspaces import read_meta
+
+    os.mkfifo(os.fsencode(str(src)) + b"/fifo-\xff\n")
+    root = tmp_path / "root"
+    ws = open_workspace("odd-run", "p", lambda d: {"copy": fill_from_folder(
+        str(src), str(d)).as_dict()}, root=root)
+    finish_workspace(ws, "failed", keep=60)
+    meta = read_meta(root / "odd-run")
+    assert meta is not None and meta["state"] == "kept"
+    assert meta["facts"]["copy"]["skipped_first"] == [
+        {"path": os.fsdecode(b"fifo-\xff\n"), "why": "a FIFO: not copied"}]
+    again = open_workspace("odd-run", "p", lambda d: None, root=root)
+    assert again.reused and again.facts == meta["facts"]
+    finish_workspace(again, "completed")
+
+
 def test_a_huge_file_count_is_copied_and_a_limit_refuses_clearly(src, dest, tmp_path,
                                                                  monkeypatch):
     for d in range(50):
