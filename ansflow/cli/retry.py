@@ -4,7 +4,8 @@ The flow run is set to AwaitingRetry, as the Prefect UI's Retry button does. A r
 deployment is then re-run by the process serving it (`ansflow serve`, a worker); a run that
 `ansflow run` started has no such process, so this command runs the same flow run again
 in-process. Either way the run keeps its id and build number and re-runs only the steps
-that did not complete (ansflow.flows.rerun).
+that did not complete (ansflow.flows.rerun), in the run's kept workspace when it is still
+there (ansflow.workspaces), else in a new one with every step run again.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ def _retry(run_id: str, *, strict: bool, wait: bool, timeout: float) -> dict | N
         if result.status.value != "ACCEPT":
             raise AnsflowError(f"the Prefect server refused the retry: "
                                f"{getattr(result.details, 'reason', None) or result.status.value}")
+        err.print(_workspace_note(str(flow_run_id), local=flow_run.deployment_id is None),
+                  markup=False, soft_wrap=True)
         if flow_run.deployment_id is None:
             return _run_here(client.read_flow_run(flow_run_id))
     if not wait:
@@ -120,6 +123,31 @@ def _retry(run_id: str, *, strict: bool, wait: bool, timeout: float) -> dict | N
                   "deployment runs it", markup=False, soft_wrap=True)
         return None
     return _wait_for(flow_run_id, timeout)
+
+
+def _workspace_note(run_id: str, *, local: bool) -> str:
+    """Whether the retry finds the run's kept workspace (ansflow.workspaces)."""
+    from ansflow.workspaces import (  # noqa: PLC0415
+        WORKSPACE_DIR,
+        read_meta,
+        workspace_mode,
+        workspaces_root,
+    )
+
+    if not local:
+        return ("the process serving the run reuses its kept workspace when it runs on the "
+                "machine that kept it; elsewhere it fills a new one and runs every step again")
+    try:
+        if workspace_mode() == "in-place":
+            return "the retry works in the pipeline's folder (in-place mode)"
+        home = workspaces_root() / run_id
+    except AnsflowError as exc:
+        return f"workspace: {exc}"
+    meta = read_meta(home)
+    if meta is not None and (home / WORKSPACE_DIR).is_dir():
+        return f"the run's kept workspace {home / WORKSPACE_DIR} is reused as it was left"
+    return ("the run's workspace is not kept here any more (its keep time passed, or it was "
+            "removed): a new one is filled and every step runs again")
 
 
 def _run_here(flow_run) -> dict[str, Any]:  # noqa: ANN001

@@ -112,11 +112,15 @@ def test_a_failure_keeps_the_workspace_and_ansflow_retry_reuses_it(per_run, fold
     (ws / "ok-now").touch()
     out = _ansflow("retry", run_id, "--json")
     assert out.returncode == 0, out.stdout + out.stderr
+    assert f"the run's kept workspace {ws.resolve()} is reused as it was left" in out.stderr
     again = json.loads(out.stdout)
     assert again["state"] == "completed" and again["reused"] == ["make"]
     assert again["workspace"] == {"path": str(ws.resolve()), "reused": True,
                                   "in_place": False}
-    # The reused step did not run again; the success removed the workspace.
+    # The reused step did not run again (its artefact came from the kept workspace, which
+    # the check needed); the success removed the workspace.
+    assert by_id(again)["make"]["message"] == "reused from an earlier attempt of this run"
+    assert by_id(again)["check"]["state"] == "completed"
     assert not home.exists()
 
 
@@ -133,6 +137,7 @@ def test_a_retry_without_the_kept_workspace_fills_a_new_one_and_runs_every_step(
     (folder / "src" / "ok-now").touch()
     out = _ansflow("retry", run_id, "--json", env={"ANSFLOW_WORKSPACE_KEEP": "0"})
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "is not kept here any more" in out.stderr and "every step runs again" in out.stderr
     again = json.loads(out.stdout)
     assert again["state"] == "completed" and again.get("reused") == []
     assert again["workspace"]["reused"] is False
