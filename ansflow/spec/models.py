@@ -197,7 +197,9 @@ class Pipeline(StrictModel):
         None, ge=1, le=4096,
         description="At most this many steps run at once (within the worker's "
                     "ANSFLOW_MAX_PARALLEL, default 64); more ready steps wait their turn.")
-    workspace: str | None = Field(None, description="Working directory (default: the file's).")
+    workspace: str | None = Field(
+        None, description="The folder each run's workspace is copied from, relative to the "
+                          "file (default: the file's folder); see docs/workspaces.md.")
     stages: list[Stage] | None = None
     steps: list[Step] | None = None
     finally_: list[Step] = Field(default_factory=list, alias="finally")

@@ -47,6 +47,9 @@ def load_plan(path: str | FsPath) -> Plan:
         raise UsageError(f"{file}: permission denied") from exc
     except OSError as exc:
         raise UsageError(f"{file}: cannot read: {exc.strerror or exc}") from exc
+    # The plan's workspace is the pipeline's folder: what each run's own workspace is filled
+    # from (ansflow.workspaces; the run swaps in its directory before the first step) and
+    # what static path checks are made against.
     return plan_from_bytes(raw, str(file), workspace=str(file.resolve().parent),
                            default_name=file.stem)
 
