@@ -171,6 +171,16 @@ def first_line(message: str, limit: int = 100) -> str:
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
+def as_checked_out(plan: Plan, values: dict[str, str]) -> Plan:
+    """The plan whose resolved commit is the one its workspace holds (``values``: the kept
+    workspace's `git` facts, when a retry reuses it and the ref has moved on since)."""
+    resolved = (plan.git_source or {}).get("resolved")
+    if not resolved or not values.get("sha") or values["sha"] == resolved.get("commit"):
+        return plan
+    return replace(plan, git_source={**(plan.git_source or {}), "resolved": {
+        **resolved, "commit": values["sha"], "ref": values.get("ref") or None}})
+
+
 def run_label(plan: Plan) -> str:
     """The commit as a run's name shows it: ``main@1a2b3c4`` (``v1@...``, or the short SHA
     alone), "" without a source."""

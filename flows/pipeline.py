@@ -21,6 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ansflow.errors import AnsflowError
 from ansflow.flows.git_source import (
+    as_checked_out,
     prepare_git,
     run_label,
     scheduler_with_git,
@@ -276,6 +277,9 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
         _record_not_started(flow_run_id, message, logger)
         return Failed(message=message)
     git = dict(workspace.facts.get("git") or {})
+    if workspace.reused and as_checked_out(plan, git) is not plan:  # built what it holds
+        plan = as_checked_out(plan, git)
+        _announce_build(plan, start, flow_run_id, logger)
     plan = with_git(with_workspace(plan, workspace), git)
     start = reuse_needs_workspace(start, workspace, logger)
     state = "failed"

@@ -102,6 +102,11 @@ def test_a_run_checks_out_the_ref_and_templates_see_the_commit(git_http, new_rep
             flow_run_id=ArtifactFilterFlowRunId(any_=[summary["run_id"]])))
     markdown = next(a.data for a in artifacts if a.type == "markdown")
     assert f"- commit: `{head}`" in markdown and "- ref: main" in markdown
+    from fixtures_pipeline import server_events
+
+    [event] = server_events("ansflow.pipeline.completed", f"ansflow.pipeline.{name}")
+    assert event["payload"]["git"] == {"sha": head, "ref": "refs/heads/main",
+                                       "repository": git_http.url(repo.bare.stem)}
 
 
 def test_the_run_ref_and_an_exact_sha(git_http, new_repo, token_block, per_run, tmp_path):
@@ -271,3 +276,42 @@ def test_an_ssh_key_block(sshd, git_root, per_run, tmp_path, prefect_server):
     state, _ = _run(tmp_path, _pipeline(f"git-{uuid.uuid4().hex[:6]}", url, wrong))
     assert state.is_failed() and "not the pinned one" in state.message
     assert task_runs(state.state_details.flow_run_id) == []
+
+
+def test_a_retry_builds_the_commit_its_kept_workspace_holds(git_http, new_repo, token_block,
+                                                            per_run, tmp_path, monkeypatch):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("ANSFLOW_WORKSPACE_KEEP", "1h")
+    repo = new_repo({"app.txt": "first"}, "first")
+    first = git("rev-parse", "HEAD", cwd=repo.work)
+    name = f"git-retry-{uuid.uuid4().hex[:6]}"
+    text = f"""\
+        pipeline:
+          name: {name}
+          source: {{git: "{git_http.url(repo.bare.stem)}", ref: main, credentials: {token_block}}}
+          steps:
+            - id: check
+              type: command
+              config:
+                command: >-
+                  test -f ok-now &&
+                  echo "sha={{{{ git.sha }}}} file=$(cat app.txt)" >> "$ANSFLOW_OUTPUT"
+        """
+    state, summary = _run(tmp_path, text)
+    assert state.is_failed()
+    run_id = summary["run_id"]
+    ws = per_run / run_id / "workspace"
+    (ws / "ok-now").touch()  # the fix, made in the kept checkout
+    second = repo.commit({"app.txt": "second"}, "main moved on")
+    out = subprocess.run([sys.executable, "-m", "ansflow.cli", "retry", run_id, "--json"],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert out.returncode == 0, out.stdout + out.stderr
+    again = json.loads(out.stdout)
+    assert again["state"] == "completed" and again["workspace"]["reused"] is True
+    assert by_id(again)["check"]["outputs"] == {"sha": f"{first} file=first"}
+    assert again["git"]["sha"] == first != second
+    assert _flow_run(run_id).name.endswith(f" main@{first[:7]}")
