@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ansflow.engines.errors import EngineError
 from ansflow.errors import EngineUnavailable, StepCancelled, StepFailed, StepTimedOut
 from ansflow.spec.steps import DockerBuildConfig
 from ansflow.tasks.docker_build import check_context, execute_docker_build, plan_build
@@ -149,7 +150,7 @@ def test_unreadable_context_file_is_a_clear_error():
     if as_root:
         os.seteuid(65534)  # root reads anything: check as an ordinary user
     try:
-        with pytest.raises(StepFailed, match="build context unreadable: .*secret.key"):
+        with pytest.raises(EngineError, match="build context unreadable: .*secret.key"):
             check_context(plan)
     finally:
         if as_root:

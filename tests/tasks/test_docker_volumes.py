@@ -14,6 +14,7 @@ import pytest
 from fixtures_docker import count_run_containers
 
 from ansflow.engines.docker_mounts import ALLOWED_VOLUMES_ENV, parse_volumes
+from ansflow.engines.errors import EngineError
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import DockerRunConfig
 from ansflow.tasks.docker_run import _run, build_spec, execute_docker_run
@@ -92,8 +93,8 @@ def test_a_symlink_swapped_in_after_the_first_check_is_refused_at_use(
     spec = build_spec(ctx, config)  # what execute_docker_run checks when the step starts
     shutil.rmtree(data)
     os.symlink(outside, data)
-    with pytest.raises(StepFailed, match=r"'./data' \(resolved: .*outside the workspace"):
-        _run(ctx, spec, None, None)
+    with pytest.raises(EngineError, match=r"'./data' \(resolved: .*outside the workspace"):
+        _run(ctx, spec, None, None)  # the adapter's refusal (a step error at the executor)
     assert count_run_containers(docker_api, ctx.run_id) == 0
 
 
@@ -119,5 +120,5 @@ def test_volume_entries_are_parsed_once_on_their_face(tmp_path):
     mounts = parse_volumes(["./a:/a", "cache.v1:/c:ro"], str(tmp_path))
     assert [(m.source, m.target, m.mode, m.volume) for m in mounts] == [
         ("./a", "/a", None, False), ("cache.v1", "/c", "ro", True)]
-    with pytest.raises(StepFailed, match="outside the workspace"):
+    with pytest.raises(EngineError, match="outside the workspace"):
         parse_volumes(["../up:/u"], str(tmp_path))
