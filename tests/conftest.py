@@ -43,8 +43,9 @@ _ENV = {
     "PREFECT_RUNNER_POLL_FREQUENCY": "2",
     "ANSFLOW_HOME": str(_TMP / "ansflow"),
     # Most tests look at the files their steps write in the pipeline's folder: they run in
-    # place. The per-run workspace (the default) has its own tests, which set "per-run".
-    "ANSFLOW_WORKSPACE_MODE": "in-place",
+    # place. The per-run workspace (the default) has its own tests, which set "per-run";
+    # ANSFLOW_TEST_WORKSPACE_MODE=per-run runs the whole suite that way.
+    "ANSFLOW_WORKSPACE_MODE": os.environ.get("ANSFLOW_TEST_WORKSPACE_MODE", "in-place"),
 }
 os.environ.update(_ENV)
 if os.environ.get("ANSFLOW_TEST_DATABASE_URL"):
