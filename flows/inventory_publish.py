@@ -16,6 +16,7 @@ output is). All artifacts of one sync go through one API client.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from dataclasses import dataclass, field
@@ -108,7 +109,10 @@ def post_artifacts(bodies: list[dict[str, Any]], parallel: int = POST_PARALLEL) 
             return
         with ThreadPoolExecutor(max_workers=parallel,
                                 thread_name_prefix="ansflow-artifacts") as pool:
-            futures = [pool.submit(client.create_artifact, r) for r in requests]
+            # Each request in a copy of this thread's context: the Prefect settings and the
+            # run context (the artifact-created events name the run) go along.
+            futures = [pool.submit(contextvars.copy_context().run, client.create_artifact, r)
+                       for r in requests]
         errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
         raise errors[0]

@@ -55,6 +55,7 @@ def test_each_sync_publishes_the_cluster_and_namespace_tables_and_a_summary(
     keys = [T.cluster_key(name), T.namespace_key(name, ns), T.summary_key(name)]
     first = _latest(keys)
     assert set(first) == set(keys)
+    assert all(a.flow_run_id and a.task_run_id for a in first.values())  # on the sync's run
 
     rows = json.loads(first[T.namespace_key(name, ns)].data)
     by_name = {(r["kind"], r["name"]): r for r in rows}
