@@ -6,7 +6,8 @@ called once per artifact with the same rows.
 
 Starts a private Prefect server, writes an SQLite inventory of --objects objects as a sync
 does (pods, deployments, services, configmaps, a share of them not Healthy, with drift on
-some), then, inside one flow run, for each layout (all objects in 1, 10 and 100 namespaces):
+some), then, inside one flow run, for each layout (all objects in 1, 10, 30 and 100
+namespaces):
 1. build: reading the inventory and building every table (pure, masked, escaped);
 2. publish: `publish_inventory` (build + one API client, 8 requests in flight);
 3. peer: build + the same artifact bodies through `create_table_artifact` /
@@ -84,7 +85,7 @@ def measure(objects: int, reps: int, work: Path) -> list[tuple]:
             inv.commit("bench", 0, Changes(added=rows_for(100, 2, now), summary={}), now)
             publish_inventory("bench", masker, inventory=inv)
             create_table_artifact(table=[{"a": 1}], key="bench-warm")
-        for namespaces in (1, 10, 100):
+        for namespaces in (1, 10, 30, 100):
             url = f"sqlite:///{work}/inv-{namespaces}.db"
             with Inventory(url) as inv:
                 inv.commit("bench", 0, Changes(added=rows_for(objects, namespaces, now),

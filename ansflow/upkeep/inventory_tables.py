@@ -202,14 +202,18 @@ def images(fields: dict) -> list[str]:
 
 
 def replicas(fields: dict) -> str:
-    """``ready/desired`` for what has replicas; "" for the rest."""
+    """``ready/desired`` for what has replicas (a Job: ``succeeded/completions``, an HPA:
+    ``current/desired``); "" for the rest."""
+    def shown(value: Any, default: Any = 0) -> str:
+        return str(value if value is not None and not isinstance(value, bool) else default)
+
+    if "completions" in fields:
+        return f"{shown(fields.get('succeeded'))}/{shown(fields.get('completions'), 1)}"
+    if "desired" in fields and "ready" not in fields:
+        return f"{shown(fields.get('replicas'))}/{shown(fields.get('desired'), '?')}"
     if "replicas" not in fields:
         return ""
-    desired = fields.get("replicas")
-    ready = fields.get("ready")
-    if isinstance(ready, bool) or ready is None:
-        ready = fields.get("ready_replicas", 0)
-    return f"{ready if ready is not None else 0}/{desired if desired is not None else '?'}"
+    return f"{shown(fields.get('ready'))}/{shown(fields.get('replicas'), '?')}"
 
 
 def drift_text(drift: Any) -> str:

@@ -80,6 +80,10 @@ def test_object_rows_show_health_age_images_replicas_and_drift():
     pod = item("pods", "shop", "web-1", containers=[{"image": "web:1"}], ready=True)
     assert T.object_row(pod, NOW)["images"] == "web:1"
     assert T.object_row(pod, NOW)["replicas"] == "" and T.object_row(pod, NOW)["age"] == "5h"
+    assert T.replicas({"completions": None, "succeeded": 0}) == "0/1"
+    assert T.replicas({"replicas": 2, "desired": 5, "min": 1}) == "2/5"
+    assert T.replicas({"replicas": None, "ready": 0}) == "0/?"
+    assert T.replicas({"ready": True}) == ""
     old = item("configmaps", "shop", "c", health=None)
     assert T.object_row(old, NOW)["health"] == T.NO_HEALTH
 
