@@ -315,3 +315,33 @@ def test_a_retry_builds_the_commit_its_kept_workspace_holds(git_http, new_repo, 
     assert by_id(again)["check"]["outputs"] == {"sha": f"{first} file=first"}
     assert again["git"]["sha"] == first != second
     assert _flow_run(run_id).name.endswith(f" main@{first[:7]}")
+
+
+def test_the_block_type_and_its_refusals(prefect_server):
+    from prefect.client.orchestration import get_client
+    from pydantic import ValidationError
+
+    from ansflow.blocks.git import GitCredentials
+
+    GitCredentials(username="u", token="t").save(f"git-reg-{uuid.uuid4().hex[:8]}")
+    with get_client(sync_client=True) as client:
+        block_type = client.read_block_type_by_slug("ansflow-git-credentials")
+        schema = client.get_most_recent_block_schema_for_block_type(block_type.id)
+    assert block_type.name == "Ansflow Git Credentials" and block_type.logo_url
+    assert "GitCredentials(" in (block_type.code_example or "")
+    props = schema.fields["properties"]
+    assert set(props) == {"username", "token", "private_key", "passphrase", "known_host_keys"}
+    assert all(p.get("description") for p in props.values())
+    assert set(schema.fields["secret_fields"]) == {"token", "private_key", "passphrase"}
+    import ansflow.blocks
+
+    assert "git" in dir(ansflow.blocks)  # what the prefect.collections entry point imports
+    for values, said in (
+            (dict(username="u", token="hunter2\nx"), "line break"),
+            (dict(token="hunter2", private_key="k"), "not both"),
+            (dict(private_key="hunter2-key"), "known_host_keys"),
+            (dict(private_key="hunter2-key", known_host_keys=["ssh-ed25519 AAAA"]), "not readable"),
+            ({}, "give a token")):
+        with pytest.raises(ValidationError) as info:
+            GitCredentials(**values)
+        assert said in str(info.value) and "hunter2" not in str(info.value)
