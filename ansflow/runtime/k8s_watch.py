@@ -174,14 +174,18 @@ def wait_for(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str,
     def gone(how: str = "") -> None:
         ctx.emit(f"{ref} is gone{how}")
 
+    def ended(failure: str) -> None:
+        # The object is gone: what a wait for its deletion waits for, else a failure.
+        if cond.mode != "deleted":
+            raise StepFailed(failure)
+        gone()
+
     renewed = " (a new object of the same name replaced it)"
     try:
         obj = get_object(api, res, name, namespace)
         if obj is None:
-            if cond.mode == "deleted":
-                gone()
-                return None
-            raise StepFailed(f"{ref} not found")
+            ended(f"{ref} not found")
+            return None
         if replaced(obj):
             gone(renewed)
             return None
@@ -209,10 +213,8 @@ def wait_for(api: k8s.ApiClient, ctx: StepContext, res: Resource, name: str,
                     if kind == "BOOKMARK":
                         continue
                     if kind == "DELETED":
-                        if cond.mode == "deleted":
-                            gone()
-                            return None
-                        raise StepFailed(f"{ref} was deleted while waiting for {what}")
+                        ended(f"{ref} was deleted while waiting for {what}")
+                        return None
                     if replaced(body):
                         gone(renewed)
                         return None
