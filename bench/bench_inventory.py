@@ -49,7 +49,9 @@ NAMESPACES = 10
 
 def child_sync(kubeconfig: Path, db: Path) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, str(kubeconfig), f"sqlite:///{db}"],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"the sync failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 from fixtures_k8s import BUSYBOX_IMAGE, REAL_NODE_POD_SPEC
 from kubernetes import client as k8s
+from polling import until
 
 from ansflow.errors import StepFailed
 from ansflow.runtime.k8s_rollout import evaluate, stuck_pod
@@ -153,19 +154,50 @@ def test_real_node_a_replicaset_default_wait_finishes(real_node_cluster, make_ct
         apps.delete_namespaced_replica_set("plain", ns)  # its real containers go now
 
 
+def _never_ready(template: dict) -> dict:
+    """Without a readiness probe, a container is ready the moment it runs, so a Ready wait
+    can be done in the instant between its start and its crash (as kubectl's would). Real
+    services have one: this one never passes."""
+    template["spec"]["containers"][0]["readinessProbe"] = {
+        "exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}
+    return template
+
+
+def _pod(name: str, command: str) -> dict:
+    pod = {"apiVersion": "v1", "kind": "Pod", **_never_ready(_pod_template(command, "Never"))}
+    pod["metadata"]["name"] = name
+    return pod
+
+
 @real_node
-def test_real_node_a_pod_that_exits_with_an_error_fails_the_ready_wait_at_once(
-        real_node_cluster, make_ctx):
+def test_real_node_a_failed_pod_fails_the_ready_wait_at_once(real_node_cluster, make_ctx):
     ns = real_node_cluster.namespace("gap-pod")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "once"},
-           **_pod_template("echo about to fail; exit 3", "Never")}
     with real_node_cluster.client() as api:
-        k8s.CoreV1Api(api).create_namespaced_pod(ns, pod)
+        core = k8s.CoreV1Api(api)
+        core.create_namespaced_pod(ns, _pod("once", "echo about to fail; exit 3"))
+        until(lambda: core.read_namespaced_pod("once", ns).status.phase == "Failed", 120,
+              "the pod Failed")
     # fail_fast off: the Failed phase alone ends the wait (no look at its containers).
     message, seconds = _failure(real_node_cluster, make_ctx, ns, resource_type="pod",
                                 resource_name="once", condition="ready", fail_fast=False)
     assert "pod 'once' has ended (Failed) and will never be ready" in message
     assert "container 'main' failed with exit code 3" in message
+    assert seconds < 15  # not its 120 s timeout
+
+
+@real_node
+def test_real_node_a_container_that_exits_with_an_error_is_reported_with_its_exit_code(
+        real_node_cluster, make_ctx):
+    ns = real_node_cluster.namespace("gap-exit")
+    with real_node_cluster.client() as api:
+        k8s.CoreV1Api(api).create_namespaced_pod(
+            ns, _pod("soon", "echo the-last-words; sleep 3; exit 4"))
+    message, seconds = _failure(real_node_cluster, make_ctx, ns, resource_type="pod",
+                                resource_name="soon", condition="ready")
+    # Whichever is seen first: the container ended (fail fast) or the pod Failed.
+    assert ("container 'main' exited with an error (restartPolicy Never" in message
+            and "it exited with code 4 (Error)" in message and "the-last-words" in message) \
+        or "container 'main' failed with exit code 4" in message, message
     assert seconds < 90
 
 
@@ -173,9 +205,10 @@ def test_real_node_a_pod_that_exits_with_an_error_fails_the_ready_wait_at_once(
 def test_real_node_a_crashing_deployment_fails_with_exit_code_and_last_lines(
         real_node_cluster, make_ctx):
     ns = real_node_cluster.namespace("gap-crash")
+    template = _never_ready(_pod_template("echo boom-from-the-container; sleep 1; exit 3"))
     deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "crash"},
               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "gap"}},
-                       "template": _pod_template("echo boom-from-the-container; exit 3")}}
+                       "template": template}}
     with real_node_cluster.client() as api:
         k8s.AppsV1Api(api).create_namespaced_deployment(ns, deploy)
     message, seconds = _failure(real_node_cluster, make_ctx, ns, resource_type="deployment",
