@@ -345,3 +345,33 @@ def test_the_block_type_and_its_refusals(prefect_server):
         with pytest.raises(ValidationError) as info:
             GitCredentials(**values)
         assert said in str(info.value) and "hunter2" not in str(info.value)
+
+
+def test_ansflow_run_ref_and_sha(git_http, new_repo, token_block, tmp_path, prefect_server):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = new_repo({"app.txt": "main"}, "on main")
+    dev = repo.commit({"app.txt": "develop"}, "on develop", branch="develop")
+    folder = tmp_path / "cli"
+    folder.mkdir()
+    file = folder / "pipeline.yaml"
+    file.write_text(textwrap.dedent(_pipeline(f"git-cli-{uuid.uuid4().hex[:6]}",
+                                              git_http.url(repo.bare.stem), token_block)))
+    env = {**os.environ, "ANSFLOW_WORKSPACES": str(tmp_path / "ws")}
+
+    def ansflow(*args: str):
+        return subprocess.run([sys.executable, "-m", "ansflow.cli", "run", str(file), *args],
+                              capture_output=True, text=True, timeout=300, env=env)
+
+    out = ansflow("--ref", "develop", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["git"]["sha"] == dev and summary["git"]["branch"] == "develop"
+    out = ansflow("--ref", "$(touch /tmp/ansflow-cli-pwned)", "--json")
+    assert out.returncode != 0 and "the run parameter `ref`" in out.stdout + out.stderr
+    assert not Path("/tmp/ansflow-cli-pwned").exists()
+    out = ansflow("--ref", "develo", "--json")
+    assert out.returncode != 0 and "closest refs: develop" in out.stdout + out.stderr
