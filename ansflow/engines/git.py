@@ -175,6 +175,8 @@ def git_session(remote: Remote, creds: GitCredentials | None) -> Iterator[_Sessi
                                          ("core.askPass", "/bin/false"),
                                          ("advice.detachedHead", "false"),
                                          ("init.defaultBranch", "main"),
+                                         # No template hooks or files copied into .git.
+                                         ("init.templateDir", ""),
                                          ("protocol.ext.allow", "never")]
         session = _Session(env=env, secrets=creds.secrets())
         if creds.kind == "https":

@@ -228,6 +228,7 @@ def test_token_clone_shallow(git_http, new_repo, creds, tmp_path, monkeypatch):
     assert git("rev-list", "--count", "HEAD", cwd=ws) == "1"  # depth 1
     assert (ws / ".git" / "shallow").exists()
     assert git("branch", "--show-current", cwd=ws) == "main"
+    assert not (ws / ".git" / "hooks").exists() or list((ws / ".git" / "hooks").iterdir()) == []
     # The token is nowhere: not in the checkout (.git/config included), argv, environment
     # or log lines; the private folder with the helper and token file is gone.
     assert _files_holding(ws, git_http.token) == []

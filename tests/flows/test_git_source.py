@@ -375,3 +375,4 @@ def test_ansflow_run_ref_and_sha(git_http, new_repo, token_block, tmp_path, pref
     assert not Path("/tmp/ansflow-cli-pwned").exists()
     out = ansflow("--ref", "develo", "--json")
     assert out.returncode != 0 and "closest refs: develop" in out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
