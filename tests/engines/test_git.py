@@ -466,3 +466,22 @@ def test_a_private_folder_path_with_spaces(git_http, new_repo, creds, tmp_path, 
     checkout(git_http.url(repo.bare.stem), str(tmp_path / "ws"), target, creds=creds)
     assert (tmp_path / "ws" / "a.txt").read_text() == "x"
     assert list(spaced.iterdir()) == []
+
+
+@pytest.mark.parametrize("sub_url", ["ext::sh -c touch% /tmp/ansflow-ext-pwned",
+                                     "file:///tmp/ansflow-ext-pwned-repo",
+                                     "--upload-pack=touch /tmp/ansflow-ext-pwned"])
+def test_a_hostile_submodule_url_runs_nothing(git_http, new_repo, creds, tmp_path, sub_url):
+    repo = new_repo({"a.txt": "x"})
+    (repo.work / ".gitmodules").write_text(
+        f'[submodule "evil"]\n\tpath = vendor/evil\n\turl = {sub_url}\n')
+    git("add", ".gitmodules", cwd=repo.work)
+    git("update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},vendor/evil", cwd=repo.work)
+    git("commit", "-q", "-m", "a hostile submodule", cwd=repo.work)
+    git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=repo.work)
+    assert "vendor/evil" in git("ls-tree", "-r", "HEAD", cwd=repo.work)
+    target = resolve_ref(ls_remote(git_http.url(repo.bare.stem), creds), None)
+    with pytest.raises(GitError):
+        checkout(git_http.url(repo.bare.stem), str(tmp_path / "ws"), target, creds=creds,
+                 options=CheckoutOptions(submodules=True))
+    assert not Path("/tmp/ansflow-ext-pwned").exists()
