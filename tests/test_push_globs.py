@@ -161,6 +161,8 @@ def test_on_shorthands_and_dashed_spellings():
     ({"push": {"branches": ["?bad"]}}, "follows no character"),
     ({"push": {"branches": ["x"] * 101}}, "at most 100"),
     ({"push": {"repository": "https://x/\nrm -rf"}}, "one line"),
+    ({"push": {"repository": "relative/path"}}, "not a repository URL"),
+    ({"push": {"repository": "https://host/../x"}}, "'..'"),
     ({"push": {"tags": [1]}}, "string"),
     ([{"push": 1}], "event names"),
 ])

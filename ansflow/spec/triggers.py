@@ -71,6 +71,10 @@ class PushFilter(StrictModel):
     def _one_line(cls, value: str | None) -> str | None:
         if value is not None and (" " in value or not value.isprintable()):
             raise ValueError("a repository URL is one line without spaces or control characters")
+        if value is not None:
+            from ansflow.gitpush.repos import repository_key  # noqa: PLC0415 - pure
+
+            repository_key(value)  # a ValueError says what is wrong with it
         return value
 
     @model_validator(mode="after")
