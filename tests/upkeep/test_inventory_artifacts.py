@@ -39,8 +39,8 @@ def test_each_sync_publishes_the_cluster_and_namespace_tables_and_a_summary(
     monkeypatch.setenv("ANSFLOW_MANAGE_SECRET_BLOCKS", block)
     name, _ = alias("arts")
     ns = dev_cluster.namespace("arts")
-    hostile_image = (f"registry.example/{secret}/app:1|<img src=x onerror=alert(1)>"
-                     "[click](http://evil.example)**bold**" + "z" * 3000)
+    hostile_image = (f"registry.example/{secret}/app:1|<img src=x onerror=alert(1)>\n"
+                     "| forged | row |\n[click](http://evil.example)**bold**" + "z" * 3000)
     labels = {"app": "hostile"}
     with dev_cluster.client() as api:
         k8s.AppsV1Api(api).create_namespaced_deployment(ns, {
@@ -68,6 +68,7 @@ def test_each_sync_publishes_the_cluster_and_namespace_tables_and_a_summary(
     assert secret not in image and "\\*\\*\\*" in image  # the mask, itself escaped
     assert "\\<img" in image and not re.search(r"(?<!\\)[<>\[\]()|]", image)
     assert "](http" not in image and len(image) < 2 * T.MAX_CELL
+    assert "\n" not in image and "\\| forged \\| row \\|" in image  # one line, one cell
     for r in rows:
         assert set(r) == {"kind", "name", "health", "message", "age", "images", "replicas",
                           "drift"}
