@@ -1,12 +1,13 @@
 """A served pipeline with a git source: its run form has `ref` (the source's ref as the
 default) and `sha`; a run started with another ref builds that ref, a ref that does not exist
-fails before any step naming the closest refs. A real `ansflow serve` process, runs started
-through the API as the Prefect UI starts them."""
+fails before any step naming the closest refs. A real `ansflow serve` process; runs started
+through the API, and one from the Prefect UI's run form in a real browser (chromium)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,3 +138,101 @@ def test_the_run_form_ref_builds_any_branch_tag_or_commit(served, git_http, new_
         steps = client.read_task_runs(flow_run_filter=FlowRunFilter(
             id=FlowRunFilterId(any_=[missing.id])))
     assert steps == []  # it failed before any step
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def _runs_of(deployment_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(
+            id=DeploymentFilterId(any_=[deployment_id])))
+
+
+def _final(run_id, timeout: float = 300):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(run_id)
+            if run.state is not None and run.state.is_final():
+                return run
+            time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not finish: {run.state}")
+
+
+def _open(page, url: str, wanted, tmp_path) -> None:
+    """Load ``url`` until ``wanted`` shows (a busy server can fail the page's first requests);
+    the page's text and a screenshot when it never does."""
+    for attempt in range(3):
+        page.goto(url)
+        try:
+            wanted.wait_for(timeout=60_000)
+            return
+        except Exception:
+            if attempt == 2:
+                page.screenshot(path=str(tmp_path / "ui-failure.png"), full_page=True)
+                text = page.locator("body").inner_text()[:1500]
+                raise AssertionError(f"{url} never showed what was wanted; the page shows: "
+                                     f"{text!r}") from None
+
+
+def test_a_branch_typed_into_the_run_form(served, git_http, new_repo, tmp_path, prefect_server):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    from ansflow.blocks.git import GitCredentials
+
+    block = f"git-ui-{uuid.uuid4().hex[:8]}"
+    GitCredentials(username=git_http.user, token=git_http.token).save(block)
+    repo = new_repo({"app.txt": "main"}, "main")
+    feature = repo.commit({"app.txt": "from the feature branch"}, "feature", branch="feature/ui")
+    name = f"ui-git-{uuid.uuid4().hex[:6]}"
+    file = tmp_path / "pipelines" / "ci.yaml"
+    file.parent.mkdir()
+    file.write_text(textwrap.dedent(f"""\
+        pipeline:
+          name: {name}
+          source: {{git: "{git_http.url(repo.bare.stem)}", ref: main, credentials: {block}}}
+          steps:
+            - id: build
+              type: command
+              config:
+                command: echo "file=$(cat app.txt)" >> "$ANSFLOW_OUTPUT"
+        """))
+    served(file)
+    dep = _deployment(name, tmp_path / "serve-0.log")
+    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _open(page, f"{ui}/v2/deployments/deployment/{dep.id}",
+                  page.get_by_role("button", name="Run", exact=True), tmp_path)
+            page.get_by_role("button", name="Run", exact=True).click(timeout=60_000)
+            page.get_by_role("menuitem", name="Custom run").click(timeout=30_000)
+            field = page.get_by_label("ref (Optional)", exact=True)
+            field.wait_for(timeout=60_000)
+            assert field.input_value() == "main"  # the deployment's default
+            field.fill("feature/ui")
+            page.get_by_role("button", name="Submit").click(timeout=30_000)
+            deadline = time.monotonic() + 90
+            while not _runs_of(dep.id) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:
+            browser.close()
+    [run] = _runs_of(dep.id)
+    run = _final(run.id)
+    assert run.state.is_completed(), run.state
+    assert run.parameters.get("ref") == "feature/ui"
+    assert run.name.endswith(f" feature/ui@{feature[:7]}")
+    steps = {s["id"]: s for s in _summary(run.id)["steps"]}
+    assert steps["build"]["outputs"] == {"file": "from the feature branch"}
