@@ -82,9 +82,10 @@ def test_a_link_a_container_planted_never_redirects_a_download(sshd, ws, make_ct
     # Below it, or into a host path the operator allows: refused by the extraction.
     monkeypatch.setenv("ANSFLOW_ALLOWED_HOST_PATHS", str(ws.parent / "outside"))
     for path, link in (("dist", "dist/evil"), ("build", "build")):
-        with pytest.raises(ArchiveRefused, match=f"'{link}' in the workspace is a symbolic "
-                                                 "link or not a directory"):
+        with pytest.raises(StepFailed, match=f"'{link}' in the workspace is a symbolic "
+                                             "link or not a directory") as refused:
             execute_command(_ctx(ws, sshd), CommandConfig(download=[path], command=remote))
+        assert isinstance(refused.value.__cause__, ArchiveRefused)  # the adapter's, translated
     assert (ws / "Makefile").read_text() == MAKEFILE
     assert not Path("/etc/ansflow-pwned").exists()
     assert list((ws.parent / "outside").iterdir()) == []
