@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the dev-cluster binaries (kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, kubelet, etcd, kwok, helm) from the pinned tools modules in tools/*/ with the machine's Go,
+# kubectl, kubelet, kube-proxy, etcd, kwok, helm, coredns, netprobe) from the pinned tools
+# modules in tools/*/ with the machine's Go,
 # into $ANSFLOW_CACHE_DIR/k8s-bin/<version-key>/. Skips the work when that directory is
 # complete. Prints per-component timings and peak memory to stderr, the directory to stdout.
 #
@@ -30,11 +31,15 @@ K8S_VERSION=$(modver k8s k8s.io/kubernetes)
 ETCD_VERSION=$(modver etcd go.etcd.io/etcd/server/v3)
 KWOK_VERSION=$(modver kwok sigs.k8s.io/kwok)
 HELM_VERSION=$(modver helm helm.sh/helm/v3)
+COREDNS_VERSION=$(modver coredns github.com/coredns/coredns)
 GO_VERSION=$(go env GOVERSION)
-PINS_SUM=$(cat "$TOOLS"/{k8s,etcd,kwok,helm}/go.{mod,sum} | sha256sum | cut -c1-10)
-KEY="k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION-$GO_VERSION-$PINS_SUM"
+PINS_SUM=$(cat "$TOOLS"/{k8s,etcd,kwok,helm,coredns}/go.{mod,sum} "$TOOLS"/netprobe/go.mod \
+  "$TOOLS"/{coredns,netprobe}/main.go | sha256sum | cut -c1-10)
+KEY="k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION"
+KEY+="-coredns-$COREDNS_VERSION-$GO_VERSION-$PINS_SUM"
 DEST="$CACHE/k8s-bin/$KEY"
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok helm)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd
+  kwok helm coredns netprobe)
 
 if [ "${1:-}" = "--dir" ]; then echo "$DEST"; exit 0; fi
 
@@ -80,19 +85,23 @@ K8S_LDFLAGS+=" $C.gitVersion=$K8S_VERSION $C.gitMajor=$kmaj $C.gitMinor=$kmin"
 K8S_LDFLAGS+=" $C.gitTreeState=clean $C.buildDate=$now"
 step kubernetes k8s "$WORK/" "$K8S_LDFLAGS" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet \
+  k8s.io/kubernetes/cmd/kube-proxy
 step etcd etcd "$WORK/etcd" "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
   go.etcd.io/etcd/server/v3
 step kwok kwok "$WORK/kwok" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" sigs.k8s.io/kwok/cmd/kwok
 step helm helm "$WORK/helm" "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+# CoreDNS with only the plugins the real node's cluster DNS uses (tools/coredns/main.go).
+step coredns coredns "$WORK/coredns" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" .
+step netprobe netprobe "$WORK/netprobe" "-s -w" .
 echo "total: $((SECONDS - total_start)) s" | tee -a "$TIMES" >&2
 
 for b in "${BINARIES[@]}"; do
   [ -x "$WORK/$b" ] || { echo "build-k8s: $b was not produced" >&2; exit 1; }
 done
 rm -f "$WORK"/.rss-*
-printf 'kubernetes=%s\netcd=%s\nkwok=%s\nhelm=%s\ngo=%s\n' \
-  "$K8S_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$HELM_VERSION" "$GO_VERSION" > "$WORK/VERSIONS"
+printf 'kubernetes=%s\netcd=%s\nkwok=%s\nhelm=%s\ncoredns=%s\ngo=%s\n' "$K8S_VERSION" \
+  "$ETCD_VERSION" "$KWOK_VERSION" "$HELM_VERSION" "$COREDNS_VERSION" "$GO_VERSION" > "$WORK/VERSIONS"
 touch "$WORK/.complete"
 rm -rf "$DEST"
 mv "$WORK" "$DEST"

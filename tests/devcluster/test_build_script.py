@@ -26,8 +26,16 @@ def test_build_script_reuses_the_cached_binaries_and_reports_their_versions():
     versions = dict(line.split("=", 1) for line in (directory / "VERSIONS").read_text().split())
     assert versions["kubernetes"] in directory.name and versions["etcd"] in directory.name
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                 "kubectl", "kwok", "helm"):
+                 "kubectl", "kubelet", "kube-proxy", "kwok", "helm", "coredns", "netprobe"):
         assert (directory / name).is_file()
-    out = subprocess.run([str(directory / "kube-apiserver"), "--version"], capture_output=True,
+    # kube-proxy is built from the control plane's own pinned module, at its version.
+    for binary in ("kube-apiserver", "kube-proxy"):
+        out = subprocess.run([str(directory / binary), "--version"], capture_output=True,
+                             text=True, timeout=30).stdout
+        assert out.strip() == f"Kubernetes {versions['kubernetes']}"
+    out = subprocess.run([str(directory / "coredns"), "-version"], capture_output=True,
                          text=True, timeout=30).stdout
-    assert out.strip() == f"Kubernetes {versions['kubernetes']}"
+    assert f"CoreDNS-{versions['coredns'].lstrip('v')}" in out
+    plugins = subprocess.run([str(directory / "coredns"), "-plugins"], capture_output=True,
+                             text=True, timeout=30).stdout.split()
+    assert "kubernetes" in plugins and "route53" not in plugins  # only what it uses
