@@ -118,13 +118,21 @@ def second_dev_cluster(prefect_server: str) -> Iterator[DevClusterHandle]:
         manager.down(handle.name, wipe=True)
 
 
-# What a pod needs to land on the real node (and its image, imported by `up --real-node`).
+# What pins a pod to the real node (and its image, imported by `up --real-node`). Not needed
+# to get there: a cluster with a real node taints its kwok nodes, so an ordinary pod lands on
+# the real node; this only says so explicitly (the label stays, the toleration is harmless).
 REAL_NODE_POD_SPEC = {
     "nodeSelector": {"ansflow.dev/real-node": "true"},
     "tolerations": [{"key": "ansflow.dev/real-node", "operator": "Exists",
                      "effect": "NoSchedule"}],
 }
 BUSYBOX_IMAGE = "localhost/ansflow/busybox:1"
+# What a pod needs to land on a kwok node of a cluster with a real node (scale tests).
+KWOK_POD_SPEC = {
+    "nodeSelector": {"type": "kwok"},
+    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists",
+                     "effect": "NoSchedule"}],
+}
 
 
 @pytest.fixture(scope="session")

@@ -80,7 +80,9 @@ def up(
     timeout: float = typer.Option(90.0, help="Seconds each component may take to get healthy."),
     real_node: bool = typer.Option(
         False, "--real-node", help="Also run one real node (kubelet, containerd, runc, CNI: "
-        "real containers), tainted ansflow.dev/real-node=true:NoSchedule. Needs root."),
+        "real containers; kube-proxy and CoreDNS for Services and cluster DNS). The kwok "
+        "nodes are then tainted kwok.x-k8s.io/node=fake:NoSchedule, so pods land on the real "
+        "node. Needs root."),
     registry: list[str] = typer.Option(
         [], "--registry", metavar="127.0.0.1:PORT",
         help="A plain-HTTP registry on loopback the real node may pull from (repeatable; "
@@ -147,9 +149,13 @@ def _report_start(name: str, result: UpResult, started: float) -> None:
     if result.already_running:
         typer.echo(f"dev cluster {name!r} is already running at {state.server}")
     if state.real_node:
-        typer.echo("real node 127.0.0.1 Ready (kubelet + containerd; tolerate the taint "
-                   "ansflow.dev/real-node=true:NoSchedule and select the label "
-                   "ansflow.dev/real-node=true to run pods on it)")
+        typer.echo("real node 127.0.0.1 Ready (kubelet + containerd, kube-proxy, CoreDNS): "
+                   "pods land on it; the kwok nodes are tainted "
+                   "kwok.x-k8s.io/node=fake:NoSchedule (tolerate it to run on them)")
+        if not state.real_node.get("services", True):
+            from ansflow.devcluster.realnode_net import NO_SERVICES
+
+            typer.echo(f"warning: {NO_SERVICES}", err=True)
     else:
         typer.echo(
             f"dev cluster {name!r} is up at {state.server} "
@@ -169,6 +175,25 @@ def _save_block_or_warn(name: str, kubeconfig: Path) -> None:
         )
     else:
         typer.echo(f"saved Prefect block ansflow-kubernetes-cluster/{name}")
+
+
+@app.command()
+def expose(
+    service: str = typer.Argument(..., help="The Service's name, e.g. prefect."),
+    port: int = typer.Argument(..., help="The port on the host's 127.0.0.1 (and the Service's)."),
+    namespace: str = typer.Option("default", "--namespace", "-n"),
+    name: str = NAME_OPTION,
+) -> None:
+    """Make a port of the host's 127.0.0.1 (e.g. the Prefect server) reachable from the real
+    node's pods as a Service: forwarded on the node's bridge address only."""
+    from ansflow.devcluster import manager
+
+    try:
+        where = manager.expose(name, service, port, namespace=namespace)
+    except AnsflowError as exc:
+        _fail(str(exc))
+    typer.echo(f"pods reach 127.0.0.1:{port} as {where} (e.g. PREFECT_API_URL="
+               f"http://{where}/api)")
 
 
 @app.command()

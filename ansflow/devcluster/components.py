@@ -207,10 +207,19 @@ def cri_log_line(text: str, stream: str = "stdout", when: str = "2026-01-01T00:0
     return f"{when} {stream} F {text}\n"
 
 
-def node_manifest(index: int) -> dict:
-    """The plain v1 Node kwok takes over and fills in (status, lease, addresses)."""
+# On a cluster with a real node, kwok's nodes carry this taint (as kwok's own examples do):
+# a pod lands on the real node unless it tolerates it (scale tests, simulated fleets).
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def node_manifest(index: int, tainted: bool = False) -> dict:
+    """The plain v1 Node kwok takes over and fills in (status, lease, addresses); with
+    ``tainted``, it carries :data:`KWOK_TAINT` (the cluster has a real node)."""
     name = f"kwok-node-{index}"
+    spec = {"spec": {"taints": [dict(KWOK_TAINT)]}} if tainted else {}
     return {
+        **spec,
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {

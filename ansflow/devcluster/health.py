@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ansflow.devcluster import processes as proc
-from ansflow.devcluster import realnode
+from ansflow.devcluster import realnode, realnode_net
 from ansflow.devcluster.errors import DevClusterError
 from ansflow.devcluster.pki import Pki
 from ansflow.devcluster.state import COMPONENTS, ClusterPaths, ClusterState, load_state
@@ -89,6 +89,11 @@ def status(name: str = "local") -> tuple[ClusterState | None, list[ComponentStat
             "containerd": (None, lambda: realnode.containerd_answers(node.key)),
             "kubelet": (node.port, lambda: proc.http_ok(
                 f"http://127.0.0.1:{node.healthz}/healthz")),
+            **({"kube-proxy": (node.proxy_healthz, lambda: proc.http_ok(
+                f"http://127.0.0.1:{node.proxy_healthz}/healthz"))} if node.services else {}),
+            "coredns": (53, lambda: proc.http_ok(f"http://127.0.0.1:{node.dns_ready}/ready")),
+            "node-proxy": (state.ports["kube-apiserver"], lambda: realnode_net.port_open(
+                realnode_net.gateway(node), state.ports["kube-apiserver"])),
         }
         for c, (port, check) in checks.items():
             record = state.processes.get(c)

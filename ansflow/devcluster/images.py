@@ -5,6 +5,9 @@ Debian's static BusyBox, as docker-archive tars that `ctr images import` reads.
   TERM or INT and then exits at once.
 - ``localhost/ansflow/busybox:1``: a small image for steps and tests (sh and the usual tools
   under /bin).
+- ``localhost/ansflow/netprobe:1``: the busybox image plus ``/bin/netprobe`` (built with the
+  cluster's binaries from tools/netprobe), an HTTP(S) client that can authenticate with the
+  pod's service account and trust only its CA (busybox's wget checks no certificate).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ansflow.devcluster.errors import DevClusterError
 BUSYBOX = "/bin/busybox"
 PAUSE_IMAGE = "localhost/ansflow/pause:1"
 BUSYBOX_IMAGE = "localhost/ansflow/busybox:1"
+NETPROBE_IMAGE = "localhost/ansflow/netprobe:1"
 PAUSE_SCRIPT = 'trap "exit 0" TERM INT; while :; do sleep 3600 & wait; done'
 
 
@@ -37,7 +41,7 @@ def _add(tar: tarfile.TarFile, name: str, *, data: bytes = b"", mode: int = 0o75
         tar.addfile(info)
 
 
-def _layer(busybox: bytes, applets: list[str]) -> bytes:
+def _layer(busybox: bytes, applets: list[str], extra: dict[str, bytes] | None = None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "var/run"):
@@ -48,6 +52,8 @@ def _layer(busybox: bytes, applets: list[str]) -> bytes:
         _add(tar, "etc/passwd", mode=0o644, data=b"root:x:0:0:root:/root:/bin/sh\n"
                                                  b"nobody:x:65534:65534:nobody:/:/bin/false\n")
         _add(tar, "etc/group", mode=0o644, data=b"root:x:0:\nnogroup:x:65534:\n")
+        for name, data in sorted((extra or {}).items()):
+            _add(tar, name, data=data)
     return buf.getvalue()
 
 
@@ -75,9 +81,10 @@ def _archive(out: Path, ref: str, layer: bytes, entrypoint: list[str] | None,
     tmp.replace(out)
 
 
-def build_images(directory: Path) -> dict[str, Path]:
+def build_images(directory: Path, netprobe: Path | None = None) -> dict[str, Path]:
     """The pause and busybox image archives in ``directory`` (built when missing or when
-    the host's BusyBox changed). Returns image reference -> archive path."""
+    the host's BusyBox changed), and the netprobe image when its binary is given. Returns
+    image reference -> archive path."""
     try:
         busybox = Path(BUSYBOX).read_bytes()
         applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
@@ -89,11 +96,22 @@ def build_images(directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     wanted = {PAUSE_IMAGE: directory / f"pause-{key}.tar",
               BUSYBOX_IMAGE: directory / f"busybox-{key}.tar"}
+    probe = b""
+    if netprobe is not None:
+        try:
+            probe = netprobe.read_bytes()
+        except OSError as exc:
+            raise DevClusterError(f"the netprobe image needs {netprobe}: {exc}") from None
+        probe_key = hashlib.sha256(busybox + probe).hexdigest()[:12]
+        wanted[NETPROBE_IMAGE] = directory / f"netprobe-{probe_key}.tar"
     if all(p.is_file() for p in wanted.values()):
         return wanted
     layer = _layer(busybox, applets)
     _archive(wanted[PAUSE_IMAGE], PAUSE_IMAGE, layer, ["/bin/sh", "-c", PAUSE_SCRIPT], None)
     _archive(wanted[BUSYBOX_IMAGE], BUSYBOX_IMAGE, layer, None, ["/bin/sh"])
+    if netprobe is not None:
+        _archive(wanted[NETPROBE_IMAGE], NETPROBE_IMAGE,
+                 _layer(busybox, applets, {"bin/netprobe": probe}), ["/bin/netprobe"], None)
     for old in directory.glob("*.tar"):
         if old not in wanted.values():
             os.unlink(old)

@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 
 from ansflow.devcluster import components as comp
 from ansflow.devcluster import processes as proc
-from ansflow.devcluster import realnode
+from ansflow.devcluster import realnode, realnode_net
 from ansflow.devcluster.binaries import Binaries, find_binaries
 from ansflow.devcluster.errors import ComponentFailed, DevClusterError
 from ansflow.devcluster.health import (
@@ -105,8 +105,8 @@ def _nodes_ready(api: k8s.ApiClient, count: int) -> bool:
         return False
 
 
-def _ensure_nodes(api: k8s.ApiClient, count: int) -> None:
-    ensure_nodes(api, [comp.node_manifest(i) for i in range(count)])
+def _ensure_nodes(api: k8s.ApiClient, count: int, tainted: bool = False) -> None:
+    ensure_nodes(api, [comp.node_manifest(i, tainted) for i in range(count)])
 
 
 def _prepare_files(paths: ClusterPaths, state: ClusterState, pki: Pki) -> None:
@@ -175,6 +175,7 @@ def _add_real_node(paths: ClusterPaths, state: ClusterState, bins: Binaries,
                                              isolate=isolation_available()), paths)
         state.kwok_selective = True
         save_state(paths, state)
+    realnode.stop(paths, state)  # what is left of it (some of its processes may run)
     try:
         with _admin_api(paths) as api:
             realnode.start(paths, state, bins, pki, api, registries, timeout)
@@ -182,6 +183,30 @@ def _add_real_node(paths: ClusterPaths, state: ClusterState, bins: Binaries,
         realnode.stop(paths, state)
         raise
     save_state(paths, state)
+
+
+def expose(name: str, service: str, port: int, namespace: str = "default") -> str:
+    """Make the host's ``127.0.0.1:port`` (e.g. the Prefect server) reachable from the pods
+    of the named cluster's real node as the Service ``service`` in ``namespace``: the node
+    proxy listens on the node's bridge address only and forwards to the host's loopback.
+    Kept across restarts.
+
+    Returns:
+        ``service.namespace.svc.cluster.local:port``.
+
+    Raises:
+        DevClusterError: the cluster or its real node is not running, or a name is invalid.
+    """
+    paths = ClusterPaths.for_name(name)
+    if not paths.root.exists():
+        raise DevClusterError(f"no dev cluster named {name!r} (nothing under {paths.root})")
+    with _locked(paths):
+        state = load_state(paths)
+        if state is None or not is_running(paths, state) or not realnode.running(state):
+            raise DevClusterError(f"dev cluster {name!r} is not running with a real node: "
+                                  f"run `ansflow dev-cluster up --name {name} --real-node`")
+        with _admin_api(paths) as api:
+            return realnode_net.expose(paths, state, api, service, port, namespace)
 
 
 def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float,
@@ -198,7 +223,7 @@ def _up_locked(paths: ClusterPaths, bins: Binaries, nodes: int, timeout: float,
     elif old and is_running(paths, old):
         if old.nodes < nodes:
             with _admin_api(paths) as api:
-                _ensure_nodes(api, nodes)
+                _ensure_nodes(api, nodes, tainted=bool(old.real_node))
             old.nodes = nodes
             save_state(paths, old)
         if (real_node or old.real_node) and not realnode.running(old):
@@ -280,7 +305,7 @@ def _start_components(
             timeout=timeout,
         )
     with _admin_api(paths) as api:
-        _ensure_nodes(api, state.nodes)
+        _ensure_nodes(api, state.nodes, tainted=bool(state.real_node))
         proc.wait_until(
             lambda: _nodes_ready(api, state.nodes),
             what=f"{state.nodes} Ready node(s)",
@@ -326,6 +351,7 @@ __all__ = [
     "ComponentStatus",
     "UpResult",
     "down",
+    "expose",
     "is_running",
     "kubeconfig_path",
     "last_logs",

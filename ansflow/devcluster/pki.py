@@ -130,7 +130,9 @@ def create_pki(directory: Path, cluster: str) -> Pki:
                 [
                     x509.DNSName("localhost"),
                     x509.DNSName("kubernetes"),
+                    x509.DNSName("kubernetes.default"),
                     x509.DNSName("kubernetes.default.svc"),
+                    x509.DNSName("kubernetes.default.svc.cluster.local"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
                 ]

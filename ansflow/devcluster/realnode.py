@@ -1,21 +1,25 @@
 """One real node in a dev cluster: a kubelet (built from the control plane's pinned module)
-on a private containerd (Debian's, with runc) and a CNI bridge (Debian's plugins).
+on a private containerd (Debian's, with runc) and a CNI bridge (Debian's plugins), with what
+its pods need from the network (``realnode_net``: kube-proxy, CoreDNS, the API server and
+exposed host ports on the bridge's address).
 
 The node is named ``127.0.0.1`` (the kubelet refuses a loopback ``--node-ip`` and then
 publishes no address; named so, its Hostname address is where the API server reaches its
-kubelet API), labelled and tainted ``ansflow.dev/real-node=true`` (NoSchedule): pods that need
-real containers tolerate the taint and select the label; everything else keeps landing on the
-kwok nodes (kwok manages only the nodes annotated ``kwok.x-k8s.io/node=fake``).
+kubelet API) and labelled ``ansflow.dev/real-node=true``. It has no taint: a cluster with a
+real node taints its kwok nodes ``kwok.x-k8s.io/node=fake:NoSchedule`` instead (as kwok's own
+examples do), so a pod that needs containers lands on the real node without any selector,
+and what should run on kwok's nodes (scale tests) tolerates that taint. kwok manages only
+the nodes annotated ``kwok.x-k8s.io/node=fake``.
 
 Files: ``<cluster>/node/`` (certificates, configs, the kubelet's root, containerd's root) and
 ``/run/ansflow/<key>/`` (sockets and containerd's state: a unix socket path must stay short).
 Pod cgroups live under ``/ansflow-<key>`` in every cgroup hierarchy, pod network namespaces
 under containerd's state directory, so ``stop`` can remove exactly what this node made: it
-stops the kubelet and containerd, kills the shims and every process left in the node's cgroups,
-unmounts what is mounted under its directories, deletes its bridge, its CNI results and its
-cgroups, and removes the runtime state (the images are imported again at the next start).
-The settings and config files are in ``realnode_files``, the removal in ``realnode_cleanup``.
-"""
+stops the network services (removing kube-proxy's rules), the kubelet and containerd, kills
+the shims and every process left in the node's cgroups, unmounts what is mounted under its
+directories, deletes its bridge, its CNI results and its cgroups, and removes the runtime
+state (the images are imported again at the next start). The settings and config files are
+in ``realnode_files``, the removal in ``realnode_cleanup``."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from pathlib import Path
 from kubernetes import client as k8s
 
 from ansflow.devcluster import processes as proc
+from ansflow.devcluster import realnode_net as net
 from ansflow.devcluster.binaries import Binaries, cache_dir
 from ansflow.devcluster.errors import ComponentFailed, DevClusterError
 from ansflow.devcluster.images import build_images
@@ -76,9 +81,15 @@ def missing_parts(bins: Binaries) -> str | None:
     if missing:
         return (f"a real node needs {', '.join(missing)}: install Debian's {PACKAGES} "
                 "(`bash scripts/setup.sh` does)")
-    if not os.access(bins.path("kubelet"), os.X_OK):
-        return (f"no kubelet in {bins.directory}: build it with `bash scripts/build-k8s.sh` "
-                "(or `bash scripts/setup.sh`)")
+    for tool in ("iptables", "iptables-save", "iptables-restore"):
+        if shutil.which(tool) is None:
+            return f"a real node's kube-proxy needs {tool}: install Debian's iptables"
+    lacking = [b for b in ("kubelet", "kube-proxy", "coredns", "netprobe")
+               if not os.access(bins.path(b), os.X_OK)]
+    if lacking:
+        return (f"no {', '.join(lacking)} in {bins.directory}: build them with "
+                "`bash scripts/build-k8s.sh` (or `bash scripts/setup.sh`) and point "
+                "ANSFLOW_K8S_BIN at the directory it prints")
     return None
 
 
@@ -121,12 +132,14 @@ def _bridge_networks(bridge: str) -> list[ipaddress.IPv4Network]:
 
 def plan(paths: ClusterPaths, old: dict | None, registries: list[str]) -> NodeSettings:
     key = node_key(paths)
-    port, healthz = proc.free_ports(2)
+    port, healthz, proxy_healthz, proxy_metrics, dns_health, dns_ready = proc.free_ports(6)
     previous = NodeSettings.from_dict(old) if old else None
     bridge = f"ansf{key[:8]}"
     return NodeSettings(key=key, port=port, healthz=healthz, bridge=bridge,
                         subnet=_pick_subnet(previous.subnet if previous else None, bridge, key),
-                        registries=sorted(set(registries)))
+                        registries=sorted(set(registries)), proxy_healthz=proxy_healthz,
+                        proxy_metrics=proxy_metrics, dns_health=dns_health,
+                        dns_ready=dns_ready, exposed=previous.exposed if previous else [])
 
 
 def _write_files(paths: ClusterPaths, node: NodeSettings, pki: Pki, server: str) -> None:
@@ -138,7 +151,9 @@ def _write_files(paths: ClusterPaths, node: NodeSettings, pki: Pki, server: str)
     (root / "pki").chmod(0o700)
     node_pki = root / "pki"
     ca_mark = node_pki / "ca.crt"
-    if not ca_mark.is_file() or ca_mark.read_bytes() != pki.ca_crt.read_bytes():
+    renew = not ca_mark.is_file() or ca_mark.read_bytes() != pki.ca_crt.read_bytes()
+    net.write_files(paths, node, pki, server, renew=renew)
+    if renew:
         issue_leaf(pki, node_pki / "kubelet-client.crt", node_pki / "kubelet-client.key",
                    f"system:node:{NODE_NAME}", "system:nodes")
         issue_leaf(pki, node_pki / "kubelet-serving.crt", node_pki / "kubelet-serving.key",
@@ -215,6 +230,8 @@ def start(paths: ClusterPaths, state: ClusterState, bins: Binaries, pki: Pki,
     if reason:
         raise DevClusterError(reason)
     node = plan(paths, state.real_node, registries)
+    owner = net.kube_proxy_owner()
+    node.services = owner is None or owner[0] == str(paths.root)
     cleanup(paths, node)
     state.real_node = node.to_dict()
     save_state(paths, state)
@@ -231,7 +248,8 @@ def start(paths: ClusterPaths, state: ClusterState, bins: Binaries, pki: Pki,
     proc.wait_until(lambda: containerd_answers(node.key),
                     what="its socket", component="containerd", record=record,
                     timeout=timeout)
-    for ref, archive in build_images(cache_dir() / "node-images").items():
+    for ref, archive in build_images(cache_dir() / "node-images",
+                                     netprobe=Path(bins.path("netprobe"))).items():
         done = _ctr(node.key, "images", "import", str(archive))
         if done.returncode != 0:
             raise ComponentFailed(f"containerd: importing {ref} failed: "
@@ -243,11 +261,18 @@ def start(paths: ClusterPaths, state: ClusterState, bins: Binaries, pki: Pki,
     save_state(paths, state)
     proc.wait_until(lambda: _node_ready_since(api, began), what=f"node {NODE_NAME} Ready",
                     component="kubelet", record=record, timeout=timeout)
+    try:
+        net.untaint_real_node(api, LABEL)  # registered tainted by an older ansflow
+        net.set_kwok_taints(api, True)
+    except KubeError as exc:
+        raise DevClusterError(f"cannot taint the kwok nodes: {exc}") from None
+    net.start(paths, state, bins, api, node, timeout)
 
 
 def running(state: ClusterState) -> bool:
-    return all(name in state.processes and proc.is_alive(state.processes[name])
-               for name in ("containerd", "kubelet"))
+    return net.running(state) and all(
+        name in state.processes and proc.is_alive(state.processes[name])
+        for name in ("containerd", "kubelet"))
 
 
 def stop(paths: ClusterPaths, state: ClusterState) -> list[str]:
@@ -258,6 +283,9 @@ def stop(paths: ClusterPaths, state: ClusterState) -> list[str]:
         if record and proc.is_alive(record):
             proc.stop_process(record, 10.0)
             stopped.append(name)
+    if state.real_node or any(n in state.processes for n in net.NET_PROCESSES):
+        stopped += net.stop(paths, state, str(Path(state.binaries) / "kube-proxy")
+                            if state.binaries else None)
     if state.real_node:
         cleanup(paths, NodeSettings.from_dict(state.real_node))
     return stopped

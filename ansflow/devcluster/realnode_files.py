@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ansflow.devcluster.binaries import Binaries
@@ -16,6 +16,8 @@ from ansflow.devcluster.pki import Pki
 from ansflow.devcluster.state import ClusterPaths
 
 NODE_NAME = "127.0.0.1"
+DNS_IP = "10.0.0.10"
+CLUSTER_DOMAIN = "cluster.local"
 LABEL = "ansflow.dev/real-node"
 CNI_BIN = "/usr/lib/cni"
 
@@ -30,6 +32,16 @@ class NodeSettings:
     bridge: str
     subnet: str
     registries: list[str]
+    # kube-proxy's and CoreDNS's health ports (127.0.0.1), picked free at each start.
+    proxy_healthz: int = 0
+    proxy_metrics: int = 0
+    dns_health: int = 0
+    dns_ready: int = 0
+    # Host ports reachable from pods as Services: {"service", "namespace", "port"} each.
+    exposed: list[dict] = field(default_factory=list)
+    # Whether this node runs kube-proxy (Services' cluster IPs): one real node per machine
+    # does (its iptables chains have fixed names); a second one started meanwhile has none.
+    services: bool = True
 
     @property
     def network(self) -> str:
@@ -43,7 +55,14 @@ class NodeSettings:
     def from_dict(cls, data: dict) -> NodeSettings:
         return cls(key=str(data["key"]), port=int(data["port"]), healthz=int(data["healthz"]),
                    bridge=str(data["bridge"]), subnet=str(data["subnet"]),
-                   registries=[str(r) for r in data.get("registries", [])])
+                   registries=[str(r) for r in data.get("registries", [])],
+                   proxy_healthz=int(data.get("proxy_healthz", 0)),
+                   proxy_metrics=int(data.get("proxy_metrics", 0)),
+                   dns_health=int(data.get("dns_health", 0)),
+                   dns_ready=int(data.get("dns_ready", 0)),
+                   exposed=[{"service": str(e["service"]), "namespace": str(e["namespace"]),
+                             "port": int(e["port"])} for e in data.get("exposed", [])],
+                   services=bool(data.get("services", True)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,8 +175,12 @@ authentication:
   x509: {{clientCAFile: {pki.ca_crt}}}
 authorization: {{mode: Webhook}}
 registerNode: true
-registerWithTaints:
-- {{key: {LABEL}, value: "true", effect: NoSchedule}}
+# No KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY / KUBE-FIREWALL chains: the kubelet never removes
+# them, and kube-proxy (realnode_net) keeps its own rules.
+makeIPTablesUtilChains: false
+# Cluster DNS: the kube-dns Service (CoreDNS on the bridge address: realnode_net).
+clusterDNS: ["{DNS_IP if node.services else ipaddress.ip_network(node.subnet)[1]}"]
+clusterDomain: {CLUSTER_DOMAIN}
 podLogsDir: {root / 'pod-logs'}
 staticPodPath: ""
 maxPods: 30

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from fixtures_k8s import BUSYBOX_IMAGE, REAL_NODE_POD_SPEC
+from fixtures_k8s import BUSYBOX_IMAGE, KWOK_POD_SPEC, REAL_NODE_POD_SPEC
 from fixtures_pipeline import by_id
 from kubernetes import client as k8s
 from polling import until
@@ -159,12 +159,25 @@ def test_a_missing_image_or_no_node_fails_fast_with_the_reason(real_node_cluster
             image=BUSYBOX_IMAGE, node_selector={"no-such": "label"}))
     assert "Unschedulable" in str(failed.value)
 
-    # Without the selector and toleration the pod lands on a kwok node, which runs nothing.
+    # A pod that tolerates the kwok nodes' taint and selects them lands on one, which runs
+    # nothing: refused at once.
     with pytest.raises(StepFailed) as failed:
         execute_command(make_ctx("command", runs_on="kubernetes"), CommandConfig(
             cluster=real_node_cluster.block_name, namespace=ns, command="true",
-            image=BUSYBOX_IMAGE))
+            image=BUSYBOX_IMAGE, node_selector=KWOK_POD_SPEC["nodeSelector"],
+            tolerations=KWOK_POD_SPEC["tolerations"]))
     assert "a kwok node" in str(failed.value) and "--real-node" in str(failed.value)
+
+
+def test_a_pod_step_without_any_selector_lands_on_the_real_node(real_node_cluster, make_ctx):
+    """The kwok nodes are tainted on a cluster with a real node: a step pod needs no
+    dev-cluster-specific selector or toleration to run in a real container."""
+    ns = real_node_cluster.namespace("pod")
+    result = execute_command(make_ctx("command", runs_on="kubernetes"), CommandConfig(
+        cluster=real_node_cluster.block_name, namespace=ns, image=BUSYBOX_IMAGE,
+        command='echo "ran=$(cat /etc/hostname)" >> "$ANSFLOW_OUTPUT"'))
+    # Success means a real container: a pod on a kwok node is refused (test above).
+    assert result.exit_code == 0 and result.outputs["ran"].startswith("ansflow-command-step-")
 
 
 def test_a_kubernetes_pipeline_runs_its_steps_in_pods(real_node_cluster, run_pipeline):
@@ -248,7 +261,7 @@ def test_a_container_config_error_fails_fast_with_the_reason(real_node_cluster, 
                                                              monkeypatch):
     """A Secret that lost a key the pod reads (edited by someone while the step started): the
     real kubelet reports CreateContainerConfigError, and the step fails at once with it."""
-    from ansflow.tasks import pod_step
+    from ansflow.runtime import pod_step
 
     original = pod_step.pod_manifest
 

@@ -15,7 +15,7 @@ from fixtures_k8s import BUSYBOX_IMAGE, REAL_NODE_POD_SPEC
 from kubernetes import client as k8s
 from polling import until
 
-from ansflow.devcluster import manager, realnode
+from ansflow.devcluster import manager, realnode, realnode_net
 from ansflow.devcluster.state import ClusterPaths, load_state
 from ansflow.errors import StepFailed
 from ansflow.spec.steps import K8sExecConfig, K8sLogsConfig, K8sWaitConfig
@@ -138,6 +138,11 @@ def test_an_image_from_the_local_docker_engine_through_the_registry(
         assert k8s.CoreV1Api(api).read_namespaced_pod_log("pulled", ns) == "pulled\n"
 
 
+def _iptables_rules() -> str:
+    return "".join(subprocess.run([tool], capture_output=True, text=True).stdout
+                   for tool in ("iptables-save", "ip6tables-save"))
+
+
 def _node_leftovers(paths: ClusterPaths, node: realnode.NodeSettings, marker: str) -> list[str]:
     left = []
     for entry in Path("/proc").iterdir():
@@ -160,39 +165,67 @@ def _node_leftovers(paths: ClusterPaths, node: realnode.NodeSettings, marker: st
     left += [f"cni result {p}" for p in Path("/var/lib/cni/results").glob(f"{node.network}-*")]
     if realnode.runtime_dir(node.key).exists():
         left.append(f"directory {realnode.runtime_dir(node.key)}")
+    # kube-proxy's rules for this node (its pod subnet, its bridge address as an endpoint),
+    # and anything still listening on the bridge address (CoreDNS, the node proxy).
+    gateway = realnode_net.gateway(node)
+    net = node.subnet.rsplit(".", 1)[0] + "."
+    left += [f"iptables rule {line}" for line in _iptables_rules().splitlines()
+             if node.subnet in line or net in line or node.bridge in line]
+    sockets = subprocess.run(["ss", "-Hltun"], capture_output=True, text=True).stdout
+    left += [f"socket {line}" for line in sockets.splitlines() if f"{gateway}:" in line]
     return left
 
 
-def test_second_up_is_a_no_op_and_down_leaves_nothing_behind():
+def test_second_up_is_a_no_op_and_down_leaves_nothing_behind(real_node_cluster):
+    """Also kube-proxy's rules: one kube-proxy runs per machine, so the suite's real node
+    hands its network services over for this test and gets them back at the end."""
+    session = real_node_cluster.paths
+    session_state = load_state(session)
+    realnode_net.stop(session, session_state, str(Path(session_state.binaries) / "kube-proxy"))
+    # Another ansflow's cluster on this machine (not this suite's) may own kube-proxy.
+    services = realnode_net.kube_proxy_owner() is None
     name = f"rn-{uuid.uuid4().hex[:6]}"
     paths = ClusterPaths.for_name(name)
     marker = f"ansflow-down-{uuid.uuid4().hex[:8]}"
+    components = ["kubelet", "containerd", "coredns", "node-proxy"] + (
+        ["kube-proxy"] if services else [])
     try:
         first = manager.up(name, nodes=1, real_node=True)
         node = realnode.NodeSettings.from_dict(first.state.real_node)
-        pids = {c: first.state.processes[c].pid for c in ("kubelet", "containerd")}
+        assert node.services == services
+        pids = {c: first.state.processes[c].pid for c in components}
         from ansflow.blocks.kubernetes import KubernetesCluster
 
         with KubernetesCluster.from_kubeconfig_file(paths.kubeconfig).get_client() as api:
             k8s.CoreV1Api(api).create_namespaced_pod("default", pod(
                 "busy", f"sleep 600; : {marker}"))
+            k8s.CoreV1Api(api).create_namespaced_service("default", {
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "busy"},
+                "spec": {"selector": {"app": "busy"}, "ports": [{"port": 80}]}})
             until(lambda: container_state(api, "default", "busy").get("running"), 60,
                   "running")
         assert any(marker.encode() in (p / "cmdline").read_bytes()
                    for p in Path("/proc").iterdir() if p.name.isdigit()
                    and (p / "cmdline").exists())
+        if services:
+            until(lambda: "default/busy" in _iptables_rules(), 30, "the Service's rules")
         again = manager.up(name, nodes=1, real_node=True)
         assert again.already_running
         assert {c: again.state.processes[c].pid for c in pids} == pids
         stopped = manager.down(name)
-        assert {"kubelet", "containerd"} <= set(stopped)
+        assert set(components) <= set(stopped)
         assert _node_leftovers(paths, node, marker) == []
+        if services:
+            assert "KUBE-" not in _iptables_rules()
+            assert realnode_net.kube_proxy_owner() is None
         state = load_state(paths)
         assert state is not None and state.real_node  # the next `up` brings the node back
     finally:
         if paths.root.exists():
             manager.down(name, wipe=True)
+        manager.up(real_node_cluster.name, nodes=1, real_node=True)  # the suite's, whole again
     assert not paths.root.exists()
+    assert realnode.running(load_state(session))
 
 
 def test_real_node_configs_are_what_this_machine_needs(tmp_path):
