@@ -27,7 +27,7 @@ from prefect.states import Failed, State
 from pydantic import Field
 
 from ansflow.blocks.kubernetes import saved_cluster_names
-from ansflow.errors import StepFailed, bounded
+from ansflow.errors import AnsflowError, StepFailed, bounded
 from ansflow.flows.deployment import RunFormSchema
 from ansflow.flows.manage_publish import publish_failure, publish_result
 from ansflow.manage import ObjectRef, Operation, load_operations
@@ -147,8 +147,12 @@ def __getattr__(attr: str) -> Flow:
 
 
 def check_cluster(name: str) -> None:
-    """Refuse a cluster that is not a saved block, listing the saved ones."""
-    names = saved_cluster_names()
+    """Refuse a cluster that is not a saved block, listing the saved ones (a Prefect API
+    that cannot list them fails the run with one line too)."""
+    try:
+        names = saved_cluster_names()
+    except AnsflowError as exc:
+        raise StepFailed(str(exc)) from None
     if name in names:
         return
     listed = ", ".join(names) if names else "none"
