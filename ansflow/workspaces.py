@@ -110,7 +110,12 @@ def workspaces_root() -> Path:
     if raw:
         if not raw.startswith("/") or "\0" in raw:
             raise WorkspaceError(f"{ROOT_ENV} must be an absolute path, got {raw[:200]!r}")
-        return Path(os.path.realpath(raw))
+        root = os.path.realpath(raw)
+        bad = sorted({c for c in root if c in ":\n\r"})
+        if bad:  # a Docker bind mount (SRC:DST) cannot name such a path; a line breaks logs
+            raise WorkspaceError(f"{ROOT_ENV} {root[:200]!r} holds {', '.join(map(repr, bad))}: "
+                                 "choose a path without ':' or line breaks")
+        return Path(root)
     from ansflow.store import ansflow_home  # noqa: PLC0415
 
     return Path(os.path.realpath(ansflow_home())) / "workspaces"

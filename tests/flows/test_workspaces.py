@@ -194,3 +194,26 @@ def test_run_workspace_is_checked_when_the_file_is_validated(tmp_path):
     with pytest.raises(SpecError, match=r"unknown name 'run.workspac'; did you mean "
                                         r"'workspace'\?"):
         load_plan(path)
+
+
+def test_a_root_with_shell_metacharacters_is_data_everywhere(prefect_server, folder,
+                                                             monkeypatch, tmp_path):
+    root = tmp_path / "ws root $(touch PWNED) `id` 'q\" {{ x }}"
+    monkeypatch.setenv("ANSFLOW_WORKSPACE_MODE", "per-run")
+    monkeypatch.setenv("ANSFLOW_WORKSPACES", str(root))
+    state, summary = run_in(folder, SEES)
+    assert state.is_completed(), summary
+    out = by_id(summary)["look"]["outputs"]
+    expected = str(root.resolve() / summary["run_id"] / "workspace")
+    assert out["env"] == out["tpl"] == out["pwd"] == expected
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+
+
+@pytest.mark.parametrize("bad", ["/tmp/a:b", "/tmp/line\nbreak"])
+def test_a_root_docker_or_logs_cannot_carry_is_refused(prefect_server, folder, monkeypatch,
+                                                        bad):
+    monkeypatch.setenv("ANSFLOW_WORKSPACE_MODE", "per-run")
+    monkeypatch.setenv("ANSFLOW_WORKSPACES", bad)
+    state, _ = run_in(folder, SEES)
+    assert state.is_failed() and "choose a path without ':' or line breaks" in state.message
+    assert not os.path.exists(bad)
