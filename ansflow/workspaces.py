@@ -175,6 +175,12 @@ def open_workspace(run_id: str, pipeline: str, fill: Filler, *,
         _write_meta(home, {"run_id": run_id, "pipeline": pipeline, "state": "running",
                            "created": time.time(), "facts": facts, **_owner()})
         return RunWorkspace(run_id, ws, facts=facts, home=home, lock_fd=fd)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise WorkspaceError(f"no space left for the run's workspace in {home}") from None
+        raise WorkspaceError(f"the run's workspace could not be made in {home}: "
+                             f"{exc.strerror or exc}") from None
     except BaseException:
         os.close(fd)
         raise

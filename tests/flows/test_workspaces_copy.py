@@ -286,3 +286,17 @@ def test_ignore_rules_are_per_folder_deepest_first():
     assert not rules.ignored("sub/keep.txt", False)
     assert rules.ignored("sub/other.txt", False)
     assert not rules.ignored("subx/keep.py", False)
+
+
+def test_a_filler_failing_with_an_os_error_is_a_clear_workspace_error(tmp_path):
+    root = tmp_path / "root"
+
+    def fill(dest: Path) -> None:
+        (dest / "partial").write_text("half")
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.raises(WorkspaceError, match=r"could not be made in .*: Permission denied"):
+        open_workspace("os-error", "p", fill, root=root)
+    assert sorted(os.listdir(root / "os-error")) == ["lock"]  # the partial copy is gone
+    with pytest.raises(CopyError, match=r"the pipeline's folder .*/missing cannot be read"):
+        fill_from_folder(str(tmp_path / "missing"), str(tmp_path))
