@@ -30,6 +30,9 @@ from ansflow.workspaces import (
 )
 
 _RunLogger = logging.Logger | logging.LoggerAdapter
+# Past these, the run's log suggests a .ansflowignore.
+LARGE_FILES = 50_000
+LARGE_BYTES = 1 << 30
 
 
 def folder_filler(folder: str, logger: _RunLogger) -> Filler:
@@ -41,6 +44,10 @@ def folder_filler(folder: str, logger: _RunLogger) -> Filler:
         except CopyError as exc:
             raise WorkspaceError(str(exc)) from None
         logger.info(f"workspace filled from {folder}: {report.summary()}")
+        if report.files > LARGE_FILES or report.bytes > LARGE_BYTES:
+            logger.warning(f"every run copies {report.files} files ({report.bytes >> 20} MiB) "
+                           f"from {folder}; list what the steps do not need (.git/, build "
+                           "output, caches) in a .ansflowignore there (docs/workspaces.md)")
         return {"copied_from": folder, "copy": report.as_dict()}
 
     return fill

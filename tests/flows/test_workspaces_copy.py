@@ -300,3 +300,19 @@ def test_a_filler_failing_with_an_os_error_is_a_clear_workspace_error(tmp_path):
     assert sorted(os.listdir(root / "os-error")) == ["lock"]  # the partial copy is gone
     with pytest.raises(CopyError, match=r"the pipeline's folder .*/missing cannot be read"):
         fill_from_folder(str(tmp_path / "missing"), str(tmp_path))
+
+
+def test_a_large_copy_suggests_an_ansflowignore(src, dest, monkeypatch, caplog):
+    import logging
+
+    from ansflow.flows import run_workspace
+
+    for n in range(3):
+        (src / f"f{n}").write_text("x")
+    monkeypatch.setattr(run_workspace, "LARGE_FILES", 2)
+    logger = logging.getLogger("ws-test")
+    with caplog.at_level(logging.INFO, logger="ws-test"):
+        facts = run_workspace.folder_filler(str(src), logger)(dest)
+    assert facts["copy"]["files"] == 3 and facts["copied_from"] == str(src)
+    assert any(r.levelno == logging.WARNING and "every run copies 3 files" in r.getMessage()
+               and ".ansflowignore" in r.getMessage() for r in caplog.records)
