@@ -402,6 +402,9 @@ def remove_kubelet_chains() -> None:
     for tool in ("iptables", "ip6tables"):
         if shutil.which(tool) is None:
             continue
+        saved = subprocess.run([f"{tool}-save"], capture_output=True, text=True).stdout
+        if not any(f":{chain} " in saved for _, chain in KUBELET_CHAINS):
+            continue  # nothing of theirs: one read instead of a dozen calls
         for hook in ("INPUT", "OUTPUT"):
             for _ in range(10):  # one jump each, unless added more than once
                 if subprocess.run([tool, "-w", "5", "-t", "filter", "-D", hook, "-j",
