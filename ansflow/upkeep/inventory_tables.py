@@ -338,7 +338,10 @@ def build(cluster: str, items: Iterable[dict], record: dict | None = None, *,
         table.by_health[health] += 1
         by_kind[kind] += 1
         by_health[health] += 1
-        heaps[namespace].append((_row_key(item), n, item))
+        bucket = heaps[namespace]
+        bucket.append((_row_key(item), n, item))
+        if len(bucket) >= 2 * max_rows + 64:  # memory bounded per namespace, not per object
+            heaps[namespace] = heapq.nsmallest(max_rows, bucket)
     for namespace, table in tables.items():
         kept = heapq.nsmallest(max_rows, heaps[namespace])  # the least healthy first
         table.rows = [object_row(item, now, mask) for _, _, item in kept]

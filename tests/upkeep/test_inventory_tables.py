@@ -153,3 +153,18 @@ def test_many_namespaces_are_bounded_and_ranked():
     assert rows[-1]["namespace"] == "(51 more namespaces)" and rows[-1]["objects"] == 51
     text = T.summary_markdown(tables, None)
     assert text.count("\n| ns-") == T.MAX_SUMMARY_ROWS
+
+
+def test_rows_kept_per_namespace_stay_bounded_while_reading():
+    seen = []
+
+    def items():
+        for i in range(5000):
+            seen.append(i)
+            yield item("pods", "big", f"p{i:05}", "Degraded" if i == 4321 else "Healthy")
+
+    tables = T.build("c", items(), now=NOW, max_rows=10)
+    big = tables.namespaces["big"]
+    assert len(seen) == 5000 and big.objects == 5000 and len(big.rows) == 10
+    assert big.rows[0]["name"] == "p04321"
+    assert [r["name"] for r in big.rows[1:3]] == ["p00000", "p00001"]
