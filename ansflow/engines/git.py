@@ -3,10 +3,10 @@ with the real `git` client run through the one process runner (ansflow.engines.p
 
 Credentials never reach a URL, an argument, a log line or the checkout's `.git/config`:
 
-- HTTPS: a credential helper (a small script in a private 0700 folder, named through
-  GIT_CONFIG_COUNT) answers git's `get` with the username and the token read from a 0600 file
-  there, and only for the remote's own scheme and host (a submodule on another host gets
-  nothing).
+- HTTPS: a 0600 git configuration file in a private 0700 folder, included through
+  GIT_CONFIG_COUNT (only its path is in git's environment), sets the Authorization header for
+  URLs under the remote's own scheme://host:port/ only (a submodule on another host gets
+  nothing; no credential helper, no prompt: a refused token fails at once).
 - SSH: GIT_SSH_COMMAND names a private key file and a known_hosts file holding only the
   pinned host key(s) (`StrictHostKeyChecking=yes`, no global or user files, batch mode).
 
@@ -16,6 +16,7 @@ system or global configuration, no terminal prompts, no user askpass.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import os
 import re
@@ -74,18 +75,6 @@ class GitCredentials:
 
 
 # -- the private folder holding credentials for one operation -------------------------------
-
-_HELPER = """#!/bin/sh
-# git credential helper: answers `get` for one scheme and host only.
-test "$1" = get || exit 0
-d=$(dirname "$0")
-input=$(cat)
-printf '%s\\n' "$input" | grep -qxF -f "$d/host" || exit 0
-printf '%s\\n' "$input" | grep -qxF -f "$d/protocol" || exit 0
-printf 'username='; cat "$d/user"; printf '\\n'
-printf 'password='; cat "$d/token"; printf '\\n'
-"""
-
 
 def _write_private(path: str, text: str, mode: int = 0o600) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
@@ -217,14 +206,14 @@ def _https_helper(private: str, remote: Remote, creds: GitCredentials,
     host = remote.host if ":" not in remote.host else f"[{remote.host}]"
     if remote.port:
         host += f":{remote.port}"
-    _write_private(os.path.join(private, "host"), f"host={host}\n")
-    _write_private(os.path.join(private, "protocol"), f"protocol={remote.scheme}\n")
-    _write_private(os.path.join(private, "user"), creds.username or "x-access-token")
-    _write_private(os.path.join(private, "token"), creds.token)
-    helper = os.path.join(private, "credential-helper")
-    _write_private(helper, _HELPER, 0o700)
-    # `!`: a shell command, so the path is quoted (a TMPDIR may hold spaces).
-    config.append(("credential.helper", "!" + shlex.quote(helper)))
+    # Sent from the first request on (no 401 round per git process), and only to URLs under
+    # the source's own scheme://host:port/ (git matches `http.<url>.*` by that prefix; curl
+    # drops an Authorization header on a redirect to another host).
+    basic = base64.b64encode(f"{creds.username or 'x-access-token'}:{creds.token}".encode())
+    auth = os.path.join(private, "auth.gitconfig")
+    _write_private(auth, f'[http "{remote.scheme}://{host}/"]\n'
+                         f'\textraHeader = "Authorization: Basic {basic.decode()}"\n')
+    config.append(("include.path", auth))
 
 
 # -- running git ---------------------------------------------------------------------------
@@ -273,7 +262,7 @@ def _git(args: list[str], session: _Session, *, cwd: str, timeout: float,
     return _Result(outcome.exit_code, out, err, outcome.timed_out, outcome.cancelled)
 
 
-def _failure(what: str, result: _Result, remote: Remote) -> GitError:
+def _failure(what: str, result: _Result, remote: Remote, kind: str = "none") -> GitError:
     if result.cancelled:
         return GitError(f"{what}: cancelled")
     if result.timed_out:
@@ -286,6 +275,13 @@ def _failure(what: str, result: _Result, remote: Remote) -> GitError:
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:
         return GitAuthError(f"{what}: the SSH server of {where} presented a host key that is "
                             "not the pinned one (Host key verification failed); refused")
+    if kind == "https" and re.search(r"could not read (?:Username|Password)|"
+                                     r"Authentication failed|returned error: 401", text):
+        return GitAuthError(f"{what}: {where} refused the credentials (the token was "
+                            "answered with HTTP 401; not retried)")
+    if kind == "none" and "could not read Username" in text:
+        return GitAuthError(f"{what}: {where} asks for credentials; name a GitCredentials "
+                            "block in the source's `credentials:`")
     if _AUTH_FAILED.search(text):
         return GitAuthError(bounded(f"{what}: {where} refused the credentials ({detail})"))
     return GitError(bounded(f"{what}: {detail}"))
@@ -342,7 +338,8 @@ def ls_remote(url: str, creds: GitCredentials | None = None, *, timeout: float =
                       cwd=session.env["HOME"], timeout=timeout, cancelled=cancelled,
                       keep_stdout=True)
     if result.code != 0 or result.timed_out or result.cancelled:
-        raise _failure(f"cannot list the refs of {public_url(url)}", result, remote)
+        raise _failure(f"cannot list the refs of {public_url(url)}", result, remote,
+                       (creds or GitCredentials()).kind)
     return parse_ls_remote(result.stdout)
 
 
@@ -469,13 +466,14 @@ def checkout(url: str, dest: str, target: Resolved, *, creds: GitCredentials | N
     os.makedirs(dest, exist_ok=True)
     deadline_left = _Deadline(options.timeout)
     what = f"cannot check out {public_url(url)} at {target.ref or target.commit}"
+    kind = (creds or GitCredentials()).kind
     with git_session(remote, creds) as session:
 
         def git(args: list[str], keep: bool = False) -> _Result:
             result = _git(args, session, cwd=dest, timeout=deadline_left(), cancelled=cancelled,
                           emit=emit, keep_stdout=keep)
             if result.code != 0 or result.timed_out or result.cancelled:
-                raise _failure(what, result, remote)
+                raise _failure(what, result, remote, kind)
             return result
 
         fmt = ["--object-format=sha256"] if len(target.commit) == 64 else []
@@ -489,7 +487,7 @@ def checkout(url: str, dest: str, target: Resolved, *, creds: GitCredentials | N
                  "origin", spec]
         result = _git(fetch, session, cwd=dest, timeout=deadline_left(), cancelled=cancelled)
         if result.code != 0 or result.timed_out or result.cancelled:
-            error = _failure(what, result, remote)
+            error = _failure(what, result, remote, kind)
             if target.exact or isinstance(error, GitAuthError) or result.timed_out \
                     or result.cancelled:
                 raise error

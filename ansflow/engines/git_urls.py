@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from ansflow.errors import AnsflowError
 
 HEX_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_HOST = re.compile(r"^[A-Za-z0-9._-]+$|^[0-9a-fA-F:.]+$")
 
 
 class GitError(AnsflowError):
@@ -70,6 +71,9 @@ def parse_remote(url: str) -> Remote:
             raise GitError(f"the repository URL {url[:80]!r} has a bad port") from None
         if scheme != "file" and not parts.hostname:
             raise GitError(f"the repository URL {url[:80]!r} names no host")
+        if parts.hostname and not _HOST.match(parts.hostname):
+            raise GitError(f"the repository URL's host {parts.hostname[:80]!r} is not a host "
+                           "name or address")
         return Remote(url=url, scheme=scheme, host=parts.hostname or "", port=port,
                       user=parts.username or "")
     match = _SCP_LIKE.match(url)

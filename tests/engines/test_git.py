@@ -248,7 +248,7 @@ def test_wrong_token_refused_once(git_http, new_repo, tmp_path):
     with pytest.raises(GitAuthError) as info:
         ls_remote(git_http.url(repo.bare.stem), wrong)
     assert time.monotonic() - started < 20
-    assert "refused the credentials" in str(info.value)
+    assert "refused the credentials (the token was answered with HTTP 401" in str(info.value)
     assert "not-the-token" not in str(info.value)
     attempts = git_http.authorized()[before:]
     assert len(attempts) == 1 and attempts[0].user is None  # one try, no retry loop
@@ -260,8 +260,19 @@ def test_wrong_token_refused_once(git_http, new_repo, tmp_path):
 
 def test_no_credentials_on_a_private_repository(git_http, new_repo):
     repo = new_repo()
-    with pytest.raises(GitAuthError):
+    with pytest.raises(GitAuthError, match="name a GitCredentials block"):
         ls_remote(git_http.url(repo.bare.stem))
+
+
+def test_the_token_goes_with_the_first_request(git_http, new_repo, creds, tmp_path):
+    """No 401 round per git process: 2 requests to list the refs, 2 to fetch (as many as
+    one `git clone`)."""
+    repo = new_repo()
+    before = len(git_http.requests)
+    target = resolve_ref(ls_remote(git_http.url(repo.bare.stem), creds), None)
+    checkout(git_http.url(repo.bare.stem), str(tmp_path / "ws"), target, creds=creds)
+    made = git_http.requests[before:]
+    assert len(made) == 4 and all(r.user == "ci" for r in made)
 
 
 def test_missing_ref_fails_naming_the_closest(git_http, new_repo, creds):
