@@ -194,6 +194,9 @@ def test_second_up_is_a_no_op_and_down_leaves_nothing_behind(real_node_cluster):
         node = realnode.NodeSettings.from_dict(first.state.real_node)
         assert node.services == services
         pids = {c: first.state.processes[c].pid for c in components}
+        _, rows = manager.status(name)
+        health = {r.name: r.healthy for r in rows}
+        assert all(health[c] for c in components), health
         from ansflow.blocks.kubernetes import KubernetesCluster
 
         with KubernetesCluster.from_kubeconfig_file(paths.kubeconfig).get_client() as api:
