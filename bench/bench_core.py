@@ -311,11 +311,18 @@ def main() -> None:
                 for label in ratios:
                     ratios[label].append(got[label]["seconds"] / got[peer]["seconds"])
                 print(f"  round {i + 1}: " + ", ".join(
-                    f"{label} {mine if label != peer else ''} {got[label]['seconds']:.2f} s"
-                    for label, _, _ in order), file=sys.stderr, flush=True)
+                    f"{label} {kind} {got[label]['seconds']:.2f} s"
+                    + (f" (steps {got[label]['steps_span']:.2f} s)"
+                       if "steps_span" in got[label] else "")
+                    for label, kind, _ in order), file=sys.stderr, flush=True)
             key = lambda r: r["seconds"]  # noqa: E731
-            return ([(label, _median(results[label], key), _median(ratios[label]))
-                     for label, _ in mine_trees], _median(results[peer], key))
+
+            def median_of(label: str) -> dict:  # the median round, with the median CPU time
+                cpus = [r["cpu"] for r in results[label] if "cpu" in r]
+                return {**_median(results[label], key), **({"cpu": _median(cpus)} if cpus else {})}
+
+            return ([(label, median_of(label), _median(ratios[label]))
+                     for label, _ in mine_trees], median_of(peer))
 
         def cpu(mine: dict, peer: dict) -> str:
             return (f"CPU {mine['cpu'] / n * 1000:.1f} / {peer['cpu'] / n * 1000:.1f} ms "
@@ -329,13 +336,15 @@ def main() -> None:
                          _ratio(tcmd, shell, r_cmd), "<= 1.0x"))
         seqs, bseq = group("sequential", "bare-sequential", trees)
         for label, seq, r_seq in seqs:
-            rows.append((f"{n} sequential steps: per step ({label}; {cpu(seq, bseq)})",
+            rows.append((f"{n} sequential steps: per step ({label}; {cpu(seq, bseq)}; the "
+                         f"steps alone {seq['steps_span'] / n * 1000:.1f} ms)",
                          f"{seq['seconds'] / n * 1000:.1f} ms",
                          f"{bseq['seconds'] / n * 1000:.1f} ms", _ratio(seq, bseq, r_seq),
                          "<= 1.25x"))
         pars, bpar = group("parallel", "bare-parallel", trees)
         for label, par, r_par in pars:
-            rows.append((f"{n} parallel steps: wall ({label}; {cpu(par, bpar)})",
+            rows.append((f"{n} parallel steps: wall ({label}; {cpu(par, bpar)}; the steps "
+                         f"alone {par['steps_span']:.2f} s)",
                          f"{par['seconds']:.2f} s", f"{bpar['seconds']:.2f} s",
                          _ratio(par, bpar, r_par), "<= 1.0x"))
         if not args.core:
@@ -363,7 +372,8 @@ def main() -> None:
             print("| " + " | ".join(row) + " |")
         load_after = os.getloadavg()
         print(f"\n{args.rounds} rounds per group; ratio: of the median rounds (median of the "
-              f"rounds' ratios); CPU: this process's CPU time while the flow ran; load average "
+              f"rounds' ratios); CPU: this process's CPU time while the flow ran (median); "
+              f"load average "
               f"(1/5/15 min) at the start {'/'.join(f'{x:.1f}' for x in load_before)}, at the "
               f"end {'/'.join(f'{x:.1f}' for x in load_after)}, on {os.cpu_count()} cores")
     finally:

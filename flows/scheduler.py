@@ -30,6 +30,7 @@ from ansflow.runtime.base import Masker, RunControl, StepContext
 from ansflow.runtime.public import Executor, executor_of
 from ansflow.stepenv import inherited_env
 from ansflow.steptypes import step_type
+from ansflow.templating import has_template
 
 # Set by the CLI to follow a run live: called with (step, state) on each change. A context
 # variable, not a parameter: the pipeline flow's parameters are JSON the server records, and
@@ -65,6 +66,7 @@ class Scheduler:
         self._tasks: dict[tuple, Task] = {}
         self._executors: dict[str, Executor] = {}
         self._inherited_env: dict[str, str] | None = None
+        self._plan_env_templated = _any_template(plan.env)
         self._listener = progress_listener.get()
         self._limited_tags = limited_tags()
         skip_known_unlimited()
@@ -194,7 +196,9 @@ class Scheduler:
             self.matrix_running[step.matrix_of] += 1
         record.state = "running"
         self._notify(record)
-        template_context = self._template_context(step)
+        # A step without a template anywhere never reads the names templates see: building
+        # them (the steps' states and outputs so far, copied) cost O(steps) at every step.
+        template_context = self._template_context(step) if self._templated(step) else {}
         executor = self._executors.get(step.type)
         if executor is None:
             executor = self._executors[step.type] = executor_of(step_type(step.type).load_task())
@@ -341,6 +345,13 @@ class Scheduler:
         if self._listener is not None:
             self._listener(record.step, record.state)
 
+    def _templated(self, step: PlannedStep) -> bool:
+        """Whether rendering the step reads its template context: a `when:` expression, or a
+        template in its config or in the environment it gets (run_pipeline_step renders
+        nothing else)."""
+        return (self._plan_env_templated or not (step.when is None or isinstance(step.when, bool))
+                or _any_template(step.config) or _any_template(step.env))
+
     def _template_context(self, step: PlannedStep) -> dict[str, Any]:
         return {
             "pipeline": {"name": self.plan.name, "build_number": self.info.build_number,
@@ -395,6 +406,16 @@ class Scheduler:
             names = ", ".join(r.step.id for r in bad)
             return "failed", f"{len(bad)} step(s) failed: {names}"
         return "completed", "all steps succeeded"
+
+
+def _any_template(value: Any) -> bool:
+    """Whether a template string is anywhere in ``value`` (dict values and list items walked,
+    as render_value walks them)."""
+    if isinstance(value, dict):
+        return any(_any_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_any_template(v) for v in value)
+    return has_template(value)
 
 
 def _step_run_name(parameters: dict[str, Any]) -> str:
