@@ -40,7 +40,16 @@ from ansflow.engines.git_urls import (  # noqa: F401 - the adapter's public name
 )
 from ansflow.engines.lines import clean_line
 from ansflow.engines.process import run_process
-from ansflow.errors import bounded
+
+MAX_MESSAGE = 2000  # a failure message a user sees is bounded (as ansflow.errors.bounded)
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 40]}... ({len(text) - limit + 40} more characters)"
+
 
 _ABBREV = re.compile(r"^[0-9a-f]{7,63}$")
 DEFAULT_TIMEOUT = 600.0

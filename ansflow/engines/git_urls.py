@@ -7,17 +7,17 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ansflow.errors import AnsflowError
+from ansflow.engines.errors import EngineError, EnginePermanent
 
 HEX_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _HOST = re.compile(r"^[A-Za-z0-9._-]+$|^[0-9a-fA-F:.]+$")
 
 
-class GitError(AnsflowError):
+class GitError(EngineError):
     """A git operation failed; the message is fit for a user (no credential in it)."""
 
 
-class GitAuthError(GitError):
+class GitAuthError(GitError, EnginePermanent):
     """Credentials or a host key were refused: retrying cannot help."""
 
 
