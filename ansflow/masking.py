@@ -70,10 +70,20 @@ def mask_checked(masker: Masker | None, values: Iterable[tuple[str, str | None]]
                 masker.add(value)
 
 
+def utf8(value: str) -> bytes:
+    """``value`` as bytes, also when it holds lone surrogates: an undecodable byte read with
+    Python's surrogateescape (os.environ, file names) becomes that byte again; any other lone
+    surrogate is encoded as is, so masking never fails on a value."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
 def encodings(value: str) -> set[str]:
     """``value`` and the forms in which it commonly reaches a log."""
     forms = {value}
-    raw = value.encode("utf-8")
+    raw = utf8(value)
     n = len(raw)
     for b64 in (base64.b64encode, base64.urlsafe_b64encode):
         for k in range(3):
@@ -82,9 +92,9 @@ def encodings(value: str) -> set[str]:
             text = b64(b"\0" * k + raw).decode("ascii")
             forms.add(text[-(-8 * k // 6): (8 * (k + n)) // 6])
         forms.add(b64(raw).decode("ascii"))  # the whole encoding, with its padding
-    forms.add(quote(value, safe=""))
-    forms.add(quote(value))
-    forms.add(quote_plus(value))
+    forms.add(quote(raw, safe=""))
+    forms.add(quote(raw))
+    forms.add(quote_plus(raw))
     forms.add(json.dumps(value)[1:-1])
     forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
     forms.add(shlex.quote(value))
@@ -137,7 +147,7 @@ class Masker:
             if self._compiled is None and self._patterns:
                 # Longest first: a secret that contains another is masked whole.
                 ordered = tuple(sorted(self._patterns, key=lambda p: (-len(p), p)))
-                encoded = tuple(sorted({p.encode("utf-8") for p in ordered},
+                encoded = tuple(sorted({utf8(p) for p in ordered},
                                        key=lambda p: (-len(p), p)))
                 self._compiled = (ordered, encoded, len(encoded[0]))
             return self._compiled

@@ -330,3 +330,14 @@ def test_mask_checked_adds_every_value_and_only_checks_without_a_masker():
     mask_checked(None, [("secret 'x'", "long-enough")])  # no masker: the check alone
     with pytest.raises(SecretTooShort, match=r"^secret 'x' is 1 character\(s\) long"):
         mask_checked(None, [("secret 'x'", "1")])
+
+
+def test_a_value_with_lone_surrogates_is_masked_not_a_crash():
+    """A value read with surrogateescape (an undecodable byte in an environment variable)
+    or holding any other lone surrogate is masked like every other value."""
+    masker = Masker()
+    masker.add("s3cr\udce9t-value")
+    masker.add("abc\ud800defghij")
+    assert masker("x s3cr\udce9t-value y") == "x *** y"
+    assert masker("abc\ud800defghij") == "***"
+    assert masker.straddling(b"x s3cr\xe9t-value", 5) == [(2, 14)]  # the undecodable byte
