@@ -233,24 +233,28 @@ class HelmSpec(StrictModel):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
-_EXPIRY = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_EXPIRY = re.compile(r"(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 MAX_EXPIRY_DAYS = 3650
+_EXPIRY_MAX_TEXT = 40  # longer is no duration a person writes (and no huge int to parse)
 
 
 def expiry_seconds(value: str | int) -> int:
-    """Seconds of an ``expire_after`` such as ``2d``, ``12h``, ``1d12h``, ``90m`` or 3600.
+    """Seconds of an ``expire_after`` such as ``2w``, ``2d``, ``12h``, ``1d12h``, ``90m`` or
+    3600 (units largest first, as kube-janitor's TTLs: w, d, h, m, s; a bare number is
+    seconds).
 
     Raises:
         ValueError: not such a duration, zero, or longer than ten years.
     """
-    text = str(value).strip()
-    text = text + "s" if text.isdigit() else text  # a bare number means seconds
-    match = _EXPIRY.match(text.replace(" ", "")) if not isinstance(value, bool) else None
-    if not text or match is None or not any(match.groups()):
-        raise ValueError(f"expire_after {str(value)[:40]!r} is not a duration: use days, "
-                         "hours, minutes or seconds such as '2d', '12h', '1d12h', '30m'")
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    text = "" if isinstance(value, bool) else str(value).strip().replace(" ", "")
+    text = text + "s" if text.isascii() and text.isdigit() else text  # a number: seconds
+    match = _EXPIRY.fullmatch(text) if 0 < len(text) <= _EXPIRY_MAX_TEXT else None
+    if match is None or not any(match.groups()):
+        raise ValueError(f"expire_after {str(value)[:40]!r} is not a duration: use weeks, "
+                         "days, hours, minutes or seconds such as '2w', '2d', '12h', "
+                         "'1d12h', '30m'")
+    weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = (((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + seconds
     if total <= 0:
         raise ValueError("expire_after must be longer than 0")
     if total > MAX_EXPIRY_DAYS * 86400:
@@ -282,10 +286,10 @@ class K8sDeployConfig(K8sTarget):
         False, description="Take over fields other field managers own (apply force=true).")
     expire_after: Annotated[str | None, BeforeValidator(_expiry_text)] = Field(
         None, description="Remove what this step applies once this long has passed since its "
-                          "last deploy, e.g. '2d', '12h', '1d12h' (review apps; every deploy "
+                          "last deploy, e.g. '2w', '2d', '12h', '1d12h' (review apps; every deploy "
                           "starts the time again). `ansflow cleanup` and the ansflow-cleanup "
                           "flow remove expired objects.",
-        json_schema_extra={"pattern": r"^\s*(\d+d)?(\d+h)?(\d+m)?(\d+s)?\s*$|\{\{"})
+        json_schema_extra={"pattern": r"^\s*(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?\s*$|\{\{"})
 
     @field_validator("expire_after")
     @classmethod
