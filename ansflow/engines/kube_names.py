@@ -161,14 +161,14 @@ def label_key_problem(key: str) -> str | None:
     prefix, slash, name = key.rpartition("/")
     if slash:
         if not prefix:
-            return f"label key {key!r}: the prefix before '/' is empty"
+            return f"label key {_show(key)}: the prefix before '/' is empty"
         if "/" in prefix:
-            return f"label key {key!r} has more than one '/'"
+            return f"label key {_show(key)} has more than one '/'"
         problem = dns1123_subdomain_problem(prefix)
         if problem:
-            return f"label key {key!r}: its prefix {problem}"
+            return f"label key {_show(key)}: its prefix {problem}"
     if not name or len(name) > QUALIFIED_NAME_MAX or not _QUALIFIED_NAME_RE.fullmatch(name):
-        return (f"label key {key!r} must be an optional DNS-1123 subdomain and '/', then at most "
+        return (f"label key {_show(key)} must be an optional DNS-1123 subdomain and '/', then at most "
                 "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
     return None
 
@@ -177,7 +177,7 @@ def label_value_problem(value: str) -> str | None:
     """A label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and
     ending with a letter or digit."""
     if value and (len(value) > QUALIFIED_NAME_MAX or not _QUALIFIED_NAME_RE.fullmatch(value)):
-        return (f"label value {value!r} must be empty or at most 63 letters, digits, '-', '_' or "
+        return (f"label value {_show(value)} must be empty or at most 63 letters, digits, '-', '_' or "
                 "'.', starting and ending with a letter or digit")
     return None
 
@@ -220,7 +220,7 @@ def _requirement(tokens: list[str], pos: int) -> tuple[int, str | None]:
     pos += negated
     key = at(pos)
     if not _is_word(key):
-        return pos, f"expected a label key, found {key or 'the end'!r}"
+        return pos, f"expected a label key, found {_show(key) if key else 'the end'}"
     problem = label_key_problem(key)
     if problem or negated:
         return pos + 1, problem
@@ -232,7 +232,7 @@ def _requirement(tokens: list[str], pos: int) -> tuple[int, str | None]:
         if value in (None, ","):
             return pos + 2, None
         if not _is_word(value):
-            return pos + 2, f"expected a value after {key}{op}, found {value!r}"
+            return pos + 2, f"expected a value after {_show(key)[1:-1]}{op}, found {_show(value)}"
         return pos + 3, label_value_problem(value)
     if op in (">", "<"):
         value = at(pos + 2)

@@ -146,3 +146,14 @@ def test_a_label_selector_in_any_query_is_checked_before_sending():
         request(None, "GET", "/api/v1/pods", query=[("labelSelector", "app=x&watch=true")])
     with pytest.raises(KubeNameError, match="label selector"):
         list_objects(None, CONFIGMAPS, "team-a", label_selector="a=b\nc")
+
+
+def test_label_refusals_show_a_bounded_value():
+    """A 100 KB label key, value or selector word is named in the refusal cut short, with its
+    length, not repeated whole."""
+    from ansflow.engines.kube_names import label_key_problem, label_value_problem
+
+    key = label_key_problem("a" * 100_000 + "/x")
+    value = label_value_problem("%" * 100_000)
+    assert key is not None and len(key) < 400 and "100002 characters" in key
+    assert value is not None and len(value) < 400 and "100000 characters" in value
