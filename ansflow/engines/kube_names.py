@@ -168,8 +168,8 @@ def label_key_problem(key: str) -> str | None:
         if problem:
             return f"label key {_show(key)}: its prefix {problem}"
     if not name or len(name) > QUALIFIED_NAME_MAX or not _QUALIFIED_NAME_RE.fullmatch(name):
-        return (f"label key {_show(key)} must be an optional DNS-1123 subdomain and '/', then at most "
-                "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+        return (f"label key {_show(key)} must be an optional DNS-1123 subdomain and '/', "
+                "then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
     return None
 
 
@@ -177,8 +177,8 @@ def label_value_problem(value: str) -> str | None:
     """A label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and
     ending with a letter or digit."""
     if value and (len(value) > QUALIFIED_NAME_MAX or not _QUALIFIED_NAME_RE.fullmatch(value)):
-        return (f"label value {_show(value)} must be empty or at most 63 letters, digits, '-', '_' or "
-                "'.', starting and ending with a letter or digit")
+        return (f"label value {_show(value)} must be empty or at most 63 letters, digits, "
+                "'-', '_' or '.', starting and ending with a letter or digit")
     return None
 
 
