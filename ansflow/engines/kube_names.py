@@ -169,7 +169,8 @@ def label_key_problem(key: str) -> str | None:
             return f"label key {_show(key)}: its prefix {problem}"
     if not name or len(name) > QUALIFIED_NAME_MAX or not _QUALIFIED_NAME_RE.fullmatch(name):
         return (f"label key {_show(key)} must be an optional DNS-1123 subdomain and '/', "
-                "then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+                "then at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
+                "letter or digit")
     return None
 
 
