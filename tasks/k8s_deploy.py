@@ -8,6 +8,7 @@ import time
 from kubernetes import client as k8s
 
 from ansflow.blocks.kubernetes import KubernetesCluster
+from ansflow.engines.kube_drift import with_applied
 from ansflow.engines.kube_kinds import NAMESPACES, REPLICASETS
 from ansflow.engines.kube_objects import (
     CLUSTER_SCOPED_KINDS,
@@ -284,7 +285,9 @@ def execute_k8s_deploy(ctx: StepContext, config: K8sDeployConfig) -> StepResult:
                 live = get_object(api, res, meta["name"], meta.get("namespace"))
                 if res.kind == "Deployment":
                     previous[object_ref(obj)] = _revision(live)
-                result = apply_object(api, res, obj, dry_run=config.dry_run,
+                # What was applied stays on the object, for drift and revert.
+                body = obj if config.dry_run else with_applied(obj)
+                result = apply_object(api, res, body, dry_run=config.dry_run,
                                       force=config.force_conflicts)
             if config.dry_run:
                 changes = diff_objects(live, result)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ansflow.engines.kube_kinds import EVENTS
+from ansflow.engines.kube_drift import (
+    APPLIED_ANNOTATION,
+    applied_manifest,
+    diff,
+    drift_markdown,
+    hpa_targets,
+)
+from ansflow.engines.kube_kinds import EVENTS, HPAS
 from ansflow.engines.kube_objects import Resource, get_object, list_objects, request, resolve_type
 from ansflow.errors import StepFailed
 from ansflow.manage import ObjectRef, OperationResult, register
@@ -45,8 +52,9 @@ def shown_object(obj: dict) -> dict:
     and a Secret's values)."""
     body = clean(obj) or {}
     annotations = (body.get("metadata") or {}).get("annotations")
-    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-        annotations[LAST_APPLIED] = "(omitted)"
+    for copied in (LAST_APPLIED, APPLIED_ANNOTATION):
+        if isinstance(annotations, dict) and copied in annotations:
+            annotations[copied] = "(omitted)"
     if body.get("kind") == "Secret":
         for section in ("data", "stringData"):
             if isinstance(body.get(section), dict):
@@ -54,7 +62,8 @@ def shown_object(obj: dict) -> dict:
     return body
 
 
-def describe_markdown(obj: dict, ref: str, events: list[dict]) -> str:
+def describe_markdown(obj: dict, ref: str, events: list[dict],
+                      drift: list[dict] | None = None) -> str:
     """The describe artifact of ``obj`` (pure)."""
     meta = obj.get("metadata") or {}
     status = copy.deepcopy(obj.get("status")) if isinstance(obj.get("status"), dict) else None
@@ -84,8 +93,23 @@ def describe_markdown(obj: dict, ref: str, events: list[dict]) -> str:
           (e.get("source") or {}).get("component") or e.get("reportingComponent"),
           e.get("count") or (e.get("series") or {}).get("count") or 1, e.get("message")]
          for e in events]) if events else "No recent events.\n"))
+    if drift is not None:
+        parts.append("\n### Drift from what ansflow applied\n\n" + drift_markdown(drift))
     parts.append("\n### Object\n\n" + fenced(_bounded_yaml(shown_object(obj)), "yaml"))
     return "".join(parts)
+
+
+def object_drift(api, res: Resource, obj: dict) -> list[dict] | None:
+    """The drift of an object k8s_deploy applied (None: it keeps no applied manifest); the
+    replicas of an object an HPA in its namespace targets are not drift."""
+    applied = applied_manifest(obj)
+    if applied is None:
+        return None
+    meta = obj.get("metadata") or {}
+    hpas: list = []
+    if res.namespaced and "replicas" in (obj.get("spec") or {}):
+        hpas = list_objects(api, HPAS, meta.get("namespace")).get("items") or []
+    return diff(applied, obj, hpa_targeted=hpa_targets(hpas, res.kind, meta.get("name")))
 
 
 def object_events(api, res: Resource, obj: dict) -> list[dict]:
@@ -142,11 +166,15 @@ def describe(ctx, session, *, resource_type: str = "deployment", resource_name: 
     with api_errors(cluster, "list events" + (f" in namespace {namespace}" if namespace
                                               else "")):
         events = object_events(api, res, obj)
-    markdown = describe_markdown(obj, f"{ref} (cluster {cluster})", events)
+    with api_errors(cluster, "list horizontalpodautoscalers" + (
+            f" in namespace {namespace}" if namespace else "")):
+        drift = object_drift(api, res, obj)
+    markdown = describe_markdown(obj, f"{ref} (cluster {cluster})", events, drift)
     kind = str(obj.get("kind") or res.kind)
     ctx.emit(f"described {ref} on cluster {cluster!r} ({len(events)} recent events)")
     return OperationResult(
         target=ObjectRef(cluster, kind, resource_name, namespace),
         summary=f"described {ref} on cluster {cluster!r}",
-        outputs={"kind": kind, "name": resource_name, "events": str(len(events))},
+        outputs={"kind": kind, "name": resource_name, "events": str(len(events)),
+                 "drift": "" if drift is None else str(len(drift))},
         markdown=ctx.masker(markdown), changed=False)
