@@ -163,7 +163,7 @@ def _never_ready(template: dict) -> dict:
     return template
 
 
-def _pod(name: str, command: str) -> dict:
+def _exiting_pod(name: str, command: str) -> dict:
     pod = {"apiVersion": "v1", "kind": "Pod", **_never_ready(_pod_template(command, "Never"))}
     pod["metadata"]["name"] = name
     return pod
@@ -174,7 +174,7 @@ def test_real_node_a_failed_pod_fails_the_ready_wait_at_once(real_node_cluster, 
     ns = real_node_cluster.namespace("gap-pod")
     with real_node_cluster.client() as api:
         core = k8s.CoreV1Api(api)
-        core.create_namespaced_pod(ns, _pod("once", "echo about to fail; exit 3"))
+        core.create_namespaced_pod(ns, _exiting_pod("once", "echo about to fail; exit 3"))
         until(lambda: core.read_namespaced_pod("once", ns).status.phase == "Failed", 120,
               "the pod Failed")
     # fail_fast off: the Failed phase alone ends the wait (no look at its containers).
@@ -191,7 +191,7 @@ def test_real_node_a_container_that_exits_with_an_error_is_reported_with_its_exi
     ns = real_node_cluster.namespace("gap-exit")
     with real_node_cluster.client() as api:
         k8s.CoreV1Api(api).create_namespaced_pod(
-            ns, _pod("soon", "echo the-last-words; sleep 3; exit 4"))
+            ns, _exiting_pod("soon", "echo the-last-words; sleep 3; exit 4"))
     message, seconds = _failure(real_node_cluster, make_ctx, ns, resource_type="pod",
                                 resource_name="soon", condition="ready")
     # Whichever is seen first: the container ended (fail fast) or the pod Failed.
