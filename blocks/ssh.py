@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from ansflow.engines.ssh_keys import host_keys
 
@@ -29,6 +29,8 @@ class SshHost(Block):
 
     _block_type_name = "Ansflow SSH Host"
     _block_type_slug = "ansflow-ssh-host"
+    # A refusal never repeats what was given: pydantic would show the whole input, password too.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     hostname: str = Field(description="Host name or address of the SSH server.")
     port: int = Field(default=22, ge=1, le=65535, description="SSH port.")

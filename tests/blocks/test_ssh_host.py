@@ -129,3 +129,18 @@ def test_jump_cycle_is_refused(sshd, prefect_server):
 
     with pytest.raises(StepFailed, match="jump hosts form a cycle"):
         host_target(a)
+
+
+def test_a_refused_block_never_repeats_its_secrets():
+    """pydantic shows the whole input of a failed validation by default: the password and the
+    private key would be in the error a user sees (and logs)."""
+    from pydantic import ValidationError
+
+    from ansflow.blocks.ssh import SshHost
+
+    with pytest.raises(ValidationError) as err:
+        SshHost(hostname="h", username="u", known_host_keys=[], password="hunter2-secret",
+                private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-key-text\n")
+    text = str(err.value)
+    assert "no host key" in text
+    assert "hunter2-secret" not in text and "secret-key-text" not in text
