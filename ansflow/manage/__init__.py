@@ -106,7 +106,8 @@ def register(name: str, *, destructive: bool = False, read_only: bool = False,
 # The modules that register operations (imported by load_operations; a module not there yet
 # in this checkout is skipped).
 OPERATION_MODULES = ("ansflow.manage.workloads", "ansflow.manage.objects",
-                     "ansflow.manage.listing")
+                     "ansflow.manage.listing", "ansflow.manage.revert",
+                     "ansflow.manage.namespace_delete")
 
 
 def load_operations() -> dict[str, Operation]:
