@@ -46,8 +46,9 @@ def _empty_tree() -> str:
 def changed_paths(old: str, new: str, ref: str) -> list[str] | None:
     """The paths a branch update changed (None when git cannot tell)."""
     if not old.strip("0"):
+        # Every other ref (not --all: it adds HEAD, which may point at this very ref).
         proc = _git("rev-list", "--topo-order", "--reverse", new, "--not",
-                    f"--exclude={ref}", "--all")
+                    f"--exclude={ref}", "--glob=refs/*")
         if proc.returncode != 0:
             return None
         commits = proc.stdout.decode().split()

@@ -60,6 +60,8 @@ def test_pushes_through_the_hook_run_the_pipeline_at_exactly_the_pushed_commit(s
     assert f"refs/heads/main {head[:12]}: starting {name}" in said, said
     [run] = wait_runs(dep.id, 1)
     assert run.parameters == {"ref": "refs/heads/main", "sha": head}
+    # (Its commit leaves every branch with the force-push below: let it check out first.)
+    assert wait_final(run.id).state.is_completed()
 
     # A push that changes no selected path, a branch no filter names: nothing starts.
     commit_local(repo.work, {"README.md": "docs only"}, "docs")
@@ -107,6 +109,8 @@ def test_changed_paths_of_new_branches_follow_github(tmp_path, monkeypatch):
     from ansflow.gitpush.hook import changed_paths
 
     repo = make_repo(tmp_path, "paths", {"a.txt": "1"})
+    first = make_repo(tmp_path, "first", {"x/y.txt": "1", "z": "2"})
+    root = git("rev-parse", "HEAD", cwd=first.work)
     base = git("rev-parse", "HEAD", cwd=repo.work)
     git("checkout", "-q", "-b", "topic", cwd=repo.work)
     commit_local(repo.work, {"b/one.txt": "1"}, "one")
@@ -116,6 +120,10 @@ def test_changed_paths_of_new_branches_follow_github(tmp_path, monkeypatch):
     monkeypatch.chdir(repo.bare)
     monkeypatch.setenv("GIT_DIR", str(repo.bare))
     zero = "0" * 40
+    # The first push of a repository: HEAD names the new branch itself; every path counts.
+    monkeypatch.setenv("GIT_DIR", str(first.bare))
+    assert changed_paths(zero, root, "refs/heads/main") == ["x/y.txt", "z"]
+    monkeypatch.setenv("GIT_DIR", str(repo.bare))
     # New branch: against the parent of the deepest commit no other ref has.
     assert sorted(changed_paths(zero, tip, "refs/heads/topic")) == [
         "a.txt", "b/one.txt", "b/two.txt"]
