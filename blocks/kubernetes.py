@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
 import shlex
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -143,20 +145,40 @@ class KubernetesCluster(Block):
     ) -> KubernetesCluster:
         """A block holding the content of a kubeconfig file (checked to be YAML with a context).
 
+        The files the chosen context's cluster and user name (certificate-authority,
+        client-certificate, client-key, tokenFile) are read now and kept in the block as
+        their ``-data`` / ``token`` forms, so the block works on every worker; relative
+        paths are resolved against the kubeconfig's own folder, as kubectl does.
+
         Args:
             path: the kubeconfig file.
             context: the context to pin (default: the file's current-context at use time).
             namespace: default namespace; else the context's namespace, else "default".
+
+        Raises:
+            ValueError: not a kubeconfig, no such context, or a file it names is missing,
+                unreadable, too large or no regular file (the message names the field).
+            OSError: the kubeconfig itself cannot be read.
         """
-        text = Path(path).expanduser().read_text()
-        doc = yaml.safe_load(text)
-        if not isinstance(doc, dict) or not doc.get("contexts"):
+        source = Path(path).expanduser()
+        text = _read_regular_file(source, "the kubeconfig", MAX_KUBECONFIG_BYTES).decode(
+            "utf-8", "replace")
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not YAML ({str(exc).splitlines()[0][:200]})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("contexts"), list):
             raise ValueError(f"{path} is not a kubeconfig (no contexts)")
-        names = {c.get("name"): c.get("context") or {} for c in doc["contexts"]}
+        names = {c.get("name"): c.get("context") or {} for c in doc["contexts"]
+                 if isinstance(c, dict)}
         chosen = context or doc.get("current-context")
         if chosen not in names:
-            raise ValueError(f"{path} has no context {chosen!r} (has: {', '.join(names)})")
-        ns = namespace or names[chosen].get("namespace") or "default"
+            shown = ", ".join(str(n)[:60] for n in list(names)[:20])
+            raise ValueError(f"{path} has no context {str(chosen)[:100]!r} (has: {shown})")
+        ctx = names[chosen] if isinstance(names[chosen], dict) else {}
+        ns = namespace or ctx.get("namespace") or "default"
+        if inline_kubeconfig_files(doc, ctx, source.absolute().parent):
+            text = yaml.safe_dump(doc, sort_keys=False)
         return cls(kubeconfig=SecretStr(text), context=context, namespace=ns)
 
     def to_kubeconfig_dict(self, check_exec: bool = True) -> dict[str, Any]:
@@ -305,3 +327,96 @@ def _user_secrets(name: str, user: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+# ---- kubeconfig files kept in the block ------------------------------------------------------
+
+MAX_KUBECONFIG_BYTES = 4 * 1024 * 1024
+MAX_CREDENTIAL_FILE_BYTES = 1024 * 1024
+# (section, body key, path field, field it becomes, base64 like kubectl's -data fields)
+_FILE_FIELDS = (
+    ("clusters", "cluster", "certificate-authority", "certificate-authority-data", True),
+    ("users", "user", "client-certificate", "client-certificate-data", True),
+    ("users", "user", "client-key", "client-key-data", True),
+    ("users", "user", "tokenFile", "token", False),
+)
+
+
+def _read_regular_file(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of ``path`` (symlinks followed), refusing what is no regular file (a FIFO
+    is never waited on, a device never opened) and anything over ``limit`` bytes.
+
+    Raises:
+        ValueError: missing, unreadable, no regular file, or too large (names ``what``).
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError(f"{what} {str(path)[:300]!r} is not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise ValueError(f"{what} {str(path)[:300]!r} cannot be read: "
+                         f"{exc.strerror or type(exc).__name__}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped in meanwhile
+            raise ValueError(f"{what} {str(path)[:300]!r} is not a regular file")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise ValueError(f"{what} {str(path)[:300]!r} cannot be read: "
+                             f"{exc.strerror or type(exc).__name__}") from None
+    if len(data) > limit:
+        raise ValueError(f"{what} {str(path)[:300]!r} is larger than {limit // 1024} KiB")
+    return data
+
+
+def _named(doc: dict, section: str, key: str, name: Any) -> dict | None:
+    for entry in doc.get(section) or []:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            body = entry.get(key)
+            if body is None:
+                entry[key] = body = {}
+            return body if isinstance(body, dict) else None
+    return None
+
+
+def inline_kubeconfig_files(doc: dict, context: dict, base: Path) -> bool:
+    """Replace the file paths that ``context``'s cluster and user name in ``doc`` by the
+    files' content (in place), as kubectl reads them: a relative path against ``base`` (the
+    kubeconfig's folder), no ``~`` expansion; a ``-data`` field (or ``token``) given too
+    wins and the path is dropped, as kubernetes' client does. A token file is stripped of
+    surrounding white space, as client-go does. Returns whether anything changed.
+
+    Raises:
+        ValueError: a named file is missing, unreadable, too large, no regular file, or a
+            token file is empty or no UTF-8 text (the message names the kubeconfig field).
+    """
+    changed = False
+    targets = {"clusters": _named(doc, "clusters", "cluster", context.get("cluster")),
+               "users": _named(doc, "users", "user", context.get("user"))}
+    for section, _key, field, data_field, encode in _FILE_FIELDS:
+        body = targets[section]
+        if body is None or field not in body:
+            continue
+        raw = body.pop(field)
+        changed = True
+        if body.get(data_field):
+            continue  # the data form wins (kubernetes' client reads it first)
+        owner = context.get("cluster" if section == "clusters" else "user")
+        what = f"{section[:-1]} {str(owner)[:60]!r} {field}"
+        if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
+            raise ValueError(f"{what}: no file path")
+        path = Path(raw) if os.path.isabs(raw) else base / raw
+        content = _read_regular_file(path, what, MAX_CREDENTIAL_FILE_BYTES)
+        if encode:
+            if not content.strip():
+                raise ValueError(f"{what} {str(path)[:300]!r} is empty")
+            body[data_field] = base64.b64encode(content).decode()
+        else:
+            try:
+                token = content.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise ValueError(f"{what} {str(path)[:300]!r} is not UTF-8 text") from None
+            if not token or any(c in token for c in "\r\n\x00"):
+                raise ValueError(f"{what} {str(path)[:300]!r} holds no single-line token")
+            body[data_field] = token
+    return changed
