@@ -231,3 +231,52 @@ def filter_matches(patterns: Iterable[str], name: str) -> bool:
         elif not selected and matches(pattern, name):
             selected = True
     return selected
+
+
+def ref_kind(ref: str) -> tuple[str, str]:
+    """("branch", name), ("tag", name) or ("other", ref) of a full ref name."""
+    if ref.startswith("refs/heads/"):
+        return "branch", ref[len("refs/heads/"):]
+    if ref.startswith("refs/tags/"):
+        return "tag", ref[len("refs/tags/"):]
+    return "other", ref
+
+
+def selects(filters: dict[str, list[str]], ref: str, paths: list[str] | None, *,
+            deleted: bool = False) -> bool:
+    """Whether a push of ``ref`` changing ``paths`` starts a pipeline with ``filters``
+    (``ansflow.spec.triggers.PushFilter.filters``), by GitHub's rules:
+
+    - a deleted ref starts nothing; only branches and tags count;
+    - with branch filters but no tag filters a tag push starts nothing, and the other way
+      round; with neither, every branch and tag counts;
+    - path filters are not evaluated for tags; for a branch, ``paths`` needs one changed
+      path selected, ``paths_ignore`` one path not ignored, and no changed path starts
+      nothing; ``paths=None`` (the change list is not known, e.g. a truncated webhook
+      payload) passes the path filter, as GitHub runs when it cannot compute the diff;
+    - the ref filter and the path filter must both pass.
+    """
+    if deleted:
+        return False
+    kind, name = ref_kind(ref)
+    if kind == "other":
+        return False
+    has_branch = "branches" in filters or "branches_ignore" in filters
+    has_tag = "tags" in filters or "tags_ignore" in filters
+    if has_branch or has_tag:
+        plural = "branches" if kind == "branch" else "tags"
+        if plural in filters:
+            if not filter_matches(filters[plural], name):
+                return False
+        elif f"{plural}_ignore" in filters:
+            if filter_matches(filters[f"{plural}_ignore"], name):
+                return False
+        else:
+            return False  # only the other kind is filtered: GitHub does not run
+    if kind == "tag" or paths is None:
+        return True
+    if "paths" in filters:
+        return any(filter_matches(filters["paths"], p) for p in paths)
+    if "paths_ignore" in filters:
+        return any(not filter_matches(filters["paths_ignore"], p) for p in paths)
+    return True
