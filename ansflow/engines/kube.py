@@ -32,13 +32,12 @@ from kubernetes.config.incluster_config import (
     SERVICE_TOKEN_FILENAME,
     InClusterConfigLoader,
 )
-from kubernetes.config.kube_config import KubeConfigLoader
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
 from ansflow.engines.errors import EngineError, EngineTimedOut, EngineTransient, EngineUnreachable
 from ansflow.engines.kube_errors import KubeError
-from ansflow.engines.kube_exec import check_exec_plugins
+from ansflow.engines.kube_exec import check_exec_plugins, exec_loader_class
 from ansflow.engines.kube_names import check_container, check_name, check_namespace
 from ansflow.engines.reaper import private_dir
 
@@ -123,8 +122,11 @@ def build_api_client(
             doc = yaml.safe_load(kubeconfig)
             if not isinstance(doc, dict):
                 raise EngineError("the kubeconfig is not a YAML mapping")
-            doc = _materialize_kubeconfig_data(check_exec_plugins(doc), _private_dir(cfg))
-            KubeConfigLoader(config_dict=doc, active_context=context).load_and_set(cfg)
+            directory = _private_dir(cfg)
+            doc = _materialize_kubeconfig_data(check_exec_plugins(doc), directory)
+            # exec plugins run bounded, their failures are errors (ansflow.engines.kube_exec)
+            exec_loader_class()(config_dict=doc, active_context=context,
+                                temp_file_path=str(directory)).load_and_set(cfg)
         elif in_cluster:
             InClusterConfigLoader(SERVICE_TOKEN_FILENAME, SERVICE_CERT_FILENAME).load_and_set(cfg)
         else:
