@@ -190,6 +190,8 @@ def translate_error(exc: BaseException, *, cluster: str, action: str) -> EngineE
         if exc.__cause__ is None:
             return EngineError(f"{where}: {exc}")
         exc = exc.__cause__
+    if type(exc) is EngineError:  # an exec plugin failing when its token was refreshed
+        return EngineError(f"{where}: {exc.message}", hint=exc.hint)
     if isinstance(exc, k8s.ApiException):
         body = _status_body(exc)
         message = str(body.get("message") or exc.reason or "")[:ERROR_BODY_LIMIT]

@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 from pydantic import SecretStr
 
 from ansflow.blocks.kubernetes import KubernetesCluster
+from ansflow.engines.kube import translate_error
 from ansflow.engines.kube_exec import EXEC_ENV, EXEC_TIMEOUT_ENV
 from ansflow.errors import StepFailed
 
@@ -159,8 +160,13 @@ def test_a_plugin_failing_when_refreshing_is_an_error_not_an_anonymous_request(
     mark = dev_cluster.audit_mark()
     with block.get_client() as api:
         (plugin_dir / "mode").write_text("fail")
-        with pytest.raises(Exception, match="exited with 3: token expired: run `cloud login`"):
+        with pytest.raises(Exception, match="exited with 3: token expired: run `cloud login`"
+                           ) as raised:
             _whoami(api)
+    told = translate_error(raised.value, cluster="eks", action="read the server version")
+    assert told.message.startswith("cluster 'eks': read the server version: kubeconfig user "
+                                   "'cloud-user': exec credential plugin ")
+    assert "run the plugin by hand" in told.hint
     assert not [e for e in dev_cluster.audit_events(mark)
                 if e.get("user", {}).get("username") == "system:anonymous"]
 
