@@ -3,6 +3,8 @@ live list) before it goes; the cluster's own namespaces and hostile names refuse
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client as k8s
 
@@ -61,3 +63,83 @@ def test_delete_namespace_lists_what_it_holds_then_deletes_it(dev_cluster, run_o
         assert status in ("Terminating", "gone")
     with pytest.raises(StepFailed, match="not found"):
         run_op(delete_namespace, None, resource_name="ansflow-no-such-namespace")
+
+
+@pytest.fixture
+def served(dev_cluster, prefect_server, tmp_path):
+    """`ansflow serve --manage` (its approval timeout 60 s) until the test ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from polling import until
+
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "ANSFLOW_APPROVAL_TIMEOUT": "60"}
+    proc = subprocess.Popen([sys.executable, "-m", "ansflow.cli", "serve", "--manage"],
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        until(lambda: proc.poll() is not None
+              or "serving ansflow-k8s/delete_namespace" in log.read_text(), 90, "serve")
+        assert proc.poll() is None, log.read_text()
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        def deployed():
+            with get_client(sync_client=True) as client:
+                try:
+                    return client.read_deployment_by_name("ansflow-k8s/delete_namespace")
+                except ObjectNotFound:
+                    return None
+
+        until(deployed, 60, "the deployment")
+        time.sleep(2)  # the runner polls for runs once the deployments exist
+        yield log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+
+
+def _state(run_id, check, timeout: float = 120):
+    from polling import until
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return until(lambda: (lambda r: r if r.state and check(r.state) else None)(
+            client.read_flow_run(run_id)), timeout, "the run's state")
+
+
+@pytest.mark.k8s
+@pytest.mark.server
+def test_served_delete_namespace_waits_for_approval_a_rejection_keeps_it_confirm_deletes(
+        served, dev_cluster):
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+
+    ns = dev_cluster.namespace("gated")
+    with dev_cluster.client() as api:
+        core = k8s.CoreV1Api(api)
+        core.create_namespaced_config_map(ns, {"metadata": {"name": "keep"}})
+        started = run_deployment("ansflow-k8s/delete_namespace", timeout=0, parameters={
+            "cluster": dev_cluster.block_name, "resource_name": ns})
+        _state(started.id, lambda s: s.is_paused())
+        assert core.read_namespace(ns).status.phase == "Active"
+        resume_flow_run(started.id, run_input={"approve": False, "comment": "no"})
+        ended = _state(started.id, lambda s: s.is_final())
+        assert ended.state.is_failed()
+        assert ended.state.message == (f"delete_namespace of {ns!r} was rejected (no); "
+                                       "nothing was changed")
+        assert core.read_namespace(ns).status.phase == "Active"
+        done = run_deployment("ansflow-k8s/delete_namespace", timeout=180, poll_interval=0.5,
+                              parameters={"cluster": dev_cluster.block_name,
+                                          "resource_name": ns, "confirm": ns})
+        assert done.state.is_completed(), done.state
+        try:
+            phase = core.read_namespace(ns).status.phase
+        except k8s.ApiException as exc:
+            assert exc.status == 404
+            phase = "gone"
+        assert phase in ("Terminating", "gone")
