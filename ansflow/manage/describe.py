@@ -13,6 +13,7 @@ from ansflow.engines.kube_drift import (
     drift_markdown,
     hpa_targets,
 )
+from ansflow.engines.kube_errors import KubeForbidden, KubeNotFound
 from ansflow.engines.kube_kinds import EVENTS, HPAS
 from ansflow.engines.kube_objects import Resource, get_object, list_objects, request, resolve_type
 from ansflow.errors import StepFailed
@@ -108,7 +109,10 @@ def object_drift(api, res: Resource, obj: dict) -> list[dict] | None:
     meta = obj.get("metadata") or {}
     hpas: list = []
     if res.namespaced and "replicas" in (obj.get("spec") or {}):
-        hpas = list_objects(api, HPAS, meta.get("namespace")).get("items") or []
+        try:
+            hpas = list_objects(api, HPAS, meta.get("namespace")).get("items") or []
+        except (KubeForbidden, KubeNotFound):
+            hpas = []  # an identity that may not list them: the scalers' managers still count
     return diff(applied, obj, hpa_targeted=hpa_targets(hpas, res.kind, meta.get("name")))
 
 

@@ -76,3 +76,33 @@ def test_revert_puts_back_what_was_applied_and_the_drift_is_gone(dev_cluster, ma
             ns, {"metadata": {"name": "plain"}, "data": {"a": "1"}})
     with pytest.raises(StepFailed, match="keeps no manifest ansflow applied"):
         run_op(revert, ns, resource_type="configmap", resource_name="plain")
+
+
+@pytest.mark.k8s
+def test_describe_shows_drift_to_an_identity_that_may_not_list_hpas(dev_cluster, make_ctx,
+                                                                    run_op, read_only_block):
+    from ansflow.manage.describe import describe
+    from ansflow.spec.steps import K8sDeployConfig
+    from ansflow.tasks.k8s_deploy import execute_k8s_deploy
+
+    ns = dev_cluster.namespace("nohpa")
+    ctx = make_ctx("k8s_deploy", pipeline=f"nh-{uuid.uuid4().hex[:8]}")
+    execute_k8s_deploy(ctx, K8sDeployConfig(cluster=dev_cluster.block_name, namespace=ns,
+                                            manifest=MANIFEST, wait=False, timeout=60))
+    block, _ = read_only_block(ns, ["deployments"], "apps")
+    with dev_cluster.client() as api:
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        rbac.create_namespaced_role(ns, {"metadata": {"name": "events"}, "rules": [
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}]})
+        rbac.create_namespaced_role_binding(ns, {
+            "metadata": {"name": "reader-events"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": "events"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]})
+        k8s.AppsV1Api(api).patch_namespaced_deployment(
+            "web", ns, {"spec": {"template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:3"}]}}}}, field_manager="kubectl-set")
+    described, _ = run_op(describe, ns, block=block, resource_type="deployment",
+                          resource_name="web")
+    assert described.outputs["drift"] == "1", described.markdown
+    assert "| nginx:1 | nginx:3 | kubectl-set |" in described.markdown
