@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from ansflow.blocks.saved import BlockNotFound, load_saved_block, saved_block_names
 from ansflow.engines.errors import EngineError
@@ -53,6 +53,8 @@ class KubernetesCluster(Block):
 
     _block_type_name = "Ansflow Kubernetes Cluster"
     _block_type_slug = "ansflow-kubernetes-cluster"
+    # A refusal never repeats what was given: pydantic would show the whole input, token too.
+    model_config = ConfigDict(hide_input_in_errors=True)
     _logo_url = KUBERNETES_LOGO
 
     kubeconfig: SecretStr | None = Field(

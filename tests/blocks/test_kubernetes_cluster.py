@@ -208,3 +208,18 @@ def test_cluster_check_errors_name_the_cluster_and_the_cause(
     assert out.exit_code == 1
     assert "no saved Kubernetes cluster block named 'no-such-block'" in out.output
     assert "hint: save one: ansflow cluster add no-such-block --kubeconfig FILE" in out.output
+
+
+def test_a_refused_cluster_block_never_repeats_its_secrets():
+    """pydantic shows the whole input of a failed validation by default: the token and the
+    client key would be in the error a user sees."""
+    from pydantic import ValidationError
+
+    from ansflow.blocks.kubernetes import KubernetesCluster
+
+    with pytest.raises(ValidationError) as err:
+        KubernetesCluster(server="https://127.0.0.1:6443", token="tok-secret-123456",
+                          client_key="secret-key-text")
+    text = str(err.value)
+    assert "client_certificate" in text
+    assert "tok-secret-123456" not in text and "secret-key-text" not in text
