@@ -36,7 +36,6 @@ from ansflow.engines.lines import clean_line
 from ansflow.errors import AnsflowError, StepFailed, UsageError
 from ansflow.plan import Plan
 from ansflow.spec.source import GitSource
-from ansflow.templating import GIT_KEYS
 
 _RunLogger = logging.Logger | logging.LoggerAdapter
 
@@ -215,17 +214,3 @@ def with_git(plan: Plan, values: dict[str, str]) -> Plan:
         return plan
     env = {name: str(values.get(key) or "") for key, name in GIT_ENV.items()}
     return replace(plan, env={**env, **plan.env})
-
-
-def scheduler_with_git(scheduler_cls: type) -> type:
-    """``scheduler_cls`` whose template context also holds ``git`` (the run's RunInfo.git;
-    empty strings without a source), unless the scheduler puts it there itself."""
-
-    class GitScheduler(scheduler_cls):  # type: ignore[misc, valid-type]
-        def _template_context(self, step: Any) -> dict[str, Any]:
-            context = super()._template_context(step)
-            context.setdefault("git", {**dict.fromkeys(GIT_KEYS, ""), **self.info.git})
-            return context
-
-    GitScheduler.__name__ = GitScheduler.__qualname__ = scheduler_cls.__name__
-    return GitScheduler

@@ -24,7 +24,6 @@ from ansflow.flows.git_source import (
     as_checked_out,
     prepare_git,
     run_label,
-    scheduler_with_git,
     split_run_parameters,
     with_git,
 )
@@ -286,7 +285,7 @@ def run_plan(plan: Plan, values: dict[str, Any], secrets: dict[str, str], flow_r
     try:
         control = RunControl()
         info = RunInfo(plan.name, str(flow_run_id), start.build_number, values, secrets, git)
-        scheduler = scheduler_with_git(Scheduler)(plan, info, control, reused=start.reused)
+        scheduler = Scheduler(plan, info, control, reused=start.reused)
         for value in credential_secrets(plan):
             scheduler.masker.add(value)
         _run_steps(plan, scheduler, control, flow_run_id, logger)

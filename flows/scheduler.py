@@ -28,9 +28,9 @@ from ansflow.flows.tag_limits import limited_tags, mark_unlimited, skip_known_un
 from ansflow.plan import Plan, PlannedStep
 from ansflow.runtime.base import Masker, RunControl, StepContext
 from ansflow.runtime.public import Executor, executor_of
-from ansflow.stepenv import inherited_env
+from ansflow.stepenv import ansflow_env, inherited_env
 from ansflow.steptypes import step_type
-from ansflow.templating import has_template
+from ansflow.templating import GIT_KEYS, has_template
 
 # Set by the CLI to follow a run live: called with (step, state) on each change. A context
 # variable, not a parameter: the pipeline flow's parameters are JSON the server records, and
@@ -357,6 +357,7 @@ class Scheduler:
             "pipeline": {"name": self.plan.name, "build_number": self.info.build_number,
                          "run_id": self.info.run_id, "type": self.plan.type},
             "run": {"workspace": self.plan.workspace},  # the run's own (flows.run_workspace)
+            "git": {**dict.fromkeys(GIT_KEYS, ""), **self.info.git},  # its commit, if any
             "vars": dict(self.info.variables),
             # What the step's process sees (ansflow.stepenv), never the worker's credentials.
             "env": {**self._worker_env(), **self._ansflow_env(step),
@@ -387,10 +388,9 @@ class Scheduler:
         return self._inherited_env
 
     def _ansflow_env(self, step: PlannedStep) -> dict[str, str]:
-        return {"ANSFLOW_PIPELINE": self.plan.name,
-                "ANSFLOW_BUILD_NUMBER": str(self.info.build_number),
-                "ANSFLOW_RUN_ID": self.info.run_id, "ANSFLOW_STEP_ID": step.id,
-                "ANSFLOW_WORKSPACE": self.plan.workspace, "CI": "true"}
+        return ansflow_env(pipeline=self.plan.name, build_number=self.info.build_number,
+                           run_id=self.info.run_id, step_id=step.id,
+                           workspace=self.plan.workspace)
 
     # -- the outcome ----------------------------------------------------------------------
     def outcome(self) -> tuple[str, str]:

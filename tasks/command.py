@@ -17,7 +17,7 @@ from ansflow.engines.process import run_process
 from ansflow.errors import StepCancelled, StepFailed, StepTimedOut
 from ansflow.outputs import OutputFormatError, parse_outputs, read_outputs_file
 from ansflow.paths import confine
-from ansflow.runtime.base import StepContext, StepResult, label_value
+from ansflow.runtime.base import StepContext, StepResult, label_value, step_executor
 from ansflow.runtime.public import (
     StepOutput,
     cluster_argument,
@@ -48,6 +48,7 @@ def script_argv(interpreter: str, path: str, args: list[str]) -> list[str]:
     return [*parts, *flags, path, *args]
 
 
+@step_executor
 def execute_command(ctx: StepContext, config: CommandConfig) -> StepResult:
     """Run a command line (through ``config.shell``) or an argv list."""
     argv = command_argv(config.command, config.shell)
@@ -62,6 +63,7 @@ def execute_command(ctx: StepContext, config: CommandConfig) -> StepResult:
     return _run(ctx, argv, config.working_dir, config.image, config.host)
 
 
+@step_executor
 def execute_script(ctx: StepContext, config: ScriptConfig) -> StepResult:
     """Run an inline script or a script file with ``config.interpreter``."""
     if ctx.runs_on in ("remote", "kubernetes"):

@@ -261,9 +261,8 @@ class _PodRun:
                 f"the step's pod {self.name} was scheduled to {node}, a kwok node that runs "
                 "no containers",
                 hint="steps in pods need a real node: on the dev cluster start it with "
-                     "`ansflow dev-cluster up --real-node` and set node_selector "
-                     "{ansflow.dev/real-node: 'true'} and a toleration of that taint "
-                     "(defaults.kubernetes; see docs/k8s-steps.md)")
+                     "`ansflow dev-cluster up --real-node` (its kwok nodes are then tainted, "
+                     "so pods land on the real node; see docs/k8s-steps.md)")
 
     def _upload(self) -> None:
         """The workspace as a tar stream into the pod's /workspace, then the ready flag."""
