@@ -12,6 +12,7 @@ The render layer over the same table is tests/test_hostile_values_render.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -221,10 +222,12 @@ def _operation_runs(world: World, value: str) -> list[tuple[str, dict]]:
     return runs
 
 
-def _console_to_this_tests_stderr() -> None:
+@contextlib.contextmanager
+def _console_to_this_tests_stderr():
     """Prefect's console handler keeps the stream it was made with: under pytest that is an
     earlier test's capture, closed since, and writing to it prints a traceback into this
-    test's captured stderr, which the checks read as ansflow's. Point it at this test's."""
+    test's captured stderr, which the checks read as ansflow's. Point it at this test's for
+    the test's runs, and back after, so no later test writes to this one's capture."""
     import logging
     import sys
 
@@ -232,12 +235,17 @@ def _console_to_this_tests_stderr() -> None:
 
     loggers = [logging.getLogger(),
                *(logging.getLogger(n) for n in logging.root.manager.loggerDict)]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", ()):
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.stream = sys.stderr  # not setStream: it flushes the closed one
-                handler.console.file = sys.stderr
-
+    handlers = {id(h): h for logger in loggers for h in getattr(logger, "handlers", ())
+                if isinstance(h, PrefectConsoleHandler)}.values()
+    saved = [(h, h.stream, h.console.file) for h in handlers]
+    for handler, _, _ in saved:
+        handler.stream = sys.stderr  # not setStream: it flushes the closed one
+        handler.console.file = sys.stderr
+    try:
+        yield
+    finally:
+        for handler, stream, file in saved:
+            handler.stream, handler.console.file = stream, file
 
 # A form value is never templated: one value of the shell and Jinja families stands for all.
 OPERATION_VALUES = [h for h in HOSTILE if h.name not in THROUGH_CLI and (
@@ -276,9 +284,9 @@ def test_a_hostile_value_in_every_operation_field_is_refused_or_data(hostile, wo
             except Exception as exc:  # noqa: BLE001 - what escapes the served flow's body
                 results[label] = f"escaped: {type(exc).__name__}: {exc}"[:300]
 
-    _console_to_this_tests_stderr()
     audit = audit_mark(dev_cluster)
-    state = every_operation(return_state=True)
+    with _console_to_this_tests_stderr():
+        state = every_operation(return_state=True)
     problems: dict[str, str] = {}
     for label, result in results.items():
         if isinstance(result, str):
