@@ -21,7 +21,19 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SUITE="${ANSFLOW_WORKER_SUITE:-bookworm}"   # Debian 12: python3 is 3.11, as the lock
-MIRROR="${ANSFLOW_WORKER_MIRROR:-http://deb.debian.org/debian}"
+# The Debian mirror: ANSFLOW_WORKER_MIRROR, else the one this machine's apt uses (its sources,
+# one-line or deb822 format), so no registry address is written here.
+host_mirror() {
+  { grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+      | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) {print $i; exit}}'
+    grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+  } | grep -v security | head -n 1
+}
+MIRROR="${ANSFLOW_WORKER_MIRROR:-$(host_mirror)}"
+if [ -z "$MIRROR" ]; then
+  echo "build-worker-image: no Debian mirror: set ANSFLOW_WORKER_MIRROR" >&2
+  exit 2
+fi
 REGISTRY="${ANSFLOW_WORKER_REGISTRY:-${ANSFLOW_TEST_REGISTRY:-}}"
 if [ -z "$REGISTRY" ]; then
   echo "build-worker-image: no registry: set ANSFLOW_WORKER_REGISTRY or source the set-up's" \
@@ -101,7 +113,9 @@ chroot "$WORK/rootfs" env -i PATH=/usr/bin:/bin /opt/ansflow/bin/pip install -q 
 chroot "$WORK/rootfs" /opt/ansflow/bin/python -c "import ansflow.flows.pipeline" >&2
 umount -l "$WORK/rootfs/proc"
 rm -rf "$WORK/rootfs/tmp/ansflow-build" "$WORK/rootfs/var/lib/apt/lists/"* \
-  "$WORK/rootfs/var/cache/apt/"*.bin "$WORK/rootfs/root/.cache"
+  "$WORK/rootfs/var/cache/apt/"*.bin
+IMAGE_HOME="$WORK/rootfs/root"  # the image's own root home: pip's cache goes
+rm -rf "${IMAGE_HOME:?}/.cache"
 : > "$WORK/rootfs/etc/resolv.conf"
 echo "build-worker-image: venv ($((SECONDS - t)) s)" >&2
 
